@@ -1,0 +1,87 @@
+import { Command, CommanderError } from 'commander';
+import { defaultConfig, loadConfigFile, type LoadedConfig } from '../config/load.js';
+import { ZegelError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { Relay } from '../relay.js';
+import { hashPassword } from '../smtp/policy.js';
+
+function load(file: string | undefined): LoadedConfig {
+  return file ? loadConfigFile(file) : defaultConfig();
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function start(options: { config?: string }): Promise<void> {
+  const { config, source } = load(options.config);
+  const log = createLogger(config.log.level);
+  if (!source) log.info({ dataDir: config.data.dir, target: config.delivery.target }, 'no --config given: running the embedded default (loopback only, SQLite in ./data, delivery to the outbox)');
+  else log.info({ config: source }, 'configuration loaded');
+  const relay = await Relay.start({ config, log });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'draining');
+    relay.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        log.error({ err: { message: err.message } }, 'drain failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+export function buildCli(): Command {
+  const program = new Command('zegel')
+    .description('Zegel secure-mail relay')
+    .showHelpAfterError()
+    .exitOverride();
+  program
+    .command('start')
+    .description('run the relay (with no --config: the embedded default)')
+    .option('-c, --config <file>', 'YAML configuration file')
+    .action(start);
+  program
+    .command('check-config')
+    .description('validate a configuration file and print the effective configuration as JSON')
+    .requiredOption('-c, --config <file>', 'YAML configuration file')
+    .action((options: { config: string }) => {
+      const { config } = load(options.config);
+      process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    });
+  program
+    .command('hash-password')
+    .description('read a password on standard input and print its argon2id hash for smtp.auth.users')
+    .action(async () => {
+      const password = (await readStdin()).replace(/\r?\n$/, '');
+      if (password.length < 12) throw new ZegelError('ZEGEL_PASSWORD_INPUT', 'the password must be at least 12 characters');
+      process.stdout.write(`${await hashPassword(password)}\n`);
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    if (err instanceof ZegelError) {
+      process.stderr.write(`zegel: ${err.code}: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    const e = err as NodeJS.ErrnoException;
+    process.stderr.write(`zegel: ${e.code ?? 'ERROR'}: ${e.message}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,171 @@
+import net from 'node:net';
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+
+/**
+ * The one configuration schema. Every default lives here; the table in
+ * DESIGN.md ("Contracts") and config/zegel.example.yaml describe the same keys.
+ */
+
+const size = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const parsed = parseSize(value);
+    if (parsed === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as 50MB or a number of bytes, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const parsed = parseDuration(value);
+    if (parsed === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as 5m, 48h or 90d, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const hostPort = z.string().transform((value, ctx) => {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || !(port >= 0 && port <= 65535)) {
+    ctx.addIssue({ code: 'custom', message: `expected host:port (for IPv6 [::1]:port), got ${JSON.stringify(value)}` });
+    return z.NEVER;
+  }
+  return { host: (match[1] ?? match[2]) as string, port };
+});
+
+const cidr = z.string().refine(
+  (value) => {
+    const [address, prefix, ...rest] = value.split('/');
+    if (rest.length || !address) return false;
+    const family = net.isIP(address);
+    if (!family) return false;
+    if (prefix === undefined) return true;
+    const bits = Number(prefix);
+    return /^\d+$/.test(prefix) && bits >= 0 && bits <= (family === 4 ? 32 : 128);
+  },
+  { message: 'expected an IP address or CIDR such as 10.0.0.0/8 or ::1/128' },
+);
+
+const domain = z
+  .string()
+  .regex(/^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i, 'expected a domain name such as example.nl')
+  .transform((value) => value.toLowerCase());
+
+const address = z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, 'expected an e-mail address');
+
+const target = z.string().refine((value) => value === 'outbox' || /^smtp:\/\/[^\s/:]+(?::\d{1,5})?\/?$/.test(value) || /^smtp:\/\/\[[0-9a-fA-F:.]+\](?::\d{1,5})?\/?$/.test(value), {
+  message: 'expected "outbox" or smtp://host:port',
+});
+
+const verificationMethod = z.enum(['none', 'access-code', 'email-code', 'sms-code']);
+
+const strict = <T extends z.ZodRawShape>(shape: T) => z.object(shape).strict();
+
+export const configSchema = strict({
+  organisation: strict({
+    name: z.string().min(1).default('Zegel'),
+    domains: z.array(domain).default([]),
+    logoUrl: z.string().url().optional(),
+    colour: z
+      .string()
+      .regex(/^#[0-9a-fA-F]{6}$/, 'expected a colour such as #0b5394')
+      .optional(),
+    helpText: strict({ nl: z.string().optional(), en: z.string().optional() }).optional(),
+  }).prefault({}),
+  smtp: strict({
+    listen: hostPort.prefault('127.0.0.1:2525'),
+    hostname: z.string().min(1).optional(),
+    allow: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
+    auth: strict({
+      users: z
+        .array(
+          strict({
+            username: z.string().min(1),
+            passwordHash: z.string().regex(/^\$argon2(id|i|d)\$/, 'expected an argon2 hash (zegel hash-password makes one)'),
+          }),
+        )
+        .default([]),
+    }).prefault({}),
+    tls: strict({ key: z.string().min(1), cert: z.string().min(1) }).optional(),
+    requireTLS: z.boolean().default(false),
+    maxMessageSize: size.default(50 * 1024 * 1024),
+    maxRecipients: z.number().int().min(1).default(100),
+    maxHops: z.number().int().min(1).default(50),
+    senderDomainCheck: z.boolean().default(true),
+    bareLineEndings: z.enum(['normalise', 'reject']).default('normalise'),
+    socketTimeout: duration.default(300_000),
+  }).prefault({}),
+  delivery: strict({
+    target: target.default('outbox'),
+    internalTarget: target.optional(),
+    concurrency: z.number().int().min(1).max(1000).default(20),
+    retry: strict({
+      schedule: z.array(duration).min(1).default([5 * 60e3, 10 * 60e3, 30 * 60e3, 3600e3, 2 * 3600e3, 4 * 3600e3]),
+      giveUpAfter: duration.default(48 * 3600e3),
+    }).prefault({}),
+    timeout: duration.default(120_000),
+  }).prefault({}),
+  data: strict({ dir: z.string().min(1).default('./data') }).prefault({}),
+  rules: strict({ dir: z.string().min(1).optional() }).prefault({}),
+  classify: strict({
+    optInTags: z.array(z.string().min(1)).default(['veilig', 'secure', 'vertrouwelijk']),
+    limits: strict({
+      depth: z.number().int().min(0).default(3),
+      entries: z.number().int().min(1).default(1000),
+      totalBytes: size.default(200 * 1024 * 1024),
+      ratio: z.number().min(1).default(100),
+      timeout: duration.default(10_000),
+    }).prefault({}),
+  }).prefault({}),
+  reader: strict({
+    listen: hostPort.prefault('127.0.0.1:8080'),
+    publicUrl: z.string().url().default('http://127.0.0.1:8080'),
+  }).prefault({}),
+  notification: strict({
+    from: z.enum(['no-reply', 'sender']).default('no-reply'),
+    noReplyAddress: address.optional(),
+    replyTo: z.boolean().default(true),
+    dkim: strict({ domain, selector: z.string().min(1), privateKeyFile: z.string().min(1) }).optional(),
+    language: strict({
+      default: z.enum(['nl', 'en']).default('nl'),
+      byDomain: z.record(z.string(), z.enum(['nl', 'en'])).default({}),
+    }).prefault({}),
+  }).prefault({}),
+  verification: strict({
+    default: verificationMethod.default('email-code'),
+    sms: strict({
+      driver: z.enum(['log', 'webhook']).default('log'),
+      url: z.string().url().optional(),
+      tokenFile: z.string().optional(),
+    }).prefault({}),
+    ttl: strict({
+      email: duration.default(15 * 60e3),
+      sms: duration.default(10 * 60e3),
+      maxAttempts: z.number().int().min(1).default(5),
+      lockFor: duration.default(15 * 60e3),
+    }).prefault({}),
+  }).prefault({}),
+  retention: strict({
+    messages: duration.default(90 * 86400e3),
+    audit: duration.default(6 * 365.25 * 86400e3),
+  }).prefault({}),
+  receipts: strict({
+    sender: z.boolean().default(true),
+    firstOpen: z.boolean().default(false),
+  }).prefault({}),
+  queue: strict({
+    driver: z.enum(['sqlite']).default('sqlite'),
+  }).prefault({}),
+  log: strict({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  }).prefault({}),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;

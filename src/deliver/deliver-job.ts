@@ -1,0 +1,193 @@
+import crypto from 'node:crypto';
+import type { Clock } from '../clock.js';
+import type { OriginSigner } from '../crypto/origin.js';
+import type { Logger } from '../log.js';
+import type { Job, JobResult, NewJob } from '../queue/types.js';
+import type { Spool } from '../spool/spool.js';
+import type { Backend } from '../store/sqlite-backend.js';
+import type { AttemptResult, MessageRecord, RecipientRecord } from '../store/messages.js';
+import { composeDsn, type Bounce } from './dsn.js';
+import { enhancedStatus, nextAttempt, type RetryPolicy } from './retry.js';
+import { TransportError, type Envelope, type Transport } from './transport.js';
+
+export type Route = 'target' | 'internal';
+
+export interface DeliverPayload {
+  messageId: string;
+  route: Route;
+  /** Recipient indexes this job delivers to. */
+  recipients: number[];
+}
+
+export function deliverJob(messageId: string, route: Route, recipients: number[]): NewJob {
+  return { id: `deliver:${messageId}:${route}`, kind: 'deliver', payload: { messageId, route, recipients } satisfies DeliverPayload };
+}
+
+export interface DeliveryDeps {
+  clock: Clock;
+  log: Logger;
+  spool: Spool;
+  backend: Backend;
+  signer: OriginSigner;
+  transports: Record<Route, Transport>;
+  retry: RetryPolicy;
+  hostname: string;
+}
+
+/** RFC 3461: a DSN goes out for a failure unless the client asked otherwise, and never to <>. */
+function wantsFailureReport(message: MessageRecord, rcpt: RecipientRecord): boolean {
+  if (message.mailFrom === '' || message.origin === 'dsn') return false;
+  return !rcpt.notify || rcpt.notify.includes('FAILURE');
+}
+
+function toEnvelope(message: MessageRecord, recipients: RecipientRecord[]): Envelope {
+  const notify: Record<string, string[]> = {};
+  const orcpt: Record<string, string> = {};
+  for (const r of recipients) {
+    if (r.notify) notify[r.address] = r.notify;
+    if (r.orcpt) orcpt[r.address] = r.orcpt;
+  }
+  const hasDsn = message.ret || message.envId || Object.keys(notify).length || Object.keys(orcpt).length;
+  return {
+    from: message.mailFrom,
+    to: recipients.map((r) => r.address),
+    dsn: hasDsn ? { ret: message.ret, envid: message.envId, notify, orcpt } : undefined,
+  };
+}
+
+/**
+ * The deliver job: sends the spooled bytes, unchanged, to the route's next
+ * hop for every recipient of the job that is still pending; records each
+ * outcome; retries temporary failures on the configured schedule; bounces
+ * permanent ones (and expired ones) with a DSN to the envelope sender; and
+ * removes the spool file once no recipient needs it.
+ */
+export class Delivery {
+  readonly #deps: DeliveryDeps;
+
+  constructor(deps: DeliveryDeps) {
+    this.#deps = deps;
+  }
+
+  readonly handle = async (job: Job<DeliverPayload>): Promise<JobResult> => {
+    const { backend, clock, log, spool } = this.#deps;
+    const { messageId, route } = job.payload;
+    const message = backend.store.getMessage(messageId);
+    if (!message) {
+      log.error({ job: job.id, queueId: messageId }, 'deliver job for an unknown message; dropped');
+      return { status: 'done' };
+    }
+    const wanted = new Set(job.payload.recipients);
+    const pending = backend.store.getRecipients(messageId).filter((r) => wanted.has(r.idx) && r.state === 'pending');
+    if (!pending.length || !message.spool) {
+      await this.#cleanUp(messageId);
+      return { status: 'done' };
+    }
+    const transport = this.#deps.transports[route];
+    const attempt = job.attempts + 1;
+    const started = clock.now();
+    const results: AttemptResult[] = [];
+    const tag = `${messageId}.${route}.${attempt}`;
+    let temporary: string | undefined;
+    try {
+      const sent = await transport.send(toEnvelope(message, pending), spool.pathOf(messageId), tag);
+      const byAddress = new Map(pending.map((r) => [r.address, r]));
+      for (const address of sent.accepted) {
+        const rcpt = byAddress.get(address);
+        if (rcpt) results.push({ idx: rcpt.idx, outcome: 'delivered', reply: sent.reply, remoteMta: sent.remoteMta });
+      }
+      for (const refusal of sent.rejected) {
+        const rcpt = byAddress.get(refusal.address);
+        if (!rcpt) continue;
+        results.push({ idx: rcpt.idx, outcome: refusal.code >= 500 ? 'bounced' : 'deferred', reply: refusal.reply, remoteMta: sent.remoteMta });
+      }
+      // a recipient the next hop did not mention stays pending and is tried again
+      for (const rcpt of pending) {
+        if (!results.some((r) => r.idx === rcpt.idx)) results.push({ idx: rcpt.idx, outcome: 'deferred', reply: sent.reply, remoteMta: sent.remoteMta });
+      }
+    } catch (err) {
+      const failure = err instanceof TransportError ? err : new TransportError(0, (err as Error).message, transport.name);
+      if (!(err instanceof TransportError)) temporary = (err as Error).message;
+      for (const rcpt of pending) {
+        results.push({ idx: rcpt.idx, outcome: failure.permanent ? 'bounced' : 'deferred', reply: failure.reply, remoteMta: failure.remoteMta });
+      }
+    }
+
+    const deferred = results.filter((r) => r.outcome === 'deferred');
+    const retry = deferred.length ? nextAttempt(this.#deps.retry, attempt, message.receivedAt, clock.now()) : undefined;
+    if (retry?.action === 'give-up') {
+      for (const r of deferred) {
+        r.outcome = 'bounced';
+        r.reply = `${r.reply} (gave up after ${Math.round(this.#deps.retry.giveUpAfter / 3_600_000)}h of retries)`;
+      }
+    }
+    for (const r of results) {
+      const rcpt = pending.find((p) => p.idx === r.idx)!;
+      log.info(
+        { queueId: messageId, job: job.id, attempt, to: rcpt.address, route: transport.name, result: r.outcome, reply: r.reply, ms: clock.now() - started, ...(temporary ? { error: temporary } : {}) },
+        'delivery attempt',
+      );
+    }
+
+    const bounces = results.filter((r) => r.outcome === 'bounced');
+    if (bounces.length) await this.#reportFailures(message, pending, bounces, retry?.action === 'give-up');
+    const stillPending = await backend.store.recordAttempt(messageId, results, { route: transport.name });
+    if (retry?.action === 'retry') return { status: 'retry', runAt: retry.at };
+    if (stillPending === 0) await this.#cleanUp(messageId);
+    return { status: 'done' };
+  };
+
+  /**
+   * Queues a DSN for the bounced recipients that want one. Its id is derived
+   * from the message and the recipients, so running this twice after a crash
+   * makes one DSN, and it is written before the bounce is recorded, so a crash
+   * in between never loses it.
+   */
+  async #reportFailures(message: MessageRecord, pending: RecipientRecord[], bounced: AttemptResult[], expired: boolean): Promise<void> {
+    const { backend, clock, spool, signer, log } = this.#deps;
+    const report = bounced
+      .map((b) => ({ result: b, rcpt: pending.find((p) => p.idx === b.idx)! }))
+      .filter(({ rcpt }) => wantsFailureReport(message, rcpt));
+    if (!report.length) return;
+    const digest = crypto.createHash('sha256').update(`${message.id}:${report.map((r) => r.rcpt.idx).join(',')}`).digest('hex').slice(0, 12);
+    const dsnId = `${message.id}-dsn-${digest}`;
+    if (backend.store.getMessage(dsnId)) return;
+    const bounces: Bounce[] = report.map(({ result, rcpt }) => ({
+      address: rcpt.address,
+      orcpt: rcpt.orcpt,
+      reply: result.reply,
+      status: expired && !/^5/.test(result.reply) ? enhancedStatus(result.reply, 4).replace(/^4\.0\.0$/, '4.4.7') : enhancedStatus(result.reply, 5),
+      remoteMta: result.remoteMta,
+      reason: expired && !/^5/.test(result.reply) ? 'expired' : 'refused',
+    }));
+    const now = clock.now();
+    const headerId = `<${dsnId}@${this.#deps.hostname}>`;
+    const bytes = composeDsn({
+      reportingMta: this.#deps.hostname,
+      queueId: message.id,
+      to: message.mailFrom,
+      arrivalDate: message.receivedAt,
+      envId: message.envId,
+      originalHeaders: await spool.readHeaderBlock(message.id),
+      bounces,
+      now,
+      messageId: headerId,
+      origin: signer.sign(headerId),
+    });
+    await spool.write(dsnId, bytes);
+    await backend.intake(
+      { id: dsnId, receivedAt: now, mailFrom: '', size: bytes.length, messageId: headerId, origin: 'dsn', recipients: [{ address: message.mailFrom, notify: ['NEVER'] }] },
+      deliverJob(dsnId, 'internal', [0]),
+    );
+    await backend.store.appendEvent({ messageId: message.id, type: 'dsn-queued', detail: { dsn: dsnId, recipients: bounces.map((b) => b.address) } });
+    log.info({ queueId: message.id, dsn: dsnId, recipients: bounces.length }, 'dsn queued');
+  }
+
+  async #cleanUp(messageId: string): Promise<void> {
+    const { backend, spool } = this.#deps;
+    const remaining = backend.store.getRecipients(messageId).filter((r) => r.state === 'pending').length;
+    if (remaining) return;
+    await spool.remove(messageId);
+    await backend.store.markSpoolRemoved(messageId);
+  }
+}

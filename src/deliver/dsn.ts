@@ -1,0 +1,118 @@
+import crypto from 'node:crypto';
+import { rfc5322Date } from '../smtp/received.js';
+
+export interface Bounce {
+  address: string;
+  orcpt?: string | undefined;
+  /** The reply that made delivery fail, e.g. `550 5.1.1 user unknown`. */
+  reply: string;
+  /** Enhanced status code (RFC 3463) for the Status field. */
+  status: string;
+  remoteMta?: string | undefined;
+  /** Why: the next hop refused, or the retries ran out. */
+  reason: 'refused' | 'expired';
+}
+
+export interface DsnInput {
+  reportingMta: string;
+  queueId: string;
+  /** The envelope sender the report goes to. */
+  to: string;
+  arrivalDate: number;
+  envId?: string | undefined;
+  /** The original header block (CRLF line endings), for the text/rfc822-headers part. */
+  originalHeaders: Buffer;
+  bounces: Bounce[];
+  now: number;
+  messageId: string;
+  /** X-Zegel-Origin value signed for `messageId`. */
+  origin: string;
+}
+
+const wrap = (text: string) => text.replace(/[\r\n]+/g, ' ').replace(/[^\x20-\x7e]/g, '?');
+
+function humanPart(input: DsnInput): string {
+  const lines = input.bounces.map((b) => {
+    const why = b.reason === 'expired' ? 'retries exhausted / pogingen opgegeven' : 'refused / geweigerd';
+    return `  <${wrap(b.address)}> (${why}): ${wrap(b.reply)}`;
+  });
+  return [
+    'Dit is een bericht van Zegel, de beveiligde mailrelay van uw organisatie.',
+    '',
+    'Uw bericht kon niet worden afgeleverd bij de volgende ontvanger(s):',
+    '',
+    ...lines,
+    '',
+    'Controleer het adres en stuur het bericht zo nodig opnieuw.',
+    '',
+    '---',
+    '',
+    'This is a message from Zegel, the secure mail relay of your organisation.',
+    '',
+    'Your message could not be delivered to the following recipient(s):',
+    '',
+    ...lines,
+    '',
+    'Please check the address and send the message again if needed.',
+    '',
+  ].join('\r\n');
+}
+
+function statusPart(input: DsnInput): string {
+  const head = [`Reporting-MTA: dns; ${wrap(input.reportingMta)}`, `X-Zegel-Queue-ID: ${input.queueId}`];
+  if (input.envId) head.push(`Original-Envelope-Id: ${wrap(input.envId)}`);
+  head.push(`Arrival-Date: ${rfc5322Date(input.arrivalDate)}`);
+  const blocks = input.bounces.map((b) => {
+    const lines = [`Final-Recipient: rfc822; ${wrap(b.address)}`];
+    if (b.orcpt) lines.push(`Original-Recipient: ${wrap(b.orcpt)}`);
+    lines.push('Action: failed', `Status: ${b.status}`);
+    if (b.remoteMta) lines.push(`Remote-MTA: dns; ${wrap(b.remoteMta)}`);
+    if (/^\d{3}/.test(b.reply)) lines.push(`Diagnostic-Code: smtp; ${wrap(b.reply)}`);
+    else lines.push(`Diagnostic-Code: X-Zegel; ${wrap(b.reply)}`);
+    lines.push(`Last-Attempt-Date: ${rfc5322Date(input.now)}`);
+    return lines.join('\r\n');
+  });
+  return [head.join('\r\n'), ...blocks].join('\r\n\r\n') + '\r\n';
+}
+
+/**
+ * A delivery status notification (RFC 3464): multipart/report with a
+ * human-readable part in Dutch and English, the machine-readable
+ * message/delivery-status part, and the original header block.
+ */
+export function composeDsn(input: DsnInput): Buffer {
+  const boundary = `zegel-dsn-${crypto.randomBytes(12).toString('hex')}`;
+  const headers = input.originalHeaders;
+  const eightBit = headers.some((byte) => byte > 0x7e);
+  const top = [
+    `From: Mail Delivery System <MAILER-DAEMON@${wrap(input.reportingMta)}>`,
+    `To: <${wrap(input.to)}>`,
+    'Subject: Niet afgeleverd / Undelivered Mail Returned to Sender',
+    `Date: ${rfc5322Date(input.now)}`,
+    `Message-ID: ${input.messageId}`,
+    'Auto-Submitted: auto-replied',
+    `X-Zegel-Origin: ${input.origin}`,
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="${boundary}"`,
+    '',
+    'This is a MIME-encapsulated delivery status notification.',
+    '',
+    `--${boundary}`,
+    'Content-Type: text/plain; charset=us-ascii',
+    'Content-Description: Notification',
+    '',
+    humanPart(input),
+    `--${boundary}`,
+    'Content-Type: message/delivery-status',
+    'Content-Description: Delivery report',
+    '',
+    statusPart(input),
+    `--${boundary}`,
+    'Content-Type: text/rfc822-headers',
+    'Content-Description: Undelivered message headers',
+    ...(eightBit ? ['Content-Transfer-Encoding: 8bit'] : []),
+    '',
+    '',
+  ].join('\r\n');
+  return Buffer.concat([Buffer.from(top, 'latin1'), headers, Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1')]);
+}

@@ -1,0 +1,165 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import nodemailer from 'nodemailer';
+
+export interface Envelope {
+  /** '' for the null sender. */
+  from: string;
+  to: string[];
+  /** RFC 3461 parameters to pass on, when the client gave them. */
+  dsn?: { ret?: string; envid?: string; notify?: Record<string, string[]>; orcpt?: Record<string, string> } | undefined;
+}
+
+export interface RecipientReply {
+  address: string;
+  /** SMTP reply line, e.g. `550 5.1.1 <x@y>: user unknown`. */
+  reply: string;
+  code: number;
+}
+
+/** What the next hop said about one transaction. */
+export interface SendResult {
+  accepted: string[];
+  rejected: RecipientReply[];
+  /** The reply to DATA (or the outbox file written). */
+  reply: string;
+  remoteMta: string;
+}
+
+/** The whole transaction failed; `code` is the SMTP code, or 0 for network trouble. */
+export class TransportError extends Error {
+  readonly code: number;
+  readonly reply: string;
+  readonly remoteMta: string;
+
+  constructor(code: number, reply: string, remoteMta: string) {
+    super(reply);
+    this.name = 'TransportError';
+    this.code = code;
+    this.reply = reply;
+    this.remoteMta = remoteMta;
+  }
+
+  get permanent(): boolean {
+    return this.code >= 500;
+  }
+}
+
+export interface Transport {
+  readonly name: string;
+  /** Sends the file's bytes unchanged, streamed, with the given envelope. */
+  send(envelope: Envelope, file: string, tag: string): Promise<SendResult>;
+  close(): void;
+}
+
+/**
+ * `delivery.target: outbox`, the development target: every delivered message
+ * becomes `<data.dir>/outbox/<tag>.eml` with its envelope beside it in
+ * `<tag>.json`. Both are fsynced before the delivery counts as accepted.
+ */
+export class OutboxTransport implements Transport {
+  readonly name = 'outbox';
+  readonly #dir: string;
+
+  constructor(dataDir: string) {
+    this.#dir = path.join(dataDir, 'outbox');
+    fs.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+  }
+
+  async send(envelope: Envelope, file: string, tag: string): Promise<SendResult> {
+    const eml = path.join(this.#dir, `${tag}.eml`);
+    await pipeline(fs.createReadStream(file, { highWaterMark: 256 * 1024 }), fs.createWriteStream(eml, { mode: 0o600, flush: true }));
+    await writeDurably(path.join(this.#dir, `${tag}.json`), JSON.stringify({ from: envelope.from, to: envelope.to }, null, 2));
+    const dir = await fsp.open(this.#dir, 'r');
+    await dir.sync().finally(() => dir.close());
+    return { accepted: [...envelope.to], rejected: [], reply: `250 2.0.0 written to outbox/${tag}.eml`, remoteMta: 'outbox' };
+  }
+
+  close(): void {}
+}
+
+async function writeDurably(file: string, text: string): Promise<void> {
+  const handle = await fsp.open(file, 'w', 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+interface SmtpError extends Error {
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  rejectedErrors?: Array<{ recipient?: string; responseCode?: number; response?: string }>;
+}
+
+/** Delivery over SMTP to `smtp://host:port`, through a nodemailer connection pool. */
+export class SmtpTransport implements Transport {
+  readonly name: string;
+  readonly #transporter: ReturnType<typeof nodemailer.createTransport>;
+  readonly #host: string;
+
+  constructor(url: string, options: { hostname: string; maxConnections: number; timeout: number }) {
+    const parsed = new URL(url);
+    this.#host = parsed.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(parsed.port || 25);
+    this.name = `${parsed.hostname}:${port}`;
+    this.#transporter = nodemailer.createTransport({
+      host: this.#host,
+      port,
+      secure: false,
+      name: options.hostname,
+      pool: true,
+      maxConnections: options.maxConnections,
+      maxMessages: 1000,
+      connectionTimeout: options.timeout,
+      greetingTimeout: options.timeout,
+      socketTimeout: options.timeout,
+      // opportunistic STARTTLS towards the next hop, as an MTA does
+      tls: { rejectUnauthorized: false },
+      logger: false,
+    });
+  }
+
+  async send(envelope: Envelope, file: string): Promise<SendResult> {
+    try {
+      const info = (await this.#transporter.sendMail({
+        envelope: { from: envelope.from, to: envelope.to, ...(envelope.dsn ? { dsn: envelope.dsn } : {}) } as never,
+        raw: { path: file },
+      })) as { accepted?: Array<string | { address: string }>; rejected?: Array<string | { address: string }>; rejectedErrors?: SmtpError[]; response?: string };
+      const addressOf = (a: string | { address: string }) => (typeof a === 'string' ? a : a.address);
+      const rejectedErrors = info.rejectedErrors ?? [];
+      const rejected = (info.rejected ?? []).map(addressOf).map((address) => {
+        const err = rejectedErrors.find((e) => (e as { recipient?: string }).recipient === address);
+        return { address, code: err?.responseCode ?? 550, reply: (err?.response ?? '550 recipient rejected').trim() };
+      });
+      return { accepted: (info.accepted ?? []).map(addressOf), rejected, reply: (info.response ?? '250').trim(), remoteMta: this.#host };
+    } catch (err) {
+      const e = err as SmtpError;
+      // all recipients refused: nodemailer reports EENVELOPE with the per-recipient errors
+      if (e.code === 'EENVELOPE' && e.rejectedErrors?.length && e.rejectedErrors.every((r) => r.recipient)) {
+        return {
+          accepted: [],
+          rejected: e.rejectedErrors.map((r) => ({ address: r.recipient!, code: r.responseCode ?? 550, reply: (r.response ?? '550 recipient rejected').trim() })),
+          reply: (e.response ?? '').trim(),
+          remoteMta: this.#host,
+        };
+      }
+      const code = typeof e.responseCode === 'number' ? e.responseCode : 0;
+      const reply = (e.response ?? `${e.code ?? 'ERROR'} ${e.message}`).trim();
+      throw new TransportError(code, reply, this.#host);
+    }
+  }
+
+  close(): void {
+    this.#transporter.close();
+  }
+}
+
+export function createTransport(target: string, dataDir: string, options: { hostname: string; maxConnections: number; timeout: number }): Transport {
+  return target === 'outbox' ? new OutboxTransport(dataDir) : new SmtpTransport(target, options);
+}

@@ -1,0 +1,48 @@
+/**
+ * Typed errors with stable codes. Every error Zegel raises on purpose is a
+ * ZegelError; callers branch on `code`, never on message text.
+ */
+export type ZegelErrorCode =
+  | 'ZEGEL_CONFIG_INVALID'
+  | 'ZEGEL_CONFIG_UNREADABLE'
+  | 'ZEGEL_SPOOL_WRITE'
+  | 'ZEGEL_STORE_WRITE'
+  | 'ZEGEL_MESSAGE_TOO_BIG'
+  | 'ZEGEL_BARE_LINE_ENDING'
+  | 'ZEGEL_HEADER_TOO_LONG'
+  | 'ZEGEL_TOO_MANY_HOPS'
+  | 'ZEGEL_QUEUE_CLOSED'
+  | 'ZEGEL_DELIVERY_TEMPORARY'
+  | 'ZEGEL_DELIVERY_PERMANENT'
+  | 'ZEGEL_SPOOL_MISSING'
+  | 'ZEGEL_PASSWORD_INPUT';
+
+export class ZegelError extends Error {
+  readonly code: ZegelErrorCode;
+
+  constructor(code: ZegelErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ZegelError';
+    this.code = code;
+  }
+}
+
+/**
+ * An error that maps to an SMTP reply. `reply` is the full reply text after the
+ * basic code, starting with the enhanced status code (RFC 3463), e.g. `5.7.1 Relaying denied`.
+ */
+export class SmtpReplyError extends Error {
+  readonly responseCode: number;
+  readonly enhancedCode: string;
+
+  constructor(responseCode: number, enhancedCode: string, text: string) {
+    super(`${enhancedCode} ${text}`);
+    this.name = 'SmtpReplyError';
+    this.responseCode = responseCode;
+    this.enhancedCode = enhancedCode;
+  }
+}
+
+export function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string';
+}

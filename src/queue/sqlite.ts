@@ -1,0 +1,197 @@
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { Db } from '../store/db.js';
+import type { GroupCommitter } from '../store/group-commit.js';
+import type { Job, JobHandler, JobQueue, JobResult, NewJob, QueueCounts } from './types.js';
+
+interface JobRow {
+  id: string;
+  kind: string;
+  payload: string;
+  run_at: number;
+  attempts: number;
+  created_at: number;
+}
+
+interface Worker {
+  kind: string;
+  handler: JobHandler<unknown>;
+  concurrency: number;
+  running: Map<string, Promise<void>>;
+}
+
+/** Backoff for a handler that threw unexpectedly: 30 s doubling, at most one hour. */
+function crashBackoff(attempts: number): number {
+  return Math.min(30_000 * 2 ** Math.min(attempts, 7), 3_600_000);
+}
+
+/**
+ * The SQLite job queue. Jobs live in the `jobs` table of the relay database;
+ * which jobs are running is kept in memory only (one process owns the file),
+ * so claiming a job costs no disk write and a crash leaves every unfinished job
+ * ready to run again after restart. Completions and retries go through the
+ * group committer.
+ */
+export class SqliteQueue implements JobQueue {
+  readonly #db: Db;
+  readonly #committer: GroupCommitter;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #workers = new Map<string, Worker>();
+  /** Jobs whose completion could not be stored: not retried before this time. */
+  readonly #cooldown = new Map<string, number>();
+  readonly #insert;
+  readonly #due;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #pumping = false;
+
+  constructor(db: Db, committer: GroupCommitter, clock: Clock, log: Logger, options: { pollMs?: number } = {}) {
+    this.#db = db;
+    this.#committer = committer;
+    this.#clock = clock;
+    this.#log = log;
+    this.#insert = db.prepare(
+      'INSERT OR IGNORE INTO jobs (id, kind, payload, run_at, attempts, state, created_at) VALUES (?, ?, ?, ?, 0, ?, ?)',
+    );
+    this.#due = db.prepare(
+      `SELECT id, kind, payload, run_at, attempts, created_at FROM jobs
+       WHERE kind = ? AND run_at <= ? AND id NOT IN (SELECT value FROM json_each(?))
+       ORDER BY run_at, created_at LIMIT ?`,
+    );
+    this.#timer = setInterval(() => this.poke(), options.pollMs ?? 250);
+  }
+
+  /** Inserts jobs inside the caller's transaction (used by the backend's intake). */
+  insertSync(jobs: NewJob[]): void {
+    const now = this.#clock.now();
+    for (const job of jobs) {
+      this.#insert.run(job.id, job.kind, JSON.stringify(job.payload ?? null), job.runAt ?? now, 'ready', now);
+    }
+  }
+
+  async add(jobs: NewJob[]): Promise<void> {
+    if (!jobs.length) return;
+    await this.#committer.write(() => this.insertSync(jobs));
+    this.poke();
+  }
+
+  work<P>(kind: string, handler: JobHandler<P>, options: { concurrency: number }): void {
+    if (this.#workers.has(kind)) throw new Error(`a worker for ${kind} is already registered`);
+    this.#workers.set(kind, { kind, handler: handler as JobHandler<unknown>, concurrency: options.concurrency, running: new Map() });
+    this.poke();
+  }
+
+  poke(): void {
+    if (this.#closed || this.#pumping) return;
+    this.#pumping = true;
+    try {
+      for (const worker of this.#workers.values()) this.#pump(worker);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #pump(worker: Worker): void {
+    const free = worker.concurrency - worker.running.size;
+    if (free <= 0) return;
+    const now = this.#clock.now();
+    const busy = [...worker.running.keys()];
+    for (const [id, until] of this.#cooldown) {
+      if (until <= now) this.#cooldown.delete(id);
+      else busy.push(id);
+    }
+    const rows = this.#due.all(worker.kind, now, JSON.stringify(busy), free) as JobRow[];
+    for (const row of rows) {
+      const job: Job = {
+        id: row.id,
+        kind: row.kind,
+        payload: JSON.parse(row.payload),
+        attempts: row.attempts,
+        createdAt: row.created_at,
+      };
+      const run = this.#run(worker, job).finally(() => {
+        worker.running.delete(job.id);
+        if (!this.#closed) setImmediate(() => this.poke());
+      });
+      worker.running.set(job.id, run);
+    }
+  }
+
+  async #run(worker: Worker, job: Job): Promise<void> {
+    let result: JobResult;
+    try {
+      result = await worker.handler(job);
+    } catch (err) {
+      const runAt = this.#clock.now() + crashBackoff(job.attempts);
+      this.#log.error({ job: job.id, kind: job.kind, err: { code: (err as { code?: string }).code, message: (err as Error).message } }, 'job failed unexpectedly; will retry');
+      result = { status: 'retry', runAt };
+    }
+    try {
+      if (result.status === 'done') {
+        const next = result.next ?? [];
+        await this.#committer.write(() => {
+          this.#db.prepare('DELETE FROM jobs WHERE id = ?').run(job.id);
+          this.insertSync(next);
+        });
+      } else {
+        const runAt = result.runAt;
+        await this.#committer.write(() => {
+          this.#db.prepare('UPDATE jobs SET run_at = ?, attempts = attempts + 1 WHERE id = ?').run(runAt, job.id);
+        });
+      }
+    } catch (err) {
+      // The outcome could not be stored: the job stays as it was and runs again
+      // later. Handlers are idempotent, so that is safe; the pause keeps a full
+      // disk from turning into a busy loop.
+      this.#cooldown.set(job.id, this.#clock.now() + 5_000);
+      this.#log.error({ job: job.id, kind: job.kind, err: { message: (err as Error).message } }, 'could not store job outcome');
+    }
+  }
+
+  async counts(): Promise<QueueCounts[]> {
+    const now = this.#clock.now();
+    const rows = this.#db
+      .prepare(
+        `SELECT kind, SUM(run_at <= ?) AS due, SUM(run_at > ?) AS delayed, MIN(created_at) AS oldest
+         FROM jobs GROUP BY kind ORDER BY kind`,
+      )
+      .all(now, now) as Array<{ kind: string; due: number; delayed: number; oldest: number | null }>;
+    return rows.map((row) => {
+      const running = this.#workers.get(row.kind)?.running.size ?? 0;
+      return {
+        kind: row.kind,
+        ready: Math.max(0, row.due - running),
+        delayed: row.delayed,
+        running,
+        oldestCreatedAt: row.oldest ?? undefined,
+      };
+    });
+  }
+
+  async idle(): Promise<void> {
+    for (;;) {
+      const counts = await this.counts();
+      const busy = [...this.#workers.values()].some((w) => w.running.size > 0);
+      if (!busy && counts.every((c) => c.ready === 0)) return;
+      this.poke();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  async close(timeoutMs: number): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    const running = [...this.#workers.values()].flatMap((w) => [...w.running.values()]);
+    if (!running.length) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled(running),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The durable job contract. Drivers (SQLite now, BullMQ later) run the same
+ * contract tests; callers see only this interface.
+ *
+ * - Jobs carry a caller-chosen, deterministic id: adding a job whose id is
+ *   already queued is a no-op, so a handler that runs twice adds nothing twice.
+ * - A job is at-least-once: after a crash a job that was running runs again,
+ *   so handlers are idempotent.
+ */
+export interface NewJob {
+  id: string;
+  kind: string;
+  payload: unknown;
+  /** Earliest start, in clock milliseconds; now when omitted. */
+  runAt?: number;
+}
+
+export interface Job<P = unknown> {
+  id: string;
+  kind: string;
+  payload: P;
+  /** How many times this job ran before without finishing. */
+  attempts: number;
+  createdAt: number;
+}
+
+export type JobResult =
+  /** Finished; `next` jobs are added atomically with the completion where the driver can. */
+  | { status: 'done'; next?: NewJob[] }
+  /** Not finished; run again at `runAt` (clock milliseconds). */
+  | { status: 'retry'; runAt: number };
+
+export type JobHandler<P = unknown> = (job: Job<P>) => Promise<JobResult>;
+
+export interface QueueCounts {
+  kind: string;
+  ready: number;
+  delayed: number;
+  running: number;
+  /** created_at of the oldest job of this kind, if any. */
+  oldestCreatedAt: number | undefined;
+}
+
+export interface JobQueue {
+  add(jobs: NewJob[]): Promise<void>;
+  /** Starts taking jobs of one kind; at most `concurrency` run at once. */
+  work<P>(kind: string, handler: JobHandler<P>, options: { concurrency: number }): void;
+  /** Looks for due jobs now (after the clock moved, or new work elsewhere). */
+  poke(): void;
+  counts(): Promise<QueueCounts[]>;
+  /** Resolves when no job is due or running (tests and benchmarks). */
+  idle(): Promise<void>;
+  /**
+   * Stops taking jobs and waits up to `timeoutMs` for running ones. A job still
+   * running then is left as it is in the store and runs again after restart.
+   */
+  close(timeoutMs: number): Promise<void>;
+}

@@ -1,0 +1,118 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config/schema.js';
+import { OriginSigner } from './crypto/origin.js';
+import { loadRelaySecret } from './crypto/relay-secret.js';
+import { Delivery } from './deliver/deliver-job.js';
+import { createTransport, type Transport } from './deliver/transport.js';
+import { createLogger, type Logger } from './log.js';
+import { deliverAll, type DecideFn } from './pipeline/decide.js';
+import { Processor } from './pipeline/process-job.js';
+import { Ingress } from './smtp/ingress.js';
+import { RelayPolicy } from './smtp/policy.js';
+import { Spool } from './spool/spool.js';
+import { SqliteBackend } from './store/sqlite-backend.js';
+
+export interface RelayOptions {
+  config: Config;
+  clock?: Clock;
+  log?: Logger;
+  decide?: DecideFn;
+  /** How often idle workers look for due jobs (ms). */
+  pollMs?: number;
+  /** Process-job concurrency (parsing is CPU work; a few at a time is enough). */
+  processConcurrency?: number;
+}
+
+/**
+ * One relay process: SMTP ingress, the process and deliver workers, and the
+ * embedded SQLite backend, wired together. `start` recovers what a crash left
+ * behind; `stop` drains.
+ */
+export class Relay {
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly backend: SqliteBackend;
+  readonly spool: Spool;
+  readonly signer: OriginSigner;
+  readonly #ingress: Ingress;
+  readonly #transports: Transport[];
+  #stopped = false;
+
+  private constructor(options: RelayOptions) {
+    const { config } = options;
+    this.config = config;
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? createLogger(config.log.level);
+    fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
+    this.signer = new OriginSigner(loadRelaySecret(config.data.dir));
+    this.spool = new Spool(config.data.dir);
+    this.backend = new SqliteBackend(config.data.dir, this.clock, this.log, { pollMs: options.pollMs });
+    const policy = new RelayPolicy(config);
+    const hostname = config.smtp.hostname ?? os.hostname();
+    const transportOptions = { hostname, maxConnections: config.delivery.concurrency, timeout: config.delivery.timeout };
+    const target = createTransport(config.delivery.target, config.data.dir, transportOptions);
+    const internalTarget = config.delivery.internalTarget ?? config.delivery.target;
+    const internal = internalTarget === config.delivery.target ? target : createTransport(internalTarget, config.data.dir, transportOptions);
+    this.#transports = internal === target ? [target] : [target, internal];
+    const processor = new Processor({ log: this.log, spool: this.spool, backend: this.backend, policy, decide: options.decide ?? deliverAll });
+    const delivery = new Delivery({
+      clock: this.clock,
+      log: this.log,
+      spool: this.spool,
+      backend: this.backend,
+      signer: this.signer,
+      transports: { target, internal },
+      retry: config.delivery.retry,
+      hostname,
+    });
+    this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? 4 });
+    this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
+    this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer });
+    if (!policy.senderDomainCheck) {
+      this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
+    }
+  }
+
+  static async start(options: RelayOptions): Promise<Relay> {
+    const relay = new Relay(options);
+    await relay.#recover();
+    const address = await relay.#ingress.listen();
+    relay.log.info({ smtp: `${address.host}:${address.port}`, target: relay.config.delivery.target, dataDir: relay.config.data.dir }, 'relay started');
+    return relay;
+  }
+
+  get smtpAddress(): { host: string; port: number } {
+    return this.#ingress.address!;
+  }
+
+  /** Removes spool files that no committed message owns (a crash between fsync and commit). */
+  async #recover(): Promise<void> {
+    const owned = this.backend.store.spooledIds();
+    let removed = 0;
+    for (const id of await this.spool.list()) {
+      if (!owned.has(id)) {
+        await this.spool.remove(id);
+        removed++;
+      }
+    }
+    if (removed) this.log.info({ removed }, 'removed spool files of messages that were never accepted');
+  }
+
+  /**
+   * Drains: stops accepting connections, lets running jobs finish for up to
+   * `timeoutMs`, and closes the store. Jobs still running then run again at
+   * the next start.
+   */
+  async stop(timeoutMs = 30_000): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.log.info('relay stopping');
+    await Promise.all([this.#ingress.close(), this.backend.queue.close(timeoutMs)]);
+    for (const transport of this.#transports) transport.close();
+    this.backend.close();
+    this.log.info('relay stopped');
+  }
+}

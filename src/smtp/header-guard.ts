@@ -1,0 +1,129 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { ZegelError } from '../errors.js';
+import type { OriginSigner } from '../crypto/origin.js';
+
+const HEADER_END = Buffer.from('\r\n\r\n');
+
+export interface HeaderFacts {
+  /** Received: fields in the message as it arrived (the loop guard counts them). */
+  hops: number;
+  /** The Message-ID field value, if any (an identifier, not content). */
+  messageId: string | undefined;
+  /** X-Zegel-* fields removed because they were not the relay's own. */
+  removed: number;
+  /** True when X-Zegel-Origin verified: the relay made this message itself. */
+  relayOrigin: boolean;
+}
+
+export interface HeaderGuardOptions {
+  signer: OriginSigner;
+  /** The trace field to put first, complete with its CRLF. */
+  received: string;
+  maxHeaderBytes: number;
+}
+
+interface Field {
+  name: string;
+  raw: Buffer;
+}
+
+/** Splits a header block (CRLF line endings, without the blank line) into fields, keeping their bytes. */
+export function splitFields(block: Buffer): Field[] {
+  const fields: Field[] = [];
+  let start = 0;
+  let pos = 0;
+  while (pos < block.length) {
+    let eol = block.indexOf('\r\n', pos);
+    eol = eol === -1 ? block.length : eol + 2;
+    const next = block[eol];
+    const continues = eol < block.length && (next === 0x20 || next === 0x09);
+    if (!continues) {
+      const raw = block.subarray(start, eol);
+      const colon = raw.indexOf(':');
+      fields.push({ name: colon > 0 ? raw.subarray(0, colon).toString('latin1').trim().toLowerCase() : '', raw });
+      start = eol;
+    }
+    pos = eol;
+  }
+  return fields;
+}
+
+function fieldValue(field: Field): string {
+  const raw = field.raw.toString('latin1');
+  return raw.slice(raw.indexOf(':') + 1).replace(/\r\n[ \t]/g, ' ').trim();
+}
+
+/**
+ * Reads the top-level header block of an incoming message, removes every
+ * X-Zegel-* field that the relay did not sign itself, counts hops, notes the
+ * Message-ID and puts the relay's own Received: field first. The body passes
+ * through untouched. Input must already have CRLF line endings.
+ */
+export class HeaderGuard extends Transform {
+  readonly #options: HeaderGuardOptions;
+  #buffered: Buffer[] = [];
+  #bufferedBytes = 0;
+  #done = false;
+  facts: HeaderFacts = { hops: 0, messageId: undefined, removed: 0, relayOrigin: false };
+
+  constructor(options: HeaderGuardOptions) {
+    super();
+    this.#options = options;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.#done) {
+      this.push(chunk);
+      return callback();
+    }
+    const searchFrom = Math.max(0, this.#bufferedBytes - 3);
+    this.#buffered.push(chunk);
+    this.#bufferedBytes += chunk.length;
+    const all = this.#buffered.length === 1 ? chunk : Buffer.concat(this.#buffered, this.#bufferedBytes);
+    this.#buffered = [all];
+    const end = all.length >= 2 && all[0] === 0x0d && all[1] === 0x0a ? 0 : all.indexOf(HEADER_END, searchFrom);
+    if (end === -1) {
+      if (this.#bufferedBytes > this.#options.maxHeaderBytes) {
+        return callback(new ZegelError('ZEGEL_HEADER_TOO_LONG', 'message header is too large'));
+      }
+      return callback();
+    }
+    const blockEnd = end === 0 ? 0 : end + 2;
+    this.#emit(all.subarray(0, blockEnd), all.subarray(blockEnd));
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (!this.#done) {
+      // a message that is all header and no body
+      const all = Buffer.concat(this.#buffered, this.#bufferedBytes);
+      this.#emit(all, Buffer.alloc(0));
+    }
+    callback();
+  }
+
+  #emit(block: Buffer, rest: Buffer): void {
+    this.#done = true;
+    this.#buffered = [];
+    const fields = splitFields(block);
+    const facts = this.facts;
+    const messageIdField = fields.find((f) => f.name === 'message-id');
+    facts.messageId = messageIdField ? fieldValue(messageIdField) : undefined;
+    const kept: Buffer[] = [Buffer.from(this.#options.received, 'latin1')];
+    for (const field of fields) {
+      if (field.name === 'received') facts.hops++;
+      if (field.name.startsWith('x-zegel-')) {
+        const own = field.name === 'x-zegel-origin' && !facts.relayOrigin && this.#options.signer.verify(fieldValue(field), facts.messageId);
+        if (own) {
+          facts.relayOrigin = true;
+        } else {
+          facts.removed++;
+          continue;
+        }
+      }
+      kept.push(field.raw);
+    }
+    this.push(Buffer.concat(kept));
+    if (rest.length) this.push(rest);
+  }
+}

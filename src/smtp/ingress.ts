@@ -1,0 +1,257 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import type { OriginSigner } from '../crypto/origin.js';
+import { SmtpReplyError, ZegelError } from '../errors.js';
+import { newQueueId } from '../ids.js';
+import type { Logger } from '../log.js';
+import type { Spool } from '../spool/spool.js';
+import type { Backend } from '../store/sqlite-backend.js';
+import type { IncomingMessage } from '../store/messages.js';
+import { processJob } from '../pipeline/process-job.js';
+import { installEnhancedCodes } from './enhanced-codes.js';
+import { HeaderGuard } from './header-guard.js';
+import { LineEndingGuard } from './line-endings.js';
+import type { RelayPolicy } from './policy.js';
+import { receivedField } from './received.js';
+
+const MAX_HEADER_BYTES = 1024 * 1024;
+
+export interface IngressDeps {
+  config: Config;
+  clock: Clock;
+  log: Logger;
+  spool: Spool;
+  backend: Backend;
+  policy: RelayPolicy;
+  signer: OriginSigner;
+  /** Called after a message is durably accepted. */
+  onAccepted?: (id: string) => void;
+}
+
+/** Counts DATA bytes and fails the stream as soon as it passes the limit. */
+class SizeGuard extends Transform {
+  readonly #limit: number;
+  bytes = 0;
+
+  constructor(limit: number) {
+    super();
+    this.#limit = limit;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.#limit) return callback(new ZegelError('ZEGEL_MESSAGE_TOO_BIG', 'message exceeds the size limit'));
+    callback(null, chunk);
+  }
+}
+
+/** Maps a failure while taking a message in to the SMTP reply the client gets. */
+export function replyFor(err: unknown, limit: number): SmtpReplyError {
+  if (err instanceof SmtpReplyError) return err;
+  switch ((err as ZegelError).code) {
+    case 'ZEGEL_MESSAGE_TOO_BIG':
+      return new SmtpReplyError(552, '5.3.4', `Message size exceeds fixed maximum message size (${limit} bytes)`);
+    case 'ZEGEL_BARE_LINE_ENDING':
+      return new SmtpReplyError(554, '5.6.0', 'Message contains bare CR or LF line endings; only CRLF is accepted');
+    case 'ZEGEL_HEADER_TOO_LONG':
+      return new SmtpReplyError(554, '5.6.0', 'Message header is too large');
+    case 'ZEGEL_TOO_MANY_HOPS':
+      return new SmtpReplyError(554, '5.4.6', 'Too many hops: mail loop suspected');
+    default:
+      return new SmtpReplyError(451, '4.3.0', 'Local error: message not stored, please try again later');
+  }
+}
+
+function protocolOf(session: SMTPServerSession): string {
+  if (session.transmissionType) return session.transmissionType;
+  return `ESMTP${session.secure ? 'S' : ''}${session.user ? 'A' : ''}`;
+}
+
+/**
+ * The SMTP ingress. A message is answered `250` only after its spool file and
+ * the spool directory are fsynced and its job is committed; any failure before
+ * that is a `4xx` or a `5xx`, and the partial spool file is removed.
+ */
+export class Ingress {
+  readonly #deps: IngressDeps;
+  readonly #server: SMTPServer;
+  readonly #hostname: string;
+  #address: { host: string; port: number } | undefined;
+
+  constructor(deps: IngressDeps) {
+    installEnhancedCodes();
+    this.#deps = deps;
+    const { config, policy } = deps;
+    this.#hostname = config.smtp.hostname ?? os.hostname();
+    const tls = config.smtp.tls;
+    const disabled = tls ? (config.smtp.auth.users.length ? [] : ['AUTH']) : ['STARTTLS', 'AUTH'];
+    this.#server = new SMTPServer({
+      name: this.#hostname,
+      banner: 'Zegel secure mail relay',
+      size: config.smtp.maxMessageSize,
+      maxRecipients: config.smtp.maxRecipients,
+      authOptional: true,
+      hideENHANCEDSTATUSCODES: false,
+      hideDSN: false,
+      allowInsecureAuth: false,
+      disabledCommands: disabled,
+      key: tls ? fs.readFileSync(tls.key) : undefined,
+      cert: tls ? fs.readFileSync(tls.cert) : undefined,
+      socketTimeout: config.smtp.socketTimeout,
+      closeTimeout: 30_000,
+      logger: false,
+      onAuth: (auth, session, callback) => {
+        policy
+          .authenticate(auth.username ?? '', auth.password ?? '')
+          .then((ok) => {
+            if (ok) return callback(null, { user: auth.username });
+            this.#deps.log.warn({ client: session.remoteAddress, user: auth.username }, 'smtp auth failed');
+            callback(new SmtpReplyError(535, '5.7.8', 'Authentication credentials invalid'));
+          })
+          .catch(() => callback(new SmtpReplyError(454, '4.7.0', 'Temporary authentication failure')));
+      },
+      onMailFrom: (address, session, callback) => {
+        try {
+          if (config.smtp.requireTLS && !session.secure) throw new SmtpReplyError(530, '5.7.0', 'Must issue a STARTTLS command first');
+          policy.assertMayRelay(session.remoteAddress, session.user);
+          policy.assertSender(address.address);
+          callback();
+        } catch (err) {
+          this.#logRefusal(session, err as SmtpReplyError, address.address);
+          callback(err as Error);
+        }
+      },
+      onRcptTo: (_address, session, callback) => {
+        try {
+          policy.assertMayRelay(session.remoteAddress, session.user);
+          callback();
+        } catch (err) {
+          callback(err as Error);
+        }
+      },
+      onData: (stream, session, callback) => {
+        this.#receive(stream, session).then(
+          (id) => callback(null, `Ok: queued as ${id}`),
+          (err) => callback(err),
+        );
+      },
+    });
+    this.#server.on('error', (err) => this.#deps.log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'smtp connection error'));
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    const { host, port } = this.#deps.config.smtp.listen;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.#server.server.once('error', onError);
+      this.#server.listen(port, host, () => {
+        this.#server.server.off('error', onError);
+        resolve();
+      });
+    });
+    const address = this.#server.server.address() as { address: string; port: number };
+    this.#address = { host: address.address, port: address.port };
+    return this.#address;
+  }
+
+  get address(): { host: string; port: number } | undefined {
+    return this.#address;
+  }
+
+  /** Stops accepting connections; open sessions may finish their transaction. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #logRefusal(session: SMTPServerSession, err: SmtpReplyError, from?: string): void {
+    this.#deps.log.info({ client: session.remoteAddress, from, reply: `${err.responseCode} ${err.message}` }, 'smtp transaction refused');
+  }
+
+  async #receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const { config, clock, spool, backend, log } = this.#deps;
+    const started = clock.now();
+    const id = newQueueId(started);
+    const envelope = session.envelope;
+    const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : '';
+    const rcptTo = envelope.rcptTo;
+    const sourceEnded = new Promise<void>((resolve) => {
+      if (stream.readableEnded) resolve();
+      else stream.once('end', () => resolve());
+    });
+    const sizeGuard = new SizeGuard(config.smtp.maxMessageSize);
+    const headerGuard = new HeaderGuard({
+      signer: this.#deps.signer,
+      maxHeaderBytes: MAX_HEADER_BYTES,
+      received: receivedField({
+        helo: session.hostNameAppearsAs,
+        clientHostname: session.clientHostname,
+        clientIp: session.remoteAddress,
+        hostname: this.#hostname,
+        protocol: protocolOf(session),
+        queueId: id,
+        singleRecipient: rcptTo.length === 1 ? rcptTo[0]!.address : undefined,
+        at: started,
+      }),
+    });
+    const file = spool.pathOf(id);
+    let created = false;
+    try {
+      try {
+        // flush: the file is fsynced before it closes, and pipeline() resolves only after the close
+        const out = fs.createWriteStream(file, { flags: 'wx', mode: 0o600, flush: true, highWaterMark: 256 * 1024 });
+        out.once('open', () => {
+          created = true;
+        });
+        stream.pipe(sizeGuard);
+        await pipeline(sizeGuard, new LineEndingGuard(config.smtp.bareLineEndings), headerGuard, out);
+      } catch (err) {
+        // keep reading what the client sends, so the reply comes at the end of DATA
+        stream.unpipe(sizeGuard);
+        stream.resume();
+        throw err;
+      } finally {
+        await sourceEnded;
+      }
+      if (headerGuard.facts.hops >= config.smtp.maxHops) throw new ZegelError('ZEGEL_TOO_MANY_HOPS', 'too many Received fields');
+      await spool.syncDir();
+      const message: IncomingMessage = {
+        id,
+        receivedAt: started,
+        mailFrom,
+        clientIp: session.remoteAddress,
+        helo: session.hostNameAppearsAs,
+        size: sizeGuard.bytes,
+        messageId: headerGuard.facts.messageId?.slice(0, 998),
+        origin: 'ingress',
+        envId: envelope.dsn?.envid ?? undefined,
+        ret: envelope.dsn?.ret ?? undefined,
+        recipients: rcptTo.map((r) => ({
+          address: r.address,
+          notify: (r as { dsn?: { notify?: string[] } }).dsn?.notify?.map((n) => n.toUpperCase()),
+          orcpt: (r as { dsn?: { orcpt?: string } }).dsn?.orcpt,
+        })),
+      };
+      await backend.intake(message, processJob(id, headerGuard.facts.relayOrigin));
+      log.info(
+        { queueId: id, client: session.remoteAddress, from: mailFrom, rcpts: rcptTo.length, size: sizeGuard.bytes, removedHeaders: headerGuard.facts.removed || undefined, relayOrigin: headerGuard.facts.relayOrigin || undefined, ms: clock.now() - started },
+        'message accepted',
+      );
+      this.#deps.onAccepted?.(id);
+      return id;
+    } catch (err) {
+      const reply = replyFor(err, config.smtp.maxMessageSize);
+      log.warn(
+        { queueId: id, client: session.remoteAddress, from: mailFrom, rcpts: rcptTo.length, size: sizeGuard.bytes, reply: `${reply.responseCode} ${reply.message}`, cause: (err as ZegelError).code ?? (err as NodeJS.ErrnoException).code },
+        'message refused',
+      );
+      if (created) await fsp.rm(file, { force: true }).catch(() => undefined);
+      throw reply;
+    }
+  }
+}

@@ -1,0 +1,107 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+
+/**
+ * Coalesces fsync of one directory: callers that arrive while a sync runs
+ * share the next one, so a burst of new spool files costs two directory
+ * fsyncs, not one per file. A caller's promise resolves only after a sync
+ * that started after its call.
+ */
+class DirSyncer {
+  readonly #dir: string;
+  #current: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  sync(): Promise<void> {
+    if (!this.#current) {
+      this.#current = this.#run().finally(() => {
+        this.#current = undefined;
+      });
+      return this.#current;
+    }
+    if (!this.#next) {
+      this.#next = this.#current
+        .catch(() => undefined)
+        .then(() => {
+          this.#next = undefined;
+          return this.sync();
+        });
+    }
+    return this.#next;
+  }
+
+  async #run(): Promise<void> {
+    const handle = await fsp.open(this.#dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+/**
+ * The plaintext spool: one file per accepted message under `<data.dir>/spool`.
+ * A file exists from DATA until no job needs it any more.
+ */
+export class Spool {
+  readonly dir: string;
+  readonly #syncer: DirSyncer;
+
+  constructor(dataDir: string) {
+    this.dir = path.join(dataDir, 'spool');
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.#syncer = new DirSyncer(this.dir);
+  }
+
+  pathOf(id: string): string {
+    if (!/^[0-9a-zA-Z_-]+$/.test(id)) throw new Error(`not a spool id: ${id}`);
+    return path.join(this.dir, `${id}.eml`);
+  }
+
+  /** Makes the creation (or removal) of spool files durable. */
+  syncDir(): Promise<void> {
+    return this.#syncer.sync();
+  }
+
+  /** Writes a whole spool file the relay made itself, durably (file and directory fsynced). */
+  async write(id: string, bytes: Buffer): Promise<void> {
+    const handle = await fsp.open(this.pathOf(id), 'w', 0o600);
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await this.syncDir();
+  }
+
+  /** The top-level header block of a spool file (up to `limit` bytes), CRLF line endings kept. */
+  async readHeaderBlock(id: string, limit = 256 * 1024): Promise<Buffer> {
+    const handle = await fsp.open(this.pathOf(id), 'r');
+    try {
+      const buffer = Buffer.alloc(limit);
+      const { bytesRead } = await handle.read(buffer, 0, limit, 0);
+      const data = buffer.subarray(0, bytesRead);
+      const end = data.indexOf('\r\n\r\n');
+      return end === -1 ? data : data.subarray(0, end + 2);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    await fsp.rm(this.pathOf(id), { force: true });
+  }
+
+  /** Ids of every spool file on disk (for start-up clean-up). */
+  async list(): Promise<string[]> {
+    const names = await fsp.readdir(this.dir);
+    return names.filter((n) => n.endsWith('.eml')).map((n) => n.slice(0, -4));
+  }
+}

@@ -1,0 +1,293 @@
+import type { Clock } from '../clock.js';
+import type { Db } from './db.js';
+import type { GroupCommitter } from './group-commit.js';
+
+export type MessageOrigin = 'ingress' | 'dsn';
+export type MessageState = 'queued' | 'processed' | 'done';
+export type RecipientState = 'pending' | 'delivered' | 'bounced';
+export type Decision = 'deliver' | 'encrypt' | 'block';
+
+export interface IncomingRecipient {
+  address: string;
+  /** DSN NOTIFY values (RFC 3461), upper case; undefined means the default (FAILURE). */
+  notify?: string[] | undefined;
+  orcpt?: string | undefined;
+}
+
+export interface IncomingMessage {
+  id: string;
+  receivedAt: number;
+  /** Envelope sender; '' for the null sender <>. */
+  mailFrom: string;
+  clientIp?: string | undefined;
+  helo?: string | undefined;
+  size: number;
+  messageId?: string | undefined;
+  origin: MessageOrigin;
+  envId?: string | undefined;
+  ret?: string | undefined;
+  recipients: IncomingRecipient[];
+}
+
+export interface MessageRecord extends Omit<IncomingMessage, 'recipients'> {
+  state: MessageState;
+  spool: boolean;
+}
+
+export interface RecipientRecord {
+  messageId: string;
+  idx: number;
+  address: string;
+  notify: string[] | undefined;
+  orcpt: string | undefined;
+  decision: Decision | undefined;
+  state: RecipientState;
+  attempts: number;
+  lastReply: string | undefined;
+  remoteMta: string | undefined;
+  updatedAt: number;
+}
+
+export type EventType = 'received' | 'decided' | 'delivered' | 'deferred' | 'bounced' | 'dsn-queued' | 'spool-removed';
+
+export interface EventInput {
+  messageId: string;
+  recipient?: string | undefined;
+  type: EventType;
+  detail?: Record<string, unknown>;
+}
+
+export interface EventRecord extends Required<Omit<EventInput, 'recipient'>> {
+  seq: number;
+  at: number;
+  recipient: string | undefined;
+}
+
+export interface AttemptResult {
+  idx: number;
+  outcome: 'delivered' | 'deferred' | 'bounced';
+  reply: string;
+  remoteMta?: string | undefined;
+}
+
+/** JSON with keys in a fixed order, so a record's bytes can be hashed later. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+interface MessageRow {
+  id: string;
+  received_at: number;
+  mail_from: string;
+  client_ip: string | null;
+  helo: string | null;
+  size: number;
+  message_id: string | null;
+  origin: MessageOrigin;
+  env_id: string | null;
+  ret: string | null;
+  state: MessageState;
+  spool: string | null;
+}
+
+interface RecipientRow {
+  message_id: string;
+  idx: number;
+  address: string;
+  notify: string | null;
+  orcpt: string | null;
+  decision: Decision | null;
+  state: RecipientState;
+  attempts: number;
+  last_reply: string | null;
+  remote_mta: string | null;
+  updated_at: number;
+}
+
+const opt = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
+
+/**
+ * Messages, their recipients and the append-only event table, in SQLite.
+ * Writes go through the group committer and resolve once durable; `*Sync`
+ * methods run inside a transaction the caller already holds.
+ */
+export class MessageStore {
+  readonly #db: Db;
+  readonly #committer: GroupCommitter;
+  readonly #clock: Clock;
+  readonly #stmt;
+
+  constructor(db: Db, committer: GroupCommitter, clock: Clock) {
+    this.#db = db;
+    this.#committer = committer;
+    this.#clock = clock;
+    this.#stmt = {
+      insertMessage: db.prepare(
+        `INSERT INTO messages (id, received_at, mail_from, client_ip, helo, size, message_id, origin, env_id, ret, state, spool)
+         VALUES (@id, @receivedAt, @mailFrom, @clientIp, @helo, @size, @messageId, @origin, @envId, @ret, 'queued', @id)`,
+      ),
+      insertRecipient: db.prepare(
+        `INSERT INTO recipients (message_id, idx, address, notify, orcpt, state, updated_at)
+         VALUES (?, ?, ?, ?, ?, 'pending', ?)`,
+      ),
+      insertEvent: db.prepare('INSERT INTO events (at, message_id, recipient, type, detail) VALUES (?, ?, ?, ?, ?)'),
+      getMessage: db.prepare('SELECT * FROM messages WHERE id = ?'),
+      getRecipients: db.prepare('SELECT * FROM recipients WHERE message_id = ? ORDER BY idx'),
+      setDecision: db.prepare('UPDATE recipients SET decision = ?, updated_at = ? WHERE message_id = ? AND idx = ?'),
+      setMessageState: db.prepare('UPDATE messages SET state = ? WHERE id = ?'),
+      setAttempt: db.prepare(
+        `UPDATE recipients SET state = ?, attempts = attempts + 1, last_reply = ?, remote_mta = ?, updated_at = ?
+         WHERE message_id = ? AND idx = ? AND state = 'pending'`,
+      ),
+      pending: db.prepare(`SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND state = 'pending'`),
+      spoolGone: db.prepare(`UPDATE messages SET spool = NULL, state = 'done' WHERE id = ?`),
+      events: db.prepare('SELECT * FROM events WHERE message_id = ? ORDER BY seq'),
+      spooled: db.prepare('SELECT spool FROM messages WHERE spool IS NOT NULL'),
+    };
+  }
+
+  /** Records an accepted message with its recipients and the `received` event. */
+  insertReceivedSync(message: IncomingMessage): void {
+    const now = this.#clock.now();
+    this.#stmt.insertMessage.run({
+      id: message.id,
+      receivedAt: message.receivedAt,
+      mailFrom: message.mailFrom,
+      clientIp: message.clientIp ?? null,
+      helo: message.helo ?? null,
+      size: message.size,
+      messageId: message.messageId ?? null,
+      origin: message.origin,
+      envId: message.envId ?? null,
+      ret: message.ret ?? null,
+    });
+    message.recipients.forEach((rcpt, idx) => {
+      this.#stmt.insertRecipient.run(message.id, idx, rcpt.address, rcpt.notify?.join(',') ?? null, rcpt.orcpt ?? null, now);
+    });
+    this.appendEventSync({
+      messageId: message.id,
+      type: 'received',
+      detail: {
+        from: message.mailFrom,
+        recipients: message.recipients.length,
+        size: message.size,
+        clientIp: message.clientIp,
+        origin: message.origin,
+        messageId: message.messageId,
+      },
+    });
+  }
+
+  appendEventSync(event: EventInput): void {
+    this.#stmt.insertEvent.run(this.#clock.now(), event.messageId, event.recipient ?? null, event.type, canonicalJson(event.detail ?? {}));
+  }
+
+  getMessage(id: string): MessageRecord | undefined {
+    const row = this.#stmt.getMessage.get(id) as MessageRow | undefined;
+    if (!row) return undefined;
+    return {
+      id: row.id,
+      receivedAt: row.received_at,
+      mailFrom: row.mail_from,
+      clientIp: opt(row.client_ip),
+      helo: opt(row.helo),
+      size: row.size,
+      messageId: opt(row.message_id),
+      origin: row.origin,
+      envId: opt(row.env_id),
+      ret: opt(row.ret),
+      state: row.state,
+      spool: row.spool !== null,
+    };
+  }
+
+  getRecipients(messageId: string): RecipientRecord[] {
+    return (this.#stmt.getRecipients.all(messageId) as RecipientRow[]).map((row) => ({
+      messageId: row.message_id,
+      idx: row.idx,
+      address: row.address,
+      notify: row.notify ? row.notify.split(',') : undefined,
+      orcpt: opt(row.orcpt),
+      decision: opt(row.decision),
+      state: row.state,
+      attempts: row.attempts,
+      lastReply: opt(row.last_reply),
+      remoteMta: opt(row.remote_mta),
+      updatedAt: row.updated_at,
+    }));
+  }
+
+  events(messageId: string): EventRecord[] {
+    return (this.#stmt.events.all(messageId) as Array<{ seq: number; at: number; message_id: string; recipient: string | null; type: EventType; detail: string }>).map(
+      (row) => ({ seq: row.seq, at: row.at, messageId: row.message_id, recipient: opt(row.recipient), type: row.type, detail: JSON.parse(row.detail) }),
+    );
+  }
+
+  /** Stores the decision for each recipient (idempotent: a second run writes the same). */
+  recordDecisions(messageId: string, decisions: Array<{ idx: number; address: string; decision: Decision; reason: string }>): Promise<void> {
+    return this.#committer.write(() => {
+      const now = this.#clock.now();
+      const already = this.getMessage(messageId)?.state !== 'queued';
+      for (const d of decisions) {
+        this.#stmt.setDecision.run(d.decision, now, messageId, d.idx);
+        if (!already) this.appendEventSync({ messageId, recipient: d.address, type: 'decided', detail: { decision: d.decision, reason: d.reason } });
+      }
+      if (!already) this.#stmt.setMessageState.run('processed', messageId);
+    });
+  }
+
+  /**
+   * Stores the outcome of one delivery attempt for some recipients. Only
+   * pending recipients change, so a repeated attempt after a crash records
+   * nothing twice. Resolves to the number of recipients still pending.
+   */
+  recordAttempt(messageId: string, results: AttemptResult[], extra: Record<string, unknown> = {}): Promise<number> {
+    return this.#committer.write(() => {
+      const now = this.#clock.now();
+      const recipients = new Map(this.getRecipients(messageId).map((r) => [r.idx, r]));
+      for (const result of results) {
+        const rcpt = recipients.get(result.idx);
+        if (!rcpt || rcpt.state !== 'pending') continue;
+        const state = result.outcome === 'deferred' ? 'pending' : result.outcome;
+        this.#stmt.setAttempt.run(state, result.reply, result.remoteMta ?? null, now, messageId, result.idx);
+        this.appendEventSync({
+          messageId,
+          recipient: rcpt.address,
+          type: result.outcome,
+          detail: { reply: result.reply, remoteMta: result.remoteMta, attempt: rcpt.attempts + 1, ...extra },
+        });
+      }
+      return (this.#stmt.pending.get(messageId) as { n: number }).n;
+    });
+  }
+
+  /** Marks the spool file of a message as removed; the message is then done. */
+  markSpoolRemoved(messageId: string): Promise<void> {
+    return this.#committer.write(() => {
+      const row = this.#stmt.getMessage.get(messageId) as MessageRow | undefined;
+      if (!row || row.spool === null) return;
+      this.#stmt.spoolGone.run(messageId);
+      this.appendEventSync({ messageId, type: 'spool-removed' });
+    });
+  }
+
+  appendEvent(event: EventInput): Promise<void> {
+    return this.#committer.write(() => this.appendEventSync(event));
+  }
+
+  /** Ids of messages whose spool file is still needed. */
+  spooledIds(): Set<string> {
+    return new Set((this.#stmt.spooled.all() as Array<{ spool: string }>).map((r) => r.spool));
+  }
+
+  get db(): Db {
+    return this.#db;
+  }
+}
