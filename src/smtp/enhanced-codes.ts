@@ -1,4 +1,4 @@
-import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
 
 /**
  * smtp-server picks an enhanced status code (RFC 3463) from the basic code of
