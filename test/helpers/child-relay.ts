@@ -1,0 +1,65 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import type { Teardown } from './relay.js';
+
+const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../..');
+
+/** A free loopback port (listen on 0, read it, close). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/**
+ * The environment without the test runner's variables. tap's process tracker
+ * puts its loader back into NODE_OPTIONS of every child it sees, so children
+ * that must run the built CLI as a user would are started through
+ * `env -u NODE_OPTIONS`.
+ */
+export function cleanEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  for (const key of Object.keys(env)) if (key.startsWith('TAP') || key.startsWith('_TAPJS')) delete env[key];
+  return env;
+}
+
+export interface ChildRelay {
+  child: ChildProcess;
+  port: number;
+  /** stderr so far (pino JSON lines). */
+  output(): string;
+  /** Resolves with the exit code (or signal name). */
+  exited: Promise<number | string>;
+}
+
+/**
+ * Runs the real CLI, `node bin/zegel start --config FILE`, as a child process
+ * (the build in dist/ must be current: `npm test` builds first), and waits
+ * until it says it listens.
+ */
+export async function startChildRelay(t: Teardown, configFile: string, config: Record<string, unknown>): Promise<ChildRelay> {
+  fs.writeFileSync(configFile, stringify(config));
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), 'start', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    return exited;
+  });
+  const deadline = Date.now() + 20_000;
+  while (!output.includes('"relay started"')) {
+    if (child.exitCode !== null) throw new Error(`relay exited early:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`relay did not start:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  const listen = String((config.smtp as { listen: string }).listen);
+  return { child, port: Number(listen.slice(listen.lastIndexOf(':') + 1)), output: () => output, exited };
+}
