@@ -7,6 +7,8 @@ import { createInterface } from 'node:readline';
 const args = process.argv.slice(2);
 const child = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '--reporter=tap', ...args], {
   stdio: ['inherit', 'pipe', 'inherit'],
+  // Postfix's smtp-sink and smtp-source live in /usr/sbin
+  env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` },
 });
 let passed = 0;
 let failed = 0;

@@ -14,6 +14,8 @@ export interface SinkBehaviour {
   rcpt?: (address: string) => Verdict;
   /** Reply at the end of DATA (undefined: accept). */
   data?: (message: Received) => Verdict;
+  /** Answer DATA this many milliseconds late (a slow next hop). */
+  delayMs?: number;
 }
 
 /**
@@ -52,7 +54,8 @@ export class TestSink {
       onData: (stream, session, callback) => {
         const chunks: Buffer[] = [];
         stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-        stream.on('end', () => {
+        stream.on('end', async () => {
+          if (this.behaviour.delayMs) await new Promise((resolve) => setTimeout(resolve, this.behaviour.delayMs));
           const message: Received = {
             from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
             to: session.envelope.rcptTo.map((r) => r.address),

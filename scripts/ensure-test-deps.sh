@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The tests talk to real peers: swaks, and Postfix's smtp-sink/smtp-source
+# (Debian packages swaks and postfix), and use openssl for test certificates.
+# Installs whichever is missing when run as root on Debian; otherwise says what to install.
+set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
+need=()
+command -v swaks >/dev/null || need+=(swaks)
+command -v smtp-sink >/dev/null || need+=(postfix)
+command -v openssl >/dev/null || need+=(openssl)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "test dependencies missing: ${need[*]} (Debian packages); install them, e.g. sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+echo "installing test dependencies: ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# postfix is used only for its smtp-sink/smtp-source tools and private instances: no system mail setup
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+apt-get update -qq >&2
+apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
