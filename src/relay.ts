@@ -21,6 +21,8 @@ export interface RelayOptions {
   decide?: DecideFn;
   /** How often idle workers look for due jobs (ms). */
   pollMs?: number;
+  /** How long a drain lets open SMTP sessions finish (ms); 30 s by default. */
+  closeTimeoutMs?: number;
   /** Process-job concurrency (parsing is CPU work; a few at a time is enough). */
   processConcurrency?: number;
 }
@@ -70,7 +72,7 @@ export class Relay {
     });
     this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? 4 });
     this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
-    this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer });
+    this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs });
     if (!policy.senderDomainCheck) {
       this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
     }

@@ -40,19 +40,28 @@ function wantsFailureReport(message: MessageRecord, rcpt: RecipientRecord): bool
   return !rcpt.notify || rcpt.notify.includes('FAILURE');
 }
 
-function toEnvelope(message: MessageRecord, recipients: RecipientRecord[]): Envelope {
-  const notify: Record<string, string[]> = {};
-  const orcpt: Record<string, string> = {};
+/**
+ * One SMTP transaction per set of recipients that share their DSN parameters
+ * (NOTIFY and ORCPT are per transaction in nodemailer); usually one.
+ */
+function toEnvelopes(message: MessageRecord, recipients: RecipientRecord[]): Array<{ envelope: Envelope; recipients: RecipientRecord[] }> {
+  const groups = new Map<string, RecipientRecord[]>();
   for (const r of recipients) {
-    if (r.notify) notify[r.address] = r.notify;
-    if (r.orcpt) orcpt[r.address] = r.orcpt;
+    const key = r.orcpt || r.notify ? `${r.notify?.join(',') ?? ''}|${r.orcpt ?? r.address}` : '';
+    groups.set(key, [...(groups.get(key) ?? []), r]);
   }
-  const hasDsn = message.ret || message.envId || Object.keys(notify).length || Object.keys(orcpt).length;
-  return {
-    from: message.mailFrom,
-    to: recipients.map((r) => r.address),
-    dsn: hasDsn ? { ret: message.ret, envid: message.envId, notify, orcpt } : undefined,
-  };
+  return [...groups.entries()].map(([key, group]) => {
+    const first = group[0]!;
+    const hasDsn = message.ret || message.envId || key;
+    return {
+      recipients: group,
+      envelope: {
+        from: message.mailFrom,
+        to: group.map((r) => r.address),
+        dsn: hasDsn ? { ret: message.ret, envid: message.envId, notify: first.notify, orcpt: first.orcpt } : undefined,
+      },
+    };
+  });
 }
 
 /**
@@ -89,27 +98,30 @@ export class Delivery {
     const results: AttemptResult[] = [];
     const tag = `${messageId}.${route}.${attempt}`;
     let temporary: string | undefined;
-    try {
-      const sent = await transport.send(toEnvelope(message, pending), spool.pathOf(messageId), tag);
-      const byAddress = new Map(pending.map((r) => [r.address, r]));
-      for (const address of sent.accepted) {
-        const rcpt = byAddress.get(address);
-        if (rcpt) results.push({ idx: rcpt.idx, outcome: 'delivered', reply: sent.reply, remoteMta: sent.remoteMta });
-      }
-      for (const refusal of sent.rejected) {
-        const rcpt = byAddress.get(refusal.address);
-        if (!rcpt) continue;
-        results.push({ idx: rcpt.idx, outcome: refusal.code >= 500 ? 'bounced' : 'deferred', reply: refusal.reply, remoteMta: sent.remoteMta });
-      }
-      // a recipient the next hop did not mention stays pending and is tried again
-      for (const rcpt of pending) {
-        if (!results.some((r) => r.idx === rcpt.idx)) results.push({ idx: rcpt.idx, outcome: 'deferred', reply: sent.reply, remoteMta: sent.remoteMta });
-      }
-    } catch (err) {
-      const failure = err instanceof TransportError ? err : new TransportError(0, (err as Error).message, transport.name);
-      if (!(err instanceof TransportError)) temporary = (err as Error).message;
-      for (const rcpt of pending) {
-        results.push({ idx: rcpt.idx, outcome: failure.permanent ? 'bounced' : 'deferred', reply: failure.reply, remoteMta: failure.remoteMta });
+    const transactions = toEnvelopes(message, pending);
+    for (const [i, { envelope, recipients }] of transactions.entries()) {
+      try {
+        const sent = await transport.send(envelope, spool.pathOf(messageId), transactions.length > 1 ? `${tag}.${i}` : tag);
+        const byAddress = new Map(recipients.map((r) => [r.address, r]));
+        for (const address of sent.accepted) {
+          const rcpt = byAddress.get(address);
+          if (rcpt) results.push({ idx: rcpt.idx, outcome: 'delivered', reply: sent.reply, remoteMta: sent.remoteMta });
+        }
+        for (const refusal of sent.rejected) {
+          const rcpt = byAddress.get(refusal.address);
+          if (!rcpt) continue;
+          results.push({ idx: rcpt.idx, outcome: refusal.code >= 500 ? 'bounced' : 'deferred', reply: refusal.reply, remoteMta: sent.remoteMta });
+        }
+        // a recipient the next hop did not mention stays pending and is tried again
+        for (const rcpt of recipients) {
+          if (!results.some((r) => r.idx === rcpt.idx)) results.push({ idx: rcpt.idx, outcome: 'deferred', reply: sent.reply, remoteMta: sent.remoteMta });
+        }
+      } catch (err) {
+        const failure = err instanceof TransportError ? err : new TransportError(0, (err as Error).message, transport.name);
+        if (!(err instanceof TransportError)) temporary = (err as Error).message;
+        for (const rcpt of recipients) {
+          results.push({ idx: rcpt.idx, outcome: failure.permanent ? 'bounced' : 'deferred', reply: failure.reply, remoteMta: failure.remoteMta });
+        }
       }
     }
 

@@ -8,8 +8,12 @@ export interface Envelope {
   /** '' for the null sender. */
   from: string;
   to: string[];
-  /** RFC 3461 parameters to pass on, when the client gave them. */
-  dsn?: { ret?: string; envid?: string; notify?: Record<string, string[]>; orcpt?: Record<string, string> } | undefined;
+  /**
+   * RFC 3461 parameters to pass on, when the client gave them. NOTIFY and
+   * ORCPT apply to every recipient of the transaction, so callers group
+   * recipients by them.
+   */
+  dsn?: { ret?: string | undefined; envid?: string | undefined; notify?: string[] | undefined; orcpt?: string | undefined } | undefined;
 }
 
 export interface RecipientReply {
@@ -128,8 +132,9 @@ export class SmtpTransport implements Transport {
   async send(envelope: Envelope, file: string): Promise<SendResult> {
     try {
       const info = (await this.#transporter.sendMail({
-        envelope: { from: envelope.from, to: envelope.to, ...(envelope.dsn ? { dsn: envelope.dsn } : {}) } as never,
+        envelope: { from: envelope.from, to: envelope.to },
         raw: { path: file },
+        ...(envelope.dsn ? { dsn: envelope.dsn } : {}),
       })) as { accepted?: Array<string | { address: string }>; rejected?: Array<string | { address: string }>; rejectedErrors?: SmtpError[]; response?: string };
       const addressOf = (a: string | { address: string }) => (typeof a === 'string' ? a : a.address);
       const rejectedErrors = info.rejectedErrors ?? [];

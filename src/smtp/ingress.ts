@@ -30,6 +30,8 @@ export interface IngressDeps {
   backend: Backend;
   policy: RelayPolicy;
   signer: OriginSigner;
+  /** How long `close()` lets open sessions finish before dropping them (ms). */
+  closeTimeout?: number;
   /** Called after a message is durably accepted. */
   onAccepted?: (id: string) => void;
 }
@@ -104,7 +106,7 @@ export class Ingress {
       key: tls ? fs.readFileSync(tls.key) : undefined,
       cert: tls ? fs.readFileSync(tls.cert) : undefined,
       socketTimeout: config.smtp.socketTimeout,
-      closeTimeout: 30_000,
+      closeTimeout: deps.closeTimeout ?? 30_000,
       logger: false,
       onAuth: (auth, session, callback) => {
         policy

@@ -57,7 +57,7 @@ export async function startRelay(
   const config = parseConfig(merge({ smtp: { listen: '127.0.0.1:0' }, data: { dir: dataDir } }, overrides as Record<string, unknown>));
   const log = pino({ level: 'debug', base: { name: 'zegel' } }, pino.destination({ dest: logFile, sync: true }));
   const clock = options.clock ?? new ManualClock(Date.now());
-  const relay = await Relay.start({ config, clock, log, decide: options.decide, pollMs: 25 });
+  const relay = await Relay.start({ config, clock, log, decide: options.decide, pollMs: 25, closeTimeoutMs: 1_000 });
   t.teardown(() => relay.stop(2_000));
   return {
     relay,
