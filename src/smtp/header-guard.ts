@@ -89,6 +89,9 @@ export class HeaderGuard extends Transform {
       return callback();
     }
     const blockEnd = end === 0 ? 0 : end + 2;
+    if (blockEnd > this.#options.maxHeaderBytes) {
+      return callback(new ZegelError('ZEGEL_HEADER_TOO_LONG', 'message header is too large'));
+    }
     this.#emit(all.subarray(0, blockEnd), all.subarray(blockEnd));
     callback();
   }

@@ -203,10 +203,11 @@ export class Ingress {
     });
     const file = spool.pathOf(id);
     let created = false;
+    let out: fs.WriteStream | undefined;
     try {
       try {
         // flush: the file is fsynced before it closes, and pipeline() resolves only after the close
-        const out = fs.createWriteStream(file, { flags: 'wx', mode: 0o600, flush: true, highWaterMark: 256 * 1024 });
+        out = fs.createWriteStream(file, { flags: 'wx', mode: 0o600, flush: true, highWaterMark: 256 * 1024 });
         out.once('open', () => {
           created = true;
         });
@@ -252,6 +253,9 @@ export class Ingress {
         { queueId: id, client: session.remoteAddress, from: mailFrom, rcpts: rcptTo.length, size: sizeGuard.bytes, reply: `${reply.responseCode} ${reply.message}`, cause: (err as ZegelError).code ?? (err as NodeJS.ErrnoException).code },
         'message refused',
       );
+      // a stream refused before its file finished opening still creates it: wait for the close
+      const pending = out;
+      if (pending && !pending.closed) await new Promise<void>((resolve) => pending.once('close', () => resolve()));
       if (created) await fsp.rm(file, { force: true }).catch(() => undefined);
       throw reply;
     }

@@ -26,6 +26,7 @@ export class LineEndingGuard extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (!chunk.length) return callback();
     const out: Buffer[] = [];
     let start = 0;
     let i = 0;

@@ -88,6 +88,7 @@ export function run(command: string, args: string[], options: { input?: string |
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
     child.on('error', reject);
+    child.stdin.on('error', () => undefined);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
