@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import nodemailer from 'nodemailer';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { ManualClock } from '../src/clock.js';
@@ -9,7 +9,7 @@ import { startRelay, waitFor } from './helpers/relay.js';
 import { startSink, type Received } from './helpers/sink.js';
 import { RawSmtp } from './helpers/smtp-client.js';
 
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tap = Test;
 
 const SENDER = 'afzender@org.test';
 
@@ -184,9 +184,12 @@ t.test('550 5.1.1 for one recipient: a DSN reaches the sender through the intern
   t.notMatch(raw, /this body must not appear/, 'the original body is not returned');
   t.match(parsed.attachments[0]?.content.toString('latin1'), /^Message-ID: <bounce-one@org\.test>\r?$/m, 'mailparser finds the original headers');
 
-  await waitFor(() => spoolFiles(dataDir).length === 0, 5_000, 'spool emptied').catch(() => undefined);
+  const dsnId = dsnIdOf(relay, id)!;
+  await waitFor(() => spoolFiles(dataDir).length === 0 && [id, dsnId].every((m) => relay.backend.store.getMessage(m)!.state === 'done'), 5_000, 'spool emptied').catch(() => undefined);
   t.same(spoolFiles(dataDir), [], 'the spool is empty once the message is finished and the DSN delivered');
-  t.equal(relay.backend.store.getMessage(id)!.state, 'done');
+  t.equal(relay.backend.store.getMessage(id)!.state, 'done', 'the message is done');
+  t.equal(relay.backend.store.getMessage(dsnId)!.state, 'done', 'the DSN message is done');
+  t.equal(relay.backend.store.getRecipients(dsnId)[0]!.state, 'delivered', 'the DSN recipient is delivered');
 });
 
 t.test('no DSN when the original envelope sender was <>', async (t) => {

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import ms from 'ms';
 import type { Clock } from '../clock.js';
 import type { OriginSigner } from '../crypto/origin.js';
 import type { Logger } from '../log.js';
@@ -130,7 +131,7 @@ export class Delivery {
     if (retry?.action === 'give-up') {
       for (const r of deferred) {
         r.outcome = 'bounced';
-        r.reply = `${r.reply} (gave up after ${Math.round(this.#deps.retry.giveUpAfter / 3_600_000)}h of retries)`;
+        r.reply = `${r.reply} (gave up after ${ms(this.#deps.retry.giveUpAfter, { long: true })} of retries)`;
       }
     }
     for (const r of results) {

@@ -19,7 +19,10 @@ export interface Job<P = unknown> {
   id: string;
   kind: string;
   payload: P;
-  /** How many times this job ran before without finishing. */
+  /**
+   * How many earlier runs ended in a retry (or a handler error). A run cut
+   * off by a crash or a drain is not counted: claims live in memory only.
+   */
   attempts: number;
   createdAt: number;
 }

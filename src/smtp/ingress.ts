@@ -108,6 +108,16 @@ export class Ingress {
       socketTimeout: config.smtp.socketTimeout,
       closeTimeout: deps.closeTimeout ?? 30_000,
       logger: false,
+      // AUTH only inside TLS: smtp-server would advertise it in cleartext too
+      // (and refuse it there); a per-session list hides it until STARTTLS.
+      onConnect: (session, callback) => {
+        if (tls && !session.secure) (session as { disabledCommands?: string[] }).disabledCommands = [...disabled, 'AUTH'];
+        callback();
+      },
+      onSecure: (_socket, session, callback) => {
+        (session as { disabledCommands?: string[] }).disabledCommands = disabled;
+        callback();
+      },
       onAuth: (auth, session, callback) => {
         policy
           .authenticate(auth.username ?? '', auth.password ?? '')

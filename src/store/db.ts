@@ -60,6 +60,12 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX jobs_ready ON jobs(kind, state, run_at);
   `,
+  // REPLACE INTO deletes and re-inserts without firing DELETE triggers
+  `
+  CREATE TRIGGER events_no_replace BEFORE INSERT ON events
+    WHEN EXISTS (SELECT 1 FROM events WHERE seq = NEW.seq)
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+  `,
 ];
 
 /**

@@ -41,6 +41,8 @@ export class SqliteBackend implements Backend {
   }
 
   close(): void {
+    // stops the poll timer at once (a no-op when the relay drained the queue already)
+    void this.queue.close(0);
     this.committer.close();
     this.db.close();
   }
