@@ -44,7 +44,7 @@ t.test('parseConfig({}) gives the defaults of DESIGN.md', async (t) => {
   t.equal(config.smtp.senderDomainCheck, true);
   t.equal(config.smtp.bareLineEndings, 'normalise');
   t.equal(config.delivery.target, 'outbox');
-  t.equal(config.delivery.internalTarget, undefined, 'internal mail follows delivery.target');
+  t.equal(config.delivery.internalTarget, 'outbox', 'internal mail follows delivery.target');
   t.same(config.delivery.retry.schedule, [5 * MIN, 10 * MIN, 30 * MIN, HOUR, 2 * HOUR, 4 * HOUR]);
   t.equal(config.delivery.retry.giveUpAfter, 48 * HOUR);
   t.equal(config.data.dir, path.resolve('/srv/zegel', 'data'), './data, resolved against the base directory');
@@ -184,4 +184,16 @@ t.test('zegel check-config accepts config/zegel.example.yaml', { skip: fs.exists
   const result = await zegel(['check-config', '--config', example]);
   t.equal(result.code, 0, result.stderr);
   t.doesNotThrow(() => JSON.parse(result.stdout), 'prints JSON');
+});
+
+t.test('defaults that follow from other keys', async (t) => {
+  const plain = parseConfig({}, '/etc/zegel');
+  t.equal(plain.delivery.internalTarget, 'outbox', 'internalTarget follows target');
+  t.equal(plain.notification.noReplyAddress, undefined, 'no domains: no no-reply address to derive');
+  const org = parseConfig({ organisation: { domains: ['Voorbeeldzorg.NL', 'vz.nl'] }, delivery: { target: 'smtp://127.0.0.1:10026' } }, '/etc/zegel');
+  t.equal(org.delivery.internalTarget, 'smtp://127.0.0.1:10026');
+  t.equal(org.notification.noReplyAddress, 'no-reply@voorbeeldzorg.nl', 'no-reply@ the first organisation domain');
+  const explicit = parseConfig({ organisation: { domains: ['vz.nl'] }, notification: { noReplyAddress: 'niet-antwoorden@vz.nl' }, delivery: { internalTarget: 'smtp://127.0.0.1:25' } }, '/etc/zegel');
+  t.equal(explicit.notification.noReplyAddress, 'niet-antwoorden@vz.nl');
+  t.equal(explicit.delivery.internalTarget, 'smtp://127.0.0.1:25');
 });

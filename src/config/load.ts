@@ -37,6 +37,11 @@ export function parseConfig(input: unknown, baseDir: string = process.cwd(), sou
   if (config.smtp.tls) config.smtp.tls = { key: resolve(config.smtp.tls.key), cert: resolve(config.smtp.tls.cert) };
   if (config.notification.dkim) config.notification.dkim.privateKeyFile = resolve(config.notification.dkim.privateKeyFile);
   if (config.verification.sms.tokenFile) config.verification.sms.tokenFile = resolve(config.verification.sms.tokenFile);
+  // defaults that depend on other keys (DESIGN.md, "Configuration")
+  config.delivery.internalTarget ??= config.delivery.target;
+  if (!config.notification.noReplyAddress && config.organisation.domains[0]) {
+    config.notification.noReplyAddress = `no-reply@${config.organisation.domains[0]}`;
+  }
   const problems = crossChecks(config);
   if (problems.length) {
     throw new ZegelError('ZEGEL_CONFIG_INVALID', `${source} is invalid:\n  ${problems.join('\n  ')}`);
