@@ -23,7 +23,7 @@ export interface RelayOptions {
   pollMs?: number;
   /** How long a drain lets open SMTP sessions finish (ms); 30 s by default. */
   closeTimeoutMs?: number;
-  /** Process-job concurrency (parsing is CPU work; a few at a time is enough). */
+  /** Process jobs at once; by default as many as deliveries, so processing keeps up with intake. */
   processConcurrency?: number;
 }
 
@@ -70,7 +70,7 @@ export class Relay {
       retry: config.delivery.retry,
       hostname,
     });
-    this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? 4 });
+    this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? config.delivery.concurrency });
     this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
     this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs });
     if (!policy.senderDomainCheck) {
@@ -114,7 +114,8 @@ export class Relay {
     this.log.info('relay stopping');
     await Promise.all([this.#ingress.close(), this.backend.queue.close(timeoutMs)]);
     for (const transport of this.#transports) transport.close();
+    const { commits, writes } = this.backend.committer.stats;
     this.backend.close();
-    this.log.info('relay stopped');
+    this.log.info({ storeCommits: commits, storeWrites: writes }, 'relay stopped');
   }
 }

@@ -102,7 +102,7 @@ export class Delivery {
     const transactions = toEnvelopes(message, pending);
     for (const [i, { envelope, recipients }] of transactions.entries()) {
       try {
-        const sent = await transport.send(envelope, spool.pathOf(messageId), transactions.length > 1 ? `${tag}.${i}` : tag);
+        const sent = await transport.send(envelope, spool.source(messageId), transactions.length > 1 ? `${tag}.${i}` : tag);
         const byAddress = new Map(recipients.map((r) => [r.address, r]));
         for (const address of sent.accepted) {
           const rcpt = byAddress.get(address);
@@ -146,7 +146,7 @@ export class Delivery {
     if (bounces.length) await this.#reportFailures(message, pending, bounces, retry?.action === 'give-up');
     const stillPending = await backend.store.recordAttempt(messageId, results, { route: transport.name });
     if (retry?.action === 'retry') return { status: 'retry', runAt: retry.at };
-    if (stillPending === 0) await this.#cleanUp(messageId);
+    if (stillPending === 0) await spool.remove(messageId);
     return { status: 'done' };
   };
 
@@ -200,7 +200,7 @@ export class Delivery {
     const { backend, spool } = this.#deps;
     const remaining = backend.store.getRecipients(messageId).filter((r) => r.state === 'pending').length;
     if (remaining) return;
-    await spool.remove(messageId);
     await backend.store.markSpoolRemoved(messageId);
+    await spool.remove(messageId);
   }
 }

@@ -16,6 +16,9 @@ export interface Envelope {
   dsn?: { ret?: string | undefined; envid?: string | undefined; notify?: string[] | undefined; orcpt?: string | undefined } | undefined;
 }
 
+/** A small message's bytes from memory, or the spool file to stream. */
+export type SpoolSource = { bytes: Buffer } | { path: string };
+
 export interface RecipientReply {
   address: string;
   /** SMTP reply line, e.g. `550 5.1.1 <x@y>: user unknown`. */
@@ -53,8 +56,8 @@ export class TransportError extends Error {
 
 export interface Transport {
   readonly name: string;
-  /** Sends the file's bytes unchanged, streamed, with the given envelope. */
-  send(envelope: Envelope, file: string, tag: string): Promise<SendResult>;
+  /** Sends the spooled bytes unchanged (streamed when on disk) with the given envelope. */
+  send(envelope: Envelope, source: SpoolSource, tag: string): Promise<SendResult>;
   close(): void;
 }
 
@@ -72,9 +75,10 @@ export class OutboxTransport implements Transport {
     fs.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
   }
 
-  async send(envelope: Envelope, file: string, tag: string): Promise<SendResult> {
+  async send(envelope: Envelope, source: SpoolSource, tag: string): Promise<SendResult> {
     const eml = path.join(this.#dir, `${tag}.eml`);
-    await pipeline(fs.createReadStream(file, { highWaterMark: 256 * 1024 }), fs.createWriteStream(eml, { mode: 0o600, flush: true }));
+    if ('bytes' in source) await writeDurably(eml, source.bytes);
+    else await pipeline(fs.createReadStream(source.path, { highWaterMark: 256 * 1024 }), fs.createWriteStream(eml, { mode: 0o600, flush: true }));
     await writeDurably(path.join(this.#dir, `${tag}.json`), JSON.stringify({ from: envelope.from, to: envelope.to }, null, 2));
     const dir = await fsp.open(this.#dir, 'r');
     await dir.sync().finally(() => dir.close());
@@ -84,7 +88,7 @@ export class OutboxTransport implements Transport {
   close(): void {}
 }
 
-async function writeDurably(file: string, text: string): Promise<void> {
+async function writeDurably(file: string, text: string | Buffer): Promise<void> {
   const handle = await fsp.open(file, 'w', 0o600);
   try {
     await handle.writeFile(text);
@@ -129,11 +133,11 @@ export class SmtpTransport implements Transport {
     });
   }
 
-  async send(envelope: Envelope, file: string): Promise<SendResult> {
+  async send(envelope: Envelope, source: SpoolSource): Promise<SendResult> {
     try {
       const info = (await this.#transporter.sendMail({
         envelope: { from: envelope.from, to: envelope.to },
-        raw: { path: file },
+        raw: 'bytes' in source ? source.bytes : { path: source.path },
         ...(envelope.dsn ? { dsn: envelope.dsn } : {}),
       })) as { accepted?: Array<string | { address: string }>; rejected?: Array<string | { address: string }>; rejectedErrors?: SmtpError[]; response?: string };
       const addressOf = (a: string | { address: string }) => (typeof a === 'string' ? a : a.address);

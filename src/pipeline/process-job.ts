@@ -49,7 +49,7 @@ export class Processor {
     }
     if (!message.spool) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool file of ${messageId} is gone`);
     const recipients = backend.store.getRecipients(messageId);
-    const outline = await outlineMessage(spool.pathOf(messageId));
+    const outline = await outlineMessage(spool.read(messageId, message.size));
     const decisions: Array<{ idx: number; address: string } & RecipientDecision> = [];
     for (const recipient of recipients) {
       let decision: RecipientDecision;

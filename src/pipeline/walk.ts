@@ -1,5 +1,4 @@
-import fs from 'node:fs';
-import { Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Splitter } from 'mailsplit';
 
@@ -34,7 +33,7 @@ interface SplitNode {
  * of every node and body bytes in chunks, never a whole part in memory. The
  * classifier hooks in here; for now it yields the outline the pipeline needs.
  */
-export async function outlineMessage(file: string): Promise<MessageOutline> {
+export async function outlineMessage(source: Readable): Promise<MessageOutline> {
   const outline: MessageOutline = { headers: [], parts: [] };
   let current: PartInfo | undefined;
   const sink = new Writable({
@@ -57,6 +56,6 @@ export async function outlineMessage(file: string): Promise<MessageOutline> {
       callback();
     },
   });
-  await pipeline(fs.createReadStream(file, { highWaterMark: 256 * 1024 }), new Splitter({ maxHeadSize: 1024 * 1024 }), sink);
+  await pipeline(source, new Splitter({ maxHeadSize: 1024 * 1024 }), sink);
   return outline;
 }

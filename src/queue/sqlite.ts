@@ -42,6 +42,8 @@ export class SqliteQueue implements JobQueue {
   readonly #cooldown = new Map<string, number>();
   readonly #insert;
   readonly #due;
+  readonly #complete;
+  readonly #reschedule;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #pumping = false;
@@ -56,9 +58,11 @@ export class SqliteQueue implements JobQueue {
     );
     this.#due = db.prepare(
       `SELECT id, kind, payload, run_at, attempts, created_at FROM jobs
-       WHERE kind = ? AND run_at <= ? AND id NOT IN (SELECT value FROM json_each(?))
+       WHERE kind = ? AND run_at <= ?
        ORDER BY run_at, created_at LIMIT ?`,
     );
+    this.#complete = db.prepare('DELETE FROM jobs WHERE id = ?');
+    this.#reschedule = db.prepare('UPDATE jobs SET run_at = ?, attempts = attempts + 1 WHERE id = ?');
     this.#timer = setInterval(() => this.poke(), options.pollMs ?? 250);
   }
 
@@ -82,26 +86,28 @@ export class SqliteQueue implements JobQueue {
     this.poke();
   }
 
+  /** Looks for due jobs on the next turn of the event loop; many pokes in one turn cost one look. */
   poke(): void {
     if (this.#closed || this.#pumping) return;
     this.#pumping = true;
-    try {
-      for (const worker of this.#workers.values()) this.#pump(worker);
-    } finally {
+    setImmediate(() => {
       this.#pumping = false;
-    }
+      if (this.#closed) return;
+      for (const worker of this.#workers.values()) this.#pump(worker);
+    });
   }
 
   #pump(worker: Worker): void {
     const free = worker.concurrency - worker.running.size;
     if (free <= 0) return;
     const now = this.#clock.now();
-    const busy = [...worker.running.keys()];
     for (const [id, until] of this.#cooldown) {
       if (until <= now) this.#cooldown.delete(id);
-      else busy.push(id);
     }
-    const rows = this.#due.all(worker.kind, now, JSON.stringify(busy), free) as JobRow[];
+    // running and cooling-down jobs are skipped here rather than in SQL: the
+    // query stays a plain index range scan
+    const skip = worker.running.size + this.#cooldown.size;
+    const rows = (this.#due.all(worker.kind, now, free + skip) as JobRow[]).filter((row) => !worker.running.has(row.id) && !this.#cooldown.has(row.id)).slice(0, free);
     for (const row of rows) {
       const job: Job = {
         id: row.id,
@@ -112,7 +118,7 @@ export class SqliteQueue implements JobQueue {
       };
       const run = this.#run(worker, job).finally(() => {
         worker.running.delete(job.id);
-        if (!this.#closed) setImmediate(() => this.poke());
+        this.poke();
       });
       worker.running.set(job.id, run);
     }
@@ -131,13 +137,13 @@ export class SqliteQueue implements JobQueue {
       if (result.status === 'done') {
         const next = result.next ?? [];
         await this.#committer.write(() => {
-          this.#db.prepare('DELETE FROM jobs WHERE id = ?').run(job.id);
+          this.#complete.run(job.id);
           this.insertSync(next);
         });
       } else {
         const runAt = result.runAt;
         await this.#committer.write(() => {
-          this.#db.prepare('UPDATE jobs SET run_at = ?, attempts = attempts + 1 WHERE id = ?').run(runAt, job.id);
+          this.#reschedule.run(runAt, job.id);
         });
       }
     } catch (err) {

@@ -11,10 +11,11 @@ import { SmtpReplyError, ZegelError } from '../errors.js';
 import { newQueueId } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Spool } from '../spool/spool.js';
+import { CaptureSmall } from '../spool/spool-cache.js';
 import type { Backend } from '../store/sqlite-backend.js';
 import type { IncomingMessage } from '../store/messages.js';
 import { processJob } from '../pipeline/process-job.js';
-import { installEnhancedCodes } from './enhanced-codes.js';
+import { installSmtpServerPatches } from './smtp-server-patches.js';
 import { HeaderGuard } from './header-guard.js';
 import { LineEndingGuard } from './line-endings.js';
 import type { RelayPolicy } from './policy.js';
@@ -87,7 +88,7 @@ export class Ingress {
   #address: { host: string; port: number } | undefined;
 
   constructor(deps: IngressDeps) {
-    installEnhancedCodes();
+    installSmtpServerPatches();
     this.#deps = deps;
     const { config, policy } = deps;
     this.#hostname = config.smtp.hostname ?? os.hostname();
@@ -211,6 +212,7 @@ export class Ingress {
         at: started,
       }),
     });
+    const capture = new CaptureSmall(spool.cache.maxEntryBytes);
     const file = spool.pathOf(id);
     let created = false;
     let out: fs.WriteStream | undefined;
@@ -222,7 +224,7 @@ export class Ingress {
           created = true;
         });
         stream.pipe(sizeGuard);
-        await pipeline(sizeGuard, new LineEndingGuard(config.smtp.bareLineEndings), headerGuard, out);
+        await pipeline(sizeGuard, new LineEndingGuard(config.smtp.bareLineEndings), headerGuard, capture, out);
       } catch (err) {
         // keep reading what the client sends, so the reply comes at the end of DATA
         stream.unpipe(sizeGuard);
@@ -250,7 +252,14 @@ export class Ingress {
           orcpt: (r as { dsn?: { orcpt?: string } }).dsn?.orcpt,
         })),
       };
-      await backend.intake(message, processJob(id, headerGuard.facts.relayOrigin));
+      const small = capture.captured;
+      if (small) spool.cache.set(id, small);
+      try {
+        await backend.intake(message, processJob(id, headerGuard.facts.relayOrigin));
+      } catch (err) {
+        spool.cache.delete(id);
+        throw err;
+      }
       log.info(
         { queueId: id, client: session.remoteAddress, from: mailFrom, rcpts: rcptTo.length, size: sizeGuard.bytes, removedHeaders: headerGuard.facts.removed || undefined, relayOrigin: headerGuard.facts.relayOrigin || undefined, ms: clock.now() - started },
         'message accepted',

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { SpoolCache } from './spool-cache.js';
 
 /**
  * Coalesces fsync of one directory: callers that arrive while a sync runs
@@ -51,6 +53,7 @@ class DirSyncer {
  */
 export class Spool {
   readonly dir: string;
+  readonly cache = new SpoolCache();
   readonly #syncer: DirSyncer;
 
   constructor(dataDir: string) {
@@ -62,6 +65,21 @@ export class Spool {
   pathOf(id: string): string {
     if (!/^[0-9a-zA-Z_-]+$/.test(id)) throw new Error(`not a spool id: ${id}`);
     return path.join(this.dir, `${id}.eml`);
+  }
+
+  /** The bytes of a spool file: from the in-memory copy of a small message, else streamed from disk. */
+  source(id: string): { bytes: Buffer } | { path: string } {
+    const bytes = this.cache.get(id);
+    return bytes ? { bytes } : { path: this.pathOf(id) };
+  }
+
+  /** A stream of a spool file's bytes (see `source`). */
+  read(id: string, size?: number): Readable {
+    const source = this.source(id);
+    if ('bytes' in source) return Readable.from([source.bytes], { objectMode: false });
+    // a read buffer the size of the message, up to 256 KiB: small messages make no large garbage
+    const highWaterMark = Math.min(Math.max(size ?? 256 * 1024, 16 * 1024), 256 * 1024);
+    return fs.createReadStream(source.path, { highWaterMark });
   }
 
   /** Makes the creation (or removal) of spool files durable. */
@@ -79,6 +97,7 @@ export class Spool {
       await handle.close();
     }
     await this.syncDir();
+    this.cache.set(id, bytes);
   }
 
   /** The top-level header block of a spool file (up to `limit` bytes), CRLF line endings kept. */
@@ -96,6 +115,7 @@ export class Spool {
   }
 
   async remove(id: string): Promise<void> {
+    this.cache.delete(id);
     await fsp.rm(this.pathOf(id), { force: true });
   }
 

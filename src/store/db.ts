@@ -66,6 +66,11 @@ const MIGRATIONS: string[] = [
     WHEN EXISTS (SELECT 1 FROM events WHERE seq = NEW.seq)
     BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
   `,
+  // the due-jobs query: kind = ? AND run_at <= ? ORDER BY run_at, created_at, without a sort
+  `
+  DROP INDEX jobs_ready;
+  CREATE INDEX jobs_due ON jobs(kind, run_at, created_at);
+  `,
 ];
 
 /**

@@ -8,7 +8,7 @@ interface Pending {
 }
 
 /**
- * Group commit for SQLite. Writes that arrive while the event loop is busy are
+ * Group commit for SQLite. Writes that arrive within a short window (2 ms) are
  * collected and committed in one transaction (one WAL fsync with
  * synchronous=FULL), and every caller's promise settles only after that commit
  * is on disk. Each write runs in its own savepoint, so one failing write rolls
@@ -16,14 +16,26 @@ interface Pending {
  */
 export class GroupCommitter {
   readonly #db: Db;
+  readonly #windowMs: number;
   #pending: Pending[] = [];
   #scheduled = false;
   #closed = false;
   #commits = 0;
   #writes = 0;
 
-  constructor(db: Db) {
+  readonly #tx;
+
+  constructor(db: Db, options: { windowMs?: number } = {}) {
     this.#db = db;
+    this.#windowMs = options.windowMs ?? 2;
+    // prepared once: a write costs two statement steps, not two SQL parses
+    this.#tx = {
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      savepoint: db.prepare('SAVEPOINT w'),
+      release: db.prepare('RELEASE w'),
+      rollbackTo: db.prepare('ROLLBACK TO w'),
+    };
   }
 
   /** Runs `work` inside the next group transaction; resolves after it is durable. */
@@ -33,7 +45,8 @@ export class GroupCommitter {
       this.#pending.push({ work, resolve: resolve as (value: unknown) => void, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        setImmediate(() => this.#flush());
+        // a short window lets writes from many concurrent sessions and jobs share one commit
+        setTimeout(() => this.#flush(), this.#windowMs);
       }
     });
   }
@@ -56,20 +69,21 @@ export class GroupCommitter {
     const db = this.#db;
     const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
-      db.exec('BEGIN IMMEDIATE');
+      const tx = this.#tx;
+      tx.begin.run();
       for (const item of batch) {
-        db.exec('SAVEPOINT w');
+        tx.savepoint.run();
         try {
           const value = item.work();
-          db.exec('RELEASE w');
+          tx.release.run();
           results.push({ ok: true, value });
         } catch (error) {
-          db.exec('ROLLBACK TO w');
-          db.exec('RELEASE w');
+          tx.rollbackTo.run();
+          tx.release.run();
           results.push({ ok: false, error });
         }
       }
-      db.exec('COMMIT');
+      tx.commit.run();
     } catch (error) {
       if (db.inTransaction) {
         try {

@@ -246,7 +246,9 @@ export class MessageStore {
   /**
    * Stores the outcome of one delivery attempt for some recipients. Only
    * pending recipients change, so a repeated attempt after a crash records
-   * nothing twice. Resolves to the number of recipients still pending.
+   * nothing twice. Resolves to the number of recipients still pending; at 0
+   * the spool file is marked released in the same commit (the caller deletes
+   * it; a crash before that leaves a file that start-up removes).
    */
   recordAttempt(messageId: string, results: AttemptResult[], extra: Record<string, unknown> = {}): Promise<number> {
     return this.#committer.write(() => {
@@ -264,18 +266,23 @@ export class MessageStore {
           detail: { reply: result.reply, remoteMta: result.remoteMta, attempt: rcpt.attempts + 1, ...extra },
         });
       }
-      return (this.#stmt.pending.get(messageId) as { n: number }).n;
+      const pending = (this.#stmt.pending.get(messageId) as { n: number }).n;
+      if (pending === 0) this.#releaseSpoolSync(messageId);
+      return pending;
     });
+  }
+
+  /** Marks the spool file as no longer needed; the caller deletes the file after the commit. */
+  #releaseSpoolSync(messageId: string): void {
+    const row = this.#stmt.getMessage.get(messageId) as MessageRow | undefined;
+    if (!row || row.spool === null) return;
+    this.#stmt.spoolGone.run(messageId);
+    this.appendEventSync({ messageId, type: 'spool-removed' });
   }
 
   /** Marks the spool file of a message as removed; the message is then done. */
   markSpoolRemoved(messageId: string): Promise<void> {
-    return this.#committer.write(() => {
-      const row = this.#stmt.getMessage.get(messageId) as MessageRow | undefined;
-      if (!row || row.spool === null) return;
-      this.#stmt.spoolGone.run(messageId);
-      this.appendEventSync({ messageId, type: 'spool-removed' });
-    });
+    return this.#committer.write(() => this.#releaseSpoolSync(messageId));
   }
 
   appendEvent(event: EventInput): Promise<void> {
