@@ -116,7 +116,11 @@ export class Spool {
 
   async remove(id: string): Promise<void> {
     this.cache.delete(id);
-    await fsp.rm(this.pathOf(id), { force: true });
+    try {
+      await fsp.unlink(this.pathOf(id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 
   /** Ids of every spool file on disk (for start-up clean-up). */
