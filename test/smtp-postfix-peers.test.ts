@@ -8,16 +8,22 @@ import { run, swaks } from './helpers/smtp-client.js';
 
 /** Postfix's smtp-sink as the next hop, dumping every transaction into `dir`. */
 async function startSmtpSink(t: Parameters<typeof tempDir>[0], dir: string): Promise<number> {
-  const port = await freePort();
   fs.chmodSync(dir, 0o777); // smtp-sink drops to `nobody` before it writes dumps
-  const child = spawn('smtp-sink', ['-u', 'nobody', '-d', `${dir}/%Y%m%d%H%M%S.`, `127.0.0.1:${port}`, '100'], { stdio: 'ignore' });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  t.teardown(() => {
-    child.kill('SIGTERM');
-    return exited;
-  });
-  await waitFor(async () => (await run('swaks', ['--server', `127.0.0.1:${port}`, '--quit-after', 'EHLO'], { timeoutMs: 5_000 })).code === 0, 10_000, 'smtp-sink to listen');
-  return port;
+  // another test may take the free port between our look and smtp-sink's bind: try again then
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child = spawn('smtp-sink', ['-u', 'nobody', '-d', `${dir}/%Y%m%d%H%M%S.`, `127.0.0.1:${port}`, '100'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    t.teardown(() => {
+      child.kill('SIGTERM');
+      return exited;
+    });
+    const up = await waitFor(async () => child.exitCode !== null || (await run('swaks', ['--server', `127.0.0.1:${port}`, '--quit-after', 'EHLO'], { timeoutMs: 5_000 })).code === 0, 15_000, 'smtp-sink to listen');
+    if (up && child.exitCode === null) return port;
+    if (attempt === 2) throw new Error(`smtp-sink did not start: ${stderr}`);
+  }
 }
 
 /** A dump: smtp-sink's X-* envelope lines, then the message as it arrived (LF line endings). */

@@ -1,9 +1,10 @@
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection';
 
 /**
- * Two adjustments to smtp-server's connection class, installed once and
- * pinned by tests (smtp-relay-policy, smtp-greeting) so that an upgrade that
- * breaks them fails loudly:
+ * Two adjustments to smtp-server's connection class, installed once. They
+ * lean on smtp-server internals (send, init, _setListeners, connectionReady),
+ * so the major version is pinned and every SMTP test exercises them: an
+ * upgrade that breaks them fails the suite, not production.
  *
  * 1. Enhanced status codes. smtp-server picks the RFC 3463 code from the basic
  *    code of an error reply, so a policy refusal would read `550 5.1.1` ("bad
