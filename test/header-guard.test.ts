@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import t from 'tap';
 import { OriginSigner } from '../src/crypto/origin.js';
 import { ZegelError } from '../src/errors.js';
+import { feed } from './helpers/transform.js';
 import { HeaderGuard, splitFields, type HeaderFacts } from '../src/smtp/header-guard.js';
 
 const secret = crypto.randomBytes(32);
@@ -15,22 +16,9 @@ interface Run {
 }
 
 /** Runs `chunks` through a fresh HeaderGuard, one write per chunk. */
-function guard(chunks: Array<string | Buffer>, options: { maxHeaderBytes?: number; signer?: OriginSigner } = {}): Promise<Run> {
+async function guard(chunks: Array<string | Buffer>, options: { maxHeaderBytes?: number; signer?: OriginSigner } = {}): Promise<Run> {
   const g = new HeaderGuard({ signer: options.signer ?? signer, received: RECEIVED, maxHeaderBytes: options.maxHeaderBytes ?? 1024 * 1024 });
-  const parts: Buffer[] = [];
-  g.on('data', (chunk: Buffer) => parts.push(chunk));
-  return new Promise((resolve) => {
-    let settled = false;
-    const done = (error: unknown) => {
-      if (settled) return;
-      settled = true;
-      resolve({ out: Buffer.concat(parts), error, facts: g.facts });
-    };
-    g.on('error', done);
-    g.on('end', () => done(undefined));
-    for (const chunk of chunks) g.write(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk);
-    g.end();
-  });
+  return { ...(await feed(g, chunks)), facts: g.facts };
 }
 
 /** Splits a string into chunks of `size` bytes. */

@@ -1,25 +1,13 @@
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { ZegelError } from '../src/errors.js';
+import { feed } from './helpers/transform.js';
 import { LineEndingGuard, type BareLineEndingMode } from '../src/smtp/line-endings.js';
 
 /** Feeds `chunks` through a fresh guard (one write per chunk) and collects the output or the error. */
 async function guard(chunks: Buffer[], mode: BareLineEndingMode = 'normalise'): Promise<{ out: Buffer; error: unknown; repaired: number }> {
   const g = new LineEndingGuard(mode);
-  const parts: Buffer[] = [];
-  g.on('data', (chunk: Buffer) => parts.push(chunk));
-  return new Promise((resolve) => {
-    let settled = false;
-    const done = (error: unknown) => {
-      if (settled) return;
-      settled = true;
-      resolve({ out: Buffer.concat(parts), error, repaired: g.repaired });
-    };
-    g.on('error', (err) => done(err));
-    g.on('end', () => done(undefined));
-    for (const chunk of chunks) g.write(chunk);
-    g.end();
-  });
+  return { ...(await feed(g, chunks)), repaired: g.repaired };
 }
 
 /** Feeds through a real Readable -> guard pipe (as ingress does), chunk by chunk. */

@@ -1,27 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { SMTPServer } from 'smtp-server';
-import { startRelay, waitFor, type Teardown } from './helpers/relay.js';
+import { freePort, startChildRelay } from './helpers/child-relay.js';
+import { startRelay, tempDir, waitFor, type Teardown } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
 import { RawSmtp } from './helpers/smtp-client.js';
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
 const LIMIT = 64 * 1024;
-
-/**
- * Runs node without tap's hooks: tap's process tracking adds `--import <its loader>`
- * to NODE_OPTIONS of every process the test spawns, and that loader cannot run the
- * extensionless ESM `bin/zegel` (ERR_REQUIRE_CYCLE_MODULE). `env -u` drops it again
- * (env execs node, so the pid stays the relay's).
- */
-function plainNode(args: string[]): [string, string[]] {
-  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, ...args]];
-}
 
 /** A message of exactly `total` bytes: CRLF lines, none starting with a dot, ending in CRLF. */
 function messageOf(total: number, subject: string): Buffer {
@@ -139,17 +127,6 @@ const CHUNKS = Math.ceil(BIG_BODY / CHUNK);
 const MB = 1024 * 1024;
 const HWM_LIMIT = 150 * MB;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** VmHWM / VmRSS of a process, in bytes. */
 function memoryOf(pid: number): { hwm: number; rss: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -218,121 +195,21 @@ async function startCountingSink(t: Teardown): Promise<{ port: number; messages:
   return { port: (server.server.address() as net.AddressInfo).port, messages };
 }
 
-/** A minimal SMTP client over a raw socket that can stream DATA with backpressure. */
-class StreamingClient {
-  readonly socket: net.Socket;
-  #buffer = '';
-  #wake: (() => void) | undefined;
-
-  constructor(socket: net.Socket) {
-    this.socket = socket;
-    socket.on('data', (chunk: Buffer) => {
-      this.#buffer += chunk.toString('latin1');
-      this.#wake?.();
-    });
-    socket.on('close', () => this.#wake?.());
-    socket.on('error', () => undefined);
-  }
-
-  static async connect(port: number): Promise<StreamingClient> {
-    const socket = net.connect(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => resolve());
-      socket.once('error', reject);
-    });
-    const client = new StreamingClient(socket);
-    await client.reply();
-    return client;
-  }
-
-  async reply(timeoutMs = 15_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const match = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(this.#buffer);
-      if (match) {
-        this.#buffer = this.#buffer.slice(match[0].length);
-        return match[0].trimEnd();
-      }
-      if (this.socket.destroyed) throw new Error(`connection closed; got ${JSON.stringify(this.#buffer)}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no SMTP reply; got ${JSON.stringify(this.#buffer)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          this.#wake = undefined;
-          resolve();
-        };
-      });
-    }
-  }
-
-  async command(line: string): Promise<string> {
-    this.socket.write(`${line}\r\n`);
-    return this.reply();
-  }
-
-  /** Writes a chunk, waiting for 'drain' when the socket buffer is full. */
-  async write(chunk: Buffer | string): Promise<void> {
-    if (this.socket.write(chunk)) return;
-    await new Promise<void>((resolve, reject) => {
-      const onDrain = () => {
-        this.socket.off('close', onClose);
-        resolve();
-      };
-      const onClose = () => {
-        this.socket.off('drain', onDrain);
-        reject(new Error('connection closed while sending DATA'));
-      };
-      this.socket.once('drain', onDrain);
-      this.socket.once('close', onClose);
-    });
-  }
-
-  close(): void {
-    this.socket.end('QUIT\r\n');
-    this.socket.destroy();
-  }
-}
-
-/** Starts `node bin/zegel start --config <yaml>`; killed and its directory removed at teardown. */
-async function startRelayProcess(t: Teardown, config: (dir: string, port: number) => string): Promise<{ child: ChildProcess; port: number; dir: string; stderr: () => string }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zegel-big-'));
-  const port = await freePort();
-  const file = path.join(dir, 'zegel.yaml');
-  fs.writeFileSync(file, config(dir, port));
-  const [command, args] = plainNode(['bin/zegel', 'start', '--config', file]);
-  const child = spawn(command, args, { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString('utf8')).slice(-64 * 1024);
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  await waitFor(() => /relay started/.test(stderr) || child.exitCode !== null, 20_000, 'the relay process to start');
-  if (child.exitCode !== null) throw new Error(`relay exited with ${child.exitCode}: ${stderr}`);
-  return { child, port, dir, stderr: () => stderr };
-}
 
 t.test('a 200 MB message streams through a relay process with flat memory', async (t) => {
   const sink = await startCountingSink(t);
-  const relay = await startRelayProcess(
-    t,
-    (dir, port) => `smtp:\n  listen: 127.0.0.1:${port}\n  maxMessageSize: 300MB\ndelivery:\n  target: smtp://127.0.0.1:${sink.port}\ndata:\n  dir: ${JSON.stringify(path.join(dir, 'data'))}\nlog:\n  level: info\n`,
-  );
+  const dir = tempDir(t);
+  const relay = await startChildRelay(t, path.join(dir, 'zegel.yaml'), {
+    smtp: { listen: `127.0.0.1:${await freePort()}`, maxMessageSize: '300MB' },
+    delivery: { target: `smtp://127.0.0.1:${sink.port}` },
+    data: { dir: path.join(dir, 'data') },
+    log: { level: 'info' },
+  });
   const pid = relay.child.pid!;
   const before = memoryOf(pid);
   t.comment(`relay at start: VmHWM ${(before.hwm / MB).toFixed(1)} MB, VmRSS ${(before.rss / MB).toFixed(1)} MB`);
 
-  const client = await StreamingClient.connect(relay.port);
+  const client = await RawSmtp.connect(relay.port);
   t.teardown(() => client.close());
   for (const line of ['EHLO probe.test', 'MAIL FROM:<big@org.test>', 'RCPT TO:<sink@example.com>']) {
     t.match(await client.command(line), /^250[- ]/, line);
@@ -346,14 +223,14 @@ t.test('a 200 MB message streams through a relay process with flat memory', asyn
   }
   const hash = crypto.createHash('sha256');
   const started = Date.now();
-  await client.write(header);
+  await client.send(header);
   for (let n = 0; n < CHUNKS; n++) {
     const chunk = Buffer.from(template);
     chunk.write(String(n).padStart(8, '0'), 0, 'latin1'); // every chunk differs
     hash.update(chunk);
-    await client.write(chunk);
+    await client.send(chunk);
   }
-  await client.write('.\r\n');
+  await client.send('.\r\n');
   const reply = await client.reply(90_000);
   const sentMs = Date.now() - started;
   t.match(reply, /^250 2\.6\.0 Ok: queued as \S+$/, 'accepted');
@@ -378,6 +255,6 @@ t.test('a 200 MB message streams through a relay process with flat memory', asyn
   t.ok(message?.header.endsWith(header), 'then the original header');
   t.equal(message?.size, message!.header.length + bodyBytes, 'delivered size = Received field + original message');
 
-  await waitFor(() => fs.readdirSync(path.join(relay.dir, 'data', 'spool')).length === 0, 10_000, 'the spool file to go');
+  await waitFor(() => fs.readdirSync(path.join(dir, 'data', 'spool')).length === 0, 10_000, 'the spool file to go');
   t.equal(relay.child.exitCode, null, 'the relay is still running');
 });

@@ -59,6 +59,23 @@ export class RawSmtp {
     this.#socket.write(data);
   }
 
+  /** Writes a chunk and waits for 'drain' when the socket buffer is full (for streaming large DATA). */
+  async send(chunk: string | Buffer): Promise<void> {
+    if (this.#socket.write(chunk)) return;
+    await new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        this.#socket.off('close', onClose);
+        resolve();
+      };
+      const onClose = () => {
+        this.#socket.off('drain', onDrain);
+        reject(new Error('connection closed while sending'));
+      };
+      this.#socket.once('drain', onDrain);
+      this.#socket.once('close', onClose);
+    });
+  }
+
   async command(line: string): Promise<string> {
     this.write(`${line}\r\n`);
     return this.reply();
