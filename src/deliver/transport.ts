@@ -76,10 +76,16 @@ export class OutboxTransport implements Transport {
   }
 
   async send(envelope: Envelope, source: SpoolSource, tag: string): Promise<SendResult> {
+    // Files appear complete or not at all: written under a temporary name and
+    // renamed, the envelope before the message, so whoever watches the outbox
+    // never reads a half-written .eml or one without its .json.
     const eml = path.join(this.#dir, `${tag}.eml`);
-    if ('bytes' in source) await writeDurably(eml, source.bytes);
-    else await pipeline(fs.createReadStream(source.path, { highWaterMark: 256 * 1024 }), fs.createWriteStream(eml, { mode: 0o600, flush: true }));
-    await writeDurably(path.join(this.#dir, `${tag}.json`), JSON.stringify({ from: envelope.from, to: envelope.to }, null, 2));
+    const json = path.join(this.#dir, `${tag}.json`);
+    if ('bytes' in source) await writeDurably(`${eml}.tmp`, source.bytes);
+    else await pipeline(fs.createReadStream(source.path, { highWaterMark: 256 * 1024 }), fs.createWriteStream(`${eml}.tmp`, { mode: 0o600, flush: true }));
+    await writeDurably(`${json}.tmp`, JSON.stringify({ from: envelope.from, to: envelope.to }, null, 2));
+    await fsp.rename(`${json}.tmp`, json);
+    await fsp.rename(`${eml}.tmp`, eml);
     const dir = await fsp.open(this.#dir, 'r');
     await dir.sync().finally(() => dir.close());
     return { accepted: [...envelope.to], rejected: [], reply: `250 2.0.0 written to outbox/${tag}.eml`, remoteMta: 'outbox' };
