@@ -9,8 +9,10 @@ export interface Bounce {
   /** Enhanced status code (RFC 3463) for the Status field. */
   status: string;
   remoteMta?: string | undefined;
-  /** Why: the next hop refused, or the retries ran out. */
-  reason: 'refused' | 'expired';
+  /** Why: the next hop refused, the retries ran out, or a rule blocked the message. */
+  reason: 'refused' | 'expired' | 'blocked';
+  /** For `blocked`: the rule's description, shown to the sender in both languages. */
+  explanation?: { nl: string; en: string } | undefined;
 }
 
 export interface DsnInput {
@@ -29,19 +31,32 @@ export interface DsnInput {
   origin: string;
 }
 
-const wrap = (text: string) => text.replace(/[\r\n]+/g, ' ').replace(/[^\x20-\x7e]/g, '?');
+/** One line of US-ASCII: accents are folded (patiënt → patient), anything else non-ASCII becomes '?'. */
+const wrap = (text: string) =>
+  text
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/[^\x20-\x7e]/g, '?');
+
+const WHY = {
+  refused: { nl: 'geweigerd door de volgende server', en: 'refused by the next server' },
+  expired: { nl: 'bleef onbereikbaar, pogingen opgegeven', en: 'stayed unreachable, retries exhausted' },
+  blocked: { nl: 'tegengehouden door het beleid van uw organisatie', en: "stopped by your organisation's policy" },
+} as const;
 
 function humanPart(input: DsnInput): string {
-  const lines = input.bounces.map((b) => {
-    const why = b.reason === 'expired' ? 'retries exhausted / pogingen opgegeven' : 'refused / geweigerd';
-    return `  <${wrap(b.address)}> (${why}): ${wrap(b.reply)}`;
-  });
+  const lines = (lang: 'nl' | 'en') =>
+    input.bounces.flatMap((b) => [
+      `  <${wrap(b.address)}> (${WHY[b.reason][lang]}):`,
+      `    ${wrap(b.explanation ? b.explanation[lang] : b.reply)}`,
+    ]);
   return [
     'Dit is een bericht van Zegel, de beveiligde mailrelay van uw organisatie.',
     '',
     'Uw bericht kon niet worden afgeleverd bij de volgende ontvanger(s):',
     '',
-    ...lines,
+    ...lines('nl'),
     '',
     'Controleer het adres en stuur het bericht zo nodig opnieuw.',
     '',
@@ -51,7 +66,7 @@ function humanPart(input: DsnInput): string {
     '',
     'Your message could not be delivered to the following recipient(s):',
     '',
-    ...lines,
+    ...lines('en'),
     '',
     'Please check the address and send the message again if needed.',
     '',
