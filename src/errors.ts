@@ -15,7 +15,8 @@ export type ZegelErrorCode =
   | 'ZEGEL_DELIVERY_TEMPORARY'
   | 'ZEGEL_DELIVERY_PERMANENT'
   | 'ZEGEL_SPOOL_MISSING'
-  | 'ZEGEL_PASSWORD_INPUT';
+  | 'ZEGEL_PASSWORD_INPUT'
+  | 'ZEGEL_RULES_INVALID';
 
 export class ZegelError extends Error {
   readonly code: ZegelErrorCode;

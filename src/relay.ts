@@ -7,7 +7,11 @@ import { loadRelaySecret } from './crypto/relay-secret.js';
 import { Delivery } from './deliver/deliver-job.js';
 import { createTransport, type Transport } from './deliver/transport.js';
 import { createLogger, type Logger } from './log.js';
-import { deliverAll, type DecideFn } from './pipeline/decide.js';
+import { ClassifierService } from './classify/service.js';
+import { shippedRulesDir } from './classify/rules/load.js';
+import { DsnSender } from './deliver/dsn-sender.js';
+import { deliverJob } from './deliver/deliver-job.js';
+import type { ClassifyMessage } from './pipeline/decide.js';
 import { Processor } from './pipeline/process-job.js';
 import { Ingress } from './smtp/ingress.js';
 import { RelayPolicy } from './smtp/policy.js';
@@ -18,7 +22,12 @@ export interface RelayOptions {
   config: Config;
   clock?: Clock;
   log?: Logger;
-  decide?: DecideFn;
+  /**
+   * Replaces the rules-based classifier (tests of the relay spine use
+   * `deliverAll`). By default the rules in `rules.dir` (or the shipped ones)
+   * decide, and are reloaded when their files change.
+   */
+  classify?: ClassifyMessage;
   /** How often idle workers look for due jobs (ms). */
   pollMs?: number;
   /** How long a drain lets open SMTP sessions finish (ms); 30 s by default. */
@@ -41,6 +50,7 @@ export class Relay {
   readonly signer: OriginSigner;
   readonly #ingress: Ingress;
   readonly #transports: Transport[];
+  readonly classifier: ClassifierService | undefined;
   #stopped = false;
 
   private constructor(options: RelayOptions) {
@@ -59,16 +69,39 @@ export class Relay {
     const internalTarget = config.delivery.internalTarget ?? config.delivery.target;
     const internal = internalTarget === config.delivery.target ? target : createTransport(internalTarget, config.data.dir, transportOptions);
     this.#transports = internal === target ? [target] : [target, internal];
-    const processor = new Processor({ log: this.log, spool: this.spool, backend: this.backend, policy, decide: options.decide ?? deliverAll });
-    const delivery = new Delivery({
+    if (!options.classify) {
+      this.classifier = new ClassifierService({
+        dir: config.rules.dir ?? shippedRulesDir(),
+        optInTags: config.classify.optInTags,
+        limits: config.classify.limits,
+        log: this.log,
+      });
+    }
+    const dsn = new DsnSender({
       clock: this.clock,
       log: this.log,
       spool: this.spool,
       backend: this.backend,
       signer: this.signer,
+      hostname,
+      deliverInternal: (id) => deliverJob(id, 'internal', [0]),
+    });
+    const processor = new Processor({
+      log: this.log,
+      spool: this.spool,
+      backend: this.backend,
+      policy,
+      dsn,
+      classify: options.classify ?? classifyWith(this.classifier!),
+    });
+    const delivery = new Delivery({
+      clock: this.clock,
+      log: this.log,
+      spool: this.spool,
+      backend: this.backend,
+      dsn,
       transports: { target, internal },
       retry: config.delivery.retry,
-      hostname,
     });
     this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? config.delivery.concurrency });
     this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
@@ -81,6 +114,7 @@ export class Relay {
   static async start(options: RelayOptions): Promise<Relay> {
     const relay = new Relay(options);
     await relay.#recover();
+    relay.classifier?.watch();
     const address = await relay.#ingress.listen();
     relay.log.info({ smtp: `${address.host}:${address.port}`, target: relay.config.delivery.target, dataDir: relay.config.data.dir }, 'relay started');
     return relay;
@@ -113,9 +147,25 @@ export class Relay {
     this.#stopped = true;
     this.log.info('relay stopping');
     await Promise.all([this.#ingress.close(), this.backend.queue.close(timeoutMs)]);
+    this.classifier?.close();
     for (const transport of this.#transports) transport.close();
     const { commits, writes } = this.backend.committer.stats;
     this.backend.close();
     this.log.info({ storeCommits: commits, storeWrites: writes }, 'relay stopped');
   }
+}
+
+/** The relay's classification: the rules engine's result, with the blocking rule's description for the DSN. */
+function classifyWith(service: ClassifierService): ClassifyMessage {
+  return async ({ open }) => {
+    const result = await service.classify(open());
+    const blocking = result.decision === 'block' ? result.matches.find((m) => m.action === 'block') : undefined;
+    const rule = blocking ? service.rules.rules.find((r) => r.id === blocking.rule) : undefined;
+    return {
+      decision: result.decision,
+      subjectSensitive: result.subjectSensitive,
+      matches: result.matches,
+      blockedBy: blocking && rule ? { rule: rule.id, description: rule.description } : undefined,
+    };
+  };
 }

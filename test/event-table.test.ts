@@ -7,7 +7,7 @@ import { startSink } from './helpers/sink.js';
 
 const CANARY_BODY = 'KANARIE-body-5e1f0c2a9d';
 const CANARY_SUBJECT = 'KANARIE-subject-77b3e0';
-const CANARY_FILE = 'KANARIE-bijlage-4c9d21.pdf';
+const CANARY_FILE = 'KANARIE-bijlage-4c9d21.txt';
 
 function rawMessage(n: number): string {
   const boundary = 'grens-0123456789';
@@ -24,11 +24,11 @@ function rawMessage(n: number): string {
     '',
     `Het geheime woord is ${CANARY_BODY}.`,
     `--${boundary}`,
-    `Content-Type: application/pdf; name="${CANARY_FILE}"`,
+    `Content-Type: text/plain; charset=utf-8; name="${CANARY_FILE}"`,
     `Content-Disposition: attachment; filename="${CANARY_FILE}"`,
     'Content-Transfer-Encoding: base64',
     '',
-    Buffer.from(`%PDF-1.4 ${CANARY_BODY}`).toString('base64'),
+    Buffer.from(`notities ${CANARY_BODY}`).toString('base64'),
     `--${boundary}--`,
     '',
   ].join('\r\n');
@@ -36,7 +36,7 @@ function rawMessage(n: number): string {
 
 const CANARIES = [CANARY_BODY, CANARY_SUBJECT, CANARY_FILE, Buffer.from(`%PDF-1.4 ${CANARY_BODY}`).toString('base64')];
 
-t.test('a delivered message leaves received, decided and delivered events, with no content in them', async (t) => {
+t.test('a delivered message leaves received, classified, decided and delivered events, with no content in them', async (t) => {
   const sink = await startSink(t);
   const clock = new ManualClock(Date.now());
   const { relay, port, logs } = await startRelay(t, { delivery: { target: sink.url } }, { clock });
@@ -57,19 +57,20 @@ t.test('a delivered message leaves received, decided and delivered events, with 
       events.map((e) => [e.type, e.recipient]),
       [
         ['received', undefined],
+        ['classified', undefined],
         ['decided', 'a@example.com'],
         ['decided', 'b@example.net'],
         ['delivered', 'a@example.com'],
         ['delivered', 'b@example.net'],
         ['spool-removed', undefined],
       ],
-      `${id}: received, decided, delivered, in order`,
+      `${id}: received, classified, decided, delivered, in order`,
     );
     t.ok(events.every((e) => e.messageId === id), 'every event names its message');
     t.ok(events.every((e, i) => i === 0 || e.seq > events[i - 1]!.seq), 'sequence numbers increase');
     t.ok(events.every((e) => e.at === clock.now()), 'every event carries the (manual) clock time');
 
-    const [received, decidedA, , deliveredA] = events;
+    const [received, classified, decidedA, , deliveredA] = events;
     t.same(received!.detail, {
       from: 'jan@org.test',
       recipients: 2,
@@ -78,7 +79,8 @@ t.test('a delivered message leaves received, decided and delivered events, with 
       origin: 'ingress',
       messageId: `<events-${n + 1}@org.test>`,
     });
-    t.same(decidedA!.detail, { decision: 'deliver', reason: 'no-classifier' });
+    t.same(classified!.detail, { decision: 'deliver', subjectSensitive: false, matches: [] }, 'nothing sensitive found');
+    t.same(decidedA!.detail, { decision: 'deliver', reason: 'no-findings' });
     t.match(deliveredA!.detail, { reply: /^250 /, remoteMta: '127.0.0.1', attempt: 1, route: `127.0.0.1:${sink.port}` });
 
     const rows = relay.backend.db.prepare('SELECT * FROM events WHERE message_id = ? ORDER BY seq').all(id) as Array<Record<string, unknown>>;
@@ -122,7 +124,7 @@ t.test('the event table is append-only: UPDATE and DELETE throw', async (t) => {
   t.same(db.prepare('SELECT * FROM events ORDER BY seq').all(), before, 'every row is unchanged');
   t.same(
     relay.backend.store.events(id).map((e) => e.type),
-    ['received', 'decided', 'delivered', 'spool-removed'],
+    ['received', 'classified', 'decided', 'delivered', 'spool-removed'],
   );
 });
 

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import nodemailer from 'nodemailer';
+import { deliverAll } from '../src/pipeline/decide.js';
 import { corpusDir, startRelay, stripFirstReceived, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
 import { swaks } from './helpers/smtp-client.js';
@@ -11,32 +12,74 @@ const corpus = fs
   .filter((name) => name.endsWith('.eml'))
   .sort();
 
-t.test('every corpus message arrives byte for byte, with exactly one Received: field added', async (t) => {
-  const sink = await startSink(t);
-  const { port } = await startRelay(t, { delivery: { target: sink.url } });
+interface Label {
+  file: string;
+  expect: 'deliver' | 'encrypt' | 'block';
+}
+const labels = JSON.parse(fs.readFileSync(path.join(corpusDir, 'labels.json'), 'utf8')) as Label[];
+
+/** Sends every corpus message, each to its own recipient; resolves to recipient -> original bytes. */
+async function sendCorpus(t: Test, port: number): Promise<Map<string, { name: string; raw: Buffer; queueId: string }>> {
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, pool: true, maxConnections: 4 });
   t.teardown(() => transport.close());
-  const sent = new Map<string, Buffer>();
+  const sent = new Map<string, { name: string; raw: Buffer; queueId: string }>();
   await Promise.all(
     corpus.map(async (name, i) => {
       const raw = fs.readFileSync(path.join(corpusDir, name));
       const rcpt = `ontvanger${i}@example.com`;
-      sent.set(rcpt, raw);
       const info = await transport.sendMail({ envelope: { from: 'afzender@org.test', to: [rcpt] }, raw });
-      t.match(info.response, /^250 2\.6\.0 Ok: queued as \S+$/);
+      const match = /^250 2\.6\.0 Ok: queued as (\S+)$/.exec(info.response);
+      if (!match) throw new Error(`not accepted: ${info.response}`);
+      sent.set(rcpt, { name, raw, queueId: match[1]! });
     }),
   );
+  return sent;
+}
+
+function assertUnchanged(t: Test, message: { to: string[]; from: string; raw: Buffer }, original: Buffer): void {
+  t.same(message.to.length, 1);
+  t.equal(message.from, 'afzender@org.test');
+  const received = message.raw.toString('latin1').match(/^Received:/gim)?.length ?? 0;
+  const before = original.toString('latin1').match(/^Received:/gim)?.length ?? 0;
+  t.equal(received, before + 1, 'one Received: added');
+  t.ok(stripFirstReceived(message.raw).equals(original), `${message.to[0]} unchanged`);
+}
+
+t.test('relay spine: every corpus message arrives byte for byte, with exactly one Received: field added', async (t) => {
+  const sink = await startSink(t);
+  // no classifier: whatever the content, "deliver" means the original bytes
+  const { port } = await startRelay(t, { delivery: { target: sink.url } }, { classify: deliverAll });
+  const sent = await sendCorpus(t, port);
   await waitFor(() => sink.messages.length === corpus.length, 15_000, 'all corpus messages');
+  for (const message of sink.messages) assertUnchanged(t, message, sent.get(message.to[0]!)!.raw);
+  t.equal(corpus.length > 10, true, 'corpus was found');
+});
+
+t.test('with the shipped rules: deliver cases arrive unchanged, sensitive ones never reach the next hop as plaintext', async (t) => {
+  const sink = await startSink(t);
+  const { port, relay, logs } = await startRelay(t, { delivery: { target: sink.url } });
+  const sent = await sendCorpus(t, port);
+  const expected = new Map(labels.map((l) => [l.file, l.expect]));
+  const plain = [...sent.values()].filter((s) => expected.get(s.name) === 'deliver');
+  const held = [...sent.values()].filter((s) => expected.get(s.name) === 'encrypt');
+  t.ok(plain.length > 0 && held.length > 0, `${plain.length} plain and ${held.length} sensitive cases`);
+  await waitFor(() => sink.messages.length === plain.length, 20_000, 'the deliver cases');
+  await waitFor(() => held.every((s) => relay.backend.store.getRecipients(s.queueId)[0]?.decision === 'encrypt'), 20_000, 'the sensitive cases decided');
+  await relay.backend.queue.idle();
+  t.equal(sink.messages.length, plain.length, 'nothing else reached the next hop');
   for (const message of sink.messages) {
     const original = sent.get(message.to[0]!)!;
-    t.same(message.to.length, 1);
-    t.equal(message.from, 'afzender@org.test');
-    const received = message.raw.toString('latin1').match(/^Received:/gim)?.length ?? 0;
-    const before = original.toString('latin1').match(/^Received:/gim)?.length ?? 0;
-    t.equal(received, before + 1, 'one Received: added');
-    t.ok(stripFirstReceived(message.raw).equals(original), `${message.to[0]} unchanged`);
+    t.equal(expected.get(original.name), 'deliver', `${original.name} was a deliver case`);
+    assertUnchanged(t, message, original.raw);
   }
-  t.equal(corpus.length > 10, true, 'corpus was found');
+  const counts = await relay.backend.queue.counts();
+  t.equal(counts.find((c) => c.kind === 'secure')?.ready, held.length, 'every sensitive message is held in the queue for secure delivery');
+  for (const s of held) {
+    t.equal(relay.backend.store.getMessage(s.queueId)?.spool, true, `${s.name}: still spooled, not delivered`);
+    const classified = relay.backend.store.events(s.queueId).find((e) => e.type === 'classified');
+    t.equal((classified?.detail as { decision?: string } | undefined)?.decision, 'encrypt', `${s.name}: the classified event records the decision`);
+  }
+  t.match(logs(), /"msg":"message held: secure delivery is not available yet/);
 });
 
 t.test('swaks submission: envelope kept, BCC stays in the envelope only', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import nodemailer from 'nodemailer';
-import type { DecideFn } from '../src/pipeline/decide.js';
+import type { ClassifyMessage } from '../src/pipeline/decide.js';
 import { startRelay, stripFirstReceived, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
 
@@ -8,18 +8,18 @@ import { startSink } from './helpers/sink.js';
  * X-Zegel-* fields are the relay's own. A client that forges them must not be
  * able to skip classification: ingress removes every one it did not sign, and
  * only a verifying X-Zegel-Origin (HMAC of the Message-ID with the relay
- * secret) marks a message as the relay's own, which is then not decided again.
+ * secret) marks a message as the relay's own, which is then not classified again.
  */
 
 interface Call {
   queueId: string;
-  recipient: string;
 }
 
-function recordingDecide(calls: Call[]): DecideFn {
-  return async ({ message, recipient }) => {
-    calls.push({ queueId: message.id, recipient: recipient.address });
-    return { decision: 'deliver', reason: 'test' };
+/** A classifier that records which messages it was asked about and lets them through. */
+function recordingClassifier(calls: Call[]): ClassifyMessage {
+  return async ({ message }) => {
+    calls.push({ queueId: message.id });
+    return { decision: 'deliver', subjectSensitive: false, matches: [] };
   };
 }
 
@@ -41,7 +41,7 @@ const lines = (...l: string[]) => Buffer.from(l.map((x) => `${x}\r\n`).join(''),
 t.test('forged X-Zegel-* fields are removed and the message is decided as usual', async (t) => {
   const calls: Call[] = [];
   const sink = await startSink(t);
-  const { port, logs } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { decide: recordingDecide(calls) });
+  const { port, logs } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { classify: recordingClassifier(calls) });
   const forgedOrigin = `X-Zegel-Origin: v1 ${'A'.repeat(43)}`;
   const forgedDecision = 'X-Zegel-Decision: deliver';
   const before = [
@@ -66,7 +66,7 @@ t.test('forged X-Zegel-* fields are removed and the message is decided as usual'
   const headerBlock = text.slice(0, text.indexOf('\r\n\r\n') + 2);
   t.notMatch(headerBlock, /^x-zegel-/im, 'no X-Zegel-* field in the delivered header');
   t.ok(stripFirstReceived(message!.raw).equals(expected), 'otherwise byte for byte the original, minus exactly the forged lines');
-  t.same(calls, [{ queueId, recipient: EXTERNAL }], 'decide was called for the external recipient');
+  t.same(calls, [{ queueId }], 'the message was classified');
   t.match(logs(), new RegExp(`"queueId":"${queueId}"[^\\n]*"removedHeaders":2[^\\n]*"message accepted"`), 'the removal is logged (as a count)');
   t.notMatch(logs(), /"relayOrigin":true/);
 });
@@ -74,7 +74,7 @@ t.test('forged X-Zegel-* fields are removed and the message is decided as usual'
 t.test('forged X-Zegel-* fields in other spellings and folded are removed too', async (t) => {
   const calls: Call[] = [];
   const sink = await startSink(t);
-  const { port } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { decide: recordingDecide(calls) });
+  const { port } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { classify: recordingClassifier(calls) });
   const keep1 = ['From: <jan@org.test>', `To: <${EXTERNAL}>`, 'Message-ID: <forged-2@org.test>'];
   const forged = ['x-zegel-origin:', ` v1 ${'B'.repeat(43)}`, 'X-ZEGEL-DECISION: deliver;', '\treason=forged'];
   const keep2 = ['Subject: folded', '', 'body'];
@@ -82,13 +82,13 @@ t.test('forged X-Zegel-* fields in other spellings and folded are removed too', 
   t.match(response, /^250 /);
   await waitFor(() => sink.messages.length === 1, 10_000, 'the delivery');
   t.ok(stripFirstReceived(sink.messages[0]!.raw).equals(lines(...keep1, ...keep2)));
-  t.equal(calls.length, 1, 'decided');
+  t.equal(calls.length, 1, 'classified');
 });
 
 t.test('a valid X-Zegel-Origin is kept and the message is not decided again', async (t) => {
   const calls: Call[] = [];
   const sink = await startSink(t);
-  const { port, relay, logs } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { decide: recordingDecide(calls) });
+  const { port, relay, logs } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { classify: recordingClassifier(calls) });
   const messageId = '<notification-1@relay.org.test>';
   const original = lines(
     'From: Zegel <no-reply@org.test>',
@@ -103,18 +103,18 @@ t.test('a valid X-Zegel-Origin is kept and the message is not decided again', as
   t.match(response, /^250 /);
   await waitFor(() => sink.messages.length === 1, 10_000, 'the delivery');
   t.ok(stripFirstReceived(sink.messages[0]!.raw).equals(original), 'delivered byte for byte, X-Zegel-Origin kept');
-  t.same(calls, [], 'decide was not called');
+  t.same(calls, [], 'not classified again');
   t.match(logs(), /"relayOrigin":true[^\n]*"message accepted"/);
 });
 
 t.test('X-Zegel-Origin copied onto another message does not verify', async (t) => {
   const calls: Call[] = [];
   const sink = await startSink(t);
-  const { port, relay } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { decide: recordingDecide(calls) });
+  const { port, relay } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { classify: recordingClassifier(calls) });
   const head = [`To: <${EXTERNAL}>`, 'Subject: copied origin', 'Message-ID: <mine@org.test>'];
   const original = lines(...head, `X-Zegel-Origin: ${relay.signer.sign('<someone-elses@relay.org.test>')}`, '', 'text');
   t.match(await send(port, original, [EXTERNAL]), /^250 /);
   await waitFor(() => sink.messages.length === 1, 10_000, 'the delivery');
   t.ok(stripFirstReceived(sink.messages[0]!.raw).equals(lines(...head, '', 'text')));
-  t.equal(calls.length, 1, 'decided as usual');
+  t.equal(calls.length, 1, 'classified as usual');
 });

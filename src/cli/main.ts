@@ -4,6 +4,7 @@ import { ZegelError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { Relay } from '../relay.js';
 import { hashPassword } from '../smtp/policy.js';
+import { registerClassifyCommands } from './classify-commands.js';
 
 function load(file: string | undefined): LoadedConfig {
   return file ? loadConfigFile(file) : defaultConfig();
@@ -64,6 +65,7 @@ export function buildCli(): Command {
       if (password.length < 12) throw new ZegelError('ZEGEL_PASSWORD_INPUT', 'the password must be at least 12 characters');
       process.stdout.write(`${await hashPassword(password)}\n`);
     });
+  registerClassifyCommands(program);
   return program;
 }
 

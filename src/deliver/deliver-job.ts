@@ -1,13 +1,12 @@
-import crypto from 'node:crypto';
 import ms from 'ms';
 import type { Clock } from '../clock.js';
-import type { OriginSigner } from '../crypto/origin.js';
 import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
 import type { Spool } from '../spool/spool.js';
 import type { Backend } from '../store/sqlite-backend.js';
 import type { AttemptResult, MessageRecord, RecipientRecord } from '../store/messages.js';
-import { composeDsn, type Bounce } from './dsn.js';
+import type { Bounce } from './dsn.js';
+import type { DsnSender } from './dsn-sender.js';
 import { enhancedStatus, nextAttempt, type RetryPolicy } from './retry.js';
 import { TransportError, type Envelope, type Transport } from './transport.js';
 
@@ -29,16 +28,9 @@ export interface DeliveryDeps {
   log: Logger;
   spool: Spool;
   backend: Backend;
-  signer: OriginSigner;
+  dsn: DsnSender;
   transports: Record<Route, Transport>;
   retry: RetryPolicy;
-  hostname: string;
-}
-
-/** RFC 3461: a DSN goes out for a failure unless the client asked otherwise, and never to <>. */
-function wantsFailureReport(message: MessageRecord, rcpt: RecipientRecord): boolean {
-  if (message.mailFrom === '' || message.origin === 'dsn') return false;
-  return !rcpt.notify || rcpt.notify.includes('FAILURE');
 }
 
 /**
@@ -150,50 +142,22 @@ export class Delivery {
     return { status: 'done' };
   };
 
-  /**
-   * Queues a DSN for the bounced recipients that want one. Its id is derived
-   * from the message and the recipients, so running this twice after a crash
-   * makes one DSN, and it is written before the bounce is recorded, so a crash
-   * in between never loses it.
-   */
+  /** DSN for the recipients that bounced in this attempt (written before the bounce is recorded). */
   async #reportFailures(message: MessageRecord, pending: RecipientRecord[], bounced: AttemptResult[], expired: boolean): Promise<void> {
-    const { backend, clock, spool, signer, log } = this.#deps;
-    const report = bounced
-      .map((b) => ({ result: b, rcpt: pending.find((p) => p.idx === b.idx)! }))
-      .filter(({ rcpt }) => wantsFailureReport(message, rcpt));
-    if (!report.length) return;
-    const digest = crypto.createHash('sha256').update(`${message.id}:${report.map((r) => r.rcpt.idx).join(',')}`).digest('hex').slice(0, 12);
-    const dsnId = `${message.id}-dsn-${digest}`;
-    if (backend.store.getMessage(dsnId)) return;
-    const bounces: Bounce[] = report.map(({ result, rcpt }) => ({
-      address: rcpt.address,
-      orcpt: rcpt.orcpt,
-      reply: result.reply,
-      status: expired && !/^5/.test(result.reply) ? enhancedStatus(result.reply, 4).replace(/^4\.0\.0$/, '4.4.7') : enhancedStatus(result.reply, 5),
-      remoteMta: result.remoteMta,
-      reason: expired && !/^5/.test(result.reply) ? 'expired' : 'refused',
-    }));
-    const now = clock.now();
-    const headerId = `<${dsnId}@${this.#deps.hostname}>`;
-    const bytes = composeDsn({
-      reportingMta: this.#deps.hostname,
-      queueId: message.id,
-      to: message.mailFrom,
-      arrivalDate: message.receivedAt,
-      envId: message.envId,
-      originalHeaders: await spool.readHeaderBlock(message.id),
-      bounces,
-      now,
-      messageId: headerId,
-      origin: signer.sign(headerId),
+    const failures = bounced.map((result) => {
+      const rcpt = pending.find((p) => p.idx === result.idx)!;
+      const timedOut = expired && !/^5/.test(result.reply);
+      const bounce: Bounce = {
+        address: rcpt.address,
+        orcpt: rcpt.orcpt,
+        reply: result.reply,
+        status: timedOut ? enhancedStatus(result.reply, 4).replace(/^4\.0\.0$/, '4.4.7') : enhancedStatus(result.reply, 5),
+        remoteMta: result.remoteMta,
+        reason: timedOut ? 'expired' : 'refused',
+      };
+      return { rcpt, bounce };
     });
-    await spool.write(dsnId, bytes);
-    await backend.intake(
-      { id: dsnId, receivedAt: now, mailFrom: '', size: bytes.length, messageId: headerId, origin: 'dsn', recipients: [{ address: message.mailFrom, notify: ['NEVER'] }] },
-      deliverJob(dsnId, 'internal', [0]),
-    );
-    await backend.store.appendEvent({ messageId: message.id, type: 'dsn-queued', detail: { dsn: dsnId, recipients: bounces.map((b) => b.address) } });
-    log.info({ queueId: message.id, dsn: dsnId, recipients: bounces.length }, 'dsn queued');
+    await this.#deps.dsn.send(message, failures);
   }
 
   async #cleanUp(messageId: string): Promise<void> {

@@ -1,24 +1,25 @@
-import type { MessageRecord, RecipientRecord } from '../store/messages.js';
-import type { MessageOutline } from './walk.js';
+import type { Readable } from 'node:stream';
+import type { Decision, Finding } from '../classify/types.js';
+import type { MessageRecord } from '../store/messages.js';
 
-export interface DecisionContext {
+/** What the classifier says about one message; the process job applies it per recipient. */
+export interface Verdict {
+  decision: Decision;
+  /** An encrypt finding lies in the subject: notifications get a neutral subject. */
+  subjectSensitive: boolean;
+  /** Every finding, redacted (rule, action, location, excerpt). */
+  matches: Finding[];
+  /** For `block`: the rule that stopped the message, with its description for the sender's DSN. */
+  blockedBy?: { rule: string; description: { nl: string; en: string } } | undefined;
+}
+
+export interface ClassifyContext {
   message: MessageRecord;
-  recipient: RecipientRecord;
-  outline: MessageOutline;
+  /** Opens the spooled message (streamed, or from memory when small). */
+  open: () => Readable;
 }
 
-/**
- * What happens to one external recipient's copy. The relay spine knows one
- * outcome, `deliver`; the classifier adds `encrypt` and `block`, each with the
- * path that carries it out.
- */
-export interface RecipientDecision {
-  decision: 'deliver';
-  /** Why, for the event record: a rule id or a short phrase, never content. */
-  reason: string;
-}
+export type ClassifyMessage = (context: ClassifyContext) => Promise<Verdict>;
 
-export type DecideFn = (context: DecisionContext) => Promise<RecipientDecision>;
-
-/** The decision before any classifier is plugged in. */
-export const deliverAll: DecideFn = async () => ({ decision: 'deliver', reason: 'no-classifier' });
+/** No classifier: everything is delivered (tests of the relay spine use this). */
+export const deliverAll: ClassifyMessage = async () => ({ decision: 'deliver', subjectSensitive: false, matches: [] });

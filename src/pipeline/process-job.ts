@@ -2,11 +2,12 @@ import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
 import type { Spool } from '../spool/spool.js';
 import type { Backend } from '../store/sqlite-backend.js';
+import type { Decision } from '../store/messages.js';
 import { ZegelError } from '../errors.js';
 import { deliverJob } from '../deliver/deliver-job.js';
+import type { DsnSender } from '../deliver/dsn-sender.js';
 import type { RelayPolicy } from '../smtp/policy.js';
-import type { DecideFn, RecipientDecision } from './decide.js';
-import { outlineMessage } from './walk.js';
+import type { ClassifyMessage, Verdict } from './decide.js';
 
 export interface ProcessPayload {
   messageId: string;
@@ -18,19 +19,34 @@ export function processJob(messageId: string, relayOrigin: boolean): NewJob {
   return { id: `process:${messageId}`, kind: 'process', payload: { messageId, relayOrigin } satisfies ProcessPayload };
 }
 
+/**
+ * Recipients whose copy must go out securely. Until secure delivery exists
+ * no worker takes these jobs: the message is held in the queue, never
+ * delivered plain.
+ */
+export function secureJob(messageId: string, recipients: number[]): NewJob {
+  return { id: `secure:${messageId}`, kind: 'secure', payload: { messageId, recipients } };
+}
+
 export interface ProcessDeps {
   log: Logger;
   spool: Spool;
   backend: Backend;
   policy: RelayPolicy;
-  decide: DecideFn;
+  classify: ClassifyMessage;
+  dsn: DsnSender;
 }
 
+const RELAY_ORIGIN: Verdict = { decision: 'deliver', subjectSensitive: false, matches: [] };
+
 /**
- * The process job, the one place that knows the order of things: read the
+ * The process job, the one place that knows the order of things: classify the
  * spooled message (streaming), decide per recipient, record the decisions,
- * and hand over to delivery. Internal recipients always get the original.
- * Running it twice records the same decisions and adds the same jobs.
+ * and hand over. `deliver` goes to the delivery queue; `encrypt` is held for
+ * secure delivery; `block` stops the whole message, internal recipients
+ * included, and the sender gets a DSN naming the rule. Internal recipients
+ * otherwise always get the original. Running it twice records the same
+ * decisions and adds the same jobs.
  */
 export class Processor {
   readonly #deps: ProcessDeps;
@@ -49,18 +65,62 @@ export class Processor {
     }
     if (!message.spool) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool file of ${messageId} is gone`);
     const recipients = backend.store.getRecipients(messageId);
-    const outline = await outlineMessage(spool.read(messageId, message.size));
-    const decisions: Array<{ idx: number; address: string } & RecipientDecision> = [];
-    for (const recipient of recipients) {
-      let decision: RecipientDecision;
-      if (policy.isInternal(recipient.address)) decision = { decision: 'deliver', reason: 'internal-recipient' };
-      else if (relayOrigin) decision = { decision: 'deliver', reason: 'relay-origin' };
-      else decision = await this.#deps.decide({ message, recipient, outline });
-      decisions.push({ idx: recipient.idx, address: recipient.address, ...decision });
+    const started = Date.now();
+    // a classifier failure throws: the job is retried and the message never leaves unchecked
+    const verdict = relayOrigin ? RELAY_ORIGIN : await this.#deps.classify({ message, open: () => spool.read(messageId, message.size) });
+    if (!relayOrigin && message.state === 'queued') {
+      await backend.store.appendEvent({
+        messageId,
+        type: 'classified',
+        detail: { decision: verdict.decision, subjectSensitive: verdict.subjectSensitive, matches: verdict.matches },
+      });
     }
+    const rules = [...new Set(verdict.matches.map((m) => m.rule))];
+    const decisions = recipients.map((recipient) => {
+      let decision: Decision;
+      let reason: string;
+      if (verdict.decision === 'block') [decision, reason] = ['block', `rule:${verdict.blockedBy?.rule ?? 'block'}`];
+      else if (relayOrigin) [decision, reason] = ['deliver', 'relay-origin'];
+      else if (policy.isInternal(recipient.address)) [decision, reason] = ['deliver', 'internal-recipient'];
+      else [decision, reason] = [verdict.decision, rules.length ? `rules:${rules.join(',')}` : 'no-findings'];
+      return { idx: recipient.idx, address: recipient.address, decision, reason };
+    });
     await backend.store.recordDecisions(messageId, decisions);
-    log.info({ queueId: messageId, recipients: decisions.length, parts: outline.parts.length, deliver: decisions.filter((d) => d.decision === 'deliver').length }, 'message processed');
-    const toDeliver = decisions.filter((d) => d.decision === 'deliver').map((d) => d.idx);
-    return { status: 'done', next: toDeliver.length ? [deliverJob(messageId, 'target', toDeliver)] : [] };
+    const idxOf = (d: Decision) => decisions.filter((x) => x.decision === d).map((x) => x.idx);
+    const deliver = idxOf('deliver');
+    const encrypt = idxOf('encrypt');
+    log.info(
+      { queueId: messageId, decision: verdict.decision, rules, recipients: decisions.length, deliver: deliver.length, encrypt: encrypt.length, ms: Date.now() - started },
+      'message processed',
+    );
+    if (verdict.decision === 'block') {
+      await this.#block(messageId, verdict);
+      return { status: 'done' };
+    }
+    const next: NewJob[] = [];
+    if (deliver.length) next.push(deliverJob(messageId, 'target', deliver));
+    if (encrypt.length) {
+      next.push(secureJob(messageId, encrypt));
+      log.warn({ queueId: messageId, recipients: encrypt.length }, 'message held: secure delivery is not available yet, it stays queued and is never delivered plain');
+    }
+    return { status: 'done', next };
   };
+
+  /** Bounces every recipient of a blocked message and tells the sender which rule stopped it. */
+  async #block(messageId: string, verdict: Verdict): Promise<void> {
+    const { backend, spool } = this.#deps;
+    const message = backend.store.getMessage(messageId)!;
+    const pending = backend.store.getRecipients(messageId).filter((r) => r.state === 'pending');
+    const rule = verdict.blockedBy?.rule ?? 'block';
+    const reply = `550 5.7.1 Blocked by rule ${rule}`;
+    await this.#deps.dsn.send(
+      message,
+      pending.map((rcpt) => ({
+        rcpt,
+        bounce: { address: rcpt.address, orcpt: rcpt.orcpt, reply, status: '5.7.1', reason: 'blocked' as const, explanation: verdict.blockedBy?.description },
+      })),
+    );
+    const left = await backend.store.recordAttempt(messageId, pending.map((r) => ({ idx: r.idx, outcome: 'bounced' as const, reply })), { rule });
+    if (left === 0) await spool.remove(messageId);
+  }
 }

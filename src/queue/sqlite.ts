@@ -179,7 +179,8 @@ export class SqliteQueue implements JobQueue {
     for (;;) {
       const counts = await this.counts();
       const busy = [...this.#workers.values()].some((w) => w.running.size > 0);
-      if (!busy && counts.every((c) => c.ready === 0)) return;
+      // kinds nobody works on (jobs held for a later feature) never count as busy
+      if (!busy && counts.every((c) => c.ready === 0 || !this.#workers.has(c.kind))) return;
       this.poke();
       await new Promise((resolve) => setTimeout(resolve, 10));
     }

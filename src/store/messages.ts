@@ -48,7 +48,7 @@ export interface RecipientRecord {
   updatedAt: number;
 }
 
-export type EventType = 'received' | 'decided' | 'delivered' | 'deferred' | 'bounced' | 'dsn-queued' | 'spool-removed';
+export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'deferred' | 'bounced' | 'dsn-queued' | 'spool-removed';
 
 export interface EventInput {
   messageId: string;

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { ManualClock, type Clock } from '../../src/clock.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
-import type { DecideFn } from '../../src/pipeline/decide.js';
+import type { ClassifyMessage } from '../../src/pipeline/decide.js';
 import { Relay } from '../../src/relay.js';
 
 export interface Teardown {
@@ -49,7 +49,7 @@ function merge(base: Record<string, unknown>, extra: Record<string, unknown>): R
 export async function startRelay(
   t: Teardown,
   overrides: ConfigInput = {},
-  options: { clock?: Clock; decide?: DecideFn; dataDir?: string } = {},
+  options: { clock?: Clock; classify?: ClassifyMessage; dataDir?: string } = {},
 ): Promise<TestRelay> {
   const root = options.dataDir ? path.dirname(options.dataDir) : tempDir(t);
   const dataDir = options.dataDir ?? path.join(root, 'data');
@@ -57,7 +57,7 @@ export async function startRelay(
   const config = parseConfig(merge({ smtp: { listen: '127.0.0.1:0' }, data: { dir: dataDir } }, overrides as Record<string, unknown>));
   const log = pino({ level: 'debug', base: { name: 'zegel' } }, pino.destination({ dest: logFile, sync: true }));
   const clock = options.clock ?? new ManualClock(Date.now());
-  const relay = await Relay.start({ config, clock, log, decide: options.decide, pollMs: 25, closeTimeoutMs: 1_000 });
+  const relay = await Relay.start({ config, clock, log, classify: options.classify, pollMs: 25, closeTimeoutMs: 1_000 });
   t.teardown(() => relay.stop(2_000));
   return {
     relay,

@@ -1,0 +1,173 @@
+import iconv from 'iconv-lite';
+import type { Bytes } from './bytes.js';
+
+/**
+ * Decoding bytes to text in any charset, piece by piece, and cutting long
+ * texts into chunks of bounded size.
+ */
+
+/** Most characters in one text chunk: 512 Ki UTF-16 code units, 1 MiB in memory. */
+export const CHUNK_CHARS = 512 * 1024;
+
+export interface CharDecoder {
+  write(input: Buffer): string;
+  end(): string | undefined;
+}
+
+/**
+ * Labels decoded as windows-1252: as browsers do (WHATWG), because mailers
+ * label windows-1252 text (€, curly quotes) as iso-8859-1 or us-ascii.
+ */
+const WINDOWS_1252 = new Set(['iso-8859-1', 'iso8859-1', 'latin1', 'latin-1', 'l1', 'iso_8859-1', 'cp819', 'ibm819', 'windows-1252', 'cp1252', 'x-cp1252']);
+
+/** Labels read as UTF-8, falling back to windows-1252 when the bytes are not valid UTF-8. */
+const UTF8_OR_GUESS = new Set(['', 'us-ascii', 'ascii', 'ansi_x3.4-1968', 'utf-8', 'utf8', 'unicode-1-1-utf-8']);
+
+/**
+ * UTF-8 until the first invalid sequence, windows-1252 from that piece on.
+ * Covers undeclared and mislabelled 8-bit text (a Dutch `ë` in latin1 would
+ * otherwise become U+FFFD and escape the word lists).
+ */
+class Utf8OrLegacy implements CharDecoder {
+  private utf8: TextDecoder | undefined = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+  private legacy: CharDecoder | undefined;
+
+  write(input: Buffer): string {
+    if (this.utf8) {
+      try {
+        return this.utf8.decode(input, { stream: true });
+      } catch {
+        this.utf8 = undefined;
+        this.legacy = iconv.getDecoder('windows-1252');
+      }
+    }
+    return (this.legacy as CharDecoder).write(input);
+  }
+
+  end(): string | undefined {
+    if (this.utf8) {
+      try {
+        return this.utf8.decode();
+      } catch {
+        return '\ufffd';
+      }
+    }
+    return this.legacy?.end() ?? '';
+  }
+}
+
+/** Normalises a MIME charset label (`"UTF-8"`, `utf-8*nl`, `'ISO-8859-1'`). */
+export function normaliseCharset(label: string | false | undefined): string {
+  return (label || '')
+    .replace(/\*.*$/, '')
+    .replace(/^["']|["']$/g, '')
+    .trim()
+    .toLowerCase();
+}
+
+/** A streaming decoder for `charset`; unknown labels read as UTF-8 with the windows-1252 fallback. */
+export function charDecoder(charset: string | false | undefined): CharDecoder {
+  const label = normaliseCharset(charset);
+  if (UTF8_OR_GUESS.has(label)) return new Utf8OrLegacy();
+  if (WINDOWS_1252.has(label)) return iconv.getDecoder('windows-1252');
+  if (iconv.encodingExists(label)) {
+    try {
+      return iconv.getDecoder(label);
+    } catch {
+      // An alias iconv-lite knows but cannot decode with: fall through.
+    }
+  }
+  return new Utf8OrLegacy();
+}
+
+/** Decodes a whole (short) buffer, e.g. an encoded word in a header. */
+export function decodeBytes(buf: Buffer, charset: string | false | undefined): string {
+  const d = charDecoder(charset);
+  return d.write(buf) + (d.end() ?? '');
+}
+
+/** The charset a byte-order mark announces, if any. */
+export function bomCharset(head: Buffer): string | undefined {
+  if (head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) return 'utf-8';
+  if (head[0] === 0xff && head[1] === 0xfe) return 'utf-16le';
+  if (head[0] === 0xfe && head[1] === 0xff) return 'utf-16be';
+  return undefined;
+}
+
+/** Decodes a byte stream to strings (one per piece). */
+export async function* decodeStream(bytes: Bytes, charset: string | false | undefined): AsyncGenerator<string> {
+  const decoder = charDecoder(charset);
+  for await (const piece of bytes) {
+    const text = decoder.write(piece);
+    if (text) yield text;
+  }
+  const tail = decoder.end();
+  if (tail) yield tail;
+}
+
+/**
+ * format=flowed (RFC 3676): a line ending in a space continues on the next
+ * line. Joining them keeps a grouped number (`123 456 782`) on one line.
+ */
+export async function* unflow(strings: AsyncIterable<string>, delSp: boolean): AsyncGenerator<string> {
+  let carry = '';
+  for await (const s of strings) {
+    let text = carry + s;
+    // A line end may be split between pieces: keep a trailing space (+CR) for the next piece.
+    const m = / \r?$/.exec(text);
+    carry = m ? text.slice(m.index) : '';
+    if (m) text = text.slice(0, m.index);
+    // The signature separator `-- ` is a hard line end.
+    const joined = text.replace(/(?<!^--) \r?\n/gm, delSp ? '' : ' ');
+    if (joined) yield joined;
+  }
+  if (carry) yield carry;
+}
+
+/** Where to cut `text` to at most `max` characters: at a line end or blank near the end, never inside a surrogate pair. */
+function cutPoint(text: string, max: number): number {
+  const window = Math.min(4096, max >> 2);
+  for (let i = max; i > max - window; i--) {
+    const c = text.charCodeAt(i - 1);
+    if (c === 0x0a || c === 0x20 || c === 0x09) return i;
+  }
+  const c = text.charCodeAt(max - 1);
+  return c >= 0xd800 && c <= 0xdbff ? max - 1 : max;
+}
+
+/**
+ * Regroups strings into chunks of at most `max` characters: small pieces are
+ * joined (fewer, larger chunks for the detectors), long texts are cut.
+ */
+export async function* rechunk(strings: AsyncIterable<string>, max = CHUNK_CHARS): AsyncGenerator<string> {
+  let parts: string[] = [];
+  let size = 0;
+  for await (const s of strings) {
+    if (!s) continue;
+    parts.push(s);
+    size += s.length;
+    if (size >= max) {
+      let text = parts.join('');
+      while (text.length >= max) {
+        const at = cutPoint(text, max);
+        yield text.slice(0, at);
+        text = text.slice(at);
+      }
+      parts = text ? [text] : [];
+      size = text.length;
+    }
+  }
+  if (size) yield parts.join('');
+}
+
+/** True when a piece of bytes looks like text (no NUL, few control characters). */
+export function looksLikeText(head: Buffer): boolean {
+  if (bomCharset(head)) return true;
+  if (!head.length) return true;
+  let control = 0;
+  for (const c of head) {
+    if (c === 0) return false;
+    if (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x0c && c !== 0x1b) control++;
+  }
+  return control / head.length < 0.01;
+}

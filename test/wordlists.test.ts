@@ -1,0 +1,78 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { createDetector, parseWordList } from '../src/classify/detectors/index.js';
+import { termKey } from '../src/classify/normalise.js';
+
+const listsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'rules', 'lists');
+const read = (name: string): string => fs.readFileSync(path.join(listsDir, `${name}.txt`), 'utf8');
+
+/** Every term line of a list file (comments and blank lines skipped), with its line number. */
+function termLines(text: string): { line: number; term: string }[] {
+  return text
+    .split('\n')
+    .map((raw, i) => ({ line: i + 1, term: raw.replace(/#.*/, '').trim() }))
+    .filter((l) => l.term !== '');
+}
+
+t.test('parseWordList', async (t) => {
+  const text = '# heading\n\n  huisarts  \nPatiënt # inline comment\npatient\nGGZ-instelling\nggz instelling\r\n---\n#\nlaatste';
+  t.same(parseWordList(text), ['huisarts', 'Patiënt', 'GGZ-instelling', 'laatste']);
+  t.same(parseWordList(''), []);
+});
+
+for (const name of ['medical', 'personal']) {
+  t.test(`${name}: no duplicates after normalisation, every line a usable term`, async (t) => {
+    const seen = new Map<string, number>();
+    for (const { line, term } of termLines(read(name))) {
+      const key = termKey(term);
+      t.not(key, '', `line ${line}: '${term}' has letters or digits`);
+      if (seen.has(key)) t.fail(`line ${line}: '${term}' repeats line ${seen.get(key)}`);
+      seen.set(key, line);
+    }
+    t.equal(parseWordList(read(name)).length, seen.size);
+  });
+}
+
+t.test('medical: at least 400 distinct normalised terms, Dutch and English', async (t) => {
+  const terms = parseWordList(read('medical'));
+  const keys = new Set(terms.map(termKey));
+  t.ok(keys.size >= 400, `${keys.size} terms`);
+  for (const must of ['huisarts', 'ziekenhuis', 'ggz instelling', 'verpleeghuis', 'oncoloog', 'antidepressiva', 'antipsychotica', 'opioiden', 'chemotherapie', 'dialyse', 'adhd', 'dementie', 'psychiater', 'allergie', 'fysiotherapie', 'chemotherapy', 'nursing home', 'psychiatrist']) {
+    t.ok(keys.has(must), must);
+  }
+});
+
+t.test('personal: citizen-number and identity-document words', async (t) => {
+  const keys = new Set(parseWordList(read('personal')).map(termKey));
+  for (const must of ['bsn', 'burgerservicenummer', 'sofinummer', 'sofi nummer', 'citizen service number', 'paspoortnummer', 'paspoort', 'identiteitskaart', 'id kaart', 'rijbewijsnummer', 'documentnummer', 'vreemdelingendocument', 'verblijfsvergunningnummer', 'v nummer', 'social security number', 'passport number']) {
+    t.ok(keys.has(must), must);
+  }
+});
+
+t.test('no everyday words, and no account, company or contact identifiers', async (t) => {
+  const everyday = ['overleg', 'behandeling', 'afspraak', 'zorg', 'patient', 'client', 'ziek', 'ziekte', 'dokter', 'arts', 'pijn', 'griep', 'opname', 'intake', 'consult', 'diagnose', 'prognose', 'operatie', 'therapie', 'recept', 'virus', 'infectie', 'stroke', 'echo', 'borderline', 'corona', 'als', 'ms', 'add', 'aids', 'ic', 'tbc', 'soa', 'ggd', 'jeugdzorg', 'wmo'];
+  const identifiers = ['iban', 'kvk', 'telefoon', 'telefoonnummer', 'rekeningnummer', 'btw nummer', 'rsin', 'e mail', 'adres', 'geboortedatum', 'rijbewijs'];
+  for (const name of ['medical', 'personal']) {
+    const keys = new Set(parseWordList(read(name)).map(termKey));
+    for (const word of [...everyday, ...identifiers]) t.notOk(keys.has(word), `${name} does not list '${word}'`);
+  }
+});
+
+t.test('ordinary office mail stays clear of both lists', async (t) => {
+  const medical = createDetector({ kind: 'wordlist', terms: parseWordList(read('medical')) });
+  const personal = createDetector({ kind: 'wordlist', terms: parseWordList(read('personal')) });
+  const mail = [
+    'Beste collega, hierbij de informatie voor het overleg van dinsdag. Zoals besproken stuur ik u de stukken.',
+    'Uw afspraak is verzet naar woensdag. De behandeling van uw aanvraag duurt zes weken.',
+    'Graag uw IBAN, KvK-nummer en telefoonnummer voor de factuur. Met vriendelijke groet, Team Intake.',
+    'Ik ben vandaag ziek en werk morgen thuis. Als het lukt bel ik even, ik heb ook nog een rijbewijs B cursus.',
+    'The meeting is tbc; please add the notes and send the aids for the workshop. The virus scanner found nothing.',
+  ].join('\n');
+  t.same(medical.find(mail).map((h) => h.key), []);
+  t.same(personal.find(mail).map((h) => h.key), []);
+  const care = 'De huisarts verwijst naar de GGZ-instelling; medicatie: antidepressiva. Graag ook een kopie van het paspoort.';
+  t.same(medical.find(care).map((h) => h.key), ['huisarts', 'ggz-instelling', 'medicatie', 'antidepressiva']);
+  t.same(personal.find(care).map((h) => h.key), ['paspoort']);
+});
