@@ -58,6 +58,15 @@ export class Relay {
     this.config = config;
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? createLogger(config.log.level);
+    // the rules first: a broken rule set stops start-up before anything is opened
+    if (!options.classify) {
+      this.classifier = new ClassifierService({
+        dir: config.rules.dir ?? shippedRulesDir(),
+        optInTags: config.classify.optInTags,
+        limits: config.classify.limits,
+        log: this.log,
+      });
+    }
     fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
     this.signer = new OriginSigner(loadRelaySecret(config.data.dir));
     this.spool = new Spool(config.data.dir);
@@ -69,14 +78,6 @@ export class Relay {
     const internalTarget = config.delivery.internalTarget ?? config.delivery.target;
     const internal = internalTarget === config.delivery.target ? target : createTransport(internalTarget, config.data.dir, transportOptions);
     this.#transports = internal === target ? [target] : [target, internal];
-    if (!options.classify) {
-      this.classifier = new ClassifierService({
-        dir: config.rules.dir ?? shippedRulesDir(),
-        optInTags: config.classify.optInTags,
-        limits: config.classify.limits,
-        log: this.log,
-      });
-    }
     const dsn = new DsnSender({
       clock: this.clock,
       log: this.log,
@@ -113,9 +114,16 @@ export class Relay {
 
   static async start(options: RelayOptions): Promise<Relay> {
     const relay = new Relay(options);
-    await relay.#recover();
-    relay.classifier?.watch();
-    const address = await relay.#ingress.listen();
+    let address: { host: string; port: number };
+    try {
+      await relay.#recover();
+      relay.classifier?.watch();
+      address = await relay.#ingress.listen();
+    } catch (err) {
+      // e.g. the port is taken: close what was opened, so the process can exit with the error
+      await relay.stop(0);
+      throw err;
+    }
     relay.log.info({ smtp: `${address.host}:${address.port}`, target: relay.config.delivery.target, dataDir: relay.config.data.dir }, 'relay started');
     return relay;
   }

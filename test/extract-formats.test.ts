@@ -41,6 +41,20 @@ t.test('PDF: the text of every page', async (t) => {
   t.ok(text.indexOf('Pagina een') < text.indexOf('Pagina twee'), 'pages in order');
 });
 
+t.test('PDF: table cells on one line stay apart, runs of one word stay together', async (t) => {
+  const { PDFDocument, StandardFonts } = await import('pdf-lib');
+  const doc = await PDFDocument.create();
+  const font = await doc.embedFont(StandardFonts.Helvetica);
+  const page = doc.addPage([595, 842]);
+  page.drawText('Nummer', { x: 40, y: 800, size: 10, font });
+  page.drawText(BSN, { x: 150, y: 800, size: 10, font });
+  page.drawText('111222333', { x: 210, y: 800, size: 10, font });
+  page.drawText('Over', { x: 40, y: 780, size: 10, font });
+  page.drawText('dracht', { x: 40 + font.widthOfTextAtSize('Over', 10), y: 780, size: 10, font });
+  const text = await roundTrip(t, 'tabel.pdf', 'application/pdf', Buffer.from(await doc.save()));
+  t.equal(text, `Nummer ${BSN} 111222333\nOverdracht\n`);
+});
+
 t.test('DOCX: paragraphs and table cells', async (t) => {
   const data = await docx([SENTENCE], [['Naam', 'BSN'], ['Jan de Vries', BSN]]);
   const text = await roundTrip(t, 'overdracht.docx', 'application/vnd.openxmlformats-officedocument.wordprocessingml.document', data);
@@ -184,4 +198,17 @@ t.test('an .eml file inside a ZIP is a forwarded message', async (t) => {
   const data = await zip({ 'bericht.eml': bytes(inner) });
   const events = await extractAll(message('Archief', [attachment('archief.zip', 'application/zip', data)]));
   t.match(textAt(events, 'attachment:archief.zip/bericht.eml'), LINE);
+});
+
+t.test('type detection: magic bytes first, then the declared type, then a look at the bytes', async (t) => {
+  const { detectKind } = await import('../src/classify/extract/detect.js');
+  const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+  t.equal(detectKind(b('%PDF-1.7\n'), 'scan.docx', 'application/vnd.openxmlformats-officedocument.wordprocessingml.document'), 'pdf');
+  t.equal(detectKind(b('PK\x03\x04\x14\x00'), 'lijst.csv', 'text/csv'), 'zip');
+  t.equal(detectKind(b('Subject: uitleg over %PDF-1.4\r\n\r\ntekst'), 'x.eml', 'message/rfc822'), 'eml');
+  t.equal(detectKind(b('notitie over het %PDF-formaat'), 'notitie.txt', 'text/plain'), 'text');
+  t.equal(detectKind(b('\x00\x01junk%PDF-1.4'), 'x.bin', 'application/octet-stream'), 'pdf');
+  t.equal(detectKind(b('<svg><text>hallo</text></svg>'), 'a.svg', 'image/svg+xml'), 'text');
+  t.equal(detectKind(Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10]), 'foto.jpg', 'image/jpeg'), 'skip');
+  t.equal(detectKind(b('gewone tekst'), 'bestand', undefined), 'text');
 });

@@ -37,19 +37,21 @@ export function detectKind(head: Buffer, name: string | undefined, contentType: 
   const type = (contentType ?? '').toLowerCase().trim();
   const ext = extension(name);
 
-  // Magic bytes.
-  if (head.subarray(0, 1024).includes('%PDF-')) return 'pdf';
+  // Magic bytes at the start.
+  if (startsWith(head, [0x25, 0x50, 0x44, 0x46, 0x2d])) return 'pdf';
   if (startsWith(head, [0x50, 0x4b]) && (head[2] === 3 || head[2] === 5 || head[2] === 7) && head[3] === head[2] + 1) return 'zip';
   if (startsWith(head, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1])) return 'ole';
 
   // What the sender says.
+  if (type === 'message/rfc822' || type === 'message/global' || ext === 'eml') return 'eml';
   if (type === 'application/pdf' || type === 'application/x-pdf' || ext === 'pdf') return 'pdf';
   if (ZIP_TYPES.test(type) || ZIP_EXTENSIONS.has(ext)) return 'zip';
-  if (type === 'message/rfc822' || type === 'message/global' || ext === 'eml') return 'eml';
   if (type === 'text/html' || type === 'application/xhtml+xml' || HTML_EXTENSIONS.has(ext)) return looksLikeText(head) ? 'html' : 'skip';
   if (TEXT_TYPES.test(type) || TEXT_EXTENSIONS.has(ext)) return looksLikeText(head) ? 'text' : 'skip';
   if (BINARY_TYPES.test(type)) return 'skip';
 
-  // Unknown or generic (application/octet-stream): read it if it is text.
+  // Unknown or generic (application/octet-stream): a PDF after some leading
+  // junk (readers accept that), else read it if it is text.
+  if (head.subarray(0, 1024).includes('%PDF-')) return 'pdf';
   return head.length && looksLikeText(head) ? 'text' : 'skip';
 }
