@@ -143,7 +143,7 @@ t.test('a text attachment with an unknown type is sniffed as text; a binary one 
   t.equal(textAt(events, 'filename:scan.png'), 'scan.png', 'an image yields its name');
   t.equal(textAt(events, 'attachment:scan.png'), '', 'and no text (images are not read)');
   t.equal(textAt(events, 'attachment:oud.doc'), '', 'legacy binary Office files are not read');
-  t.same(unscannable(events), [], 'and no unscannable event');
+  t.same(unscannable(events), [{ location: 'attachment:oud.doc', reason: 'unsupported' }], 'they are unscannable (fail closed); the image raises nothing');
 });
 
 t.test('HTML attachment: text without tags, charset from <meta>', async (t) => {

@@ -37,6 +37,8 @@ export interface TextChunk {
 export type UnscannableReason =
   | 'encrypted'
   | 'corrupt'
+  /** A document or archive format Zegel recognises but cannot open (7z, RAR, gzip, legacy .doc/.xls/.ppt, winmail.dat). */
+  | 'unsupported'
   | 'limit:depth'
   | 'limit:entries'
   | 'limit:totalBytes'

@@ -56,8 +56,12 @@ export async function* extractFile(file: FileInput, place: Place, ctx: ExtractCo
         break;
       case 'ole':
         if (isEncryptedOfficePackage(await collect(rest))) throw new ExtractError('encrypted', false, place.path);
-        // Legacy .doc/.xls/.ppt binaries are not read.
-        break;
+        // Legacy .doc/.xls/.ppt binaries are not read: unscannable, so the policy fails closed.
+        throw new ExtractError('unsupported', false, place.path);
+      case 'sealed':
+        throw new ExtractError('encrypted', false, place.path);
+      case 'unsupported':
+        throw new ExtractError('unsupported', false, place.path);
       case 'eml':
         checkDepth(place, ctx);
         yield* walkNested(rest, place, ctx);
