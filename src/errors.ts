@@ -16,7 +16,8 @@ export type ZegelErrorCode =
   | 'ZEGEL_DELIVERY_PERMANENT'
   | 'ZEGEL_SPOOL_MISSING'
   | 'ZEGEL_PASSWORD_INPUT'
-  | 'ZEGEL_RULES_INVALID';
+  | 'ZEGEL_RULES_INVALID'
+  | 'ZEGEL_RULE_PATTERN';
 
 export class ZegelError extends Error {
   readonly code: ZegelErrorCode;

@@ -20,6 +20,7 @@ import RE2 from 're2';
 import type { Detector, Hit } from '../types.js';
 import { ibanRemainder } from './iban.js';
 import { AhoCorasick, keywordWithin } from './wordlist.js';
+import { ZegelError } from '../../errors.js';
 
 export type Checksum = 'elfproef' | 'mod97' | 'luhn';
 
@@ -34,11 +35,9 @@ export interface RegexOptions {
 }
 
 /** A pattern (or its flags) that cannot be compiled in linear time, or at all. */
-export class PatternError extends Error {
-  readonly code = 'ZEGEL_RULE_PATTERN' as const;
-
+export class PatternError extends ZegelError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super('ZEGEL_RULE_PATTERN', message, options);
     this.name = 'PatternError';
   }
 }
