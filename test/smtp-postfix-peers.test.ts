@@ -51,7 +51,18 @@ t.test('smtp-source into the relay, smtp-sink behind it: every message arrives w
   const { port } = await startRelay(t, { delivery: { target: `smtp://127.0.0.1:${sinkPort}` } });
   const source = await run('smtp-source', ['-s', '5', '-m', '60', '-l', '2048', '-f', 'bron@org.test', '-t', 'doel@example.com', `127.0.0.1:${port}`], { timeoutMs: 60_000 });
   t.equal(source.code, 0, `smtp-source succeeded ${source.stderr}`);
-  await waitFor(() => fs.readdirSync(dumps).length >= 60, 20_000, '60 dumps');
+  // smtp-sink creates a dump file before it has written it: wait until all 60 read whole
+  const complete = (name: string) => {
+    try {
+      return readDump(path.join(dumps, name));
+    } catch {
+      return undefined;
+    }
+  };
+  await waitFor(() => {
+    const names = fs.readdirSync(dumps);
+    return names.length >= 60 && names.every((name) => complete(name));
+  }, 20_000, '60 complete dumps');
   const files = fs.readdirSync(dumps);
   t.equal(files.length, 60, 'exactly 60 messages reached smtp-sink');
   for (const name of files) {
@@ -86,7 +97,15 @@ t.test('swaks into the relay, smtp-sink behind it: the message is unchanged but 
   fs.writeFileSync(emlFile, original);
   const result = await swaks(port, ['--from', 'jan@org.test', '--to', 'piet@example.com', '--data', `@${emlFile}`]);
   t.equal(result.code, 0, result.stdout);
-  await waitFor(() => fs.readdirSync(dumps).length === 1, 10_000, 'the dump');
+  await waitFor(() => {
+    const names = fs.readdirSync(dumps);
+    if (names.length !== 1) return false;
+    try {
+      return readDump(path.join(dumps, names[0]!)).message.endsWith('\n\n');
+    } catch {
+      return false;
+    }
+  }, 10_000, 'the complete dump');
   const dump = readDump(path.join(dumps, fs.readdirSync(dumps)[0]!));
   const withoutOurs = dump.message.replace(/^Received: [^\n]*\n(?:\t[^\n]*\n)*/, '');
   const expected = original.replace(/\r\n/g, '\n');
