@@ -34,6 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { writeResults } from './results.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const root = path.resolve(path.dirname(SELF), '..');
@@ -893,22 +894,8 @@ function report(r, m) {
 
 const START = '<!-- classify-results:start (bench/classify.mjs writes below; newest run first) -->';
 const END = '<!-- classify-results:end -->';
-const KEEP_RUNS = 5;
-
-function writeReadme(section) {
-  let text = fs.existsSync(README) ? fs.readFileSync(README, 'utf8') : '';
-  if (!text.includes(START) || !text.includes(END)) {
-    text = `${text.trimEnd() || '# Benchmarks'}\n\n# Classifier benchmark\n\n## Classifier results\n\n${START}\n${END}\n`;
-  }
-  const [head, rest] = text.split(START);
-  const [body, tail] = rest.split(END);
-  const runs = body
-    .split(/\n(?=### Run of )/)
-    .map((s) => s.trim())
-    .filter((s) => s.startsWith('### Run of '));
-  const kept = [section.trim(), ...runs].slice(0, KEEP_RUNS);
-  fs.writeFileSync(README, `${head}${START}\n\n${kept.join('\n\n')}\n\n${END}${tail}`);
-}
+const MARKERS = { start: START, end: END, heading: '# Classifier benchmark\n\n## Classifier results' };
+const writeReadme = (section) => writeResults(README, MARKERS, section);
 
 async function main() {
   if (!fs.existsSync(path.join(DIST, 'classify', 'engine.js'))) throw new Error('dist/ is missing: run `npm run build` (npm run bench:classify does)');

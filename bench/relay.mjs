@@ -24,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const README = path.join(root, 'bench', 'README.md');
@@ -878,22 +879,8 @@ function report(results, m) {
 
 const START = '<!-- results:start (bench/relay.mjs writes below; newest run first) -->';
 const END = '<!-- results:end -->';
-const KEEP_RUNS = 5;
-
-function writeReadme(section) {
-  let text = fs.existsSync(README) ? fs.readFileSync(README, 'utf8') : '';
-  if (!text.includes(START) || !text.includes(END)) {
-    text = `${text.trimEnd() || '# Benchmarks'}\n\n## Results\n\n${START}\n${END}\n`;
-  }
-  const [head, rest] = text.split(START);
-  const [body, tail] = rest.split(END);
-  const runs = body
-    .split(/\n(?=### Run of )/)
-    .map((s) => s.trim())
-    .filter((s) => s.startsWith('### Run of '));
-  const kept = [section.trim(), ...runs].slice(0, KEEP_RUNS);
-  fs.writeFileSync(README, `${head}${START}\n\n${kept.join('\n\n')}\n\n${END}${tail}`);
-}
+const MARKERS = { start: START, end: END, heading: '## Results' };
+const writeReadme = (section) => writeResults(README, MARKERS, section);
 
 // ---------------------------------------------------------------- main
 
