@@ -71,6 +71,64 @@ const MIGRATIONS: string[] = [
   DROP INDEX jobs_ready;
   CREATE INDEX jobs_due ON jobs(kind, run_at, created_at);
   `,
+  // secure delivery (DESIGN "Key schedule"): no content and no K_link is ever stored here
+  `
+  CREATE TABLE secure_messages (
+    id           TEXT PRIMARY KEY,            -- 128-bit base64url; part of the HKDF info
+    queue_id     TEXT NOT NULL UNIQUE REFERENCES messages(id),
+    sender       TEXT NOT NULL,               -- envelope sender: forgot-code notices, status
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    state        TEXT NOT NULL,               -- active | revoked | expired | purged
+    body_blob    TEXT,                        -- blob id of the encrypted SecureContent; NULL once purged
+    blobs        TEXT NOT NULL                -- JSON [{id, bytes}] of every ciphertext blob
+  );
+  CREATE TABLE secure_links (
+    id             TEXT PRIMARY KEY,          -- the <id> of /m/<id>, 128-bit base64url
+    message_id     TEXT NOT NULL REFERENCES secure_messages(id),
+    recipient_idx  INTEGER NOT NULL,          -- recipients.idx of the queued message
+    address        TEXT NOT NULL,
+    method         TEXT NOT NULL,             -- none | access-code | email-code | sms-code
+    phone          TEXT,                      -- E.164, sms-code only
+    language       TEXT NOT NULL,             -- nl | en
+    wrap           BLOB,                      -- W_r; NULL once revoked or expired
+    k_srv          BLOB,                      -- K_srv_r; NULL once revoked or expired
+    state          TEXT NOT NULL,             -- active | revoked | expired | replaced
+    created_at     INTEGER NOT NULL,
+    first_opened_at INTEGER,
+    last_opened_at  INTEGER,
+    failures       INTEGER NOT NULL DEFAULT 0, -- wrong tries since the last lock or success
+    locked_until   INTEGER
+  );
+  CREATE INDEX secure_links_message ON secure_links(message_id, recipient_idx);
+  CREATE TABLE reader_sessions (
+    id_hash      TEXT PRIMARY KEY,            -- SHA-256 of the cookie value, hex
+    link_id      TEXT NOT NULL REFERENCES secure_links(id),
+    created_at   INTEGER NOT NULL,
+    verified_at  INTEGER,
+    expires_at   INTEGER NOT NULL
+  );
+  CREATE INDEX reader_sessions_link ON reader_sessions(link_id);
+  CREATE TABLE one_time_codes (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    link_id      TEXT NOT NULL REFERENCES secure_links(id),
+    session_hash TEXT NOT NULL,
+    channel      TEXT NOT NULL,               -- email | sms
+    code_hash    TEXT NOT NULL,               -- HMAC-SHA256(relay secret, link ‖ session ‖ code), hex
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    state        TEXT NOT NULL                -- live | used | void
+  );
+  CREATE INDEX one_time_codes_live ON one_time_codes(link_id, session_hash, state);
+  CREATE TABLE directory (
+    target       TEXT PRIMARY KEY,            -- lower-case address, or @domain
+    method       TEXT,                        -- NULL: not set at this level
+    phone        TEXT,
+    access_code  TEXT,                        -- argon2id hash
+    language     TEXT,
+    updated_at   INTEGER NOT NULL
+  );
+  `,
 ];
 
 /**

@@ -1,0 +1,94 @@
+/**
+ * The reader's HTTP API: the contract between the server (src/reader/server.ts)
+ * and the page code (src/reader/web/). JSON in and out; every POST must carry
+ * the header `X-Zegel-Reader: 1` (CSRF: a cross-site form cannot set it, and
+ * the session cookie is SameSite=Strict). The browser session is the cookie
+ * `zegel_rs` (HttpOnly, SameSite=Strict, Path=/, Secure when publicUrl is
+ * https). The link's #fragment (K_link) is never sent to the server.
+ *
+ * Routes
+ * - `GET  /m/:linkId`                the page shell (the same bytes for every id,
+ *                                    known or not); `<noscript>` explains that
+ *                                    JavaScript is needed.
+ * - `GET  /assets/*`                 bundled page code and styles (no third-party hosts).
+ * - `POST /api/links/:linkId/open`   starts or resumes the browser session → OpenResponse
+ * - `POST /api/links/:linkId/code`   mails or texts a fresh one-time code → CodeSentResponse
+ * - `POST /api/links/:linkId/verify` VerifyRequest → VerifyResponse (releases W and K_srv)
+ * - `POST /api/links/:linkId/forgot` access code forgotten: tells the sender → ForgotResponse
+ * - `GET  /api/links/:linkId/blobs/:blobId` ciphertext (application/octet-stream),
+ *                                    only for a verified session of that link
+ *
+ * Errors are `ApiError` with these statuses: 404 unknown-link (also for a link
+ * id that never existed: the same answer), 401 wrong-code, 400 no-code /
+ * bad-request, 403 not-verified / csrf, 410 revoked / expired, 423 locked,
+ * 429 too-many-codes.
+ */
+
+export type Language = 'nl' | 'en';
+export type Method = 'none' | 'access-code' | 'email-code' | 'sms-code';
+export type LinkState = 'pending-check' | 'verified' | 'locked' | 'revoked' | 'expired';
+
+export interface Organisation {
+  name: string;
+  logoUrl?: string;
+  colour?: string;
+  helpText?: { nl?: string; en?: string };
+}
+
+export interface OpenResponse {
+  state: LinkState;
+  method: Method;
+  /** Where a one-time code goes, masked: `j•••@voorbeeld.nl`, `+31 6 •••• ••78`. */
+  destination?: string;
+  /** ISO time; with state `locked`. */
+  lockedUntil?: string;
+  /** The recipient's language from the directory or notification settings. */
+  language: Language;
+  organisation: Organisation;
+}
+
+export interface CodeSentResponse {
+  sent: true;
+  destination: string;
+  /** ISO time the code stops working. */
+  expiresAt: string;
+}
+
+export interface VerifyRequest {
+  /** The one-time code or access code; omitted for method `none` or an already verified session. */
+  code?: string;
+}
+
+export interface VerifyResponse {
+  state: 'verified';
+  /** Everything the browser needs besides the fragment, all base64url. */
+  key: { secureId: string; linkId: string; wrap: string; kSrv: string };
+  /** Blob id of the encrypted SecureContent (src/crypto/content.ts). */
+  body: string;
+}
+
+export interface ForgotResponse {
+  notified: true;
+}
+
+export type ApiErrorCode =
+  | 'unknown-link'
+  | 'wrong-code'
+  | 'no-code'
+  | 'bad-request'
+  | 'not-verified'
+  | 'csrf'
+  | 'revoked'
+  | 'expired'
+  | 'locked'
+  | 'too-many-codes';
+
+export interface ApiError {
+  error: ApiErrorCode;
+  /** wrong-code: tries left before the link locks. */
+  attemptsLeft?: number;
+  /** locked: ISO time the lock ends. */
+  lockedUntil?: string;
+  /** too-many-codes: seconds until a new code may be sent. */
+  retryAfter?: number;
+}

@@ -1,0 +1,69 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+/**
+ * Ciphertext blobs of secure messages: `<data.dir>/blobs/<secure id>/<blob id>.pgp`.
+ * A blob is written to a temporary name, fsynced and renamed, so a blob that
+ * exists is whole. Ids are base64url (no path separators); anything else is refused.
+ */
+export class BlobStore {
+  readonly dir: string;
+
+  constructor(dataDir: string) {
+    this.dir = path.join(dataDir, 'blobs');
+  }
+
+  #path(secureId: string, blobId?: string): string {
+    for (const id of [secureId, blobId]) {
+      if (id !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new RangeError(`invalid blob id ${JSON.stringify(id)}`);
+    }
+    return blobId === undefined ? path.join(this.dir, secureId) : path.join(this.dir, secureId, `${blobId}.pgp`);
+  }
+
+  /** Streams `source` into a new blob; resolves with its size once it is durable. */
+  async write(secureId: string, blobId: string, source: Readable): Promise<number> {
+    const dir = this.#path(secureId);
+    await fsp.mkdir(dir, { recursive: true });
+    const final = this.#path(secureId, blobId);
+    const tmp = `${final}.tmp`;
+    let bytes = 0;
+    source.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    const out = fs.createWriteStream(tmp, { flush: true });
+    try {
+      await pipeline(source, out);
+      await fsp.rename(tmp, final);
+      const handle = await fsp.open(dir, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      throw err;
+    }
+    return bytes;
+  }
+
+  open(secureId: string, blobId: string): Readable {
+    return fs.createReadStream(this.#path(secureId, blobId));
+  }
+
+  async size(secureId: string, blobId: string): Promise<number | undefined> {
+    try {
+      return (await fsp.stat(this.#path(secureId, blobId))).size;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Removes every blob of a message (idempotent). */
+  async remove(secureId: string): Promise<void> {
+    await fsp.rm(this.#path(secureId), { recursive: true, force: true });
+  }
+}
