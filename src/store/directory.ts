@@ -1,0 +1,512 @@
+import { domainToASCII } from 'node:url';
+import argon2 from 'argon2';
+import { systemClock, type Clock } from '../clock.js';
+import { ZegelError } from '../errors.js';
+import type { Db } from './db.js';
+
+/**
+ * The recipient directory (DESIGN.md, "Contracts → Recipient directory"): per
+ * address or per `@domain`, how a recipient proves who they are (method,
+ * phone, access code) and which language they read. Every field is optional
+ * at each level; `resolve` takes each field from the address entry, else the
+ * `@domain` entry, else the defaults. Access codes are stored only as argon2id.
+ */
+
+export const VERIFICATION_METHODS = ['none', 'access-code', 'email-code', 'sms-code'] as const;
+export type VerificationMethod = (typeof VERIFICATION_METHODS)[number];
+export const LANGUAGES = ['nl', 'en'] as const;
+export type Language = (typeof LANGUAGES)[number];
+
+/** Fields `set` changes. Absent (undefined): left as is; `null`: cleared at this level. */
+export interface DirectoryPatch {
+  method?: VerificationMethod | string | null;
+  phone?: string | null;
+  /** The plain access code (at least 8 characters); only its argon2id hash is stored. */
+  accessCode?: string | null;
+  language?: Language | string | null;
+}
+
+/** One directory row as callers see it: never the code or its hash. */
+export interface DirectoryEntry {
+  /** Lower-case address, or `@domain`. */
+  target: string;
+  method?: VerificationMethod;
+  phone?: string;
+  language?: Language;
+  hasAccessCode: boolean;
+  /** Milliseconds since the epoch (the injected clock). */
+  updatedAt: number;
+}
+
+export interface DirectoryListEntry extends DirectoryEntry {
+  /**
+   * Settings that leave a recipient without a way in: `sms-code` with no phone
+   * at the address or its `@domain` (the phone must then come from an
+   * `[sms:+…]` subject tag), `access-code` with no code at either level.
+   */
+  warnings: string[];
+}
+
+export interface ResolvedRecipient {
+  method: VerificationMethod;
+  phone?: string;
+  language: Language;
+  /** argon2id hashes that open a message for this address: its own first, then its domain's (shared code). */
+  accessCodeHashes: string[];
+  /** Where `method` came from. */
+  source: 'address' | 'domain' | 'default';
+}
+
+export interface ImportResult {
+  /** Data rows applied. */
+  rows: number;
+  created: number;
+  updated: number;
+}
+
+export interface ImportProblem {
+  line: number;
+  problem: string;
+}
+
+/** A CSV import that applied nothing; `message` holds one `FILE:LINE: problem` line per problem. */
+export class DirectoryImportError extends ZegelError {
+  readonly problems: ImportProblem[];
+
+  constructor(source: string, problems: ImportProblem[]) {
+    super('ZEGEL_DIRECTORY_IMPORT', problems.map((p) => `${source}:${p.line}: ${p.problem}`).join('\n'));
+    this.name = 'DirectoryImportError';
+    this.problems = problems;
+  }
+}
+
+interface Row {
+  target: string;
+  method: string | null;
+  phone: string | null;
+  access_code: string | null;
+  language: string | null;
+  updated_at: number;
+}
+
+/** A validated patch with the code already hashed: what one row write needs. */
+interface StoredPatch {
+  method?: VerificationMethod | null;
+  phone?: string | null;
+  accessCodeHash?: string | null;
+  language?: Language | null;
+}
+
+const DOMAIN = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$/;
+// dot-atom local part (RFC 5322) plus UTF-8 (RFC 6531); quoted local parts are not accepted
+const LOCAL = /^[^\s@<>()[\]\\,;:".]+(?:\.[^\s@<>()[\]\\,;:".]+)*$/u;
+
+function asciiDomain(domain: string): string | undefined {
+  const ascii = domainToASCII(domain.toLowerCase());
+  return ascii && DOMAIN.test(ascii) ? ascii : undefined;
+}
+
+/**
+ * A directory target in its stored form: a lower-case address, or `@domain`
+ * (lower-case; internationalised domains in their xn-- form). Throws
+ * ZEGEL_DIRECTORY_TARGET for anything else.
+ */
+export function normaliseTarget(input: string): string {
+  const value = input.trim();
+  const bad = (why: string) => new ZegelError('ZEGEL_DIRECTORY_TARGET', `target ${JSON.stringify(input)}: ${why}`);
+  if (value.startsWith('@')) {
+    const domain = asciiDomain(value.slice(1));
+    if (!domain) throw bad('expected an address or @domain such as @example.nl');
+    return `@${domain}`;
+  }
+  const at = value.lastIndexOf('@');
+  if (at < 1) throw bad('expected an address such as jan@example.nl or a domain such as @example.nl');
+  const local = value.slice(0, at).toLowerCase();
+  const domain = asciiDomain(value.slice(at + 1));
+  if (!LOCAL.test(local) || local.length > 64 || !domain) throw bad('not a valid e-mail address');
+  const address = `${local}@${domain}`;
+  if (address.length > 254) throw bad('address longer than 254 characters');
+  return address;
+}
+
+/**
+ * A phone number in E.164: `+`, then 8–15 digits (no leading 0). Spaces and
+ * dashes in the input are removed; anything else is refused (ZEGEL_DIRECTORY_PHONE).
+ */
+export function normalisePhone(input: string): string {
+  const compact = input.trim().replace(/[\s-]+/g, '');
+  if (!/^\+[1-9]\d{7,14}$/.test(compact)) {
+    throw new ZegelError('ZEGEL_DIRECTORY_PHONE', `phone ${JSON.stringify(input)}: expected E.164, a + and 8 to 15 digits, such as +31612345678 (spaces and dashes are allowed)`);
+  }
+  return compact;
+}
+
+function checkMethod(value: string): VerificationMethod {
+  if ((VERIFICATION_METHODS as readonly string[]).includes(value)) return value as VerificationMethod;
+  throw new ZegelError('ZEGEL_DIRECTORY_VALUE', `method ${JSON.stringify(value)}: expected one of ${VERIFICATION_METHODS.join(', ')}`);
+}
+
+function checkLanguage(value: string): Language {
+  if ((LANGUAGES as readonly string[]).includes(value)) return value as Language;
+  throw new ZegelError('ZEGEL_DIRECTORY_VALUE', `language ${JSON.stringify(value)}: expected one of ${LANGUAGES.join(', ')}`);
+}
+
+/** Access codes: at least 8 characters, no control characters, no surrounding whitespace. The code itself never appears in the message. */
+function checkAccessCode(code: string): string {
+  const fail = (why: string) => new ZegelError('ZEGEL_DIRECTORY_ACCESS_CODE', `access code: ${why}`);
+  if ([...code].length < 8) throw fail('must be at least 8 characters');
+  if (code.length > 1024) throw fail('must be at most 1024 characters');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(code)) throw fail('must be one line without control characters');
+  if (code.trim() !== code) throw fail('must not begin or end with whitespace');
+  return code;
+}
+
+function hashAccessCode(code: string): Promise<string> {
+  return argon2.hash(code, { type: argon2.argon2id });
+}
+
+/** Validates a patch (everything but hashing), so a CSV import can find every bad row before it hashes anything. */
+function validatePatch(patch: DirectoryPatch): { method?: VerificationMethod | null; phone?: string | null; accessCode?: string | null; language?: Language | null } {
+  const out: ReturnType<typeof validatePatch> = {};
+  if (patch.method !== undefined) out.method = patch.method === null ? null : checkMethod(patch.method);
+  if (patch.phone !== undefined) out.phone = patch.phone === null ? null : normalisePhone(patch.phone);
+  if (patch.accessCode !== undefined) out.accessCode = patch.accessCode === null ? null : checkAccessCode(patch.accessCode);
+  if (patch.language !== undefined) out.language = patch.language === null ? null : checkLanguage(patch.language);
+  return out;
+}
+
+async function hashPatch(patch: ReturnType<typeof validatePatch>): Promise<StoredPatch> {
+  const { accessCode, ...rest } = patch;
+  const stored: StoredPatch = { ...rest };
+  if (accessCode !== undefined) stored.accessCodeHash = accessCode === null ? null : await hashAccessCode(accessCode);
+  return stored;
+}
+
+function toEntry(row: Row): DirectoryEntry {
+  const entry: DirectoryEntry = { target: row.target, hasAccessCode: row.access_code !== null, updatedAt: row.updated_at };
+  if (row.method !== null) entry.method = row.method as VerificationMethod;
+  if (row.phone !== null) entry.phone = row.phone;
+  if (row.language !== null) entry.language = row.language as Language;
+  return entry;
+}
+
+/** The domain part of a target or address (`@d` → `d`, `a@d` → `d`). */
+function domainOf(target: string): string {
+  return target.slice(target.lastIndexOf('@') + 1);
+}
+
+/**
+ * Checks a code against argon2 hashes (an address's own code, its domain's
+ * shared code). Every hash is tried, so the time taken does not tell which
+ * one matched; a malformed hash counts as no match.
+ */
+export async function verifyAccessCode(hashes: readonly string[], code: string): Promise<boolean> {
+  let ok = false;
+  for (const hash of hashes) {
+    try {
+      if (await argon2.verify(hash, code)) ok = true;
+    } catch {
+      // not an argon2 hash: no match
+    }
+  }
+  return ok;
+}
+
+export class Directory {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #select;
+  readonly #selectAll;
+  readonly #upsert;
+  readonly #delete;
+
+  constructor(db: Db, clock: Clock = systemClock) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#select = db.prepare<[string], Row>('SELECT target, method, phone, access_code, language, updated_at FROM directory WHERE target = ?');
+    this.#selectAll = db.prepare<[], Row>('SELECT target, method, phone, access_code, language, updated_at FROM directory');
+    this.#upsert = db.prepare<[Row]>(
+      `INSERT INTO directory (target, method, phone, access_code, language, updated_at)
+       VALUES (@target, @method, @phone, @access_code, @language, @updated_at)
+       ON CONFLICT (target) DO UPDATE SET method = excluded.method, phone = excluded.phone,
+         access_code = excluded.access_code, language = excluded.language, updated_at = excluded.updated_at`,
+    );
+    this.#delete = db.prepare<[string]>('DELETE FROM directory WHERE target = ?');
+  }
+
+  /**
+   * Merges `patch` into the entry for `target` (creating it if missing): only
+   * the fields given change. Returns the entry as stored.
+   */
+  async set(target: string, patch: DirectoryPatch): Promise<DirectoryEntry> {
+    const key = normaliseTarget(target);
+    const stored = await hashPatch(validatePatch(patch));
+    return this.#db.transaction(() => this.#apply(key, stored).entry)();
+  }
+
+  /** Removes the entry for `target`; false if there was none. */
+  remove(target: string): boolean {
+    return this.#delete.run(normaliseTarget(target)).changes > 0;
+  }
+
+  get(target: string): DirectoryEntry | undefined {
+    const row = this.#select.get(normaliseTarget(target));
+    return row ? toEntry(row) : undefined;
+  }
+
+  /**
+   * Every entry, without codes, each domain's `@domain` entry first and then
+   * its addresses; `warnings` names settings that leave a recipient no way in.
+   */
+  list(): DirectoryListEntry[] {
+    const rows = this.#selectAll.all();
+    const domains = new Map(rows.filter((r) => r.target.startsWith('@')).map((r) => [r.target, r]));
+    const sortKey = (r: Row) => [domainOf(r.target), r.target.startsWith('@') ? 0 : 1, r.target] as const;
+    rows.sort((a, b) => {
+      const [domainA, levelA, targetA] = sortKey(a);
+      const [domainB, levelB, targetB] = sortKey(b);
+      if (domainA !== domainB) return domainA < domainB ? -1 : 1;
+      return levelA - levelB || (targetA < targetB ? -1 : targetA > targetB ? 1 : 0);
+    });
+    return rows.map((row) => {
+      const domain = row.target.startsWith('@') ? undefined : domains.get(`@${domainOf(row.target)}`);
+      const method = row.method ?? domain?.method ?? null;
+      const warnings: string[] = [];
+      if (method === 'sms-code' && (row.phone ?? domain?.phone ?? null) === null) {
+        warnings.push('sms-code without a phone: each message needs an [sms:+…] subject tag');
+      }
+      if (method === 'access-code' && (row.access_code ?? domain?.access_code ?? null) === null) {
+        warnings.push('access-code without an access code: the recipient cannot open messages');
+      }
+      return { ...toEntry(row), warnings };
+    });
+  }
+
+  /**
+   * How `address` verifies and reads, field by field: its own entry, then its
+   * exact `@domain` entry (not parent domains), then `defaults`. Addresses are
+   * matched case-insensitively. Never throws on an odd address: it then gets
+   * whatever the levels it can be matched against say.
+   */
+  resolve(address: string, defaults: { method: VerificationMethod; language: Language }): ResolvedRecipient {
+    let key = address.trim().toLowerCase();
+    try {
+      key = normaliseTarget(address);
+    } catch {
+      // not an address we could store: look it up as given
+    }
+    const own = key.startsWith('@') ? undefined : this.#select.get(key);
+    const domain = key.includes('@') ? this.#select.get(`@${domainOf(key)}`) : undefined;
+    const method = (own?.method ?? domain?.method ?? null) as VerificationMethod | null;
+    const phone = own?.phone ?? domain?.phone ?? null;
+    const language = (own?.language ?? domain?.language ?? defaults.language) as Language;
+    const accessCodeHashes = [own?.access_code, domain?.access_code].filter((h): h is string => typeof h === 'string');
+    const resolved: ResolvedRecipient = {
+      method: method ?? defaults.method,
+      language,
+      accessCodeHashes,
+      source: own?.method != null ? 'address' : domain?.method != null ? 'domain' : 'default',
+    };
+    if (phone !== null) resolved.phone = phone;
+    return resolved;
+  }
+
+  /**
+   * Applies a CSV file (header `target,method,phone,access_code,language`, any
+   * order, `target` required; an empty cell leaves that field as is) in one
+   * transaction. If any row is bad nothing is applied and a
+   * DirectoryImportError lists every problem as `SOURCE:LINE: problem`.
+   */
+  async importCsv(text: string, source = 'input'): Promise<ImportResult> {
+    const problems: ImportProblem[] = [];
+    let records: CsvRecord[];
+    try {
+      records = parseCsv(text);
+    } catch (err) {
+      if (err instanceof CsvSyntaxError) throw new DirectoryImportError(source, [{ line: err.line, problem: err.message }]);
+      throw err;
+    }
+    const header = records.shift();
+    if (!header) throw new DirectoryImportError(source, [{ line: 1, problem: `empty file: expected the header ${IMPORT_COLUMNS.join(',')}` }]);
+    const columns = header.fields.map((f) => f.value.trim().toLowerCase());
+    for (const [i, name] of columns.entries()) {
+      if (!(IMPORT_COLUMNS as readonly string[]).includes(name)) problems.push({ line: header.line, problem: `unknown column ${JSON.stringify(header.fields[i]!.value)}: expected ${IMPORT_COLUMNS.join(',')}` });
+      else if (columns.indexOf(name) !== i) problems.push({ line: header.line, problem: `column ${name} appears twice` });
+    }
+    if (!columns.includes('target')) problems.push({ line: header.line, problem: `no target column: expected the header ${IMPORT_COLUMNS.join(',')}` });
+    if (problems.length) throw new DirectoryImportError(source, problems);
+
+    const rows: Array<{ line: number; target: string; patch: ReturnType<typeof validatePatch> }> = [];
+    const seen = new Map<string, number>();
+    for (const record of records) {
+      if (record.fields.length === 1 && !record.fields[0]!.quoted && record.fields[0]!.value.trim() === '') continue; // blank line
+      if (record.fields.length !== columns.length) {
+        problems.push({ line: record.line, problem: `${record.fields.length} cells, expected ${columns.length} (${columns.join(',')})` });
+        continue;
+      }
+      const cell = (name: ImportColumn): string | undefined => {
+        const i = columns.indexOf(name);
+        const field = i < 0 ? undefined : record.fields[i];
+        if (!field) return undefined;
+        const value = field.quoted ? field.value : field.value.trim();
+        return value === '' ? undefined : value;
+      };
+      try {
+        const rawTarget = cell('target');
+        if (rawTarget === undefined) throw new ZegelError('ZEGEL_DIRECTORY_TARGET', 'target is empty');
+        const target = normaliseTarget(rawTarget);
+        const patch = validatePatch({ method: cell('method'), phone: cell('phone'), accessCode: cell('access_code'), language: cell('language') });
+        if (!Object.keys(patch).length) throw new ZegelError('ZEGEL_DIRECTORY_VALUE', `${target}: nothing to set (every cell but target is empty)`);
+        const earlier = seen.get(target);
+        if (earlier !== undefined) throw new ZegelError('ZEGEL_DIRECTORY_TARGET', `${target} already appears on line ${earlier}`);
+        seen.set(target, record.line);
+        rows.push({ line: record.line, target, patch });
+      } catch (err) {
+        if (!(err instanceof ZegelError)) throw err;
+        problems.push({ line: record.line, problem: err.message });
+      }
+    }
+    if (problems.length) throw new DirectoryImportError(source, problems);
+
+    // argon2 runs on the thread pool: a few at a time, then one synchronous transaction
+    const stored: StoredPatch[] = new Array(rows.length);
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < rows.length; i = next++) stored[i] = await hashPatch(rows[i]!.patch);
+    };
+    await Promise.all(Array.from({ length: Math.min(4, rows.length) }, worker));
+
+    return this.#db.transaction(() => {
+      const result: ImportResult = { rows: rows.length, created: 0, updated: 0 };
+      rows.forEach((row, i) => {
+        if (this.#apply(row.target, stored[i]!).created) result.created++;
+        else result.updated++;
+      });
+      return result;
+    })();
+  }
+
+  /** One merge write; call inside a transaction. */
+  #apply(target: string, patch: StoredPatch): { entry: DirectoryEntry; created: boolean } {
+    const existing = this.#select.get(target);
+    const row: Row = {
+      target,
+      method: patch.method !== undefined ? patch.method : (existing?.method ?? null),
+      phone: patch.phone !== undefined ? patch.phone : (existing?.phone ?? null),
+      access_code: patch.accessCodeHash !== undefined ? patch.accessCodeHash : (existing?.access_code ?? null),
+      language: patch.language !== undefined ? patch.language : (existing?.language ?? null),
+      updated_at: this.#clock.now(),
+    };
+    this.#upsert.run(row);
+    return { entry: toEntry(row), created: !existing };
+  }
+}
+
+export const IMPORT_COLUMNS = ['target', 'method', 'phone', 'access_code', 'language'] as const;
+type ImportColumn = (typeof IMPORT_COLUMNS)[number];
+
+export interface CsvField {
+  value: string;
+  /** The cell was written in double quotes (its value is taken exactly). */
+  quoted: boolean;
+}
+
+export interface CsvRecord {
+  /** 1-based line on which the record starts. */
+  line: number;
+  fields: CsvField[];
+}
+
+export class CsvSyntaxError extends Error {
+  readonly line: number;
+
+  constructor(line: number, message: string) {
+    super(message);
+    this.name = 'CsvSyntaxError';
+    this.line = line;
+  }
+}
+
+/**
+ * RFC 4180 CSV: comma-separated, fields optionally in double quotes (`""` is a
+ * quote inside them, and they may span lines), records ended by CRLF, LF or
+ * CR; a leading UTF-8 BOM is skipped. A quote inside an unquoted field, text
+ * after a closing quote or an unterminated quote is a CsvSyntaxError with the
+ * line it is on. Blank lines come back as one empty unquoted field.
+ */
+export function parseCsv(text: string): CsvRecord[] {
+  const input = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const records: CsvRecord[] = [];
+  let line = 1;
+  let i = 0;
+  const n = input.length;
+  if (n === 0) return records;
+  let record: CsvRecord = { line, fields: [] };
+  for (;;) {
+    // one field starts at i
+    let field: CsvField;
+    let j = i;
+    while (j < n && (input[j] === ' ' || input[j] === '\t')) j++;
+    if (input[j] === '"') {
+      i = j; // blanks before an opening quote are not part of the cell
+      const startLine = line;
+      let value = '';
+      i++;
+      for (;;) {
+        if (i >= n) throw new CsvSyntaxError(startLine, 'unterminated quoted cell (a " opened here is never closed)');
+        const c = input[i]!;
+        if (c === '"') {
+          if (input[i + 1] === '"') {
+            value += '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        if (c === '\r' || c === '\n') {
+          if (c === '\r' && input[i + 1] === '\n') {
+            value += '\r';
+            i++;
+          }
+          line++;
+        }
+        value += input[i];
+        i++;
+      }
+      // only spaces or tabs may follow a closing quote
+      while (i < n && (input[i] === ' ' || input[i] === '\t')) i++;
+      if (i < n && input[i] !== ',' && input[i] !== '\r' && input[i] !== '\n') {
+        throw new CsvSyntaxError(line, `unexpected ${JSON.stringify(input[i])} after a closing quote (write "" for a quote inside a quoted cell)`);
+      }
+      field = { value, quoted: true };
+    } else {
+      const start = i;
+      while (i < n && input[i] !== ',' && input[i] !== '\r' && input[i] !== '\n') {
+        if (input[i] === '"') {
+          throw new CsvSyntaxError(line, 'a " inside an unquoted cell: put the whole cell in double quotes and write "" for a quote');
+        }
+        i++;
+      }
+      field = { value: input.slice(start, i), quoted: false };
+    }
+    record.fields.push(field);
+    if (i >= n) {
+      records.push(record);
+      break;
+    }
+    const c = input[i]!;
+    if (c === ',') {
+      i++;
+      continue;
+    }
+    // end of record
+    i += c === '\r' && input[i + 1] === '\n' ? 2 : 1;
+    line++;
+    records.push(record);
+    if (i >= n) break;
+    record = { line, fields: [] };
+  }
+  return records;
+}
