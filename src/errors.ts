@@ -19,7 +19,8 @@ export type ZegelErrorCode =
   | 'ZEGEL_DIRECTORY_IMPORT'
   | 'ZEGEL_DIRECTORY_NOT_FOUND'
   | 'ZEGEL_RULES_INVALID'
-  | 'ZEGEL_RULE_PATTERN';
+  | 'ZEGEL_RULE_PATTERN'
+  | 'ZEGEL_SMS_SEND';
 
 export class ZegelError extends Error {
   readonly code: ZegelErrorCode;

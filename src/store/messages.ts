@@ -48,7 +48,9 @@ export interface RecipientRecord {
   updatedAt: number;
 }
 
-export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'deferred' | 'bounced' | 'dsn-queued' | 'spool-removed';
+export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'deferred' | 'bounced' | 'dsn-queued' | 'spool-removed'
+  // the reader (src/reader/routes/api.ts)
+  | 'code-sent' | 'check-passed' | 'check-failed' | 'locked' | 'forgot-code' | 'opened' | 'downloaded';
 
 export interface EventInput {
   messageId: string;
