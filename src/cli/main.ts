@@ -5,6 +5,7 @@ import { createLogger } from '../log.js';
 import { Relay } from '../relay.js';
 import { hashPassword } from '../smtp/policy.js';
 import { registerClassifyCommands } from './classify-commands.js';
+import { registerRecipientsCommands } from './recipients-commands.js';
 
 function load(file: string | undefined): LoadedConfig {
   return file ? loadConfigFile(file) : defaultConfig();
@@ -66,6 +67,7 @@ export function buildCli(): Command {
       process.stdout.write(`${await hashPassword(password)}\n`);
     });
   registerClassifyCommands(program);
+  registerRecipientsCommands(program);
   return program;
 }
 
