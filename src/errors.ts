@@ -20,6 +20,9 @@ export type ZegelErrorCode =
   | 'ZEGEL_DIRECTORY_NOT_FOUND'
   | 'ZEGEL_RULES_INVALID'
   | 'ZEGEL_RULE_PATTERN'
+  | 'ZEGEL_TEMPLATE_INVALID'
+  | 'ZEGEL_DKIM_KEY'
+  | 'ZEGEL_NOTIFY_INPUT'
   | 'ZEGEL_SMS_SEND';
 
 export class ZegelError extends Error {
