@@ -17,6 +17,15 @@ import { Ingress } from './smtp/ingress.js';
 import { RelayPolicy } from './smtp/policy.js';
 import { Spool } from './spool/spool.js';
 import { SqliteBackend } from './store/sqlite-backend.js';
+import { BlobStore } from './store/blobs.js';
+import { Directory } from './store/directory.js';
+import { SecureStore } from './store/secure.js';
+import { SecureDelivery } from './pipeline/secure-job.js';
+import { queueRelayMail } from './pipeline/relay-mail.js';
+import { Notifier } from './notify/index.js';
+import { startReader, type RunningReader } from './reader/server.js';
+import { createSmsDriver, type SmsDriver } from './reader/sms.js';
+import { readerAssetsDir } from './reader/assets.js';
 
 export interface RelayOptions {
   config: Config;
@@ -34,6 +43,10 @@ export interface RelayOptions {
   closeTimeoutMs?: number;
   /** Process jobs at once; by default as many as deliveries, so processing keeps up with intake. */
   processConcurrency?: number;
+  /** Replaces the SMS driver from `verification.sms` (tests). */
+  sms?: SmsDriver;
+  /** Start the recipient reader (`reader.listen`); on by default. */
+  reader?: boolean;
 }
 
 /**
@@ -48,6 +61,14 @@ export class Relay {
   readonly backend: SqliteBackend;
   readonly spool: Spool;
   readonly signer: OriginSigner;
+  readonly blobs: BlobStore;
+  readonly secure: SecureStore;
+  readonly directory: Directory;
+  readonly notifier: Notifier;
+  readonly sms: SmsDriver;
+  readonly #secret: Buffer;
+  readonly #startReader: boolean;
+  #reader: RunningReader | undefined;
   readonly #ingress: Ingress;
   readonly #transports: Transport[];
   readonly classifier: ClassifierService | undefined;
@@ -68,11 +89,18 @@ export class Relay {
       });
     }
     fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
-    this.signer = new OriginSigner(loadRelaySecret(config.data.dir));
+    this.#secret = loadRelaySecret(config.data.dir);
+    this.signer = new OriginSigner(this.#secret);
     this.spool = new Spool(config.data.dir);
     this.backend = new SqliteBackend(config.data.dir, this.clock, this.log, { pollMs: options.pollMs });
+    this.blobs = new BlobStore(config.data.dir);
+    this.secure = new SecureStore(this.backend.db);
+    this.directory = new Directory(this.backend.db, this.clock);
     const policy = new RelayPolicy(config);
     const hostname = config.smtp.hostname ?? os.hostname();
+    this.notifier = new Notifier({ config, signer: this.signer, hostname });
+    this.sms = options.sms ?? createSmsDriver(config, this.log);
+    this.#startReader = options.reader ?? true;
     const transportOptions = { hostname, maxConnections: config.delivery.concurrency, timeout: config.delivery.timeout };
     const target = createTransport(config.delivery.target, config.data.dir, transportOptions);
     const internalTarget = config.delivery.internalTarget ?? config.delivery.target;
@@ -104,7 +132,24 @@ export class Relay {
       transports: { target, internal },
       retry: config.delivery.retry,
     });
+    const secureDelivery = new SecureDelivery({
+      config,
+      clock: this.clock,
+      log: this.log,
+      spool: this.spool,
+      backend: this.backend,
+      blobs: this.blobs,
+      secure: this.secure,
+      resolveRecipient: async (address) => {
+        const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+        const language = config.notification.language.byDomain[domain] ?? config.notification.language.default;
+        const resolved = this.directory.resolve(address, { method: config.verification.default, language });
+        return { method: resolved.method, phone: resolved.phone, language: resolved.language, hasAccessCode: resolved.accessCodeHashes.length > 0 };
+      },
+      composeNotification: (request) => this.notifier.notification(request),
+    });
     this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? config.delivery.concurrency });
+    this.backend.queue.work('secure', secureDelivery.handle, { concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) });
     this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
     this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs });
     if (!policy.senderDomainCheck) {
@@ -119,17 +164,51 @@ export class Relay {
       await relay.#recover();
       relay.classifier?.watch();
       address = await relay.#ingress.listen();
+      if (relay.#startReader) relay.#reader = await relay.#openReader();
     } catch (err) {
       // e.g. the port is taken: close what was opened, so the process can exit with the error
       await relay.stop(0);
       throw err;
     }
-    relay.log.info({ smtp: `${address.host}:${address.port}`, target: relay.config.delivery.target, dataDir: relay.config.data.dir }, 'relay started');
+    relay.log.info({ smtp: `${address.host}:${address.port}`, reader: relay.#reader?.url, target: relay.config.delivery.target, dataDir: relay.config.data.dir }, 'relay started');
     return relay;
   }
 
   get smtpAddress(): { host: string; port: number } {
     return this.#ingress.address!;
+  }
+
+  /** The reader's base URL as it listens (not reader.publicUrl), when it runs. */
+  get readerUrl(): string | undefined {
+    return this.#reader?.url;
+  }
+
+  /** The recipient reader, with the mails it asks for queued like any relay-made message. */
+  #openReader(): Promise<RunningReader> {
+    const { config, clock, backend, spool, notifier } = this;
+    const deps = { backend, spool, clock };
+    return startReader({
+      config,
+      db: backend.db,
+      clock,
+      log: this.log,
+      secret: this.#secret,
+      blobs: this.blobs,
+      events: (event) => backend.store.appendEvent(event),
+      sms: this.sms,
+      accessCodes: async (address) => this.directory.resolve(address, { method: config.verification.default, language: config.notification.language.default }).accessCodeHashes,
+      assetsDir: readerAssetsDir(),
+      mailer: {
+        sendCode: async (link, code, expiresAt) => {
+          const mail = await notifier.codeMail({ language: link.language, to: link.address, code, expiresAt, now: clock.now() });
+          await queueRelayMail(deps, mail, { about: link.queueId, route: 'target', kind: 'code', event: 'mail-queued', detail: { kind: 'code', link: link.id } });
+        },
+        notifyForgot: async (link, sender) => {
+          const mail = await notifier.forgotNotice({ language: config.notification.language.default, to: sender, recipient: link.address, now: clock.now() });
+          await queueRelayMail(deps, mail, { about: link.queueId, route: 'internal', kind: 'forgot', event: 'mail-queued', detail: { kind: 'forgot-code', link: link.id } });
+        },
+      },
+    });
   }
 
   /** Removes spool files that no committed message owns (a crash between fsync and commit). */
@@ -143,6 +222,16 @@ export class Relay {
       }
     }
     if (removed) this.log.info({ removed }, 'removed spool files of messages that were never accepted');
+    // blobs of a secure job that crashed before its commit: nothing refers to them, the job runs again
+    const secured = this.secure.idsWithBlobs();
+    let orphans = 0;
+    for (const id of await this.blobs.list()) {
+      if (!secured.has(id)) {
+        await this.blobs.remove(id);
+        orphans++;
+      }
+    }
+    if (orphans) this.log.info({ removed: orphans }, 'removed ciphertext of secure messages that were never committed');
   }
 
   /**
@@ -154,7 +243,7 @@ export class Relay {
     if (this.#stopped) return;
     this.#stopped = true;
     this.log.info('relay stopping');
-    await Promise.all([this.#ingress.close(), this.backend.queue.close(timeoutMs)]);
+    await Promise.all([this.#ingress.close(), this.#reader?.close(), this.backend.queue.close(timeoutMs)]);
     this.classifier?.close();
     for (const transport of this.#transports) transport.close();
     const { commits, writes } = this.backend.committer.stats;

@@ -213,7 +213,7 @@ export function decide(findings: readonly Finding[]): Decision {
   return strictest === 'block' ? 'block' : strictest === 'encrypt' ? 'encrypt' : 'deliver';
 }
 
-interface Tag {
+export interface Tag {
   start: number;
   end: number;
   excerpt: string;
@@ -248,7 +248,7 @@ export function findTags(subject: string, optInTags: readonly string[]): Tag[] {
 }
 
 /** The subject without its tags, double spaces collapsed and trimmed. */
-function stripTags(subject: string, tags: readonly Tag[]): string {
+export function stripTags(subject: string, tags: readonly Tag[]): string {
   if (!tags.length) return subject;
   let out = '';
   let at = 0;

@@ -6,7 +6,7 @@ import * as openpgp from 'openpgp';
  * message holding one SEIPDv2 packet, AES-256 with GCM (OCB is an order of
  * magnitude slower in OpenPGP.js), encrypted directly under the message's
  * content key `K` as session key: no password or public-key packets at all.
- * Decryption refuses unauthenticated (v1 SEIPD without AEAD, or SED) data.
+ * Decryption refuses anything but that one AEAD packet (no v1 SEIPD, no SED).
  * The reader's page code decrypts the same format with OpenPGP.js.
  */
 
@@ -20,11 +20,25 @@ const encryptConfig = {
 };
 
 export const decryptConfig = {
-  // refuse anything that is not authenticated encryption
-  ignoreSEIPDv1: true,
   allowUnauthenticatedMessages: false,
   allowUnauthenticatedStream: false,
+  ignoreUnsupportedPackets: false,
+  ignoreMalformedPackets: false,
+  enforceGrammar: true,
 };
+
+/**
+ * A Zegel blob is exactly one SEIPDv2 (AEAD) packet. Anything else (a v1
+ * SEIPD with its MDC, the unauthenticated SED, extra key packets) is refused
+ * before any decryption is tried.
+ */
+export function assertZegelBlob(message: { packets: Iterable<unknown> }): void {
+  const packets = [...message.packets] as unknown as Array<{ constructor: { tag?: number }; version?: number }>;
+  const only = packets[0];
+  if (packets.length !== 1 || only?.constructor.tag !== openpgp.enums.packet.symEncryptedIntegrityProtectedData || only.version !== 2) {
+    throw new Error('not a Zegel blob: expected exactly one SEIPDv2 (AEAD) packet');
+  }
+}
 
 function sessionKey(contentKey: Uint8Array) {
   return { data: contentKey, algorithm: 'aes256' as const, aeadAlgorithm: 'gcm' as const };
@@ -49,6 +63,7 @@ export async function encryptBytes(contentKey: Uint8Array, data: Uint8Array): Pr
 /** Decrypts a whole blob; throws on any tampering, before returning any plaintext. */
 export async function decryptBytes(contentKey: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
   const message = await openpgp.readMessage({ binaryMessage: ciphertext, config: decryptConfig });
+  assertZegelBlob(message);
   const { data } = await openpgp.decrypt({ message, sessionKeys: sessionKey(contentKey), format: 'binary', config: decryptConfig });
   return data;
 }

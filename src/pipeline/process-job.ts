@@ -8,6 +8,7 @@ import { deliverJob } from '../deliver/deliver-job.js';
 import type { DsnSender } from '../deliver/dsn-sender.js';
 import type { RelayPolicy } from '../smtp/policy.js';
 import type { ClassifyMessage, Verdict } from './decide.js';
+import { secureJob } from './secure-job.js';
 
 export interface ProcessPayload {
   messageId: string;
@@ -17,15 +18,6 @@ export interface ProcessPayload {
 
 export function processJob(messageId: string, relayOrigin: boolean): NewJob {
   return { id: `process:${messageId}`, kind: 'process', payload: { messageId, relayOrigin } satisfies ProcessPayload };
-}
-
-/**
- * Recipients whose copy must go out securely. Until secure delivery exists
- * no worker takes these jobs: the message is held in the queue, never
- * delivered plain.
- */
-export function secureJob(messageId: string, recipients: number[]): NewJob {
-  return { id: `secure:${messageId}`, kind: 'secure', payload: { messageId, recipients } };
 }
 
 export interface ProcessDeps {
@@ -42,8 +34,8 @@ const RELAY_ORIGIN: Verdict = { decision: 'deliver', subjectSensitive: false, ma
 /**
  * The process job, the one place that knows the order of things: classify the
  * spooled message (streaming), decide per recipient, record the decisions,
- * and hand over. `deliver` goes to the delivery queue; `encrypt` is held for
- * secure delivery; `block` stops the whole message, internal recipients
+ * and hand over. `deliver` goes to the delivery queue; `encrypt` goes to the secure
+ * job (encrypted store and notifications); `block` stops the whole message, internal recipients
  * included, and the sender gets a DSN naming the rule. Internal recipients
  * otherwise always get the original. Running it twice records the same
  * decisions and adds the same jobs.
@@ -99,10 +91,7 @@ export class Processor {
     }
     const next: NewJob[] = [];
     if (deliver.length) next.push(deliverJob(messageId, 'target', deliver));
-    if (encrypt.length) {
-      next.push(secureJob(messageId, encrypt));
-      log.warn({ queueId: messageId, recipients: encrypt.length }, 'message held: secure delivery is not available yet, it stays queued and is never delivered plain');
-    }
+    if (encrypt.length) next.push(secureJob(messageId, encrypt, verdict.subjectSensitive));
     return { status: 'done', next };
   };
 

@@ -62,6 +62,15 @@ export class BlobStore {
     }
   }
 
+  /** Secure message ids that have a blob directory. */
+  async list(): Promise<string[]> {
+    try {
+      return (await fsp.readdir(this.dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch {
+      return [];
+    }
+  }
+
   /** Removes every blob of a message (idempotent). */
   async remove(secureId: string): Promise<void> {
     await fsp.rm(this.#path(secureId), { recursive: true, force: true });

@@ -2,9 +2,11 @@ import type { Clock } from '../clock.js';
 import type { Db } from './db.js';
 import type { GroupCommitter } from './group-commit.js';
 
-export type MessageOrigin = 'ingress' | 'dsn';
+/** Where a message came from: SMTP ingress, or made by the relay itself (a DSN, a notification, a code mail, a notice). */
+export type MessageOrigin = 'ingress' | 'dsn' | 'notification';
 export type MessageState = 'queued' | 'processed' | 'done';
-export type RecipientState = 'pending' | 'delivered' | 'bounced';
+/** `encrypted`: stored as ciphertext with a notification queued; the plaintext copy is no longer needed for this recipient. */
+export type RecipientState = 'pending' | 'delivered' | 'bounced' | 'encrypted';
 export type Decision = 'deliver' | 'encrypt' | 'block';
 
 export interface IncomingRecipient {
@@ -48,7 +50,7 @@ export interface RecipientRecord {
   updatedAt: number;
 }
 
-export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'deferred' | 'bounced' | 'dsn-queued' | 'spool-removed'
+export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'deferred' | 'bounced' | 'dsn-queued' | 'spool-removed' | 'encrypted' | 'notification-queued' | 'mail-queued'
   // the reader (src/reader/routes/api.ts)
   | 'code-sent' | 'check-passed' | 'check-failed' | 'locked' | 'forgot-code' | 'opened' | 'downloaded';
 
@@ -67,7 +69,7 @@ export interface EventRecord extends Required<Omit<EventInput, 'recipient'>> {
 
 export interface AttemptResult {
   idx: number;
-  outcome: 'delivered' | 'deferred' | 'bounced';
+  outcome: 'delivered' | 'deferred' | 'bounced' | 'encrypted';
   reply: string;
   remoteMta?: string | undefined;
 }
@@ -253,25 +255,28 @@ export class MessageStore {
    * it; a crash before that leaves a file that start-up removes).
    */
   recordAttempt(messageId: string, results: AttemptResult[], extra: Record<string, unknown> = {}): Promise<number> {
-    return this.#committer.write(() => {
-      const now = this.#clock.now();
-      const recipients = new Map(this.getRecipients(messageId).map((r) => [r.idx, r]));
-      for (const result of results) {
-        const rcpt = recipients.get(result.idx);
-        if (!rcpt || rcpt.state !== 'pending') continue;
-        const state = result.outcome === 'deferred' ? 'pending' : result.outcome;
-        this.#stmt.setAttempt.run(state, result.reply, result.remoteMta ?? null, now, messageId, result.idx);
-        this.appendEventSync({
-          messageId,
-          recipient: rcpt.address,
-          type: result.outcome,
-          detail: { reply: result.reply, remoteMta: result.remoteMta, attempt: rcpt.attempts + 1, ...extra },
-        });
-      }
-      const pending = (this.#stmt.pending.get(messageId) as { n: number }).n;
-      if (pending === 0) this.#releaseSpoolSync(messageId);
-      return pending;
-    });
+    return this.#committer.write(() => this.recordAttemptSync(messageId, results, extra));
+  }
+
+  /** recordAttempt inside a transaction the caller runs. */
+  recordAttemptSync(messageId: string, results: AttemptResult[], extra: Record<string, unknown> = {}): number {
+    const now = this.#clock.now();
+    const recipients = new Map(this.getRecipients(messageId).map((r) => [r.idx, r]));
+    for (const result of results) {
+      const rcpt = recipients.get(result.idx);
+      if (!rcpt || rcpt.state !== 'pending') continue;
+      const state = result.outcome === 'deferred' ? 'pending' : result.outcome;
+      this.#stmt.setAttempt.run(state, result.reply, result.remoteMta ?? null, now, messageId, result.idx);
+      this.appendEventSync({
+        messageId,
+        recipient: rcpt.address,
+        type: result.outcome,
+        detail: { reply: result.reply, remoteMta: result.remoteMta, attempt: rcpt.attempts + 1, ...extra },
+      });
+    }
+    const pending = (this.#stmt.pending.get(messageId) as { n: number }).n;
+    if (pending === 0) this.#releaseSpoolSync(messageId);
+    return pending;
   }
 
   /** Marks the spool file as no longer needed; the caller deletes the file after the commit. */

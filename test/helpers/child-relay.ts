@@ -44,6 +44,8 @@ export interface ChildRelay {
  * until it says it listens.
  */
 export async function startChildRelay(t: Teardown, configFile: string, config: Record<string, unknown>): Promise<ChildRelay> {
+  // the reader listens too: on a free port, unless the test chose one
+  if (!config.reader) config = { ...config, reader: { listen: `127.0.0.1:${await freePort()}` } };
   fs.writeFileSync(configFile, stringify(config));
   const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), 'start', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
   let output = '';

@@ -54,7 +54,7 @@ export async function startRelay(
   const root = options.dataDir ? path.dirname(options.dataDir) : tempDir(t);
   const dataDir = options.dataDir ?? path.join(root, 'data');
   const logFile = path.join(root, 'relay.log');
-  const config = parseConfig(merge({ smtp: { listen: '127.0.0.1:0' }, data: { dir: dataDir } }, overrides as Record<string, unknown>));
+  const config = parseConfig(merge({ smtp: { listen: '127.0.0.1:0' }, reader: { listen: '127.0.0.1:0' }, data: { dir: dataDir } }, overrides as Record<string, unknown>));
   const log = pino({ level: 'debug', base: { name: 'zegel' } }, pino.destination({ dest: logFile, sync: true }));
   const clock = options.clock ?? new ManualClock(Date.now());
   const relay = await Relay.start({ config, clock, log, classify: options.classify, pollMs: 25, closeTimeoutMs: 1_000 });

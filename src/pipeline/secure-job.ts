@@ -1,0 +1,205 @@
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import { parseDuration } from '../config/units.js';
+import { findTags, stripTags } from '../classify/engine.js';
+import { newKey, newSecureId, wrapKey } from '../crypto/key-schedule.js';
+import { deliverJob } from '../deliver/deliver-job.js';
+import { ZegelError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Job, JobResult, NewJob } from '../queue/types.js';
+import type { Spool } from '../spool/spool.js';
+import type { BlobStore } from '../store/blobs.js';
+import type { SecureLinkInsert, SecureStore } from '../store/secure.js';
+import type { SqliteBackend } from '../store/sqlite-backend.js';
+import { encryptContent } from './secure-content.js';
+
+export interface SecurePayload {
+  messageId: string;
+  /** Recipient indexes that get the message securely. */
+  recipients: number[];
+  /** An encrypt finding lies in the subject: notifications use a neutral subject. */
+  subjectSensitive?: boolean;
+}
+
+export function secureJob(messageId: string, recipients: number[], subjectSensitive: boolean): NewJob {
+  return { id: `secure:${messageId}`, kind: 'secure', payload: { messageId, recipients, subjectSensitive } satisfies SecurePayload };
+}
+
+export type Method = SecureLinkInsert['method'];
+export type Language = SecureLinkInsert['language'];
+
+/** How one recipient is checked, from the recipient directory (address, then @domain, then defaults). */
+export interface RecipientSettings {
+  method: Method;
+  phone?: string | undefined;
+  language: Language;
+  /** An access code is on record for this address or its domain. */
+  hasAccessCode: boolean;
+}
+
+export interface NotificationRequest {
+  language: Language;
+  to: string;
+  sender: { name?: string | undefined; address: string };
+  subject: string;
+  subjectSensitive: boolean;
+  link: string;
+  method: Method;
+  expiresAt: number;
+  now: number;
+}
+
+export interface SecureDeps {
+  config: Config;
+  clock: Clock;
+  log: Logger;
+  spool: Spool;
+  backend: SqliteBackend;
+  blobs: BlobStore;
+  secure: SecureStore;
+  resolveRecipient: (address: string) => Promise<RecipientSettings>;
+  /** Renders one notification; resolves to its Message-ID and raw bytes. */
+  composeNotification: (request: NotificationRequest) => Promise<{ messageId: string; raw: Buffer }>;
+}
+
+/** Subject tags that change how a message is sent: `[sms:+316…]` and `[verloopt:7d]`. */
+export function readSubjectTags(subject: string, optInTags: readonly string[]): { stripped: string; phone?: string; expiresIn?: number } {
+  const tags = findTags(subject, optInTags);
+  let phone: string | undefined;
+  let expiresIn: number | undefined;
+  for (const tag of tags) {
+    const match = /^\[\s*(sms|verloopt)\s*:([^\]]*)\]$/iu.exec(subject.slice(tag.start, tag.end));
+    if (!match) continue;
+    const value = match[2]!.trim();
+    if (match[1]!.toLowerCase() === 'sms') {
+      const digits = value.replace(/[\s().-]/g, '');
+      if (/^\+[1-9]\d{7,14}$/.test(digits)) phone = digits;
+    } else {
+      const ms = parseDuration(value);
+      if (ms !== undefined && ms > 0) expiresIn = Math.min(expiresIn ?? ms, ms);
+    }
+  }
+  return { stripped: stripTags(subject, tags), ...(phone ? { phone } : {}), ...(expiresIn ? { expiresIn } : {}) };
+}
+
+/**
+ * The secure job: the path an `encrypt` decision takes. It encrypts the
+ * message under a fresh content key K (attachments streamed straight into
+ * ciphertext blobs), and for every secured recipient mints a link
+ * (K_link only in the notification, K_srv and the wrap W stored), writes the
+ * notification to the spool and queues it for the next hop. The secure
+ * message, its links, the notifications and their delivery jobs are committed
+ * in one transaction; a crash before that commit leaves only unreferenced
+ * blobs and spool files, which start-up removes, and the job runs again from
+ * the start with new keys. Once every recipient is served the plaintext
+ * spool file is removed.
+ */
+export class SecureDelivery {
+  readonly #deps: SecureDeps;
+
+  constructor(deps: SecureDeps) {
+    this.#deps = deps;
+  }
+
+  readonly handle = async (job: Job<SecurePayload>): Promise<JobResult> => {
+    const { backend, spool, secure, blobs, clock, config, log } = this.#deps;
+    const { messageId } = job.payload;
+    const message = backend.store.getMessage(messageId);
+    if (!message) {
+      log.error({ job: job.id, queueId: messageId }, 'secure job for an unknown message; dropped');
+      return { status: 'done' };
+    }
+    if (secure.byQueueId(messageId)) return { status: 'done' };
+    const wanted = new Set(job.payload.recipients);
+    const recipients = backend.store.getRecipients(messageId).filter((r) => wanted.has(r.idx) && r.state === 'pending');
+    if (!recipients.length) return { status: 'done' };
+    if (!message.spool) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool file of ${messageId} is gone`);
+
+    const started = Date.now();
+    const now = clock.now();
+    const secureId = newSecureId();
+    const contentKey = newKey();
+    let encrypted;
+    try {
+      encrypted = await encryptContent({
+        source: spool.read(messageId, message.size),
+        contentKey,
+        secureId,
+        blobs,
+        subjectFor: (subject) => readSubjectTags(subject, config.classify.optInTags).stripped,
+        receivedAt: message.receivedAt,
+      });
+    } catch (err) {
+      await blobs.remove(secureId);
+      throw err;
+    }
+    const tags = readSubjectTags(encrypted.subject, config.classify.optInTags);
+    const expiresAt = now + Math.min(config.retention.messages, tags.expiresIn ?? Infinity);
+    const sender = { name: encrypted.from.name, address: encrypted.from.address ?? message.mailFrom };
+
+    const links: SecureLinkInsert[] = [];
+    const notifications: Array<{ id: string; idx: number; address: string; messageId: string; size: number; method: Method; linkId: string }> = [];
+    for (const rcpt of recipients) {
+      const settings = await this.#deps.resolveRecipient(rcpt.address);
+      let { method } = settings;
+      let phone = settings.phone;
+      if (tags.phone && recipients.length === 1) [method, phone] = ['sms-code', tags.phone];
+      if (method === 'sms-code' && !phone) {
+        log.warn({ queueId: messageId, recipient: rcpt.idx }, 'sms-code without a phone number: the recipient gets an e-mail code instead');
+        method = 'email-code';
+      }
+      if (method === 'access-code' && !settings.hasAccessCode) {
+        log.warn({ queueId: messageId, recipient: rcpt.idx }, 'access-code without a code on record: the recipient gets an e-mail code instead');
+        method = 'email-code';
+      }
+      const linkId = newSecureId();
+      const kLink = newKey();
+      const kSrv = newKey();
+      links.push({ id: linkId, recipientIdx: rcpt.idx, address: rcpt.address, method, phone, language: settings.language, wrap: wrapKey(contentKey, kLink, kSrv, secureId, linkId), kSrv });
+      const link = `${config.reader.publicUrl.replace(/\/+$/, '')}/m/${linkId}#${kLink.toString('base64url')}`;
+      const mail = await this.#deps.composeNotification({
+        language: settings.language,
+        to: rcpt.address,
+        sender,
+        subject: tags.stripped,
+        subjectSensitive: job.payload.subjectSensitive ?? false,
+        link,
+        method,
+        expiresAt,
+        now,
+      });
+      const id = `${messageId}-n${rcpt.idx}`;
+      // the only place K_link is written: the notification, until the next hop accepts it
+      await spool.write(id, mail.raw);
+      notifications.push({ id, idx: rcpt.idx, address: rcpt.address, messageId: mail.messageId, size: mail.raw.length, method, linkId });
+    }
+    contentKey.fill(0);
+
+    const pending = await backend.committer.write(() => {
+      secure.insertSync({ id: secureId, queueId: messageId, sender: message.mailFrom, createdAt: now, expiresAt, bodyBlob: encrypted.bodyBlob, blobs: encrypted.blobs }, links);
+      for (const n of notifications) {
+        backend.store.insertReceivedSync({
+          id: n.id,
+          receivedAt: now,
+          // bounces of a notification go to the original sender, who must learn that it did not arrive
+          mailFrom: message.mailFrom,
+          size: n.size,
+          messageId: n.messageId,
+          origin: 'notification',
+          recipients: [{ address: n.address }],
+        });
+        backend.queue.insertSync([deliverJob(n.id, 'target', [0])]);
+        backend.store.appendEventSync({ messageId, recipient: n.address, type: 'notification-queued', detail: { notification: n.id, method: n.method, link: n.linkId } });
+      }
+      return backend.store.recordAttemptSync(
+        messageId,
+        notifications.map((n) => ({ idx: n.idx, outcome: 'encrypted' as const, reply: `stored encrypted as ${secureId}` })),
+        { secureId, blobs: encrypted.blobs.length },
+      );
+    });
+    backend.queue.poke();
+    if (pending === 0) await spool.remove(messageId);
+    log.info({ queueId: messageId, secureId, recipients: notifications.length, blobs: encrypted.blobs.length, ms: Date.now() - started }, 'message stored encrypted, notifications queued');
+    return { status: 'done' };
+  };
+}
