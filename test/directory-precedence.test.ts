@@ -156,7 +156,8 @@ t.test('phones: spaces and dashes normalised away, anything else refused', async
   t.equal(normalisePhone(' +31 6 1234 5678 '), '+31612345678');
   t.equal(normalisePhone('+31-6-12-34-56-78'), '+31612345678');
   t.equal(normalisePhone('+1 415 555 2671'), '+14155552671');
-  for (const bad of ['0612345678', '0031612345678', '+31 (6) 12345678', '+31.6.12345678', '+316123456a8', '+0612345678', '+1234567', '+1234567890123456', '31612345678', '+', '', 'tel:+31612345678']) {
+  t.equal(normalisePhone('+31\u00a06\u00a012345678'), '+31612345678', 'no-break spaces from copied numbers');
+  for (const bad of ['0612345678', '0031612345678', '+31 (6) 12345678', '+31.6.12345678', '+316123456a8', '+0612345678', '+1234567', '+1234567890123456', '31612345678', '+', '', 'tel:+31612345678', '+31\t612345678', '+31\n612345678']) {
     t.throws(() => normalisePhone(bad), { code: 'ZEGEL_DIRECTORY_PHONE' }, JSON.stringify(bad));
   }
   t.equal(normalisePhone('+12345678'), '+12345678', '8 digits');

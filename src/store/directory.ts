@@ -130,11 +130,13 @@ export function normaliseTarget(input: string): string {
 }
 
 /**
- * A phone number in E.164: `+`, then 8–15 digits (no leading 0). Spaces and
- * dashes in the input are removed; anything else is refused (ZEGEL_DIRECTORY_PHONE).
+ * A phone number in E.164: `+`, then 8–15 digits (no leading 0). Spaces
+ * (including no-break spaces) and dashes in the input are removed; anything
+ * else is refused (ZEGEL_DIRECTORY_PHONE).
  */
 export function normalisePhone(input: string): string {
-  const compact = input.trim().replace(/[\s-]+/g, '');
+  // spaces (also the no-break spaces of copied numbers) and dashes; tabs and line breaks are refused
+  const compact = input.replace(/[ \u00a0\u202f-]+/g, '');
   if (!/^\+[1-9]\d{7,14}$/.test(compact)) {
     throw new ZegelError('ZEGEL_DIRECTORY_PHONE', `phone ${JSON.stringify(input)}: expected E.164, a + and 8 to 15 digits, such as +31612345678 (spaces and dashes are allowed)`);
   }
