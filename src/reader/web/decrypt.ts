@@ -8,16 +8,29 @@
 import type * as OpenPGP from 'openpgp';
 import type { SecureContent } from '../../crypto/content.js';
 
-type OpenPGPModule = Pick<typeof OpenPGP, 'readMessage' | 'decrypt'>;
+type OpenPGPModule = Pick<typeof OpenPGP, 'readMessage' | 'decrypt' | 'enums'>;
 
+// as src/crypto/payload.ts decryptConfig
 const config = {
-  ignoreSEIPDv1: true,
   allowUnauthenticatedMessages: false,
   allowUnauthenticatedStream: false,
+  ignoreUnsupportedPackets: false,
+  ignoreMalformedPackets: false,
+  enforceGrammar: true,
 };
+
+/** As payload.ts assertZegelBlob: exactly one SEIPDv2 (AEAD) packet, nothing else (no v1 SEIPD, no SED, no key packets). */
+function assertZegelBlob(openpgp: OpenPGPModule, message: { packets: Iterable<unknown> }): void {
+  const packets = [...message.packets] as unknown as Array<{ constructor: { tag?: number }; version?: number }>;
+  const only = packets[0];
+  if (packets.length !== 1 || only?.constructor.tag !== openpgp.enums.packet.symEncryptedIntegrityProtectedData || only.version !== 2) {
+    throw new Error('not a Zegel blob: expected exactly one SEIPDv2 (AEAD) packet');
+  }
+}
 
 export async function decryptBlob(openpgp: OpenPGPModule, contentKey: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
   const message = await openpgp.readMessage({ binaryMessage: ciphertext, config });
+  assertZegelBlob(openpgp, message);
   const { data } = await openpgp.decrypt({
     message,
     sessionKeys: { data: contentKey, algorithm: 'aes256', aeadAlgorithm: 'gcm' },
