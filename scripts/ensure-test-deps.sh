@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tests talk to real peers: swaks, and Postfix's smtp-sink/smtp-source
-# (Debian packages swaks and postfix), and use openssl for test certificates.
+# (Debian packages swaks and postfix), and use openssl for test certificates;
+# the reader is tested in Debian's Chromium (driven by playwright-core).
 # Installs whichever is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -8,6 +9,7 @@ need=()
 command -v swaks >/dev/null || need+=(swaks)
 command -v smtp-sink >/dev/null || need+=(postfix)
 command -v openssl >/dev/null || need+=(openssl)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "test dependencies missing: ${need[*]} (Debian packages); install them, e.g. sudo apt-get install ${need[*]}" >&2

@@ -55,31 +55,34 @@ t.test('relay spine: every corpus message arrives byte for byte, with exactly on
   t.equal(corpus.length > 10, true, 'corpus was found');
 });
 
-t.test('with the shipped rules: deliver cases arrive unchanged, sensitive ones never reach the next hop as plaintext', async (t) => {
+t.test('with the shipped rules: deliver cases arrive unchanged, sensitive ones reach the next hop only as a notification', async (t) => {
   const sink = await startSink(t);
-  const { port, relay, logs } = await startRelay(t, { delivery: { target: sink.url } });
+  const { port, relay } = await startRelay(t, { delivery: { target: sink.url } });
   const sent = await sendCorpus(t, port);
   const expected = new Map(labels.map((l) => [l.file, l.expect]));
   const plain = [...sent.values()].filter((s) => expected.get(s.name) === 'deliver');
-  const held = [...sent.values()].filter((s) => expected.get(s.name) === 'encrypt');
-  t.ok(plain.length > 0 && held.length > 0, `${plain.length} plain and ${held.length} sensitive cases`);
-  await waitFor(() => sink.messages.length === plain.length, 20_000, 'the deliver cases');
-  await waitFor(() => held.every((s) => relay.backend.store.getRecipients(s.queueId)[0]?.decision === 'encrypt'), 20_000, 'the sensitive cases decided');
+  const secured = [...sent.values()].filter((s) => expected.get(s.name) === 'encrypt');
+  t.ok(plain.length > 0 && secured.length > 0, `${plain.length} plain and ${secured.length} sensitive cases`);
+  await waitFor(() => sink.messages.length === plain.length + secured.length, 30_000, 'every original or notification');
   await relay.backend.queue.idle();
-  t.equal(sink.messages.length, plain.length, 'nothing else reached the next hop');
+  t.equal(sink.messages.length, plain.length + secured.length, 'one mail per recipient reached the next hop');
   for (const message of sink.messages) {
     const original = sent.get(message.to[0]!)!;
-    t.equal(expected.get(original.name), 'deliver', `${original.name} was a deliver case`);
-    assertUnchanged(t, message, original.raw);
+    if (expected.get(original.name) === 'deliver') {
+      assertUnchanged(t, message, original.raw);
+      continue;
+    }
+    const raw = message.raw.toString('latin1');
+    t.match(raw, /^X-Zegel-Origin: v1 /m, `${original.name}: a notification the relay made`);
+    t.match(raw, /^http:\/\/127\.0\.0\.1:8080\/m\/[A-Za-z0-9_-]{22}#[A-Za-z0-9_-]{43}\r?$/m, `${original.name}: with its link on a line of its own`);
+    t.notOk(message.raw.includes(original.raw.subarray(original.raw.indexOf('\r\n\r\n') + 4, original.raw.indexOf('\r\n\r\n') + 200)), `${original.name}: the body did not leave`);
   }
-  const counts = await relay.backend.queue.counts();
-  t.equal(counts.find((c) => c.kind === 'secure')?.ready, held.length, 'every sensitive message is held in the queue for secure delivery');
-  for (const s of held) {
-    t.equal(relay.backend.store.getMessage(s.queueId)?.spool, true, `${s.name}: still spooled, not delivered`);
+  for (const s of secured) {
+    t.equal(relay.backend.store.getMessage(s.queueId)?.spool, false, `${s.name}: the plaintext spool file is gone`);
+    t.equal(relay.backend.store.getRecipients(s.queueId)[0]?.state, 'encrypted', `${s.name}: the recipient is served securely`);
     const classified = relay.backend.store.events(s.queueId).find((e) => e.type === 'classified');
     t.equal((classified?.detail as { decision?: string } | undefined)?.decision, 'encrypt', `${s.name}: the classified event records the decision`);
   }
-  t.match(logs(), /"msg":"message held: secure delivery is not available yet/);
 });
 
 t.test('swaks submission: envelope kept, BCC stays in the envelope only', async (t) => {
