@@ -85,26 +85,39 @@ t.test('forged X-Zegel-* fields in other spellings and folded are removed too', 
   t.equal(calls.length, 1, 'classified');
 });
 
-t.test('a valid X-Zegel-Origin is kept and the message is not decided again', async (t) => {
+/** Encrypts what says GEHEIM, delivers the rest; records every call. */
+function sealingClassifier(calls: Call[]): ClassifyMessage {
+  return async ({ message, open }) => {
+    calls.push({ queueId: message.id });
+    const chunks: Buffer[] = [];
+    for await (const chunk of open()) chunks.push(chunk as Buffer);
+    const secret = Buffer.concat(chunks).includes('GEHEIM');
+    return { decision: secret ? 'encrypt' : 'deliver', subjectSensitive: false, matches: [] };
+  };
+}
+
+t.test('the relay\'s own notification passes again unclassified, once, and only to the recipient it was made for', async (t) => {
   const calls: Call[] = [];
   const sink = await startSink(t);
-  const { port, relay, logs } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { classify: recordingClassifier(calls) });
-  const messageId = '<notification-1@relay.org.test>';
-  const original = lines(
-    'From: Zegel <no-reply@org.test>',
-    `To: <${EXTERNAL}>`,
-    'Subject: a secure message is waiting',
-    `Message-ID: ${messageId}`,
-    `X-Zegel-Origin: ${relay.signer.sign(messageId)}`,
-    '',
-    'Open it at the link.',
-  );
-  const response = await send(port, original, [EXTERNAL]);
-  t.match(response, /^250 /);
-  await waitFor(() => sink.messages.length === 1, 10_000, 'the delivery');
-  t.ok(stripFirstReceived(sink.messages[0]!.raw).equals(original), 'delivered byte for byte, X-Zegel-Origin kept');
-  t.same(calls, [], 'not classified again');
+  const { port, logs } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { classify: sealingClassifier(calls) });
+  t.match(await send(port, lines(`From: <${SENDER}>`, `To: <${EXTERNAL}>`, 'Subject: dossier', '', 'GEHEIM'), [EXTERNAL]), /^250 /);
+  const notification = await waitFor(() => sink.messages[0], 20_000, 'the notification');
+  t.match(notification.raw.toString('latin1'), /^X-Zegel-Origin: v1 /m, 'the notification carries X-Zegel-Origin');
+  t.equal(calls.length, 1);
+
+  // the organisation's mail server routes it back through the relay
+  t.match(await send(port, notification.raw, [EXTERNAL]), /^250 /);
+  await waitFor(() => sink.messages.length === 2, 10_000, 'the notification to pass again');
+  t.ok(stripFirstReceived(sink.messages[1]!.raw).equals(notification.raw), 'delivered byte for byte, X-Zegel-Origin kept');
+  t.equal(calls.length, 1, 'not classified again');
   t.match(logs(), /"relayOrigin":true[^\n]*"message accepted"/);
+
+  // the same header again, or towards anyone else, is classified like any message
+  t.match(await send(port, notification.raw, [EXTERNAL]), /^250 /);
+  t.match(await send(port, notification.raw, ['ander@example.net']), /^250 /);
+  await waitFor(() => sink.messages.length === 4, 10_000, 'both to be delivered');
+  t.equal(calls.length, 3, 'a second return and another recipient are both classified');
+  t.match(logs(), /does not match a mail the relay made for these recipients/);
 });
 
 t.test('X-Zegel-Origin copied onto another message does not verify', async (t) => {

@@ -49,7 +49,7 @@ export class Processor {
 
   readonly handle = async (job: Job<ProcessPayload>): Promise<JobResult> => {
     const { backend, spool, policy, log } = this.#deps;
-    const { messageId, relayOrigin } = job.payload;
+    const { messageId } = job.payload;
     const message = backend.store.getMessage(messageId);
     if (!message) {
       log.error({ job: job.id, queueId: messageId }, 'process job for an unknown message; dropped');
@@ -57,6 +57,11 @@ export class Processor {
     }
     if (!message.spool) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool file of ${messageId} is gone`);
     const recipients = backend.store.getRecipients(messageId);
+    let relayOrigin = job.payload.relayOrigin ?? false;
+    if (relayOrigin && !(await backend.store.claimRelayOrigin(messageId, message.messageId, recipients.map((r) => r.address)))) {
+      log.warn({ queueId: messageId }, 'X-Zegel-Origin verifies but does not match a mail the relay made for these recipients (replayed?): classified as usual');
+      relayOrigin = false;
+    }
     const started = Date.now();
     // a classifier failure throws: the job is retried and the message never leaves unchecked
     const verdict = relayOrigin ? RELAY_ORIGIN : await this.#deps.classify({ message, open: () => spool.read(messageId, message.size) });

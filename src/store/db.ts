@@ -129,6 +129,15 @@ const MIGRATIONS: string[] = [
     updated_at   INTEGER NOT NULL
   );
   `,
+  // mails the relay made itself, so that a verified X-Zegel-Origin counts once, for the recipients it was made for
+  `
+  CREATE TABLE relay_mail (
+    message_id   TEXT PRIMARY KEY,            -- the Message-ID header the origin HMAC covers
+    recipients   TEXT NOT NULL,               -- JSON array of lower-case envelope recipients
+    created_at   INTEGER NOT NULL,
+    returned_as  TEXT                         -- queue id of the one message that came back with it
+  );
+  `,
 ];
 
 /**

@@ -154,6 +154,9 @@ export class MessageStore {
       spoolGone: db.prepare(`UPDATE messages SET spool = NULL, state = 'done' WHERE id = ?`),
       events: db.prepare('SELECT * FROM events WHERE message_id = ? ORDER BY seq'),
       spooled: db.prepare('SELECT spool FROM messages WHERE spool IS NOT NULL'),
+      insertRelayMail: db.prepare('INSERT OR IGNORE INTO relay_mail (message_id, recipients, created_at) VALUES (?, ?, ?)'),
+      getRelayMail: db.prepare('SELECT recipients, returned_as FROM relay_mail WHERE message_id = ?'),
+      returnRelayMail: db.prepare('UPDATE relay_mail SET returned_as = ? WHERE message_id = ? AND returned_as IS NULL'),
     };
   }
 
@@ -175,6 +178,9 @@ export class MessageStore {
     message.recipients.forEach((rcpt, idx) => {
       this.#stmt.insertRecipient.run(message.id, idx, rcpt.address, rcpt.notify?.join(',') ?? null, rcpt.orcpt ?? null, now);
     });
+    if (message.origin !== 'ingress' && message.messageId) {
+      this.#stmt.insertRelayMail.run(message.messageId.trim(), JSON.stringify(message.recipients.map((r) => r.address.toLowerCase())), now);
+    }
     this.appendEventSync({
       messageId: message.id,
       type: 'received',
@@ -290,6 +296,26 @@ export class MessageStore {
   /** Marks the spool file of a message as removed; the message is then done. */
   markSpoolRemoved(messageId: string): Promise<void> {
     return this.#committer.write(() => this.#releaseSpoolSync(messageId));
+  }
+
+  /**
+   * A message came in with a verified X-Zegel-Origin. It counts as the
+   * relay's own mail only if the relay made a mail with that Message-ID, for
+   * (a superset of) these envelope recipients, and no other message came back
+   * with it before: a header copied from a DSN or notice onto new content, or
+   * sent to other recipients, is classified like any other message.
+   * Idempotent for the same queue id (a process job that runs again).
+   */
+  claimRelayOrigin(queueId: string, messageId: string | undefined, recipients: readonly string[]): Promise<boolean> {
+    return this.#committer.write(() => {
+      if (!messageId) return false;
+      const row = this.#stmt.getRelayMail.get(messageId.trim()) as { recipients: string; returned_as: string | null } | undefined;
+      if (!row || (row.returned_as !== null && row.returned_as !== queueId)) return false;
+      const made = new Set(JSON.parse(row.recipients) as string[]);
+      if (!recipients.every((r) => made.has(r.toLowerCase()))) return false;
+      this.#stmt.returnRelayMail.run(queueId, messageId.trim());
+      return true;
+    });
   }
 
   appendEvent(event: EventInput): Promise<void> {
