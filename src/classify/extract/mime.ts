@@ -1,18 +1,18 @@
-import { Readable } from 'node:stream';
-import { Splitter } from 'mailsplit';
+import type { Readable } from 'node:stream';
 import type { ExtractEvent, Location, Scope } from '../types.js';
 import { pieces } from './bytes.js';
 import { textEvent, textEvents, unscannableEvent } from './events.js';
 import { extractFile } from './file.js';
 import { htmlStream } from './html.js';
 import { Deadline, ExtractError, corrupt, type Budget, type ExtractContext, type Place } from './limits.js';
+import { MimeError, splitMime, type MimeNode, type SplitItem } from './split.js';
 import { decodeStream, unflow } from './text.js';
 import { transferDecoder } from './transfer.js';
 import { fixBinary, headerValue } from './words.js';
 
 /**
- * Walks a message with mailsplit, a streaming MIME splitter, and turns it
- * into extraction events in message order: the subject, each text body,
+ * Walks a message with Zegel's streaming MIME splitter (split.ts) and turns
+ * it into extraction events in message order: the subject, each text body,
  * each attachment (its name, then what its extractor yields). A part's bytes
  * are pulled from the splitter while its extractor reads them, so a large
  * part never sits whole in memory unless its format needs that (PDF, ZIP).
@@ -23,41 +23,11 @@ import { fixBinary, headerValue } from './words.js';
  * their attachments sit below it (`attachment:bericht.eml/verslag.pdf`).
  */
 
-/** The fields of a mailsplit MimeNode used here. */
-interface MimeNode {
-  type: 'node';
-  root: boolean;
-  contentType: string | false;
-  charset: string | false;
-  filename: string | false;
-  disposition: string | false;
-  encoding: string | false;
-  multipart: string | false;
-  flowed: boolean;
-  delSp: boolean;
-  headers: { get(key: string): string[] } | false;
-}
-
-type SplitItem = MimeNode | { type: 'body' | 'data'; node: MimeNode; value: Buffer };
-
-/** The splitter could not parse the message itself (e.g. a header block over the size limit). */
-class MimeError extends Error {
-  constructor(cause: unknown) {
-    super('the MIME structure cannot be parsed', { cause });
-    this.name = 'MimeError';
-  }
-}
-
-const MAX_HEAD = 1024 * 1024;
-
 /** Splitter output with one item of look-back, read by one reader at a time. */
 class Cursor {
   private back: SplitItem | undefined;
 
-  constructor(
-    private readonly it: AsyncIterator<SplitItem>,
-    private readonly sourceError: () => unknown,
-  ) {}
+  constructor(private readonly it: AsyncIterator<SplitItem>) {}
 
   async next(): Promise<SplitItem | undefined> {
     const back = this.back;
@@ -65,17 +35,18 @@ class Cursor {
       this.back = undefined;
       return back;
     }
-    try {
-      const step = await this.it.next();
-      return step.done ? undefined : step.value;
-    } catch (err) {
-      // The source's own error (an I/O error, or a limit hit by the bytes of an enclosing item) goes on as it is.
-      throw this.sourceError() ?? new MimeError(err);
-    }
+    const step = await this.it.next();
+    return step.done ? undefined : step.value;
   }
 
   unread(item: SplitItem): void {
     this.back = item;
+  }
+
+  /** Lets go of the source (without reading the rest of it). */
+  async close(): Promise<void> {
+    this.back = undefined;
+    await this.it.return?.(undefined);
   }
 }
 
@@ -151,16 +122,14 @@ async function* bodyEvents(cursor: Cursor, node: MimeNode, location: Location, s
  * Walks the message in `source`. `nested` is the place of a forwarded
  * message; without it this is the message itself.
  */
-export async function* walkMessage(source: Readable, ctx: ExtractContext, nested?: Place): AsyncGenerator<ExtractEvent> {
-  const splitter = new Splitter({ ignoreEmbedded: true, maxHeadSize: MAX_HEAD });
-  let sourceError: unknown;
-  const onSourceError = (err: unknown): void => {
-    sourceError ??= err;
-    splitter.destroy(err as Error);
-  };
-  source.on('error', onSourceError);
-  source.pipe(splitter);
-  const cursor = new Cursor(splitter[Symbol.asyncIterator]() as AsyncIterator<SplitItem>, () => sourceError);
+export async function* walkMessage(source: Readable, ctx: ExtractContext): AsyncGenerator<ExtractEvent> {
+  // The caller owns the stream: stopping early lets go of it but does not destroy it.
+  const it = source.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer | string>;
+  yield* walk({ [Symbol.asyncIterator]: () => it }, ctx);
+}
+
+async function* walk(source: AsyncIterable<Buffer | string>, ctx: ExtractContext, nested?: Place): AsyncGenerator<ExtractEvent> {
+  const cursor = new Cursor(splitMime(source));
   const own = nested && { location: `attachment:${nested.path}`, scope: 'attachment' as const };
   let current: Location = own?.location ?? 'body';
   let part = 0;
@@ -227,27 +196,17 @@ export async function* walkMessage(source: Readable, ctx: ExtractContext, nested
       }
     }
   } catch (err) {
-    if (!(err instanceof MimeError) || sourceError) throw err;
+    // Errors of the source (I/O, or a limit hit by the bytes of an enclosing item) go on as they are.
+    if (!(err instanceof MimeError)) throw err;
     if (nested) throw corrupt(err, nested.path);
     yield unscannableEvent(current, 'corrupt');
   } finally {
-    source.off('error', onSourceError);
-    source.unpipe(splitter);
-    splitter.destroy();
+    // Whoever reads the enclosing part next must be the only reader.
+    await cursor.close();
   }
 }
 
 /** Walks a forwarded message from its bytes (a message/rfc822 part or an `.eml` file). */
-export async function* walkNested(bytes: AsyncIterable<Buffer>, place: Place, ctx: ExtractContext): AsyncGenerator<ExtractEvent> {
-  const source = Readable.from(bytes, { objectMode: false });
-  try {
-    yield* walkMessage(source, ctx, place);
-  } finally {
-    // Wait until the stream has let go of `bytes`: whoever reads the enclosing part next must be the only reader.
-    if (!source.closed) {
-      const closed = new Promise((resolve) => source.once('close', resolve));
-      source.destroy();
-      await closed;
-    }
-  }
+export function walkNested(bytes: AsyncIterable<Buffer>, place: Place, ctx: ExtractContext): AsyncGenerator<ExtractEvent> {
+  return walk(bytes, ctx, place);
 }

@@ -29,21 +29,34 @@ const WINDOWS_1252 = new Set(['iso-8859-1', 'iso8859-1', 'latin1', 'latin-1', 'l
 const UTF8_OR_GUESS = new Set(['', 'us-ascii', 'ascii', 'ansi_x3.4-1968', 'utf-8', 'utf8', 'unicode-1-1-utf-8']);
 
 /**
- * UTF-8 until the first invalid sequence, windows-1252 from that piece on.
+ * UTF-8 until the first invalid sequence, windows-1252 from that byte on.
  * Covers undeclared and mislabelled 8-bit text (a Dutch `ë` in latin1 would
- * otherwise become U+FFFD and escape the word lists).
+ * otherwise become U+FFFD and escape the word lists). Where the switch falls
+ * does not depend on how the bytes are cut into pieces.
  */
 class Utf8OrLegacy implements CharDecoder {
   private utf8: TextDecoder | undefined = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
   private legacy: CharDecoder | undefined;
+  /** The bytes of an incomplete sequence at the end of the input so far (held inside `utf8`). */
+  private partial: Buffer = EMPTY;
+  private started = false;
 
   write(input: Buffer): string {
     if (this.utf8) {
       try {
-        return this.utf8.decode(input, { stream: true });
+        const text = this.utf8.decode(input, { stream: true });
+        this.partial = incompleteTail(this.partial, input);
+        this.started ||= input.length > 0;
+        return text;
       } catch {
+        const bytes = this.partial.length ? Buffer.concat([this.partial, input]) : input;
+        const valid = validUtf8Prefix(bytes);
+        // A byte-order mark is dropped only at the very start, as the stream decoder does.
+        const head = valid ? new TextDecoder('utf-8', { ignoreBOM: this.started }).decode(bytes.subarray(0, valid)) : '';
         this.utf8 = undefined;
+        this.partial = EMPTY;
         this.legacy = iconv.getDecoder('windows-1252');
+        return head + this.legacy.write(bytes.subarray(valid));
       }
     }
     return (this.legacy as CharDecoder).write(input);
@@ -59,6 +72,45 @@ class Utf8OrLegacy implements CharDecoder {
     }
     return this.legacy?.end() ?? '';
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Bytes a UTF-8 lead byte starts (1 for ASCII and stray bytes). */
+function sequenceLength(b: number): number {
+  return b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+}
+
+/** The incomplete sequence at the end of valid UTF-8 (`before` + `input`), copied; empty when it ends whole. */
+function incompleteTail(before: Buffer, input: Buffer): Buffer {
+  const tail = input.length >= 3 ? input.subarray(input.length - 3) : Buffer.concat([before, input]).subarray(-3);
+  for (let k = tail.length - 1; k >= 0; k--) {
+    const b = tail[k] as number;
+    if ((b & 0xc0) === 0x80) continue;
+    return tail.length - k < sequenceLength(b) ? Buffer.from(tail.subarray(k)) : EMPTY;
+  }
+  return EMPTY;
+}
+
+/** Length of the longest prefix of `bytes` that is whole, valid UTF-8. */
+function validUtf8Prefix(bytes: Buffer): number {
+  const accepts = (n: number): boolean => {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, n), { stream: true });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  // A prefix that is valid (an incomplete sequence at its end allowed) stays valid when cut shorter.
+  let lo = 0;
+  let hi = bytes.length;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (accepts(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo - incompleteTail(EMPTY, bytes.subarray(0, lo)).length;
 }
 
 /** Normalises a MIME charset label (`"UTF-8"`, `utf-8*nl`, `'ISO-8859-1'`). */
@@ -116,14 +168,19 @@ export async function* decodeStream(bytes: Bytes, charset: string | false | unde
  */
 export async function* unflow(strings: AsyncIterable<string>, delSp: boolean): AsyncGenerator<string> {
   let carry = '';
+  // The last characters given out (as they were), so that `^--` sees the line start whatever the pieces.
+  let before = '';
   for await (const s of strings) {
     let text = carry + s;
     // A line end may be split between pieces: keep a trailing space (+CR) for the next piece.
     const m = / \r?$/.exec(text);
     carry = m ? text.slice(m.index) : '';
     if (m) text = text.slice(0, m.index);
+    if (!text) continue;
     // The signature separator `-- ` is a hard line end.
-    const joined = text.replace(/(?<!^--) \r?\n/gm, delSp ? '' : ' ');
+    const at = before.length;
+    const joined = (before + text).replace(/(?<!^--) \r?\n/gm, (match: string, offset: number) => (offset < at ? match : delSp ? '' : ' ')).slice(at);
+    before = (before + text).slice(-3);
     if (joined) yield joined;
   }
   if (carry) yield carry;

@@ -2,7 +2,7 @@ import { decodeBytes, normaliseCharset } from './text.js';
 
 /**
  * Header text: RFC 2047 encoded words in any charset, and raw 8-bit UTF-8
- * (SMTPUTF8 or careless mailers), which mailsplit hands over as a latin1
+ * (SMTPUTF8 or careless mailers), which the MIME splitter hands over as a latin1
  * ("binary") string.
  */
 
