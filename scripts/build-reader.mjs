@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds the recipient's reader page into dist/reader/: index.html, reader.js,
-// reader.css (fixed names; the server serves /m/:id → index.html and
+// reader.css, and reader-frame.css (the base style of the sandboxed frame that
+// shows HTML bodies) (fixed names; the server serves /m/:id → index.html and
 // /assets/<file> → dist/reader/<file>). Type-checks src/reader/web with its own
 // tsconfig (DOM, strict) first. No network: everything comes from node_modules.
 //
@@ -35,6 +36,7 @@ const result = await esbuild.build({
   entryPoints: [
     { in: path.join(web, 'main.ts'), out: 'reader' },
     { in: path.join(web, 'reader.css'), out: 'reader' },
+    { in: path.join(web, 'frame.css'), out: 'reader-frame' },
   ],
   outdir,
   bundle: true,

@@ -4,8 +4,13 @@
  * documents or media, no remote resources (every src, srcset, background,
  * poster and CSS url() that is not an inline data: image or cid: reference is
  * removed), links opened in a new tab without opener or referrer. The frame's
- * own CSP (`default-src 'none'; img-src data:; style-src 'unsafe-inline'`) and
- * sandbox (no scripts, no same-origin, no forms) are the second line.
+ * own CSP (`default-src 'none'; img-src data:; style-src 'unsafe-inline'` plus
+ * the page's own frame stylesheet) and sandbox (no scripts, no same-origin, no
+ * forms) are the second line.
+ *
+ * A srcdoc frame also inherits the page's CSP (`style-src 'self'`), so the
+ * sender's own inline CSS does not apply; /assets/reader-frame.css gives the
+ * body a readable, phone-sized layout instead.
  */
 import DOMPurify from 'dompurify';
 
@@ -40,6 +45,8 @@ export function cleanCss(css: string): string | null {
 }
 
 let purifier: ReturnType<typeof DOMPurify> | null = null;
+/** Set by the hooks while one sanitize() runs: a remote resource was removed. */
+let blocked = false;
 
 function instance(): ReturnType<typeof DOMPurify> {
   if (purifier) return purifier;
@@ -52,7 +59,10 @@ function instance(): ReturnType<typeof DOMPurify> {
       if (value === null) continue;
       const isLink = name === 'href' && (el.localName === 'a' || el.localName === 'area');
       if (isLink) continue;
-      if (!isInlineImage(value)) el.removeAttribute(name);
+      if (!isInlineImage(value)) {
+        el.removeAttribute(name);
+        if (name === 'src' && value.trim() !== '') blocked = true;
+      }
     }
     if (el.localName === 'a' || el.localName === 'area') {
       const href = el.getAttribute('href');
@@ -66,13 +76,16 @@ function instance(): ReturnType<typeof DOMPurify> {
     const style = el.getAttribute('style');
     if (style !== null) {
       const clean = cleanCss(style);
+      if (clean !== style) blocked = true;
       if (clean === null) el.removeAttribute('style');
       else el.setAttribute('style', clean);
     }
   });
   p.addHook('uponSanitizeElement', (node, data) => {
     if (data.tagName === 'style') {
-      const clean = cleanCss(node.textContent ?? '');
+      const css = node.textContent ?? '';
+      const clean = cleanCss(css);
+      if (clean !== css) blocked = true;
       if (clean === null) node.textContent = '';
       else node.textContent = clean;
     }
@@ -81,30 +94,43 @@ function instance(): ReturnType<typeof DOMPurify> {
   return p;
 }
 
-/** The sanitised body HTML (a fragment for the frame's <body>). */
-export function sanitizeHtml(html: string): string {
-  return instance().sanitize(html, {
+export interface Sanitized {
+  /** A fragment for the frame's <body>. */
+  html: string;
+  /** Whether remote images or CSS resources were removed (the page says so). */
+  blockedRemote: boolean;
+}
+
+export function sanitizeHtml(html: string): Sanitized {
+  blocked = false;
+  const clean = instance().sanitize(html, {
     USE_PROFILES: { html: true },
     FORBID_TAGS,
     FORBID_ATTR,
+    // what a removed control says ("Verstuur") means nothing without it
+    ADD_FORBID_CONTENTS: ['button', 'select', 'option', 'optgroup', 'textarea', 'datalist', 'output'],
     FORCE_BODY: true,
     ALLOW_DATA_ATTR: false,
     ALLOW_UNKNOWN_PROTOCOLS: false,
     SANITIZE_NAMED_PROPS: true,
   }) as string;
+  return { html: clean, blockedRemote: blocked };
 }
 
-export const FRAME_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
+export const FRAME_STYLESHEET = '/assets/reader-frame.css';
 
-const FRAME_BASE_CSS =
-  'html{color-scheme:light}body{margin:0;padding:12px;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1a1a1a;background:#fff;overflow-wrap:anywhere}img{max-width:100%;height:auto}table{max-width:100%}pre{white-space:pre-wrap}a{color:#1a4f8b}';
+/** The frame's CSP: nothing but inline images, inline styles and the page's frame stylesheet. */
+export function frameCsp(origin: string): string {
+  const sheet = /^https?:\/\/[A-Za-z0-9.:[\]-]+$/.test(origin) ? ` ${origin}${FRAME_STYLESHEET}` : '';
+  return `default-src 'none'; img-src data:; style-src 'unsafe-inline'${sheet}`;
+}
 
-/** The whole srcdoc document for the sandboxed frame. */
-export function frameDocument(sanitizedBody: string, lang: string): string {
+/** The whole srcdoc document for the sandboxed frame (`origin`: the page's, for the frame stylesheet). */
+export function frameDocument(sanitizedBody: string, lang: string, origin: string): string {
   return (
     `<!doctype html><html lang="${lang === 'en' ? 'en' : 'nl'}"><head><meta charset="utf-8">` +
-    `<meta http-equiv="Content-Security-Policy" content="${FRAME_CSP}">` +
+    `<meta http-equiv="Content-Security-Policy" content="${frameCsp(origin)}">` +
     `<meta name="referrer" content="no-referrer">` +
-    `<style>${FRAME_BASE_CSS}</style></head><body>${sanitizedBody}</body></html>`
+    `<link rel="stylesheet" href="${FRAME_STYLESHEET}"></head><body>${sanitizedBody}</body></html>`
   );
 }

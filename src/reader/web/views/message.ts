@@ -37,6 +37,7 @@ export function messageView(ctx: MessageContext): Render {
 
   function body(): HTMLElement {
     if (sanitized !== null) {
+      const note = sanitized.blockedRemote ? h('p', { class: 'hint' }, t('blockedImagesNote')) : null;
       const frame = h('iframe', {
         class: 'html-body',
         title: t('htmlFrameTitle'),
@@ -44,8 +45,8 @@ export function messageView(ctx: MessageContext): Render {
         referrerpolicy: 'no-referrer',
         loading: 'eager',
       });
-      frame.srcdoc = frameDocument(sanitized, language());
-      return h('div', { class: 'body' }, frame, h('p', { class: 'hint' }, t('blockedImagesNote')));
+      frame.srcdoc = frameDocument(sanitized.html, language(), location.origin);
+      return h('div', { class: 'body' }, note, frame);
     }
     if (c.text !== undefined && c.text !== '') return h('div', { class: 'body text-body' }, c.text);
     return h('div', { class: 'body' }, h('p', { class: 'hint' }, t('emptyBody')));
