@@ -286,3 +286,17 @@ t.test('revoked and expired links answer 410; replaced links answer like unknown
   t.equal(res.status, 404);
   t.same(res.json, { error: 'unknown-link' });
 });
+
+t.test('close does not wait for keep-alive connections after a blob download', async (t) => {
+  const f = new ReaderFixture(t);
+  await f.start();
+  const link = await f.link({ method: 'none' });
+  const b = new Browser(f);
+  await b.open(link.linkId);
+  await b.verify(link.linkId);
+  t.equal((await b.blob(link.linkId, link.bodyBlob)).status, 200);
+  const started = Date.now();
+  await f.stop();
+  t.ok(Date.now() - started < 5_000, `closed in ${Date.now() - started} ms`);
+  t.equal((await fetch(`${f.url}/m/x`).catch(() => undefined))?.status, undefined, 'no longer listening');
+});

@@ -124,7 +124,14 @@ export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
     url,
     app,
     close: async () => {
-      await app.close();
+      // a connection whose response (a blob stream) was still finishing when close began is not
+      // closed as idle by Fastify and would wait out keepAliveTimeout; close those once idle
+      const idle = setInterval(() => app.server.closeIdleConnections(), 50);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(idle);
+      }
     },
   };
 }

@@ -215,7 +215,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     return { notified: true };
   });
 
-  app.get('/api/links/:linkId/blobs/:blobId', async (request, reply) => {
+  // no automatic HEAD route: a HEAD would record an opened/downloaded event without a download
+  app.get('/api/links/:linkId/blobs/:blobId', { exposeHeadRoute: false }, async (request, reply) => {
     const { link } = load(request);
     const s = sessions.find(request.cookies[SESSION_COOKIE], link.id);
     if (!s || s.verifiedAt === undefined) throw new ApiFailure(403, { error: 'not-verified' });
