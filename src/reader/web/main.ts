@@ -21,6 +21,16 @@ import { decryptErrorView, errorView, expiredView, loadingView, lockedView, revo
 
 let languageChosen = false;
 
+/**
+ * The one page for an unknown link, a missing or malformed fragment and a
+ * fragment that does not unwrap: without the organisation's branding, which
+ * only a known link would show.
+ */
+function showUnknown(): void {
+  setOrganisation({ name: '' });
+  show(unknownView());
+}
+
 function start(): void {
   const root = document.getElementById('app');
   if (!root) return;
@@ -32,7 +42,7 @@ function start(): void {
   const kLink = parseLinkKey(location.hash);
   if (!linkId || !kLink) {
     // the same page as an unknown link or a failed unwrap: the recipient learns nothing more
-    show(unknownView());
+    showUnknown();
     return;
   }
   void run(linkId, kLink);
@@ -44,7 +54,7 @@ function fail(linkId: string, kLink: Uint8Array, err: unknown): void {
   if (err instanceof ApiFailure) {
     switch (err.code) {
       case 'unknown-link':
-        return show(unknownView());
+        return showUnknown();
       case 'revoked':
         return show(revokedView());
       case 'expired':
@@ -113,7 +123,7 @@ async function reveal(linkId: string, kLink: Uint8Array, res: VerifyResponse): P
     contentKey = await unwrapContentKey(base64urlDecode(res.key.wrap), kLink, base64urlDecode(res.key.kSrv), res.key.secureId, res.key.linkId);
   } catch {
     // a wrong or damaged fragment looks exactly like an unknown link
-    return show(unknownView());
+    return showUnknown();
   }
   let ciphertext: Uint8Array;
   try {
