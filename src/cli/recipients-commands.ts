@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { defaultConfig, loadConfigFile } from '../config/load.js';
 import { ZegelError } from '../errors.js';
 import { openDb } from '../store/db.js';
@@ -9,10 +9,15 @@ import { Directory, DirectoryImportError, LANGUAGES, normaliseTarget, VERIFICATI
  * `zegel recipients set|import|list|remove` (DESIGN.md, "Contracts → Recipient
  * directory"). Access codes come only from standard input, never argv, and are
  * never printed. A problem with the input is one line on stderr and exit code 1;
- * usage errors are commander's (exit code 2).
+ * a usage error is commander's message and exit code 2.
  */
 export function registerRecipientsCommands(program: Command): void {
   const recipients = program.command('recipients').description('the recipient directory: how recipients verify, per address or @domain');
+  // usage errors (unknown option, bad choice, missing argument) exit 2, apart from exit 1 for bad input;
+  // commander itself exits 1 for both. Subcommands inherit this.
+  recipients.exitOverride((err) => {
+    throw err.exitCode === 1 ? new CommanderError(2, err.code, err.message) : err;
+  });
   const configOption = () => new Option('-c, --config <file>', 'YAML configuration file (default: the embedded defaults, data in ./data)');
 
   recipients
