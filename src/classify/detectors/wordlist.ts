@@ -32,10 +32,13 @@ import { foldCodePoint, isWordChar, termKey, wordAfter, wordBefore } from '../no
 const SEP = 0;
 /** A letter or digit that occurs in no term. */
 const OTHER = 1;
+/** A character that folds to nothing (a combining mark, a soft hyphen): every state loops to itself on it. */
+const IGNORABLE = 2;
+/** The first symbol of a letter or digit that occurs in a term. */
+const FIRST_LETTER = 3;
 /** Per-code-unit class table values below zero. */
 const UNKNOWN = -1;
-const IGNORE = -2;
-const SLOW = -3;
+const SLOW = -2;
 
 /** Largest automaton we build (entries of the dense table, 4 bytes each). */
 const MAX_TABLE_ENTRIES = 1 << 27;
@@ -57,17 +60,20 @@ export class AhoCorasick {
 
   readonly #symbolOf = new Map<number, number>();
   readonly #nSym: number;
-  /** Row r (a multiple of nSym + 1): nSym next-row entries, then (state + 1) when the state has output, else 0. */
+  /**
+   * Row r (a multiple of nSym): per symbol the row of the next state, or its
+   * complement (~row, below zero) when the next state has output, so the scan
+   * needs one load per character.
+   */
   readonly #delta: Int32Array;
   /** Per state: the term ending exactly here, or -1. */
   readonly #termAt: Int32Array;
   /** Per state: the nearest proper suffix state with a term, or -1. */
   readonly #dict: Int32Array;
-  /** Per term: its length in symbols, the two SEPs included. */
-  readonly #symLength: Int32Array;
-  /** Per BMP code unit: its symbol, or UNKNOWN / IGNORE / SLOW. Filled lazily. */
+  /** Per term: its length in symbols, without the two SEPs around it. */
+  readonly #letters: Int32Array;
+  /** Per BMP code unit: its symbol, or UNKNOWN / SLOW. Filled lazily. */
   readonly #cls = new Int32Array(0x10000).fill(UNKNOWN);
-  readonly #ringMask: number;
 
   constructor(terms: readonly string[]) {
     const listed: string[] = [];
@@ -83,10 +89,9 @@ export class AhoCorasick {
     this.terms = listed;
     this.keys = keys;
 
-    // Symbols: SEP, OTHER, then every letter or digit that occurs in a key.
+    // Symbols: SEP, OTHER, IGNORABLE, then every letter or digit that occurs in a key.
     const patterns: number[][] = [];
     let maxKey = 0;
-    let maxSyms = 2;
     for (const key of keys) {
       maxKey = Math.max(maxKey, key.length);
       const syms = [SEP];
@@ -98,25 +103,23 @@ export class AhoCorasick {
         const cp = ch.codePointAt(0) ?? 0;
         let sym = this.#symbolOf.get(cp);
         if (sym === undefined) {
-          sym = this.#symbolOf.size + 2;
+          sym = this.#symbolOf.size + FIRST_LETTER;
           this.#symbolOf.set(cp, sym);
         }
         syms.push(sym);
       }
       syms.push(SEP);
-      maxSyms = Math.max(maxSyms, syms.length);
       patterns.push(syms);
     }
     this.maxKeyLength = maxKey;
-    this.#nSym = this.#symbolOf.size + 2;
-    let ring = 1;
-    while (ring <= maxSyms) ring <<= 1;
-    this.#ringMask = ring - 1;
-    this.#symLength = Int32Array.from(patterns, (p) => p.length);
+    const nSym = this.#symbolOf.size + FIRST_LETTER;
+    this.#nSym = nSym;
+    this.#letters = Int32Array.from(patterns, (p) => p.length - 2);
 
     // Trie.
     const children: Map<number, number>[] = [new Map()];
     const termAt: number[] = [-1];
+    const viaSep: boolean[] = [false];
     patterns.forEach((syms, term) => {
       let s = 0;
       for (const sym of syms) {
@@ -125,6 +128,7 @@ export class AhoCorasick {
           next = children.length;
           children.push(new Map());
           termAt.push(-1);
+          viaSep.push(sym === SEP);
           children[s]?.set(sym, next);
         }
         s = next;
@@ -134,23 +138,22 @@ export class AhoCorasick {
 
     // Dense DFA, breadth first: a missing edge takes the edge of the failure state.
     const states = children.length;
-    const stride = this.#nSym + 1;
-    if (states * stride > MAX_TABLE_ENTRIES) throw new Error(`word list too large: ${states} automaton states`);
-    const delta = new Int32Array(states * stride);
+    if (states * nSym > MAX_TABLE_ENTRIES) throw new Error(`word list too large: ${states} automaton states`);
+    const delta = new Int32Array(states * nSym);
     const fail = new Int32Array(states);
     const dict = new Int32Array(states).fill(-1);
     const order: number[] = [0];
     for (let q = 0; q < order.length; q++) {
       const s = order[q] as number;
-      const row = s * stride;
-      const failRow = (fail[s] as number) * stride;
+      const row = s * nSym;
+      const failRow = (fail[s] as number) * nSym;
       const kids = children[s] as Map<number, number>;
-      for (let sym = 0; sym < this.#nSym; sym++) {
+      for (let sym = 0; sym < nSym; sym++) {
         const child = kids.get(sym);
         if (child !== undefined) {
-          delta[row + sym] = child * stride;
+          delta[row + sym] = child * nSym;
           if (s !== 0) {
-            const f = (delta[failRow + sym] as number) / stride;
+            const f = (delta[failRow + sym] as number) / nSym;
             fail[child] = f;
             dict[child] = (termAt[f] as number) >= 0 ? f : (dict[f] as number);
           }
@@ -160,8 +163,15 @@ export class AhoCorasick {
         }
       }
     }
+    // Runs of separators are one separator, ignorable characters are nothing: both leave the state as it is.
     for (let s = 0; s < states; s++) {
-      if ((termAt[s] as number) >= 0 || (dict[s] as number) >= 0) delta[s * stride + this.#nSym] = s + 1;
+      delta[s * nSym + IGNORABLE] = s * nSym;
+      if (viaSep[s]) delta[s * nSym + SEP] = s * nSym;
+    }
+    // Mark the edges into states with output.
+    for (let e = 0; e < delta.length; e++) {
+      const t = (delta[e] as number) / nSym;
+      if ((termAt[t] as number) >= 0 || (dict[t] as number) >= 0) delta[e] = ~(delta[e] as number);
     }
     this.#delta = delta;
     this.#termAt = Int32Array.from(termAt);
@@ -182,7 +192,7 @@ export class AhoCorasick {
       cls = SLOW;
     } else {
       const f = foldCodePoint(unit);
-      if (f === '') cls = IGNORE;
+      if (f === '') cls = IGNORABLE;
       else if (f.length === 1) cls = this.#symbolOfFolded(f.charCodeAt(0));
       else cls = SLOW;
     }
@@ -190,74 +200,106 @@ export class AhoCorasick {
     return cls;
   }
 
+  /** The symbols one code point stands for, in order (none for an ignorable one). */
+  #symbols(cp: number): number[] {
+    if (cp < 0x10000) {
+      let cls = this.#cls[cp] as number;
+      if (cls === UNKNOWN) cls = this.#classify(cp);
+      if (cls === IGNORABLE) return [];
+      if (cls !== SLOW) return [cls];
+    }
+    const out: number[] = [];
+    for (const ch of foldCodePoint(cp)) out.push(this.#symbolOfFolded(ch.codePointAt(0) ?? 0));
+    return out;
+  }
+
   /** Every match of every term, overlapping ones included, in order of their end. */
   findAll(text: string): WordMatch[] {
     const out: WordMatch[] = [];
     const cls = this.#cls;
     const delta = this.#delta;
-    const nSym = this.#nSym;
-    const mask = this.#ringMask;
-    const ring = new Int32Array(mask + 1);
     const n = text.length;
     let row = delta[SEP]!; // the virtual separator before the text
-    let pos = 0;
-    let lastSep = true;
+    if (row < 0) row = ~row;
     for (let i = 0; i < n; i++) {
       const unit = text.charCodeAt(i);
       let sym = cls[unit]!;
-      if (sym < 0) {
-        if (sym === UNKNOWN) sym = this.#classify(unit);
-        if (sym === IGNORE) continue;
-        if (sym === SLOW) {
-          // Several symbols from one character (ß → ss), or a surrogate pair.
-          const cp = text.codePointAt(i) ?? unit;
-          for (const ch of foldCodePoint(cp)) {
-            const s = this.#symbolOfFolded(ch.codePointAt(0) ?? 0);
-            if (s === SEP) {
-              if (lastSep) continue;
-              lastSep = true;
-            } else {
-              lastSep = false;
-            }
-            pos++;
-            ring[pos & mask] = i;
-            row = delta[row + s]!;
-            if (delta[row + nSym] !== 0) this.#report(row, pos, ring, out);
-          }
-          if (cp > 0xffff) i++;
-          continue;
+      if (sym === UNKNOWN) sym = this.#classify(unit);
+      if (sym !== SLOW) {
+        const next = delta[row + sym]!;
+        if (next >= 0) row = next;
+        else {
+          // An edge into a state with output; a loop (a second separator) reports nothing new.
+          if (~next !== row) this.#report(~next, text, i, out);
+          row = ~next;
         }
+        continue;
       }
-      if (sym === SEP) {
-        if (lastSep) continue;
-        lastSep = true;
-      } else {
-        lastSep = false;
+      // Several symbols from one character (ß → ss), or a surrogate pair.
+      const cp = text.codePointAt(i) ?? unit;
+      const syms = this.#symbols(cp);
+      for (let k = 0; k < syms.length; k++) {
+        const next = delta[row + syms[k]!]!;
+        if (next < 0 && ~next !== row) this.#report(~next, text, i, out, syms.slice(0, k));
+        row = next < 0 ? ~next : next;
       }
-      pos++;
-      ring[pos & mask] = i;
-      row = delta[row + sym]!;
-      if (delta[row + nSym] !== 0) this.#report(row, pos, ring, out);
+      if (cp > 0xffff) i++;
     }
-    if (!lastSep) {
-      // The virtual separator after the text.
-      pos++;
-      ring[pos & mask] = n;
-      row = delta[row + SEP]!;
-      if (delta[row + nSym] !== 0) this.#report(row, pos, ring, out);
-    }
+    // The virtual separator after the text.
+    const next = delta[row + SEP]!;
+    if (next < 0 && ~next !== row) this.#report(~next, text, n, out);
     return out;
   }
 
-  #report(row: number, pos: number, ring: Int32Array, out: WordMatch[]): void {
-    const mask = this.#ringMask;
-    const s = this.#delta[row + this.#nSym]! - 1;
-    const end = ring[pos & mask]!;
+  /**
+   * Reports the terms that end in the state of `row`, their separator at
+   * `end`; `head`: the symbols of the character at `end` before that separator.
+   */
+  #report(row: number, text: string, end: number, out: WordMatch[], head: number[] = []): void {
+    const s = row / this.#nSym;
     for (let st = this.#termAt[s]! >= 0 ? s : this.#dict[s]!; st >= 0; st = this.#dict[st]!) {
       const term = this.#termAt[st]!;
-      const start = ring[(pos - this.#symLength[term]! + 2) & mask]!;
+      const start = this.#start(text, end, this.#letters[term]!, head);
       out.push({ term, start, end: Math.max(end, start + 1) });
     }
+  }
+
+  /**
+   * Where a term of `count` symbols that ends before the separator at `end`
+   * starts: walks back over the text, symbol by symbol as the scan saw them
+   * (ignorable characters skipped, runs of separators as one), to the
+   * character of its first letter. Matches are rare; the scan keeps no offsets.
+   */
+  #start(text: string, end: number, count: number, head: number[]): number {
+    let seen = 0;
+    let afterSep = true;
+    for (let k = head.length - 1; k >= 0; k--) {
+      if (head[k] === SEP) {
+        if (afterSep) continue;
+        afterSep = true;
+      } else afterSep = false;
+      if (++seen === count) return end;
+    }
+    for (let j = end - 1; j >= 0; j--) {
+      let at = j;
+      let cp = text.charCodeAt(j);
+      if (cp >= 0xdc00 && cp <= 0xdfff && j > 0) {
+        const hi = text.charCodeAt(j - 1);
+        if (hi >= 0xd800 && hi <= 0xdbff) {
+          cp = ((hi - 0xd800) << 10) + (cp - 0xdc00) + 0x10000;
+          at = --j;
+        }
+      }
+      const syms = this.#symbols(cp);
+      for (let k = syms.length - 1; k >= 0; k--) {
+        if (syms[k] === SEP) {
+          if (afterSep) continue;
+          afterSep = true;
+        } else afterSep = false;
+        if (++seen === count) return at;
+      }
+    }
+    return 0;
   }
 }
 
@@ -266,9 +308,9 @@ export class AhoCorasick {
  * `ziekte van Alzheimer` counts as one term, not also as `alzheimer`.
  * Partly overlapping matches are both kept. Returns matches in text order.
  */
-export function dropContained(matches: WordMatch[]): WordMatch[] {
+export function dropContained<M extends { start: number; end: number }>(matches: M[]): M[] {
   const sorted = [...matches].sort((a, b) => a.start - b.start || b.end - a.end);
-  const kept: WordMatch[] = [];
+  const kept: M[] = [];
   let maxEnd = -1;
   for (const m of sorted) {
     if (m.end <= maxEnd) continue;
@@ -283,19 +325,61 @@ export function dropContained(matches: WordMatch[]): WordMatch[] {
  * (its first spelling when several fold to the same key), so the engine counts
  * distinct terms by key. A match inside a longer match is not reported.
  */
-export function createWordListDetector(terms: readonly string[]): Detector {
-  const ac = new AhoCorasick(terms);
-  // Originals may be longer than keys (whitespace runs, marks); this covers ordinary text.
-  const maxMatchLength = 2 * ac.maxKeyLength + 32;
-  return {
-    maxMatchLength,
-    find(text: string): Hit[] {
-      return dropContained(ac.findAll(text)).map((m) => {
-        const term = ac.terms[m.term] as string;
-        return { start: m.start, end: m.end, excerpt: term, key: term };
+export class WordListDetector implements Detector {
+  readonly automaton: AhoCorasick;
+  readonly maxMatchLength: number;
+
+  constructor(terms: readonly string[]) {
+    this.automaton = new AhoCorasick(terms);
+    // Originals may be longer than keys (whitespace runs, marks); this covers ordinary text.
+    this.maxMatchLength = 2 * this.automaton.maxKeyLength + 32;
+  }
+
+  find(text: string): Hit[] {
+    const terms = this.automaton.terms;
+    return dropContained(this.automaton.findAll(text)).map((m) => {
+      const term = terms[m.term] as string;
+      return { start: m.start, end: m.end, excerpt: term, key: term };
+    });
+  }
+}
+
+export function createWordListDetector(terms: readonly string[]): WordListDetector {
+  return new WordListDetector(terms);
+}
+
+/**
+ * Several word lists scanned in one pass: one automaton over all their terms,
+ * each term knowing the lists it is in (and its spelling there). `find` gives
+ * per list exactly the hits that list's own detector gives.
+ */
+export class MergedWordLists {
+  readonly #ac: AhoCorasick;
+  readonly #lists: number;
+  /** Per automaton term: the lists it belongs to, with the spelling listed there (flat pairs). */
+  readonly #owners: Array<Array<number | string>>;
+
+  constructor(lists: readonly WordListDetector[]) {
+    this.#lists = lists.length;
+    this.#ac = new AhoCorasick(lists.flatMap((l) => l.automaton.terms));
+    const termOf = new Map(this.#ac.keys.map((key, term) => [key, term]));
+    this.#owners = this.#ac.keys.map(() => []);
+    lists.forEach((list, index) => {
+      list.automaton.keys.forEach((key, t) => {
+        this.#owners[termOf.get(key) as number]?.push(index, list.automaton.terms[t] as string);
       });
-    },
-  };
+    });
+  }
+
+  /** Hits of each list (in the order given to the constructor) in `text`. */
+  find(text: string): Hit[][] {
+    const per: Array<Array<{ start: number; end: number; term: string }>> = Array.from({ length: this.#lists }, () => []);
+    for (const m of this.#ac.findAll(text)) {
+      const owners = this.#owners[m.term] as Array<number | string>;
+      for (let k = 0; k < owners.length; k += 2) per[owners[k] as number]?.push({ start: m.start, end: m.end, term: owners[k + 1] as string });
+    }
+    return per.map((matches) => dropContained(matches).map((m) => ({ start: m.start, end: m.end, excerpt: m.term, key: m.term })));
+  }
 }
 
 /**
