@@ -158,7 +158,6 @@ function checkAccessCode(code: string): string {
   const fail = (why: string) => new ZegelError('ZEGEL_DIRECTORY_ACCESS_CODE', `access code: ${why}`);
   if ([...code].length < 8) throw fail('must be at least 8 characters');
   if (code.length > 1024) throw fail('must be at most 1024 characters');
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(code)) throw fail('must be one line without control characters');
   if (code.trim() !== code) throw fail('must not begin or end with whitespace');
   return code;
