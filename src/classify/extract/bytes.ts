@@ -1,8 +1,12 @@
 /** Byte streams as the extractors pass them around: pulled, in order, never all at once unless collected. */
 export type Bytes = AsyncIterable<Buffer>;
 
-/** Largest piece handed on at once; bigger input buffers are cut so decoders and parsers work in steps. */
-export const PIECE = 64 * 1024;
+/**
+ * Largest piece handed on at once; bigger input buffers are cut so decoders
+ * and parsers work in steps. 32 KiB: the text decoded from one piece stays
+ * well below V8's large-object size (128 KiB, 64 Ki two-byte characters).
+ */
+export const PIECE = 32 * 1024;
 
 /** Cuts a buffer into pieces of at most `PIECE` bytes (views, no copies). */
 export function* pieces(buf: Buffer): Generator<Buffer> {

@@ -92,6 +92,8 @@ export class Deadline {
    * `onTimeout` cancels the abandoned work.
    */
   async race<T>(work: Promise<T>, onTimeout?: () => void): Promise<T> {
+    // Abandoned work may still fail later (e.g. pdfjs once destroyed): never an unhandled rejection.
+    work.catch(() => undefined);
     this.check();
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_resolve, reject) => {
@@ -100,7 +102,6 @@ export class Deadline {
         reject(new ExtractError('limit:timeout', true));
       }, Math.max(1, Math.ceil(this.remaining())));
     });
-    work.catch(() => undefined);
     try {
       return await Promise.race([work, expired]);
     } finally {

@@ -7,12 +7,15 @@ import type { Bytes } from './bytes.js';
  */
 
 /**
- * Most characters in one text chunk: 64 Ki UTF-16 code units (128 KiB). Small
- * enough that a chunk and what the detectors derive from it die young in V8's
- * heap: a 200 MB body is classified in flat memory (512 Ki chunks went to the
- * large-object space and doubled the relay's peak RSS).
+ * Most characters in one text chunk: 60 Ki UTF-16 code units (120 KiB).
+ * Small enough that a chunk, and the chunk plus the rules engine's overlap,
+ * stays below V8's large-object size (128 KiB): such strings are allocated
+ * and die young in the new space, and a 200 MB body is classified in flat
+ * memory and without a large-object allocation per chunk (64 Ki two-byte
+ * chunks were just over it and cost more to join and flatten than the
+ * detectors took to read them; 512 Ki chunks doubled the relay's peak RSS).
  */
-export const CHUNK_CHARS = 64 * 1024;
+export const CHUNK_CHARS = 60 * 1024;
 
 export interface CharDecoder {
   write(input: Buffer): string;
@@ -67,7 +70,8 @@ class Utf8OrLegacy implements CharDecoder {
       try {
         return this.utf8.decode();
       } catch {
-        return '\ufffd';
+        // The text ends inside a sequence: those last bytes are windows-1252 too.
+        return iconv.decode(this.partial, 'windows-1252');
       }
     }
     return this.legacy?.end() ?? '';
@@ -199,24 +203,29 @@ function cutPoint(text: string, max: number): number {
 
 /**
  * Regroups strings into chunks of at most `max` characters: small pieces are
- * joined (fewer, larger chunks for the detectors), long texts are cut.
+ * joined (fewer, larger chunks for the detectors), long texts are cut. Only
+ * `max` characters are joined at a time, so no string longer than a chunk
+ * is built here, however long the input strings are.
  */
 export async function* rechunk(strings: AsyncIterable<string>, max = CHUNK_CHARS): AsyncGenerator<string> {
   let parts: string[] = [];
   let size = 0;
-  for await (const s of strings) {
-    if (!s) continue;
-    parts.push(s);
-    size += s.length;
-    if (size >= max) {
-      let text = parts.join('');
-      while (text.length >= max) {
-        const at = cutPoint(text, max);
-        yield text.slice(0, at);
-        text = text.slice(at);
+  for await (let s of strings) {
+    while (s) {
+      if (size + s.length < max) {
+        parts.push(s);
+        size += s.length;
+        break;
       }
-      parts = text ? [text] : [];
-      size = text.length;
+      const take = max - size;
+      parts.push(take === s.length ? s : s.slice(0, take));
+      s = take === s.length ? '' : s.slice(take);
+      const text = parts.length === 1 ? (parts[0] as string) : parts.join('');
+      const at = cutPoint(text, max);
+      yield at === text.length ? text : text.slice(0, at);
+      const rest = at === text.length ? '' : text.slice(at);
+      parts = rest ? [rest] : [];
+      size = rest.length;
     }
   }
   if (size) yield parts.join('');
