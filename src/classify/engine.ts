@@ -141,6 +141,15 @@ function sameScopes(a: ReadonlySet<Scope>, b: ReadonlySet<Scope>): boolean {
   return a.size === b.size && [...a].every((s) => b.has(s));
 }
 
+/**
+ * Builds what classify needs to scan text with `rules` (the merged word-list
+ * automata) now, so that the first message does not wait for it. Called when
+ * a rule set is loaded; classify builds it itself for sets made otherwise.
+ */
+export function prepareRules(rules: RuleSet): void {
+  planFor(rules);
+}
+
 /** How a rule set scans text, built once per rule set. */
 function planFor(rules: RuleSet): Plan {
   let plan = plans.get(rules);

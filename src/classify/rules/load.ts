@@ -5,6 +5,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } fro
 import type { z } from 'zod';
 import { ZegelError } from '../../errors.js';
 import { createDetector, parseWordList, type DetectorSpec } from '../detectors/index.js';
+import { prepareRules } from '../engine.js';
 import type { Action, Detector, Scope } from '../types.js';
 import { ruleFileSchema, type RuleSource } from './schema.js';
 
@@ -109,7 +110,10 @@ export function compileRuleDir(dir: string): { ruleSet: RuleSet | undefined; pro
       if (compiled) rules.push(compiled);
     });
   }
-  return { ruleSet: problems.length ? undefined : { dir, rules }, problems };
+  if (problems.length) return { ruleSet: undefined, problems };
+  const ruleSet: RuleSet = { dir, rules };
+  prepareRules(ruleSet);
+  return { ruleSet, problems };
 }
 
 type LineOf = (...p: Array<string | number>) => number;
