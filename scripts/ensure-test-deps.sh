@@ -7,6 +7,8 @@ set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 need=()
 command -v swaks >/dev/null || need+=(swaks)
+# swaks speaks STARTTLS only with Net::SSLeay (a recommendation, not a dependency, of swaks)
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v smtp-sink >/dev/null || need+=(postfix)
 command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
