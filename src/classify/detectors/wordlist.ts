@@ -224,26 +224,29 @@ export class AhoCorasick {
     for (let i = 0; i < n; i++) {
       const unit = text.charCodeAt(i);
       let sym = cls[unit]!;
-      if (sym === UNKNOWN) sym = this.#classify(unit);
-      if (sym !== SLOW) {
-        const next = delta[row + sym]!;
-        if (next >= 0) row = next;
-        else {
-          // An edge into a state with output; a loop (a second separator) reports nothing new.
-          if (~next !== row) this.#report(~next, text, i, out);
-          row = ~next;
+      if (sym < 0) {
+        if (sym === UNKNOWN) sym = this.#classify(unit);
+        if (sym === SLOW) {
+          // Several symbols from one character (ß → ss), or a surrogate pair.
+          const cp = text.codePointAt(i) ?? unit;
+          const syms = this.#symbols(cp);
+          for (let k = 0; k < syms.length; k++) {
+            const next = delta[row + syms[k]!]!;
+            if (next < 0 && ~next !== row) this.#report(~next, text, i, out, syms.slice(0, k));
+            row = next < 0 ? ~next : next;
+          }
+          if (cp > 0xffff) i++;
+          continue;
         }
+      }
+      const next = delta[row + sym]!;
+      if (next >= 0) {
+        row = next;
         continue;
       }
-      // Several symbols from one character (ß → ss), or a surrogate pair.
-      const cp = text.codePointAt(i) ?? unit;
-      const syms = this.#symbols(cp);
-      for (let k = 0; k < syms.length; k++) {
-        const next = delta[row + syms[k]!]!;
-        if (next < 0 && ~next !== row) this.#report(~next, text, i, out, syms.slice(0, k));
-        row = next < 0 ? ~next : next;
-      }
-      if (cp > 0xffff) i++;
+      // An edge into a state with output; a loop (a second separator) reports nothing new.
+      if (~next !== row) this.#report(~next, text, i, out);
+      row = ~next;
     }
     // The virtual separator after the text.
     const next = delta[row + SEP]!;
