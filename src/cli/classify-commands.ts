@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { defaultConfig, loadConfigFile } from '../config/load.js';
 import { formatProblem, lintSummary } from '../classify/rules/lint.js';
 import { loadRules, shippedRulesDir, type RuleSet } from '../classify/rules/load.js';
-import { scanFile, type ScanLine } from '../classify/scan.js';
+import type { ScanLine } from '../classify/scan.js';
 
 /**
  * `zegel rules lint [DIR]` and `zegel scan [--config FILE] [--rules DIR]
@@ -43,6 +43,8 @@ export function registerClassifyCommands(program: Command): void {
       // stdout carries results only: whatever a parsing library prints goes to stderr
       const toStderr = (...args: unknown[]) => void process.stderr.write(`${format(...args)}\n`);
       console.log = console.info = console.debug = toStderr;
+      // the extractors (PDF engine included) load only for scan
+      const { scanFile } = await import('../classify/scan.js');
       let failed = false;
       for (const file of files) {
         const line = await scanFile(file, scanOptions);

@@ -2,7 +2,6 @@ import { Command, CommanderError } from 'commander';
 import { defaultConfig, loadConfigFile, type LoadedConfig } from '../config/load.js';
 import { ZegelError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { Relay } from '../relay.js';
 import { hashPassword } from '../smtp/policy.js';
 import { registerClassifyCommands } from './classify-commands.js';
 import { registerRecipientsCommands } from './recipients-commands.js';
@@ -22,6 +21,8 @@ async function start(options: { config?: string }): Promise<void> {
   const log = createLogger(config.log.level);
   if (!source) log.info({ dataDir: config.data.dir, target: config.delivery.target }, 'no --config given: running the embedded default (loopback only, SQLite in ./data, delivery to the outbox)');
   else log.info({ config: source }, 'configuration loaded');
+  // loaded here, not at the top: admin commands then start without the relay's modules (PDF engine, HTTP server, …)
+  const { Relay } = await import('../relay.js');
   const relay = await Relay.start({ config, log });
   let stopping = false;
   const shutdown = (signal: string) => {
