@@ -54,3 +54,19 @@ t.test('one notification per external recipient, each with its own link; a BCC r
   const other = relay.relay.backend.db.prepare('SELECT id, wrap, k_srv FROM secure_links WHERE id != ? LIMIT 1').get(linkId) as { id: string; wrap: Buffer; k_srv: Buffer };
   t.throws(() => unwrapKey(other.wrap, Buffer.from(fragment!, 'base64url'), other.k_srv, row.id, other.id), 'a fragment opens only its own link');
 });
+
+t.test('a finding in the subject gives the notification a neutral subject; a null sender still gets a notification out', async (t) => {
+  const sink = await startSink(t);
+  const relay = await startRelay(t, { organisation: { name: 'Voorbeeldzorg', domains: ['zorg.test'] }, delivery: { target: sink.url } });
+  const sensitive = await swaks(relay.port, ['--from', 'jan@zorg.test', '--to', 'a@extern.test', '--header', 'Subject: Dossier BSN 123456782', '--body', 'Zie bijlage.']);
+  t.equal(sensitive.code, 0, sensitive.stderr);
+  const bounceLike = await swaks(relay.port, ['--from', '<>', '--to', 'b@extern.test', '--header', 'Subject: [veilig] retour', '--header', 'From: <>', '--body', 'Tekst.']);
+  t.equal(bounceLike.code, 0, bounceLike.stderr);
+  await waitFor(() => sink.messages.length === 2, 20_000, 'both notifications');
+  const first = await simpleParser(sink.messages.find((m) => m.to.includes('a@extern.test'))!.raw);
+  t.equal(first.subject, 'Beveiligd bericht van Voorbeeldzorg', 'neutral subject');
+  t.notOk(sink.messages.find((m) => m.to.includes('a@extern.test'))!.raw.includes('123456782'), 'the BSN is nowhere in the notification');
+  const second = await simpleParser(sink.messages.find((m) => m.to.includes('b@extern.test'))!.raw);
+  t.equal(second.subject, 'retour', 'the opt-in tag is removed from the subject');
+  t.match(second.text ?? '', /\/m\/[A-Za-z0-9_-]{22}#/, 'with a link');
+});

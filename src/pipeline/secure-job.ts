@@ -135,7 +135,10 @@ export class SecureDelivery {
     }
     const tags = readSubjectTags(encrypted.subject, config.classify.optInTags);
     const expiresAt = now + Math.min(config.retention.messages, tags.expiresIn ?? Infinity);
-    const sender = { name: encrypted.from.name, address: encrypted.from.address ?? message.mailFrom };
+    // who the notification names: the From header, else the envelope sender, else the organisation's no-reply address
+    const mailbox = /^[^\s@<>,;:"()[\]\\]+@[^\s@<>,;:"()[\]\\]+$/;
+    const address = [encrypted.from.address, message.mailFrom, config.notification.noReplyAddress].find((a): a is string => !!a && mailbox.test(a));
+    const sender = { name: encrypted.from.name ?? (address ? undefined : config.organisation.name), address: address ?? `no-reply@${config.organisation.domains[0] ?? 'localhost'}` };
 
     const links: SecureLinkInsert[] = [];
     const notifications: Array<{ id: string; idx: number; address: string; messageId: string; size: number; method: Method; linkId: string }> = [];
