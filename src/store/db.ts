@@ -138,6 +138,33 @@ const MIGRATIONS: string[] = [
     returned_as  TEXT                         -- queue id of the one message that came back with it
   );
   `,
+  // sender controls and the secure conversation (revoke, expiry, purge, receipt and status page, replies)
+  `
+  ALTER TABLE secure_messages ADD COLUMN revoke_at INTEGER;          -- scheduled revocation of every link
+  ALTER TABLE secure_messages ADD COLUMN purged_at INTEGER;          -- blobs and keys destroyed
+  ALTER TABLE secure_messages ADD COLUMN thread_id TEXT;             -- conversation: the first secure message's id
+  ALTER TABLE secure_messages ADD COLUMN origin_message_id TEXT;     -- Message-ID of the original, for threading
+  ALTER TABLE secure_messages ADD COLUMN status_id TEXT;             -- the sender's status link id (/s/<id>)
+  ALTER TABLE secure_messages ADD COLUMN status_token_hash TEXT;     -- SHA-256 of the status token, hex
+  ALTER TABLE secure_messages ADD COLUMN sender_wrap BLOB;           -- W_s: K wrapped for the sender's status link
+  ALTER TABLE secure_messages ADD COLUMN sender_k_srv BLOB;          -- K_srv_s
+  CREATE UNIQUE INDEX secure_messages_status ON secure_messages(status_id);
+  CREATE INDEX secure_messages_thread ON secure_messages(thread_id);
+  CREATE INDEX secure_messages_origin ON secure_messages(origin_message_id);
+  CREATE INDEX secure_messages_expiry ON secure_messages(state, expires_at);
+  ALTER TABLE secure_links ADD COLUMN revoke_at INTEGER;             -- scheduled revocation of this link
+  ALTER TABLE secure_links ADD COLUMN notification_id TEXT;          -- queue id of its notification (delivered / failed)
+  ALTER TABLE secure_links ADD COLUMN replaced_by TEXT;              -- a resent link's successor
+  CREATE TABLE secure_replies (
+    id            TEXT PRIMARY KEY,           -- 128-bit base64url
+    message_id    TEXT NOT NULL REFERENCES secure_messages(id),
+    link_id       TEXT NOT NULL REFERENCES secure_links(id),
+    created_at    INTEGER NOT NULL,
+    blob          TEXT,                       -- the reply copy the browser encrypted under K; NULL once purged
+    queue_id      TEXT                        -- the plain copy handed to the delivery queue (removed once delivered)
+  );
+  CREATE INDEX secure_replies_message ON secure_replies(message_id);
+  `,
 ];
 
 /**
