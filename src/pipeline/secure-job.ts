@@ -158,7 +158,8 @@ export class SecureDelivery {
       const linkId = newSecureId();
       const kLink = newKey();
       const kSrv = newKey();
-      links.push({ id: linkId, recipientIdx: rcpt.idx, address: rcpt.address, method, phone, language: settings.language, wrap: wrapKey(contentKey, kLink, kSrv, secureId, linkId), kSrv });
+      const id = `${messageId}-n${rcpt.idx}`;
+      links.push({ id: linkId, recipientIdx: rcpt.idx, address: rcpt.address, method, phone, language: settings.language, wrap: wrapKey(contentKey, kLink, kSrv, secureId, linkId), kSrv, notificationId: id });
       const link = `${config.reader.publicUrl.replace(/\/+$/, '')}/m/${linkId}#${kLink.toString('base64url')}`;
       const mail = await this.#deps.composeNotification({
         language: settings.language,
@@ -171,7 +172,6 @@ export class SecureDelivery {
         expiresAt,
         now,
       });
-      const id = `${messageId}-n${rcpt.idx}`;
       // the only place K_link is written: the notification, until the next hop accepts it
       await spool.write(id, mail.raw);
       notifications.push({ id, idx: rcpt.idx, address: rcpt.address, messageId: mail.messageId, size: mail.raw.length, method, linkId });
@@ -179,7 +179,10 @@ export class SecureDelivery {
     contentKey.fill(0);
 
     const pending = await backend.committer.write(() => {
-      secure.insertSync({ id: secureId, queueId: messageId, sender: message.mailFrom, createdAt: now, expiresAt, bodyBlob: encrypted.bodyBlob, blobs: encrypted.blobs }, links);
+      secure.insertSync(
+        { id: secureId, queueId: messageId, sender: message.mailFrom, createdAt: now, expiresAt, bodyBlob: encrypted.bodyBlob, blobs: encrypted.blobs, originMessageId: message.messageId, threadId: secureId },
+        links,
+      );
       for (const n of notifications) {
         backend.store.insertReceivedSync({
           id: n.id,

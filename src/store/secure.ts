@@ -15,6 +15,10 @@ export interface SecureMessageInsert {
   expiresAt: number;
   bodyBlob: string;
   blobs: Array<{ id: string; bytes: number }>;
+  /** Message-ID of the original, for threading replies. */
+  originMessageId?: string | undefined;
+  /** The conversation this message belongs to (its own id when it starts one). */
+  threadId: string;
 }
 
 export interface SecureLinkInsert {
@@ -26,6 +30,8 @@ export interface SecureLinkInsert {
   language: 'nl' | 'en';
   wrap: Buffer;
   kSrv: Buffer;
+  /** Queue id of the link's notification mail. */
+  notificationId: string;
 }
 
 export interface SecureMessageRow {
@@ -58,12 +64,12 @@ export class SecureStore {
   constructor(db: Db) {
     this.#stmt = {
       insertMessage: db.prepare(
-        `INSERT INTO secure_messages (id, queue_id, sender, created_at, expires_at, state, body_blob, blobs)
-         VALUES (@id, @queueId, @sender, @createdAt, @expiresAt, 'active', @bodyBlob, @blobs)`,
+        `INSERT INTO secure_messages (id, queue_id, sender, created_at, expires_at, state, body_blob, blobs, origin_message_id, thread_id)
+         VALUES (@id, @queueId, @sender, @createdAt, @expiresAt, 'active', @bodyBlob, @blobs, @originMessageId, @threadId)`,
       ),
       insertLink: db.prepare(
-        `INSERT INTO secure_links (id, message_id, recipient_idx, address, method, phone, language, wrap, k_srv, state, created_at)
-         VALUES (@id, @messageId, @recipientIdx, @address, @method, @phone, @language, @wrap, @kSrv, 'active', @createdAt)`,
+        `INSERT INTO secure_links (id, message_id, recipient_idx, address, method, phone, language, wrap, k_srv, state, created_at, notification_id)
+         VALUES (@id, @messageId, @recipientIdx, @address, @method, @phone, @language, @wrap, @kSrv, 'active', @createdAt, @notificationId)`,
       ),
       byQueueId: db.prepare('SELECT * FROM secure_messages WHERE queue_id = ?'),
       byId: db.prepare('SELECT * FROM secure_messages WHERE id = ?'),
@@ -74,7 +80,7 @@ export class SecureStore {
 
   /** Records a secure message and its links; call inside the caller's transaction. */
   insertSync(message: SecureMessageInsert, links: SecureLinkInsert[]): void {
-    this.#stmt.insertMessage.run({ ...message, blobs: JSON.stringify(message.blobs) });
+    this.#stmt.insertMessage.run({ ...message, originMessageId: message.originMessageId ?? null, blobs: JSON.stringify(message.blobs) });
     for (const link of links) {
       this.#stmt.insertLink.run({ ...link, phone: link.phone ?? null, messageId: message.id, createdAt: message.createdAt });
     }
