@@ -18,15 +18,15 @@
  *   layout.html, layout.txt       the shells, with {{> body}} and {{> footer}}
  */
 import fs from 'node:fs';
+import { packageDir } from '../package-dir.js';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Mustache from 'mustache';
 import { ZegelError } from '../errors.js';
 
 export const LANGUAGES = ['nl', 'en'] as const;
 export type Language = (typeof LANGUAGES)[number];
 
-export const KINDS = ['notification', 'code-mail', 'forgot-notice'] as const;
+export const KINDS = ['notification', 'code-mail', 'forgot-notice', 'receipt', 'first-open'] as const;
 export type MailKind = (typeof KINDS)[number];
 
 interface LanguageSet {
@@ -45,13 +45,9 @@ export interface RenderedMail {
 
 /** The `templates/` shipped with the package, found from this module's own place (src/ or dist/src/). */
 export function shippedTemplatesDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'templates'))) return path.join(dir, 'templates');
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new ZegelError('ZEGEL_TEMPLATE_INVALID', 'cannot find the shipped templates/ directory next to package.json');
-    dir = parent;
-  }
+  const dir = packageDir('templates');
+  if (!dir) throw new ZegelError('ZEGEL_TEMPLATE_INVALID', 'cannot find the shipped templates/ directory next to package.json');
+  return dir;
 }
 
 const noEscape = (value: unknown) => String(value);

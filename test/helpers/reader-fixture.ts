@@ -15,7 +15,7 @@ import { BlobStore } from '../../src/store/blobs.js';
 import { openDb, type Db } from '../../src/store/db.js';
 import { GroupCommitter } from '../../src/store/group-commit.js';
 import { MessageStore, type EventRecord } from '../../src/store/messages.js';
-import { tempDir, type Teardown } from './relay.js';
+import { merge, tempDir, type Teardown } from './relay.js';
 
 /**
  * A reader on a loopback port over a real SQLite file in a temporary
@@ -51,18 +51,6 @@ export interface LinkOptions {
   /** Another link of the same secure message (a second recipient). */
   sameMessageAs?: LinkFixture;
   expiresIn?: number;
-}
-
-function merge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(extra)) {
-    const current = out[key];
-    out[key] =
-      value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object' && !Array.isArray(current)
-        ? merge(current as Record<string, unknown>, value as Record<string, unknown>)
-        : value;
-  }
-  return out;
 }
 
 export class ReaderFixture {

@@ -30,7 +30,7 @@ export interface TestRelay {
 }
 
 /** Deep-merges plain objects (for config overrides). */
-function merge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+export function merge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(extra)) {
     const current = out[key];

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
+import { packageDir } from '../../package-dir.js';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ZegelError } from '../../errors.js';
@@ -54,13 +54,9 @@ const ACTION_RANK: Record<Action, number> = { advise: 1, encrypt: 2, block: 3 };
 
 /** The `rules/` shipped with the package, found from this module's own place (src/ or dist/src/). */
 export function shippedRulesDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'rules'))) return path.join(dir, 'rules');
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new ZegelError('ZEGEL_RULES_INVALID', 'cannot find the shipped rules/ directory next to package.json');
-    dir = parent;
-  }
+  const dir = packageDir('rules');
+  if (!dir) throw new ZegelError('ZEGEL_RULES_INVALID', 'cannot find the shipped rules/ directory next to package.json');
+  return dir;
 }
 
 /** `file:line: problem` (`file: problem` for a whole file). */
