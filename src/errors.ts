@@ -23,7 +23,11 @@ export type ZegelErrorCode =
   | 'ZEGEL_TEMPLATE_INVALID'
   | 'ZEGEL_DKIM_KEY'
   | 'ZEGEL_NOTIFY_INPUT'
-  | 'ZEGEL_SMS_SEND';
+  | 'ZEGEL_SMS_SEND'
+  | 'ZEGEL_MESSAGE_NOT_FOUND'
+  | 'ZEGEL_RECIPIENT_NOT_FOUND'
+  | 'ZEGEL_LINK_NOT_FOUND'
+  | 'ZEGEL_CLI_INPUT';
 
 export class ZegelError extends Error {
   readonly code: ZegelErrorCode;

@@ -21,6 +21,8 @@ import { BlobStore } from './store/blobs.js';
 import { Directory } from './store/directory.js';
 import { SecureStore } from './store/secure.js';
 import { SecureDelivery } from './pipeline/secure-job.js';
+import { PurgeWorker, purgeOnceJob } from './pipeline/purge-job.js';
+import { Revocations, type RevokeActor, type RevokeResult } from './store/revocation.js';
 import { queueRelayMail } from './pipeline/relay-mail.js';
 import { Notifier } from './notify/index.js';
 import { startReader, type RunningReader } from './reader/server.js';
@@ -47,6 +49,8 @@ export interface RelayOptions {
   sms?: SmsDriver;
   /** Start the recipient reader (`reader.listen`); on by default. */
   reader?: boolean;
+  /** How often the purge job runs (ms, clock time); 5 minutes by default. */
+  purgeIntervalMs?: number;
 }
 
 /**
@@ -64,6 +68,9 @@ export class Relay {
   readonly blobs: BlobStore;
   readonly secure: SecureStore;
   readonly directory: Directory;
+  /** Revoke, expiry and purge (src/store/revocation.ts). */
+  readonly revocations: Revocations;
+  readonly #purge: PurgeWorker;
   readonly notifier: Notifier;
   readonly sms: SmsDriver;
   readonly #secret: Buffer;
@@ -96,6 +103,8 @@ export class Relay {
     this.blobs = new BlobStore(config.data.dir);
     this.secure = new SecureStore(this.backend.db);
     this.directory = new Directory(this.backend.db, this.clock);
+    this.revocations = new Revocations({ db: this.backend.db, clock: this.clock, blobs: this.blobs, log: this.log });
+    this.#purge = new PurgeWorker({ revocations: this.revocations, clock: this.clock, log: this.log, intervalMs: options.purgeIntervalMs });
     const policy = new RelayPolicy(config);
     const hostname = config.smtp.hostname ?? os.hostname();
     this.notifier = new Notifier({ config, signer: this.signer, hostname });
@@ -151,6 +160,7 @@ export class Relay {
     this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? config.delivery.concurrency });
     this.backend.queue.work('secure', secureDelivery.handle, { concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) });
     this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
+    this.backend.queue.work('purge', this.#purge.handle, { concurrency: 1 });
     this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs });
     if (!policy.senderDomainCheck) {
       this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
@@ -162,6 +172,7 @@ export class Relay {
     let address: { host: string; port: number };
     try {
       await relay.#recover();
+      await relay.#purge.ensureScheduled(relay.backend.queue);
       relay.classifier?.watch();
       address = await relay.#ingress.listen();
       if (relay.#startReader) relay.#reader = await relay.#openReader();
@@ -181,6 +192,17 @@ export class Relay {
   /** The reader's base URL as it listens (not reader.publicUrl), when it runs. */
   get readerUrl(): string | undefined {
     return this.#reader?.url;
+  }
+
+  /**
+   * Schedules (or with `at = null` clears) the revocation of one link or of a
+   * whole message; a one-off purge run is queued for that exact moment, so it
+   * does not wait for the next periodic run. A moment not after now revokes at once.
+   */
+  async scheduleRevoke(target: { linkId: string } | { secureId: string }, at: number | null, actor: RevokeActor): Promise<RevokeResult | undefined> {
+    const result = 'linkId' in target ? await this.revocations.scheduleLinkRevoke(target.linkId, at, actor) : await this.revocations.scheduleMessageRevoke(target.secureId, at, actor);
+    if (at !== null && !result) await this.backend.queue.add([purgeOnceJob(at)]);
+    return result;
   }
 
   /** The recipient reader, with the mails it asks for queued like any relay-made message. */

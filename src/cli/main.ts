@@ -4,6 +4,7 @@ import { ZegelError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { hashPassword } from '../smtp/policy.js';
 import { registerClassifyCommands } from './classify-commands.js';
+import { registerMessagesCommands } from './messages-commands.js';
 import { registerRecipientsCommands } from './recipients-commands.js';
 
 function load(file: string | undefined): LoadedConfig {
@@ -69,6 +70,7 @@ export function buildCli(): Command {
     });
   registerClassifyCommands(program);
   registerRecipientsCommands(program);
+  registerMessagesCommands(program);
   return program;
 }
 

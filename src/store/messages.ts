@@ -52,7 +52,9 @@ export interface RecipientRecord {
 
 export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'deferred' | 'bounced' | 'dsn-queued' | 'spool-removed' | 'encrypted' | 'notification-queued' | 'mail-queued'
   // the reader (src/reader/routes/api.ts)
-  | 'code-sent' | 'check-passed' | 'check-failed' | 'locked' | 'forgot-code' | 'opened' | 'downloaded';
+  | 'code-sent' | 'check-passed' | 'check-failed' | 'locked' | 'forgot-code' | 'opened' | 'downloaded'
+  // revocation, expiry and purge (src/store/revocation.ts), operator commands (src/cli/messages-commands.ts)
+  | 'revoked' | 'expired' | 'purged' | 'revoke-scheduled' | 'admin-action';
 
 export interface EventInput {
   messageId: string;

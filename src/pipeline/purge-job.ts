@@ -1,0 +1,65 @@
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { Job, JobQueue, JobResult, NewJob } from '../queue/types.js';
+import type { Revocations } from '../store/revocation.js';
+
+/**
+ * The periodic purge job (kind `purge`): expires due messages, applies due
+ * scheduled revocations, purges ciphertext no link can open any more and
+ * deletes reader sessions and codes past their expiry (Revocations.purgeDue).
+ *
+ * One chain of jobs: each run completes by adding the next, atomically, with
+ * the deterministic id `purge:<slot>` where slot = floor(runAt / interval). Two
+ * chains (a start-up job next to a surviving chain) pick the same next id and
+ * so merge at once; a job cut off by kill -9 simply runs again.
+ * `once` jobs (a revocation scheduled for an exact moment) run a purge without
+ * adding a next one.
+ */
+
+export const PURGE_INTERVAL_MS = 5 * 60_000;
+
+export interface PurgePayload {
+  /** Do not chain: a one-off run (e.g. at a scheduled revocation moment). */
+  once?: boolean;
+}
+
+/** The chain's job for the slot that contains `at`. */
+export function purgeJob(at: number, intervalMs = PURGE_INTERVAL_MS, runAt = at): NewJob {
+  return { id: `purge:${Math.floor(at / intervalMs)}`, kind: 'purge', payload: {} satisfies PurgePayload, runAt };
+}
+
+/** A one-off purge run at `at` (deterministic per moment). */
+export function purgeOnceJob(at: number): NewJob {
+  return { id: `purge-at:${at}`, kind: 'purge', payload: { once: true } satisfies PurgePayload, runAt: at };
+}
+
+export class PurgeWorker {
+  readonly #revocations: Revocations;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #intervalMs: number;
+
+  constructor(deps: { revocations: Revocations; clock: Clock; log: Logger; intervalMs?: number | undefined }) {
+    this.#revocations = deps.revocations;
+    this.#clock = deps.clock;
+    this.#log = deps.log;
+    this.#intervalMs = deps.intervalMs ?? PURGE_INTERVAL_MS;
+  }
+
+  /**
+   * Queues a run for the current slot at start-up. A chain that survived a
+   * restart holds `purge:<slot + 1>` (or an older, now due slot): this run and
+   * that one add the same next id, so the chains merge after one run.
+   */
+  async ensureScheduled(queue: JobQueue): Promise<void> {
+    await queue.add([purgeJob(this.#clock.now(), this.#intervalMs)]);
+  }
+
+  readonly handle = async (job: Job<PurgePayload>): Promise<JobResult> => {
+    const report = await this.#revocations.purgeDue();
+    this.#log.debug({ job: job.id, ...report }, 'purge job ran');
+    if (job.payload?.once) return { status: 'done' };
+    const slot = Math.floor(this.#clock.now() / this.#intervalMs) + 1;
+    return { status: 'done', next: [{ id: `purge:${slot}`, kind: 'purge', payload: {}, runAt: slot * this.#intervalMs }] };
+  };
+}
