@@ -28,6 +28,7 @@ import { Notifier } from './notify/index.js';
 import { startReader, type RunningReader } from './reader/server.js';
 import { createSmsDriver, type SmsDriver } from './reader/sms.js';
 import { readerAssetsDir } from './reader/assets.js';
+import { createReplyMailer } from './reader/reply-mail.js';
 
 export interface RelayOptions {
   config: Config;
@@ -220,6 +221,7 @@ export class Relay {
       sms: this.sms,
       accessCodes: async (address) => this.directory.resolve(address, { method: config.verification.default, language: config.notification.language.default }).accessCodeHashes,
       assetsDir: readerAssetsDir(),
+      replyMailer: createReplyMailer({ backend, spool, clock, signer: this.signer, hostname: config.smtp.hostname ?? os.hostname(), route: 'internal' }),
       mailer: {
         sendCode: async (link, code, expiresAt) => {
           const mail = await notifier.codeMail({ language: link.language, to: link.address, code, expiresAt, now: clock.now() });

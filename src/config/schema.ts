@@ -126,6 +126,8 @@ export const configSchema = strict({
   reader: strict({
     listen: hostPort.prefault('127.0.0.1:8080'),
     publicUrl: z.string().url().default('http://127.0.0.1:8080'),
+    /** Largest reply a recipient may send from the reader: its text and attachments together. */
+    replyMaxSize: size.default(25 * 1024 * 1024),
   }).prefault({}),
   notification: strict({
     from: z.enum(['no-reply', 'sender']).default('no-reply'),

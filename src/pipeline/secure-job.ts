@@ -12,6 +12,7 @@ import type { BlobStore } from '../store/blobs.js';
 import type { SecureLinkInsert, SecureStore } from '../store/secure.js';
 import type { SqliteBackend } from '../store/sqlite-backend.js';
 import { encryptContent } from './secure-content.js';
+import { ThreadFinder } from '../reader/reply-thread.js';
 
 export interface SecurePayload {
   messageId: string;
@@ -101,6 +102,16 @@ export class SecureDelivery {
     this.#deps = deps;
   }
 
+  /** The conversation an answer continues (In-Reply-To/References name a reader reply or a secure original), if any. */
+  async #threadOf(queueId: string): Promise<string | undefined> {
+    try {
+      return new ThreadFinder(this.#deps.backend.db).find(await this.#deps.spool.readHeaderBlock(queueId));
+    } catch (err) {
+      this.#deps.log.warn({ queueId, reason: String((err as { code?: unknown }).code ?? (err as Error).name) }, 'secure job: references not read; the message starts its own thread');
+      return undefined;
+    }
+  }
+
   readonly handle = async (job: Job<SecurePayload>): Promise<JobResult> => {
     const { backend, spool, secure, blobs, clock, config, log } = this.#deps;
     const { messageId } = job.payload;
@@ -177,10 +188,11 @@ export class SecureDelivery {
       notifications.push({ id, idx: rcpt.idx, address: rcpt.address, messageId: mail.messageId, size: mail.raw.length, method, linkId });
     }
     contentKey.fill(0);
+    const threadId = (await this.#threadOf(messageId)) ?? secureId;
 
     const pending = await backend.committer.write(() => {
       secure.insertSync(
-        { id: secureId, queueId: messageId, sender: message.mailFrom, createdAt: now, expiresAt, bodyBlob: encrypted.bodyBlob, blobs: encrypted.blobs, originMessageId: message.messageId, threadId: secureId },
+        { id: secureId, queueId: messageId, sender: message.mailFrom, createdAt: now, expiresAt, bodyBlob: encrypted.bodyBlob, blobs: encrypted.blobs, originMessageId: message.messageId, threadId },
         links,
       );
       for (const n of notifications) {

@@ -18,6 +18,18 @@
  * - `GET  /api/links/:linkId/blobs/:blobId` ciphertext (application/octet-stream),
  *                                    only for a verified session of that link
  *
+ * - `GET  /api/links/:linkId/replies`  the recipient's own replies on this link → RepliesResponse
+ *                                    (verified session only; src/reader/routes/reply.ts)
+ * - `POST /api/links/:linkId/replies`  multipart/form-data (streamed): fields `subject`
+ *                                    (the original's, as the page decrypted it) and `text`,
+ *                                    file parts `copy` (the reply as ReplyCopy, encrypted
+ *                                    in the browser under K like every blob) and
+ *                                    `attachment` (0..n, plaintext, for the mail to the
+ *                                    sender) → ReplySentResponse. Verified session only;
+ *                                    413 too-large (with `limit`), 415 blocked-type
+ *                                    (with `name`).
+ * - `GET  /api/links/:linkId/replies/:replyId` the ciphertext of one reply copy.
+ *
  * Errors are `ApiError` with these statuses: 404 unknown-link (also for a link
  * id that never existed: the same answer), 401 wrong-code, 400 no-code /
  * bad-request, 403 not-verified / csrf, 410 revoked / expired, 423 locked,
@@ -81,7 +93,10 @@ export type ApiErrorCode =
   | 'revoked'
   | 'expired'
   | 'locked'
-  | 'too-many-codes';
+  | 'too-many-codes'
+  // replies (POST /api/links/:linkId/replies)
+  | 'too-large'
+  | 'blocked-type';
 
 export interface ApiError {
   error: ApiErrorCode;
@@ -91,4 +106,42 @@ export interface ApiError {
   lockedUntil?: string;
   /** too-many-codes: seconds until a new code may be sent. */
   retryAfter?: number;
+  /** too-large: the reply limit in bytes (text and attachments together). */
+  limit?: number;
+  /** blocked-type: the file name that was refused. */
+  name?: string;
+}
+
+/** One reply the recipient sent on this link; its content is the blob (a ReplyCopy encrypted under K). */
+export interface ReplyEntry {
+  id: string;
+  /** ISO time. */
+  createdAt: string;
+}
+
+export interface RepliesResponse {
+  /** reader.replyMaxSize: text and attachments together, in bytes. */
+  maxBytes: number;
+  /** File name extensions the server refuses (lower case, with the dot). */
+  blockedExtensions: string[];
+  /** Oldest first. */
+  replies: ReplyEntry[];
+}
+
+export interface ReplySentResponse {
+  reply: ReplyEntry;
+}
+
+/**
+ * The recipient's own copy of a reply, as the page encrypts it under K
+ * (JSON, UTF-8; the blob format of src/crypto/payload.ts). Attachments are
+ * listed by name and size; their bytes went to the sender only.
+ */
+export interface ReplyCopy {
+  v: 1;
+  subject: string;
+  text: string;
+  /** ISO time the page sent it. */
+  date: string;
+  attachments: Array<{ name: string; contentType: string; size: number }>;
 }

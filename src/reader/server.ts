@@ -11,6 +11,8 @@ import { LinkStore, type LinkRow } from './links.js';
 import { registerApi } from './routes/api.js';
 import { ApiFailure } from './routes/errors.js';
 import { registerPages } from './routes/pages.js';
+import { registerReply } from './routes/reply.js';
+import type { ReplyMailer } from './reply-mail.js';
 import { Sessions } from './sessions.js';
 import type { SmsDriver } from './sms.js';
 
@@ -36,6 +38,8 @@ export interface ReaderDeps {
   accessCodes: (address: string) => Promise<string[]>;
   /** The built page bundle (dist/reader): index.html, reader.js, reader.css … */
   assetsDir: string;
+  /** Queues a recipient's reply to the sender (src/reader/reply-mail.ts); without it replies answer 503. */
+  replyMailer?: ReplyMailer;
 }
 
 export interface RunningReader {
@@ -112,6 +116,7 @@ export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
     sessions: new Sessions(links, deps.clock),
     secureCookies: new URL(deps.config.reader.publicUrl).protocol === 'https:',
   });
+  await registerReply(app, { deps, log });
   registerPages(app, deps.assetsDir);
 
   const { host, port } = deps.config.reader.listen;

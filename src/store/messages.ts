@@ -54,7 +54,9 @@ export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'd
   // the reader (src/reader/routes/api.ts)
   | 'code-sent' | 'check-passed' | 'check-failed' | 'locked' | 'forgot-code' | 'opened' | 'downloaded'
   // revocation, expiry and purge (src/store/revocation.ts), operator commands (src/cli/messages-commands.ts)
-  | 'revoked' | 'expired' | 'purged' | 'revoke-scheduled' | 'admin-action';
+  | 'revoked' | 'expired' | 'purged' | 'revoke-scheduled' | 'admin-action'
+  // a recipient's reply from the reader (src/reader/routes/reply.ts); no content
+  | 'replied';
 
 export interface EventInput {
   messageId: string;

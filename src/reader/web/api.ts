@@ -3,7 +3,17 @@
  * `X-Zegel-Reader: 1` and only same-origin credentials (the session cookie).
  * Nothing here ever sees the link's fragment.
  */
-import type { ApiError, ApiErrorCode, CodeSentResponse, ForgotResponse, OpenResponse, VerifyRequest, VerifyResponse } from '../api.js';
+import type {
+  ApiError,
+  ApiErrorCode,
+  CodeSentResponse,
+  ForgotResponse,
+  OpenResponse,
+  RepliesResponse,
+  ReplySentResponse,
+  VerifyRequest,
+  VerifyResponse,
+} from '../api.js';
 
 /** A failed call: `code` is the API's error code, or `network`/`server` when there was none. */
 export class ApiFailure extends Error {
@@ -90,5 +100,49 @@ export async function blob(linkId: string, blobId: string): Promise<Uint8Array> 
     return new Uint8Array(await res.arrayBuffer());
   } catch {
     throw new ApiFailure(0, 'network', null);
+  }
+}
+
+/** The recipient's own replies on this link and the reply limits (verified session only). */
+export async function replies(linkId: string): Promise<RepliesResponse> {
+  const res = await request(linkPath(linkId, 'replies'), { method: 'GET', headers: { ...HEADERS, Accept: 'application/json' } });
+  try {
+    return (await res.json()) as RepliesResponse;
+  } catch {
+    throw new ApiFailure(res.status, 'server', null);
+  }
+}
+
+/** The ciphertext of one reply copy. */
+export async function replyBlob(linkId: string, replyId: string): Promise<Uint8Array> {
+  const res = await request(linkPath(linkId, `replies/${encodeURIComponent(replyId)}`), {
+    method: 'GET',
+    headers: { ...HEADERS, Accept: 'application/octet-stream' },
+  });
+  try {
+    return new Uint8Array(await res.arrayBuffer());
+  } catch {
+    throw new ApiFailure(0, 'network', null);
+  }
+}
+
+/**
+ * Sends a reply: multipart/form-data with `subject`, `text`, the encrypted
+ * `copy` and the `attachment` files, in that order (the server streams them).
+ */
+export async function sendReply(
+  linkId: string,
+  reply: { subject: string; text: string; copy: Uint8Array; attachments: File[] },
+): Promise<ReplySentResponse> {
+  const form = new FormData();
+  form.append('subject', reply.subject);
+  form.append('text', reply.text);
+  form.append('copy', new Blob([new Uint8Array(reply.copy)], { type: 'application/octet-stream' }), 'copy.pgp');
+  for (const file of reply.attachments) form.append('attachment', file, file.name);
+  const res = await request(linkPath(linkId, 'replies'), { method: 'POST', headers: { ...HEADERS, Accept: 'application/json' }, body: form });
+  try {
+    return (await res.json()) as ReplySentResponse;
+  } catch {
+    throw new ApiFailure(res.status, 'server', null);
   }
 }

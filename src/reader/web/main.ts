@@ -16,6 +16,9 @@ import { decryptBlob, parseSecureContent } from './decrypt.js';
 import { browserLanguage, setLanguage } from './i18n.js';
 import { accessCodeView, oneTimeCodeView, type CheckContext } from './views/check.js';
 import { messageView } from './views/message.js';
+import { conversationView } from './views/conversation.js';
+import { encryptBlob, parseReplyCopy } from './views/reply.js';
+import type { ReplyCopy } from '../api.js';
 import { initShell, setOrganisation, show } from './views/shell.js';
 import { decryptErrorView, errorView, expiredView, loadingView, lockedView, revokedView, unknownView } from './views/status.js';
 
@@ -137,10 +140,29 @@ async function reveal(linkId: string, kLink: Uint8Array, res: VerifyResponse): P
   } catch {
     return show(decryptErrorView());
   }
+  const message = messageView({
+    content,
+    attachment: async (blobId) => decryptBlob(openpgp, contentKey, await api.blob(linkId, blobId)),
+  });
   show(
-    messageView({
-      content,
-      attachment: async (blobId) => decryptBlob(openpgp, contentKey, await api.blob(linkId, blobId)),
+    conversationView({
+      message,
+      subject: content.subject,
+      load: () => api.replies(linkId),
+      copy: async (replyId) => parseReplyCopy(await decryptBlob(openpgp, contentKey, await api.replyBlob(linkId, replyId))),
+      send: async ({ subject, text, files }) => {
+        // the recipient's own copy: encrypted here under K, like every blob; the server never sees it in clear
+        const copy: ReplyCopy = {
+          v: 1,
+          subject,
+          text,
+          date: new Date().toISOString(),
+          attachments: files.map((f) => ({ name: f.name, contentType: f.type || 'application/octet-stream', size: f.size })),
+        };
+        const sealed = await encryptBlob(openpgp, contentKey, new TextEncoder().encode(JSON.stringify(copy)));
+        const sent = await api.sendReply(linkId, { subject, text, copy: sealed, attachments: files });
+        return { id: sent.reply.id, createdAt: sent.reply.createdAt, copy };
+      },
     }),
   );
 }

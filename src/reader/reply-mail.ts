@@ -1,0 +1,156 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import type { Clock } from '../clock.js';
+import type { OriginSigner } from '../crypto/origin.js';
+import { deliverJob, type Route } from '../deliver/deliver-job.js';
+import type { Spool } from '../spool/spool.js';
+import type { SqliteBackend } from '../store/sqlite-backend.js';
+
+/**
+ * A recipient's reply from the reader, made into ordinary mail for the
+ * original sender inside the organisation and queued like any mail the relay
+ * makes (src/pipeline/relay-mail.ts): spooled with fsync, then recorded with
+ * its delivery job to the internal route, its secure_replies row and the
+ * `replied` event in one commit. The plaintext spool file goes once the
+ * deliver job has no recipient pending (as for every message).
+ */
+
+export interface ReplyAttachmentFile {
+  name: string;
+  contentType: string;
+  /** The uploaded plaintext, streamed into the mail (never read whole). */
+  path: string;
+  size: number;
+}
+
+export interface ReplyMailInput {
+  /** secure_replies.id; also the local part of the Message-ID. */
+  replyId: string;
+  /** The secure message and link replied to. */
+  secureId: string;
+  linkId: string;
+  /** Queue id of the secure message: events are recorded under it. */
+  about: string;
+  /** The recipient's address as the link verified it: From and envelope sender. */
+  from: string;
+  /** The original's envelope sender. */
+  to: string;
+  subject: string;
+  text: string;
+  /** Message-ID of the original (secure_messages.origin_message_id), for In-Reply-To/References. */
+  inReplyTo: string | undefined;
+  attachments: ReplyAttachmentFile[];
+  /** Blob id of the recipient's copy (encrypted in the browser), already written. */
+  copyBlob: string;
+}
+
+export interface ReplyMailer {
+  /** Composes, spools and queues the reply; resolves to its queue id and Message-ID. */
+  queue(input: ReplyMailInput): Promise<{ queueId: string; messageId: string }>;
+}
+
+export interface ReplyMailerDeps {
+  backend: SqliteBackend;
+  spool: Spool;
+  clock: Clock;
+  signer: OriginSigner;
+  hostname: string;
+  /** Where replies go: the internal route (delivery.internalTarget, default delivery.target). */
+  route: Route;
+}
+
+/** `<replyId@hostname>`: a later answer's In-Reply-To finds the reply (and its thread) by the local part. */
+export function replyMessageId(replyId: string, hostname: string): string {
+  const host = hostname.replace(/[^A-Za-z0-9.-]/g, '') || 'localhost';
+  return `<${replyId}@${host}>`;
+}
+
+/** Writes a stream to a new spool file durably (file and directory fsynced). */
+async function writeSpoolFile(spool: Spool, id: string, source: Readable): Promise<number> {
+  const file = spool.pathOf(id);
+  let size = 0;
+  const out = fs.createWriteStream(file, { mode: 0o600, flush: true });
+  try {
+    await pipeline(
+      source,
+      async function* (chunks: AsyncIterable<Buffer | string>) {
+        for await (const chunk of chunks) {
+          const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+          size += bytes.length;
+          yield bytes;
+        }
+      },
+      out,
+    );
+  } catch (err) {
+    await fsp.rm(file, { force: true });
+    throw err;
+  }
+  await spool.syncDir();
+  return size;
+}
+
+export function createReplyMailer(deps: ReplyMailerDeps): ReplyMailer {
+  const { backend, spool, clock, signer, hostname, route } = deps;
+  const insertReply = backend.db.prepare(
+    'INSERT INTO secure_replies (id, message_id, link_id, created_at, blob, queue_id) VALUES (?, ?, ?, ?, ?, ?)',
+  );
+  return {
+    async queue(input) {
+      const messageId = replyMessageId(input.replyId, hostname);
+      const queueId = `${input.about}-reply-${crypto.randomBytes(6).toString('hex')}`;
+      const now = clock.now();
+      const composer = new MailComposer({
+        from: { name: '', address: input.from },
+        to: { name: '', address: input.to },
+        subject: input.subject,
+        messageId,
+        date: new Date(now),
+        ...(input.inReplyTo ? { inReplyTo: input.inReplyTo, references: [input.inReplyTo] } : {}),
+        text: input.text,
+        attachments: input.attachments.map((a) => ({
+          filename: a.name,
+          contentType: a.contentType,
+          content: fs.createReadStream(a.path),
+          contentDisposition: 'attachment' as const,
+        })),
+        headers: { 'X-Zegel-Origin': signer.sign(messageId) },
+        newline: 'win',
+        disableFileAccess: true,
+        disableUrlAccess: true,
+      });
+      const size = await writeSpoolFile(spool, queueId, composer.compile().createReadStream());
+      try {
+        await backend.committer.write(() => {
+          backend.store.insertReceivedSync({
+            id: queueId,
+            receivedAt: now,
+            mailFrom: input.from,
+            size,
+            messageId,
+            origin: 'notification',
+            // NOTIFY=NEVER as for every relay-made mail: a bounce must not loop back through the reader's address
+            recipients: [{ address: input.to, notify: ['NEVER'] }],
+          });
+          backend.queue.insertSync([deliverJob(queueId, route, [0])]);
+          insertReply.run(input.replyId, input.secureId, input.linkId, now, input.copyBlob, queueId);
+          backend.store.appendEventSync({
+            messageId: input.about,
+            recipient: input.from,
+            type: 'replied',
+            detail: { linkId: input.linkId, reply: input.replyId, mail: queueId, attachments: input.attachments.length, bytes: size },
+          });
+        });
+      } catch (err) {
+        await spool.remove(queueId);
+        throw err;
+      }
+      backend.queue.poke();
+      return { queueId, messageId };
+    },
+  };
+}
