@@ -35,6 +35,8 @@ const result = await esbuild.build({
   absWorkingDir: root,
   entryPoints: [
     { in: path.join(web, 'main.ts'), out: 'reader' },
+    // the sender's status page (/s/:id → status.html)
+    { in: path.join(web, 'status/main.ts'), out: 'status' },
     { in: path.join(web, 'reader.css'), out: 'reader' },
     { in: path.join(web, 'frame.css'), out: 'reader-frame' },
   ],
@@ -58,6 +60,7 @@ const result = await esbuild.build({
 if (result.errors.length > 0) process.exit(1);
 
 await copyFile(path.join(web, 'index.html'), path.join(outdir, 'index.html'));
+await copyFile(path.join(web, 'status/status.html'), path.join(outdir, 'status.html'));
 
 const outputs = Object.entries(result.metafile.outputs).map(([file, o]) => `${path.relative(root, path.resolve(root, file))} ${(o.bytes / 1024).toFixed(0)} KiB`);
 console.log(`build-reader: ${outputs.join(', ')}, ${path.relative(root, path.join(outdir, 'index.html'))}`);

@@ -29,6 +29,7 @@ import { startReader, type RunningReader } from './reader/server.js';
 import { createSmsDriver, type SmsDriver } from './reader/sms.js';
 import { readerAssetsDir } from './reader/assets.js';
 import { createReplyMailer } from './reader/reply-mail.js';
+import { createStatusService } from './reader/status-service.js';
 
 export interface RelayOptions {
   config: Config;
@@ -157,6 +158,7 @@ export class Relay {
         return { method: resolved.method, phone: resolved.phone, language: resolved.language, hasAccessCode: resolved.accessCodeHashes.length > 0 };
       },
       composeNotification: (request) => this.notifier.notification(request),
+      composeReceipt: (request) => this.notifier.receipt(request),
     });
     this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? config.delivery.concurrency });
     this.backend.queue.work('secure', secureDelivery.handle, { concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) });
@@ -210,7 +212,23 @@ export class Relay {
   #openReader(): Promise<RunningReader> {
     const { config, clock, backend, spool, notifier } = this;
     const deps = { backend, spool, clock };
+    const status = createStatusService({
+      config,
+      clock,
+      log: this.log,
+      backend,
+      spool,
+      notifier,
+      revocations: {
+        revokeLink: (linkId, actor) => this.revocations.revokeLink(linkId, actor),
+        revokeMessage: (secureId, actor) => this.revocations.revokeMessage(secureId, actor),
+        scheduleLinkRevoke: (linkId, at, actor) => this.scheduleRevoke({ linkId }, at, actor),
+        scheduleMessageRevoke: (secureId, at, actor) => this.scheduleRevoke({ secureId }, at, actor),
+      },
+    });
     return startReader({
+      status,
+      onVerified: (link) => status.verified(link),
       config,
       db: backend.db,
       clock,

@@ -49,6 +49,34 @@ export interface ForgotNoticeInput {
   now: number;
 }
 
+const CHECKS: Record<Language, Record<VerificationMethod, string>> = {
+  nl: { none: 'geen extra controle', 'access-code': 'toegangscode', 'email-code': 'eenmalige code per e-mail', 'sms-code': 'eenmalige code per sms' },
+  en: { none: 'no extra check', 'access-code': 'access code', 'email-code': 'one-time code by e-mail', 'sms-code': 'one-time code by text message' },
+};
+
+export interface ReceiptInput {
+  language: Language;
+  /** The sender (envelope sender of the original). */
+  to: string;
+  recipients: Array<{ address: string; method: VerificationMethod }>;
+  /** The original subject, stripped of opt-in tags; left out when `subjectSensitive`. */
+  subject: string;
+  subjectSensitive: boolean;
+  /** `<reader.publicUrl>/s/<statusId>#<K_link_s>` */
+  link: string;
+  expiresAt: number;
+  now: number;
+}
+
+export interface FirstOpenInput {
+  language: Language;
+  /** The sender. */
+  to: string;
+  recipient: string;
+  openedAt: number;
+  now: number;
+}
+
 export interface NotifierDeps {
   config: Config;
   signer: OriginSigner;
@@ -128,6 +156,36 @@ export class Notifier {
       originalSubject: subject,
     };
     return this.#compose('forgot-notice', input.language, view, { to: input.to, from: this.#orgFrom(), now: input.now });
+  }
+
+  /** The sender's receipt: who gets the message, with which check, until when, and the status link. */
+  async receipt(input: ReceiptInput): Promise<ComposedMail> {
+    const lang = input.language;
+    this.#common(lang, false);
+    const recipients = input.recipients.map((r) => {
+      if (!(r.method in CHECKS[lang])) throw new ZegelError('ZEGEL_NOTIFY_INPUT', `unknown verification method ${JSON.stringify(r.method)}`);
+      return { address: checkMailbox(r.address, 'a recipient'), check: CHECKS[lang][r.method] };
+    });
+    const view = {
+      ...this.#common(lang, false),
+      noReplies: true,
+      recipients,
+      originalSubject: input.subjectSensitive ? '' : oneLine(input.subject),
+      link: checkLink(input.link),
+      expires: formatDateTime(input.expiresAt, lang),
+    };
+    return this.#compose('receipt', lang, view, { to: input.to, from: this.#orgFrom(), now: input.now });
+  }
+
+  /** The optional mail to the sender when a recipient first opens the message. */
+  async firstOpen(input: FirstOpenInput): Promise<ComposedMail> {
+    const view = {
+      ...this.#common(input.language, false),
+      noReplies: true,
+      recipient: checkMailbox(input.recipient, 'the recipient'),
+      openedAt: formatDateTime(input.openedAt, input.language),
+    };
+    return this.#compose('first-open', input.language, view, { to: input.to, from: this.#orgFrom(), now: input.now });
   }
 
   /** What every template may use: organisation, colours, logo, help text. */

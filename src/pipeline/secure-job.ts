@@ -13,6 +13,8 @@ import type { SecureLinkInsert, SecureStore } from '../store/secure.js';
 import type { SqliteBackend } from '../store/sqlite-backend.js';
 import { encryptContent } from './secure-content.js';
 import { ThreadFinder } from '../reader/reply-thread.js';
+import { mintStatusLink, statusUrl, type MintedStatusLink } from '../reader/status-keys.js';
+import { StatusStore } from '../reader/status-store.js';
 
 export interface SecurePayload {
   messageId: string;
@@ -50,6 +52,19 @@ export interface NotificationRequest {
   now: number;
 }
 
+export interface ReceiptRequest {
+  language: Language;
+  /** The envelope sender. */
+  to: string;
+  recipients: Array<{ address: string; method: Method }>;
+  subject: string;
+  subjectSensitive: boolean;
+  /** `<publicUrl>/s/<statusId>#<K_link_s>` */
+  link: string;
+  expiresAt: number;
+  now: number;
+}
+
 export interface SecureDeps {
   config: Config;
   clock: Clock;
@@ -61,6 +76,8 @@ export interface SecureDeps {
   resolveRecipient: (address: string) => Promise<RecipientSettings>;
   /** Renders one notification; resolves to its Message-ID and raw bytes. */
   composeNotification: (request: NotificationRequest) => Promise<{ messageId: string; raw: Buffer }>;
+  /** Renders the sender's receipt with the status link (config receipts.sender); absent: no receipt. */
+  composeReceipt?: ((request: ReceiptRequest) => Promise<{ messageId: string; from: string; raw: Buffer }>) | undefined;
 }
 
 /** Subject tags that change how a message is sent: `[sms:+316…]` and `[verloopt:7d]`. */
@@ -97,9 +114,11 @@ export function readSubjectTags(subject: string, optInTags: readonly string[]): 
  */
 export class SecureDelivery {
   readonly #deps: SecureDeps;
+  readonly #status: StatusStore;
 
   constructor(deps: SecureDeps) {
     this.#deps = deps;
+    this.#status = new StatusStore(deps.backend.db);
   }
 
   /** The conversation an answer continues (In-Reply-To/References name a reader reply or a secure original), if any. */
@@ -187,6 +206,25 @@ export class SecureDelivery {
       await spool.write(id, mail.raw);
       notifications.push({ id, idx: rcpt.idx, address: rcpt.address, messageId: mail.messageId, size: mail.raw.length, method, linkId });
     }
+    // the sender's receipt with the status link (K_link_s only in that mail, like a recipient's K_link)
+    let receipt: { id: string; status: MintedStatusLink; messageId: string; from: string; size: number; to: string } | undefined;
+    if (this.#deps.composeReceipt && config.receipts.sender && message.mailFrom && mailbox.test(message.mailFrom)) {
+      const status = mintStatusLink(contentKey, secureId);
+      const mail = await this.#deps.composeReceipt({
+        language: config.notification.language.default,
+        to: message.mailFrom,
+        recipients: notifications.map((n) => ({ address: n.address, method: n.method })),
+        subject: tags.stripped,
+        subjectSensitive: job.payload.subjectSensitive ?? false,
+        link: statusUrl(config.reader.publicUrl, status.statusId, status.kLink),
+        expiresAt,
+        now,
+      });
+      status.kLink.fill(0);
+      const id = `${messageId}-receipt`;
+      await spool.write(id, mail.raw);
+      receipt = { id, status, messageId: mail.messageId, from: mail.from, size: mail.raw.length, to: message.mailFrom };
+    }
     contentKey.fill(0);
     const threadId = (await this.#threadOf(messageId)) ?? secureId;
 
@@ -208,6 +246,22 @@ export class SecureDelivery {
         });
         backend.queue.insertSync([deliverJob(n.id, 'target', [0])]);
         backend.store.appendEventSync({ messageId, recipient: n.address, type: 'notification-queued', detail: { notification: n.id, method: n.method, link: n.linkId } });
+      }
+      if (receipt) {
+        const { status } = receipt;
+        this.#status.setStatusSync(secureId, { statusId: status.statusId, tokenHash: status.tokenHash, wrap: status.wrap, kSrv: status.kSrv });
+        backend.store.insertReceivedSync({
+          id: receipt.id,
+          receivedAt: now,
+          mailFrom: receipt.from,
+          size: receipt.size,
+          messageId: receipt.messageId,
+          origin: 'notification',
+          // NOTIFY=NEVER: a bounce of the receipt must not loop back to the no-reply address
+          recipients: [{ address: receipt.to, notify: ['NEVER'] }],
+        });
+        backend.queue.insertSync([deliverJob(receipt.id, 'internal', [0])]);
+        backend.store.appendEventSync({ messageId, recipient: receipt.to, type: 'mail-queued', detail: { mail: receipt.id, kind: 'receipt', status: status.statusId } });
       }
       return backend.store.recordAttemptSync(
         messageId,

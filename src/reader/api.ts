@@ -145,3 +145,94 @@ export interface ReplyCopy {
   date: string;
   attachments: Array<{ name: string; contentType: string; size: number }>;
 }
+
+/*
+ * The sender's status page (src/reader/routes/status.ts, src/reader/web/status/).
+ *
+ * - `GET  /s/:statusId`                      the status page shell (the same bytes for every id)
+ * - `POST /api/status/:statusId`             → StatusResponse
+ * - `POST /api/status/:statusId/key`         → StatusKeyResponse (W_s and K_srv_s)
+ * - `POST /api/status/:statusId/revoke`      StatusRevokeRequest → StatusResponse
+ * - `POST /api/status/:statusId/resend`      StatusResendRequest → StatusResendResponse
+ *
+ * Every request carries `X-Zegel-Reader: 1` and the status token in the header
+ * `X-Zegel-Status` (base64url of HKDF-SHA256(K_link_s, "zegel/v1/status" ‖ statusId),
+ * src/reader/status-keys.ts); the fragment K_link_s never leaves the browser.
+ * An unknown status id and a wrong token get the same 404 `unknown-link`.
+ * Errors are `StatusApiError`.
+ */
+
+export const STATUS_TOKEN_HEADER = 'x-zegel-status';
+
+export type NotificationState = 'pending' | 'delivered' | 'failed';
+
+export interface StatusRecipient {
+  /** The recipient's current link (a resend replaces it). */
+  linkId: string;
+  address: string;
+  method: Method;
+  language: Language;
+  /** active | revoked | expired */
+  state: 'active' | 'revoked' | 'expired';
+  notification: NotificationState;
+  /** ISO times over all of the recipient's links. */
+  firstOpenedAt?: string;
+  lastOpenedAt?: string;
+  downloads: number;
+  lastDownloadAt?: string;
+  replies: number;
+  lastReplyAt?: string;
+  /** ISO: a scheduled revocation of this recipient's link. */
+  revokeAt?: string;
+  /** How many times a fresh link was sent. */
+  resent: number;
+}
+
+export interface StatusResponse {
+  secureId: string;
+  /** ISO */
+  sentAt: string;
+  expiresAt: string;
+  /** active | revoked | expired | purged */
+  state: string;
+  revokeAt?: string;
+  /** The sender's language (notification.language.default). */
+  language: Language;
+  organisation: Organisation;
+  recipients: StatusRecipient[];
+}
+
+export interface StatusKeyResponse {
+  secureId: string;
+  statusId: string;
+  /** W_s and K_srv_s, base64url. */
+  wrap: string;
+  kSrv: string;
+}
+
+export interface StatusRevokeRequest {
+  /** One recipient's current link; omitted: every recipient. */
+  linkId?: string;
+  /** ISO moment in the future; omitted: now. */
+  at?: string;
+}
+
+export interface StatusResendRequest {
+  /** The recipient's current link, which the new one replaces. */
+  linkId: string;
+  /** All base64url: a fresh 128-bit id, W' (60 bytes), K_srv' and K_link' (32 bytes each). */
+  newLinkId: string;
+  wrap: string;
+  kSrv: string;
+  kLink: string;
+}
+
+export interface StatusResendResponse {
+  linkId: string;
+}
+
+export type StatusApiErrorCode = 'unknown-link' | 'bad-request' | 'csrf' | 'not-active' | 'unavailable';
+
+export interface StatusApiError {
+  error: StatusApiErrorCode;
+}

@@ -11,6 +11,8 @@ import { LinkStore, type LinkRow } from './links.js';
 import { registerApi } from './routes/api.js';
 import { ApiFailure } from './routes/errors.js';
 import { registerPages } from './routes/pages.js';
+import { registerStatus } from './routes/status.js';
+import type { StatusService } from './status-service.js';
 import { registerReply } from './routes/reply.js';
 import type { ReplyMailer } from './reply-mail.js';
 import { Sessions } from './sessions.js';
@@ -36,6 +38,10 @@ export interface ReaderDeps {
   sms: SmsDriver;
   /** argon2id hashes for the recipient: the address's first, then its @domain's. */
   accessCodes: (address: string) => Promise<string[]>;
+  /** The sender's status page (/s/:id and /api/status/…); absent: not served. */
+  status?: StatusService | undefined;
+  /** After a passed check, before the link's open times are set (first-open mail to the sender). */
+  onVerified?: ((link: LinkRow) => Promise<void>) | undefined;
   /** The built page bundle (dist/reader): index.html, reader.js, reader.css … */
   assetsDir: string;
   /** Queues a recipient's reply to the sender (src/reader/reply-mail.ts); without it replies answer 503. */
@@ -118,6 +124,7 @@ export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
   });
   await registerReply(app, { deps, log });
   registerPages(app, deps.assetsDir);
+  if (deps.status) registerStatus(app, { deps, log, status: deps.status });
 
   const { host, port } = deps.config.reader.listen;
   await app.listen({ host, port });

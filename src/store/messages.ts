@@ -55,6 +55,8 @@ export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'd
   | 'code-sent' | 'check-passed' | 'check-failed' | 'locked' | 'forgot-code' | 'opened' | 'downloaded'
   // revocation, expiry and purge (src/store/revocation.ts), operator commands (src/cli/messages-commands.ts)
   | 'revoked' | 'expired' | 'purged' | 'revoke-scheduled' | 'admin-action'
+  // the sender's status page (src/reader/routes/status.ts)
+  | 'link-resent'
   // a recipient's reply from the reader (src/reader/routes/reply.ts); no content
   | 'replied';
 

@@ -182,6 +182,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
         throw new ApiFailure(401, { error: 'wrong-code', attemptsLeft });
       }
     }
+    await deps.onVerified?.(link);
     links.markVerified(link.id, s.idHash, clock.now());
     await event(link, request, 'check-passed', { method: link.method });
     log.info({ linkId: link.id, method: link.method }, 'reader: check passed');

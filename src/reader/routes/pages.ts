@@ -45,6 +45,12 @@ export function registerPages(app: FastifyInstance, assetsDir: string): void {
     return sendFile(reply, path.join(root, 'index.html'));
   });
 
+  // the sender's status page: also the same bytes for every id
+  app.get('/s/:statusId', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+    return sendFile(reply, path.join(root, 'status.html'));
+  });
+
   app.get('/assets/*', async (request, reply) => {
     const rest = (request.params as { '*'?: string })['*'] ?? '';
     const segments = rest.split('/');
