@@ -13,7 +13,7 @@ t.test('revoke for one recipient: the other still decrypts; the revoked one gets
   const sent = await sendSecure(s, ['piet@extern.test', 'klaas@extern.test']);
   const [piet, klaas] = sent.links;
   t.ok(piet && klaas, 'two links');
-  t.equal((await decryptWithLink(s, sent, piet!)).text.includes('123456782'), true, 'piet decrypts before');
+  t.match((await decryptWithLink(s, sent, piet!)).text, /123456782/, 'piet decrypts before');
   const blobsBefore = blobFiles(s, sent.secureId);
   t.ok(blobsBefore.length >= 2, `body and attachment blobs stored: ${blobsBefore.join(', ')}`);
 
