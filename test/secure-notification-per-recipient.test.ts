@@ -11,7 +11,7 @@ import path from 'node:path';
 
 t.test('one notification per external recipient, each with its own link; a BCC recipient is never revealed', async (t) => {
   const sink = await startSink(t);
-  const relay = await startRelay(t, { organisation: { name: 'Voorbeeldzorg', domains: ['zorg.test'] }, delivery: { target: sink.url }, notification: { language: { byDomain: { 'example.co.uk': 'en' } } } });
+  const relay = await startRelay(t, { organisation: { name: 'Voorbeeldzorg', domains: ['zorg.test'] }, delivery: { target: sink.url }, receipts: { sender: false }, notification: { language: { byDomain: { 'example.co.uk': 'en' } } } });
   const result = await swaks(relay.port, [
     '--from', 'jan@zorg.test',
     '--to', 'a@extern.test,b@example.co.uk,verborgen@geheim.test,collega@zorg.test',
@@ -57,7 +57,7 @@ t.test('one notification per external recipient, each with its own link; a BCC r
 
 t.test('a finding in the subject gives the notification a neutral subject; a null sender still gets a notification out', async (t) => {
   const sink = await startSink(t);
-  const relay = await startRelay(t, { organisation: { name: 'Voorbeeldzorg', domains: ['zorg.test'] }, delivery: { target: sink.url } });
+  const relay = await startRelay(t, { organisation: { name: 'Voorbeeldzorg', domains: ['zorg.test'] }, delivery: { target: sink.url }, receipts: { sender: false } });
   const sensitive = await swaks(relay.port, ['--from', 'jan@zorg.test', '--to', 'a@extern.test', '--header', 'Subject: Dossier BSN 123456782', '--body', 'Zie bijlage.']);
   t.equal(sensitive.code, 0, sensitive.stderr);
   const bounceLike = await swaks(relay.port, ['--from', '<>', '--to', 'b@extern.test', '--header', 'Subject: [veilig] retour', '--header', 'From: <>', '--body', 'Tekst.']);
