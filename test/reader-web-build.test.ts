@@ -14,7 +14,16 @@ const build = spawnSync(process.execPath, ['scripts/build-reader.mjs', '--outdir
 
 t.test('the build succeeds and writes the fixed files', async (t) => {
   t.equal(build.status, 0, `build output: ${build.stdout}${build.stderr}`);
-  t.same(readdirSync(outdir).sort(), ['index.html', 'reader-frame.css', 'reader.css', 'reader.js']);
+  t.same(readdirSync(outdir).sort(), ['index.html', 'reader-frame.css', 'reader.css', 'reader.js', 'status.html', 'status.js']);
+});
+
+t.test('status.html: external assets only, no inline code, no absolute URLs', async (t) => {
+  const html = readFileSync(path.join(outdir, 'status.html'), 'utf8');
+  t.match(html, /<script type="module" src="\/assets\/status\.js"><\/script>/);
+  for (const [, , body] of html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/gi)) t.equal(body?.trim(), '', 'no inline script');
+  t.notMatch(html, /<style\b|\sstyle\s*=|\son[a-z]+\s*=|javascript:/i, 'no inline style or handler');
+  t.match(html, /<noscript>[\s\S]*JavaScript/);
+  t.notMatch(html, /https?:\/\//, 'no absolute URLs at all');
 });
 
 t.test('index.html: Dutch, viewport, external assets only, noscript in both languages', async (t) => {
@@ -55,13 +64,15 @@ function stripComments(code: string): string {
   return code.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
 }
 
-t.test('the bundle names no third-party host', async (t) => {
-  const js = stripComments(readFileSync(path.join(outdir, 'reader.js'), 'utf8'));
-  const urls = [...js.matchAll(/https?:\/\/[^\s"'`)\\]*/g)].map((m) => m[0]);
-  const unexpected = urls.filter((u) => !NOT_FETCHED.has(u));
-  t.same(unexpected, [], 'only namespace identifiers and comment strings');
-  t.notMatch(js, /\bimport\s*\(/, 'no dynamic imports: one file, nothing loaded later');
-  t.notMatch(js, /sourceMappingURL/);
+t.test('the bundles name no third-party host', async (t) => {
+  for (const bundle of ['reader.js', 'status.js']) {
+    const js = stripComments(readFileSync(path.join(outdir, bundle), 'utf8'));
+    const urls = [...js.matchAll(/https?:\/\/[^\s"'`)\\]*/g)].map((m) => m[0]);
+    const unexpected = urls.filter((u) => !NOT_FETCHED.has(u));
+    t.same(unexpected, [], `${bundle}: only namespace identifiers and comment strings`);
+    t.notMatch(js, /\bimport\s*\(/, `${bundle}: no dynamic imports, one file, nothing loaded later`);
+    t.notMatch(js, /sourceMappingURL/);
+  }
   for (const sheet of ['reader.css', 'reader-frame.css']) {
     const css = readFileSync(path.join(outdir, sheet), 'utf8');
     t.notMatch(css, /url\(/, `${sheet} loads nothing (no fonts, no images)`);
