@@ -11,6 +11,8 @@ import { launchBrowser } from './helpers/browser.js';
 import { startRelay, waitFor, type TestRelay } from './helpers/relay.js';
 import { startSink, type TestSink } from './helpers/sink.js';
 
+type SendMailOptions = Parameters<ReturnType<typeof nodemailer.createTransport>['sendMail']>[0];
+
 /** A relay whose reader listens where its links point; no check (method none) so the tests go straight to the message. */
 async function setup(t: Test, extra: Record<string, unknown> = {}): Promise<{ relay: TestRelay; sink: TestSink }> {
   const sink = await startSink(t);
@@ -42,7 +44,7 @@ function allFiles(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? allFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]));
 }
 
-async function send(relay: TestRelay, mail: nodemailer.SendMailOptions & { envelope: { from: string; to: string[] } }): Promise<string> {
+async function send(relay: TestRelay, mail: SendMailOptions & { envelope: { from: string; to: string[] } }): Promise<string> {
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, secure: false, ignoreTLS: true });
   try {
     const info = await transport.sendMail(mail);
@@ -65,7 +67,7 @@ async function linkFor(sink: TestSink, to: string, n = 0): Promise<string> {
   }, 20_000, 'the notification');
 }
 
-async function secureMessage(relay: TestRelay, sink: TestSink, extra: Partial<nodemailer.SendMailOptions> = {}): Promise<{ link: string; queueId: string; messageId: string }> {
+async function secureMessage(relay: TestRelay, sink: TestSink, extra: Partial<SendMailOptions> = {}): Promise<{ link: string; queueId: string; messageId: string }> {
   const messageId = `<orig-${crypto.randomBytes(6).toString('hex')}@zorg.test>`;
   const queueId = await send(relay, {
     envelope: { from: 'jan@zorg.test', to: ['piet@extern.test'] },
