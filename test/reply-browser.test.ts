@@ -44,7 +44,7 @@ function allFiles(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? allFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]));
 }
 
-async function send(relay: TestRelay, mail: SendMailOptions & { envelope: { from: string; to: string[] } }): Promise<string> {
+async function send(relay: TestRelay, mail: SendMailOptions): Promise<string> {
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, secure: false, ignoreTLS: true });
   try {
     const info = await transport.sendMail(mail);
