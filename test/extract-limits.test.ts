@@ -196,10 +196,14 @@ t.test('timeout: slow input counts, a slow consumer does not', async (t) => {
   for (let i = 0; i < 5; i++) files[`f${i}.txt`] = `tekst ${i}`;
   const archive = bytes(withZip('a.zip', await zip(files)));
   const seen: string[] = [];
-  for await (const e of extractMessage(Readable.from([archive]), { ...LIMITS, timeout: 40 })) {
+  // the consumer spends far longer than the timeout in all (60 ms per event); the extraction itself takes a
+  // few ms, with room for a loaded machine
+  const started = Date.now();
+  for await (const e of extractMessage(Readable.from([archive]), { ...LIMITS, timeout: 250 })) {
     seen.push(e.type);
-    await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, 60));
   }
+  t.ok(Date.now() - started > 250, 'the consumer took longer than the timeout');
   t.notOk(seen.includes('unscannable'), 'time spent by the consumer is not counted');
 });
 
