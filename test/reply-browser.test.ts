@@ -246,7 +246,7 @@ t.test('CSRF, sessions, size and type: refused with a readable answer', async (t
   res = await fetch(url, { method: 'POST', headers: { 'X-Zegel-Reader': '1', cookie }, body: f });
   t.equal(res.status, 400, 'a copy that is not ciphertext is refused');
   t.equal((relay.relay.backend.db.prepare('SELECT COUNT(*) AS n FROM secure_replies').get() as { n: number }).n, 0, 'nothing was recorded');
-  t.same(fs.readdirSync(path.join(relay.dataDir, 'spool', 'reply-uploads')), [], 'no upload files are left');
+  t.same(fs.readdirSync(path.join(relay.dataDir, 'uploads')), [], 'no upload files are left');
 
   // in the browser: the page refuses before uploading, with a readable message
   const { page } = await launchBrowser(t);

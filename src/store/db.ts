@@ -165,6 +165,11 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX secure_replies_message ON secure_replies(message_id);
   `,
+  // the purge job's due-revocation scans
+  `
+  CREATE INDEX secure_links_revoke ON secure_links(revoke_at) WHERE revoke_at IS NOT NULL;
+  CREATE INDEX secure_messages_revoke ON secure_messages(revoke_at) WHERE revoke_at IS NOT NULL;
+  `,
 ];
 
 /**

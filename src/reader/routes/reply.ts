@@ -24,7 +24,7 @@ import { ApiFailure, badRequest, unavailable, unknownLink } from './errors.js';
  *
  * Only for a verified session of the link (the cookie is SameSite=Strict and
  * every POST needs `X-Zegel-Reader: 1`, checked by the server's onRequest
- * hook). Attachments stream to files under `<data.dir>/spool/reply-uploads/`
+ * hook). Attachments stream to files under `<data.dir>/uploads/`
  * and from there into the composed mail in the spool (never held whole); the
  * upload files go as soon as the mail is spooled (or the request fails).
  * The recipient's copy arrives encrypted under K (the page did it) and is
@@ -53,7 +53,7 @@ interface ReplyRow {
 }
 
 export function uploadsDir(dataDir: string): string {
-  return path.join(dataDir, 'spool', 'reply-uploads');
+  return path.join(dataDir, 'uploads');
 }
 
 /** Reads a part's stream to its end, discarding it (the parser needs every part consumed). */
