@@ -99,7 +99,7 @@ function sealingClassifier(calls: Call[]): ClassifyMessage {
 t.test('the relay\'s own notification passes again unclassified, once, and only to the recipient it was made for', async (t) => {
   const calls: Call[] = [];
   const sink = await startSink(t);
-  const { port, logs } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { classify: sealingClassifier(calls) });
+  const { port, logs } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url }, receipts: { sender: false } }, { classify: sealingClassifier(calls) });
   t.match(await send(port, lines(`From: <${SENDER}>`, `To: <${EXTERNAL}>`, 'Subject: dossier', '', 'GEHEIM'), [EXTERNAL]), /^250 /);
   const notification = await waitFor(() => sink.messages[0], 20_000, 'the notification');
   t.match(notification.raw.toString('latin1'), /^X-Zegel-Origin: v1 /m, 'the notification carries X-Zegel-Origin');
