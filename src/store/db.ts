@@ -1,11 +1,12 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
+import { GENESIS_HASH, chainEventsSync, registerAuditFunctions } from '../audit/chain.js';
 
 export type Db = Database.Database;
 
-/** Schema migrations, applied in order; `user_version` records how far a file is. */
-const MIGRATIONS: string[] = [
+/** Schema migrations, applied in order; `user_version` records how far a file is. A function runs SQL and JS in the same transaction. */
+const MIGRATIONS: Array<string | ((db: Db) => void)> = [
   `
   CREATE TABLE messages (
     id           TEXT PRIMARY KEY,
@@ -170,6 +171,49 @@ const MIGRATIONS: string[] = [
   CREATE INDEX secure_links_revoke ON secure_links(revoke_at) WHERE revoke_at IS NOT NULL;
   CREATE INDEX secure_messages_revoke ON secure_messages(revoke_at) WHERE revoke_at IS NOT NULL;
   `,
+  // the audit trail (src/audit): a hash chain over events, signed chain heads, the anchor a retention purge leaves
+  (db) => {
+    db.exec(`
+      DROP TRIGGER events_no_update;
+      ALTER TABLE events ADD COLUMN prev_hash TEXT;
+      ALTER TABLE events ADD COLUMN hash TEXT;
+      CREATE TABLE audit_anchor (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        seq          INTEGER NOT NULL,            -- the last record removed from the start of the chain
+        hash         TEXT NOT NULL,               -- its hash: the prev_hash of the first record kept
+        at           INTEGER NOT NULL
+      );
+      CREATE TABLE audit_checkpoints (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq          INTEGER NOT NULL,            -- the chain head this checkpoint signs
+        hash         TEXT NOT NULL,
+        at           INTEGER NOT NULL,
+        key_id       TEXT NOT NULL,               -- SHA-256 of the public key (SPKI DER), hex, first 16
+        signature    TEXT NOT NULL                -- Ed25519 over checkpointBytes (src/audit/checkpoint.ts), base64
+      );
+      CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+      CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+    `);
+    chainEventsSync(db);
+    // the only update an event may see: its hashes, once, by the chain trigger right after its insert
+    db.exec(`
+      CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        WHEN OLD.hash IS NOT NULL OR NEW.seq IS NOT OLD.seq OR NEW.at IS NOT OLD.at OR NEW.message_id IS NOT OLD.message_id
+          OR NEW.recipient IS NOT OLD.recipient OR NEW.type IS NOT OLD.type OR NEW.detail IS NOT OLD.detail
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+      CREATE TRIGGER events_chain AFTER INSERT ON events WHEN NEW.hash IS NULL
+        BEGIN
+          UPDATE events SET prev_hash = COALESCE(
+              (SELECT e.hash FROM events e WHERE e.seq < NEW.seq ORDER BY e.seq DESC LIMIT 1),
+              (SELECT a.hash FROM audit_anchor a WHERE a.id = 1),
+              '${GENESIS_HASH}')
+            WHERE seq = NEW.seq;
+          UPDATE events SET hash = zegel_audit_hash(prev_hash, seq, at, message_id, recipient, type, detail) WHERE seq = NEW.seq;
+        END;
+    `);
+  },
 ];
 
 /**
@@ -184,10 +228,14 @@ export function openDb(dataDir: string): Db {
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  // the audit chain's hash runs in a trigger on every insert into events, from any connection opened here
+  registerAuditFunctions(db);
   const version = db.pragma('user_version', { simple: true }) as number;
   for (let i = version; i < MIGRATIONS.length; i++) {
     db.transaction(() => {
-      db.exec(MIGRATIONS[i]!);
+      const migration = MIGRATIONS[i]!;
+      if (typeof migration === 'string') db.exec(migration);
+      else migration(db);
       db.pragma(`user_version = ${i + 1}`);
     })();
   }
