@@ -27,7 +27,8 @@ export type ZegelErrorCode =
   | 'ZEGEL_MESSAGE_NOT_FOUND'
   | 'ZEGEL_RECIPIENT_NOT_FOUND'
   | 'ZEGEL_LINK_NOT_FOUND'
-  | 'ZEGEL_CLI_INPUT';
+  | 'ZEGEL_CLI_INPUT'
+  | 'ZEGEL_AUDIT_KEY';
 
 export class ZegelError extends Error {
   readonly code: ZegelErrorCode;

@@ -157,12 +157,23 @@ export const configSchema = strict({
     messages: duration.default(90 * 86400e3),
     audit: duration.default(6 * 365.25 * 86400e3),
   }).prefault({}),
+  /** The audit trail (src/audit): signed chain heads over the hash-chained event table. */
+  audit: strict({
+    /** Ed25519 private key (PEM, PKCS#8) that signs checkpoints; absent: data.dir/audit-signing.pem, made at the first start. */
+    signingKeyFile: z.string().min(1).optional(),
+    /** How often the relay signs the chain head. */
+    checkpointInterval: duration.default(10 * 60e3),
+  }).prefault({}),
   receipts: strict({
     sender: z.boolean().default(true),
     firstOpen: z.boolean().default(false),
   }).prefault({}),
   queue: strict({
     driver: z.enum(['sqlite']).default('sqlite'),
+  }).prefault({}),
+  metrics: strict({
+    /** The operations listener (/healthz, /readyz, /metrics): host:port, or off. Never the public reader port. */
+    listen: z.union([z.literal('off'), hostPort]).prefault('off'),
   }).prefault({}),
   log: strict({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
