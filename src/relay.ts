@@ -30,6 +30,10 @@ import { createSmsDriver, type SmsDriver } from './reader/sms.js';
 import { readerAssetsDir } from './reader/assets.js';
 import { createReplyMailer } from './reader/reply-mail.js';
 import { createStatusService } from './reader/status-service.js';
+import { Flag, Health } from './ops/health.js';
+import { Metrics } from './ops/metrics.js';
+import { startOpsServer, type OpsServer } from './ops/server.js';
+import { planReload, type ReloadPlan } from './ops/reload.js';
 
 export interface RelayOptions {
   config: Config;
@@ -80,8 +84,16 @@ export class Relay {
   #reader: RunningReader | undefined;
   readonly #ingress: Ingress;
   readonly #transports: Transport[];
-  readonly classifier: ClassifierService | undefined;
+  #classifier: ClassifierService | undefined;
   #stopped = false;
+  /** Prometheus metrics (src/ops/metrics.ts), served on `metrics.listen`. */
+  readonly metrics: Metrics;
+  /** Readiness checks: store, queue, rules, started (src/ops/health.ts). */
+  readonly health = new Health();
+  readonly #started = new Flag();
+  #ops: OpsServer | undefined;
+  /** The configuration in effect after SIGHUP reloads (live-safe keys only); `config` is the one started with. */
+  #live: Config;
 
   private constructor(options: RelayOptions) {
     const { config } = options;
@@ -89,19 +101,20 @@ export class Relay {
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? createLogger(config.log.level);
     // the rules first: a broken rule set stops start-up before anything is opened
-    if (!options.classify) {
-      this.classifier = new ClassifierService({
-        dir: config.rules.dir ?? shippedRulesDir(),
-        optInTags: config.classify.optInTags,
-        limits: config.classify.limits,
-        log: this.log,
-      });
-    }
+    this.#live = config;
+    if (!options.classify) this.#classifier = this.#newClassifier(config);
     fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
     this.#secret = loadRelaySecret(config.data.dir);
     this.signer = new OriginSigner(this.#secret);
     this.spool = new Spool(config.data.dir);
     this.backend = new SqliteBackend(config.data.dir, this.clock, this.log, { pollMs: options.pollMs });
+    const metrics = (this.metrics = new Metrics({ queueCounts: () => this.backend.queue.counts(), now: () => this.clock.now() }));
+    this.health
+      .check('store', () => this.backend.db.prepare('SELECT 1').get() !== undefined)
+      .check('queue', () => this.#started.value && !this.#stopped)
+      .check('rules', () => options.classify !== undefined || this.#classifier?.rules !== undefined)
+      .check('started', this.#started.get);
+    if (this.#classifier) this.#watchRules(this.#classifier);
     this.blobs = new BlobStore(config.data.dir);
     this.secure = new SecureStore(this.backend.db);
     this.directory = new Directory(this.backend.db, this.clock);
@@ -132,7 +145,8 @@ export class Relay {
       backend: this.backend,
       policy,
       dsn,
-      classify: options.classify ?? classifyWith(this.classifier!),
+      classify: timed(metrics, options.classify ?? classifyWith(() => this.#classifier!)),
+      metrics,
     });
     const delivery = new Delivery({
       clock: this.clock,
@@ -142,6 +156,7 @@ export class Relay {
       dsn,
       transports: { target, internal },
       retry: config.delivery.retry,
+      metrics,
     });
     const secureDelivery = new SecureDelivery({
       config,
@@ -159,12 +174,13 @@ export class Relay {
       },
       composeNotification: (request) => this.notifier.notification(request),
       composeReceipt: (request) => this.notifier.receipt(request),
+      metrics,
     });
     this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? config.delivery.concurrency });
     this.backend.queue.work('secure', secureDelivery.handle, { concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) });
     this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
     this.backend.queue.work('purge', this.#purge.handle, { concurrency: 1 });
-    this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs });
+    this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs, onAccepted: () => metrics.received() });
     if (!policy.senderDomainCheck) {
       this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
     }
@@ -174,18 +190,88 @@ export class Relay {
     const relay = new Relay(options);
     let address: { host: string; port: number };
     try {
+      // first: readiness answers (not ready) while the relay recovers and opens its listeners
+      const listen = relay.config.metrics.listen;
+      if (listen !== 'off') relay.#ops = await startOpsServer({ listen, health: relay.health, metrics: relay.metrics, log: relay.log });
       await relay.#recover();
       await relay.#purge.ensureScheduled(relay.backend.queue);
       relay.classifier?.watch();
       address = await relay.#ingress.listen();
       if (relay.#startReader) relay.#reader = await relay.#openReader();
+      relay.#started.value = true;
     } catch (err) {
       // e.g. the port is taken: close what was opened, so the process can exit with the error
       await relay.stop(0);
       throw err;
     }
-    relay.log.info({ smtp: `${address.host}:${address.port}`, reader: relay.#reader?.url, target: relay.config.delivery.target, dataDir: relay.config.data.dir }, 'relay started');
+    relay.log.info({ smtp: `${address.host}:${address.port}`, reader: relay.#reader?.url, ops: relay.#ops?.url, target: relay.config.delivery.target, dataDir: relay.config.data.dir }, 'relay started');
     return relay;
+  }
+
+  /** The active rules service (replaced when a reload changes rules.dir or classify settings). */
+  get classifier(): ClassifierService | undefined {
+    return this.#classifier;
+  }
+
+  /** The operations listener's base URL (/healthz, /readyz, /metrics), when `metrics.listen` is not off. */
+  get opsUrl(): string | undefined {
+    return this.#ops?.url;
+  }
+
+  /**
+   * SIGHUP: applies what is safe to change while running — log.level, and the
+   * rules (reloaded from disk; a new rules.dir or classify settings build a new
+   * rule service, kept only if its set loads) — and logs every other changed
+   * key as needing a restart. A refused rule set keeps the previous one.
+   */
+  reload(next: Config): ReloadPlan & { rules: { ok: boolean; problems: string[] } | undefined } {
+    const plan = planReload(this.#live, next);
+    if (plan.applied.includes('log.level')) this.log.level = next.log.level;
+    let rules: { ok: boolean; problems: string[] } | undefined;
+    if (this.#classifier) {
+      if (plan.applied.some((key) => key.startsWith('rules.') || key.startsWith('classify.'))) {
+        try {
+          const replacement = this.#newClassifier(next);
+          this.#classifier.close();
+          this.#classifier = replacement;
+          this.#watchRules(replacement);
+          replacement.watch();
+          rules = { ok: true, problems: [] };
+          this.metrics.rulesReload(true);
+        } catch (err) {
+          rules = { ok: false, problems: [(err as Error).message] };
+          this.metrics.rulesReload(false);
+          this.log.error({ rulesDir: next.rules.dir ?? shippedRulesDir(), err: { message: (err as Error).message } }, 'rule set refused; the previous rules stay active');
+          // keep the old settings for these keys, so a later SIGHUP tries again
+          plan.applied = plan.applied.filter((key) => !key.startsWith('rules.') && !key.startsWith('classify.'));
+          next = { ...next, rules: this.#live.rules, classify: this.#live.classify };
+        }
+      } else {
+        rules = this.#classifier.reload();
+      }
+    }
+    this.#live = { ...this.#live, log: next.log, rules: next.rules, classify: next.classify };
+    this.log.info({ applied: plan.applied, needsRestart: plan.needsRestart, rules: rules && { ok: rules.ok, count: this.#classifier?.rules.rules.length } }, 'configuration reloaded');
+    if (plan.needsRestart.length) this.log.warn({ keys: plan.needsRestart }, 'these changed settings take effect only after a restart');
+    this.metrics.configReload(true);
+    return { ...plan, rules };
+  }
+
+  #newClassifier(config: Config): ClassifierService {
+    return new ClassifierService({
+      dir: config.rules.dir ?? shippedRulesDir(),
+      optInTags: config.classify.optInTags,
+      limits: config.classify.limits,
+      log: this.log,
+    });
+  }
+
+  #watchRules(service: ClassifierService): void {
+    this.metrics.rulesLoaded(service.rules.rules.length);
+    service.onReload((outcome) => {
+      this.metrics.rulesReload(outcome.ok);
+      if (service === this.#classifier) this.metrics.rulesLoaded(service.rules.rules.length);
+    });
   }
 
   get smtpAddress(): { host: string; port: number } {
@@ -235,7 +321,10 @@ export class Relay {
       log: this.log,
       secret: this.#secret,
       blobs: this.blobs,
-      events: (event) => backend.store.appendEvent(event),
+      events: (event) => {
+        this.metrics.readerEvent(event.type);
+        return backend.store.appendEvent(event);
+      },
       sms: this.sms,
       accessCodes: async (address) => this.directory.resolve(address, { method: config.verification.default, language: config.notification.language.default }).accessCodeHashes,
       assetsDir: readerAssetsDir(),
@@ -286,7 +375,8 @@ export class Relay {
     this.#stopped = true;
     this.log.info('relay stopping');
     await Promise.all([this.#ingress.close(), this.#reader?.close(), this.backend.queue.close(timeoutMs)]);
-    this.classifier?.close();
+    this.#classifier?.close();
+    await this.#ops?.close();
     for (const transport of this.#transports) transport.close();
     const { commits, writes } = this.backend.committer.stats;
     this.backend.close();
@@ -294,9 +384,15 @@ export class Relay {
   }
 }
 
+/** Classification timed into zegel_classify_duration_seconds. */
+function timed(metrics: Metrics, classify: ClassifyMessage): ClassifyMessage {
+  return (input) => metrics.timeClassify(() => classify(input));
+}
+
 /** The relay's classification: the rules engine's result, with the blocking rule's description for the DSN. */
-function classifyWith(service: ClassifierService): ClassifyMessage {
+function classifyWith(current: () => ClassifierService): ClassifyMessage {
   return async ({ open }) => {
+    const service = current();
     const result = await service.classify(open());
     const blocking = result.decision === 'block' ? result.matches.find((m) => m.action === 'block') : undefined;
     const rule = blocking ? service.rules.rules.find((r) => r.id === blocking.rule) : undefined;

@@ -5,6 +5,7 @@ import { createLogger } from '../log.js';
 import { hashPassword } from '../smtp/policy.js';
 import { registerClassifyCommands } from './classify-commands.js';
 import { registerMessagesCommands } from './messages-commands.js';
+import { registerQueueCommands } from './queue-commands.js';
 import { registerRecipientsCommands } from './recipients-commands.js';
 
 function load(file: string | undefined): LoadedConfig {
@@ -40,6 +41,25 @@ async function start(options: { config?: string }): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // SIGHUP (systemctl reload): read the file again; apply what is safe live, log what needs a restart
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    if (!options.config) {
+      log.info({ signal: 'SIGHUP' }, 'no --config file to reload; rules reloaded only');
+      relay.reload(config);
+      return;
+    }
+    let next: LoadedConfig;
+    try {
+      next = load(options.config);
+    } catch (err) {
+      relay.metrics.configReload(false);
+      log.error({ signal: 'SIGHUP', config: options.config, err: { message: (err as Error).message } }, 'configuration reload failed; the running configuration stays');
+      return;
+    }
+    log.info({ signal: 'SIGHUP', config: next.source }, 'reloading configuration');
+    relay.reload(next.config);
+  });
 }
 
 export function buildCli(): Command {
@@ -71,6 +91,7 @@ export function buildCli(): Command {
   registerClassifyCommands(program);
   registerRecipientsCommands(program);
   registerMessagesCommands(program);
+  registerQueueCommands(program);
   return program;
 }
 

@@ -9,6 +9,7 @@ import type { Bounce } from './dsn.js';
 import type { DsnSender } from './dsn-sender.js';
 import { enhancedStatus, nextAttempt, type RetryPolicy } from './retry.js';
 import { TransportError, type Envelope, type Transport } from './transport.js';
+import type { RelayMetrics } from '../ops/metrics.js';
 
 export type Route = 'target' | 'internal';
 
@@ -31,6 +32,7 @@ export interface DeliveryDeps {
   dsn: DsnSender;
   transports: Record<Route, Transport>;
   retry: RetryPolicy;
+  metrics?: RelayMetrics | undefined;
 }
 
 /**
@@ -134,6 +136,7 @@ export class Delivery {
       );
     }
 
+    this.#deps.metrics?.deliveryAttempt(route, results);
     const bounces = results.filter((r) => r.outcome === 'bounced');
     if (bounces.length) await this.#reportFailures(message, pending, bounces, retry?.action === 'give-up');
     const stillPending = await backend.store.recordAttempt(messageId, results, { route: transport.name });

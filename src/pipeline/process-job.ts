@@ -9,6 +9,7 @@ import type { DsnSender } from '../deliver/dsn-sender.js';
 import type { RelayPolicy } from '../smtp/policy.js';
 import type { ClassifyMessage, Verdict } from './decide.js';
 import { secureJob } from './secure-job.js';
+import type { RelayMetrics } from '../ops/metrics.js';
 
 export interface ProcessPayload {
   messageId: string;
@@ -27,6 +28,7 @@ export interface ProcessDeps {
   policy: RelayPolicy;
   classify: ClassifyMessage;
   dsn: DsnSender;
+  metrics?: RelayMetrics | undefined;
 }
 
 const RELAY_ORIGIN: Verdict = { decision: 'deliver', subjectSensitive: false, matches: [] };
@@ -83,6 +85,7 @@ export class Processor {
       return { idx: recipient.idx, address: recipient.address, decision, reason };
     });
     await backend.store.recordDecisions(messageId, decisions);
+    this.#deps.metrics?.decided(decisions, verdict.matches);
     const idxOf = (d: Decision) => decisions.filter((x) => x.decision === d).map((x) => x.idx);
     const deliver = idxOf('deliver');
     const encrypt = idxOf('encrypt');

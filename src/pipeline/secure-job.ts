@@ -15,6 +15,7 @@ import { encryptContent } from './secure-content.js';
 import { ThreadFinder } from '../reader/reply-thread.js';
 import { mintStatusLink, statusUrl, type MintedStatusLink } from '../reader/status-keys.js';
 import { StatusStore } from '../reader/status-store.js';
+import type { RelayMetrics } from '../ops/metrics.js';
 
 export interface SecurePayload {
   messageId: string;
@@ -78,6 +79,7 @@ export interface SecureDeps {
   composeNotification: (request: NotificationRequest) => Promise<{ messageId: string; raw: Buffer }>;
   /** Renders the sender's receipt with the status link (config receipts.sender); absent: no receipt. */
   composeReceipt?: ((request: ReceiptRequest) => Promise<{ messageId: string; from: string; raw: Buffer }>) | undefined;
+  metrics?: RelayMetrics | undefined;
 }
 
 /** Subject tags that change how a message is sent: `[sms:+316…]` and `[verloopt:7d]`. */
@@ -163,6 +165,7 @@ export class SecureDelivery {
       await blobs.remove(secureId);
       throw err;
     }
+    this.#deps.metrics?.encrypted(Date.now() - started);
     const tags = readSubjectTags(encrypted.subject, config.classify.optInTags);
     const expiresAt = now + Math.min(config.retention.messages, tags.expiresIn ?? Infinity);
     // who the notification names: the From header, else the envelope sender, else the organisation's no-reply address
