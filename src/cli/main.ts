@@ -3,6 +3,7 @@ import { defaultConfig, loadConfigFile, type LoadedConfig } from '../config/load
 import { ZegelError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { hashPassword } from '../smtp/policy.js';
+import { registerAuditCommands } from './audit-commands.js';
 import { registerClassifyCommands } from './classify-commands.js';
 import { registerMessagesCommands } from './messages-commands.js';
 import { registerQueueCommands } from './queue-commands.js';
@@ -91,6 +92,7 @@ export function buildCli(): Command {
   registerClassifyCommands(program);
   registerRecipientsCommands(program);
   registerMessagesCommands(program);
+  registerAuditCommands(program);
   registerQueueCommands(program);
   return program;
 }
