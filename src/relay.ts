@@ -22,6 +22,7 @@ import { Directory } from './store/directory.js';
 import { SecureStore } from './store/secure.js';
 import { SecureDelivery } from './pipeline/secure-job.js';
 import { PurgeWorker, purgeOnceJob } from './pipeline/purge-job.js';
+import { AuditCheckpointWorker } from './audit/checkpoint-job.js';
 import { Revocations, type RevokeActor, type RevokeResult } from './store/revocation.js';
 import { queueRelayMail } from './pipeline/relay-mail.js';
 import { Notifier } from './notify/index.js';
@@ -77,6 +78,8 @@ export class Relay {
   /** Revoke, expiry and purge (src/store/revocation.ts). */
   readonly revocations: Revocations;
   readonly #purge: PurgeWorker;
+  /** Signs the audit chain's head every audit.checkpointInterval (src/audit). */
+  readonly audit: AuditCheckpointWorker;
   readonly notifier: Notifier;
   readonly sms: SmsDriver;
   readonly #secret: Buffer;
@@ -120,6 +123,7 @@ export class Relay {
     this.directory = new Directory(this.backend.db, this.clock);
     this.revocations = new Revocations({ db: this.backend.db, clock: this.clock, blobs: this.blobs, log: this.log });
     this.#purge = new PurgeWorker({ revocations: this.revocations, clock: this.clock, log: this.log, intervalMs: options.purgeIntervalMs });
+    this.audit = new AuditCheckpointWorker({ db: this.backend.db, committer: this.backend.committer, clock: this.clock, log: this.log, dataDir: config.data.dir, signingKeyFile: config.audit.signingKeyFile, intervalMs: config.audit.checkpointInterval });
     const policy = new RelayPolicy(config);
     const hostname = config.smtp.hostname ?? os.hostname();
     this.notifier = new Notifier({ config, signer: this.signer, hostname });
@@ -180,6 +184,7 @@ export class Relay {
     this.backend.queue.work('secure', secureDelivery.handle, { concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) });
     this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
     this.backend.queue.work('purge', this.#purge.handle, { concurrency: 1 });
+    this.backend.queue.work('audit-checkpoint', this.audit.handle, { concurrency: 1 });
     this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs, onAccepted: () => metrics.received() });
     if (!policy.senderDomainCheck) {
       this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
@@ -195,6 +200,7 @@ export class Relay {
       if (listen !== 'off') relay.#ops = await startOpsServer({ listen, health: relay.health, metrics: relay.metrics, log: relay.log });
       await relay.#recover();
       await relay.#purge.ensureScheduled(relay.backend.queue);
+      await relay.audit.ensureScheduled(relay.backend.queue);
       relay.classifier?.watch();
       address = await relay.#ingress.listen();
       if (relay.#startReader) relay.#reader = await relay.#openReader();
