@@ -44,14 +44,14 @@ function walk(db: Database.Database, publicKey: crypto.KeyObject): VerifyResult 
     badSeq,
   });
 
-  // where a record's stored hashes say it belongs: the record whose hash is its prev_hash, plus one
-  const bySeqHash = new Map<string, number>();
-  for (const r of rows) if (r.hash) bySeqHash.set(r.hash, r.seq);
+  // where a record's contents belong: their own hashes name another seq (moved with them), or another record's hashes fit them
   const belongsAt = (r: EventRow): number | undefined => {
-    if (r.prev_hash === null) return undefined;
-    if (r.prev_hash === (anchor?.hash ?? GENESIS_HASH)) return (anchor?.seq ?? 0) + 1;
-    const before = bySeqHash.get(r.prev_hash);
-    return before === undefined ? undefined : before + 1;
+    for (const other of rows) {
+      if (other.seq === r.seq) continue;
+      if (r.prev_hash !== null && chainHash(r.prev_hash, { ...r, seq: other.seq }) === r.hash) return other.seq;
+      if (other.prev_hash !== null && chainHash(other.prev_hash, { ...r, seq: other.seq }) === other.hash) return other.seq;
+    }
+    return undefined;
   };
 
   let prevHash = anchor?.hash ?? GENESIS_HASH;
@@ -64,16 +64,12 @@ function walk(db: Database.Database, publicKey: crypto.KeyObject): VerifyResult 
     if (r.hash === null || r.prev_hash === null) return result(`record ${r.seq}: not chained (no hash)`, r.seq);
     if (r.prev_hash !== prevHash) {
       const at = belongsAt(r);
-      if (at !== undefined && at !== r.seq) return result(`order broken at record ${r.seq}: its contents belong at record ${at} (reordered?)`, r.seq);
+      if (at !== undefined) return result(`order broken at record ${r.seq}: its contents belong at record ${at} (reordered?)`, r.seq);
       return result(`record ${r.seq}: link to record ${prevSeq} broken (prev_hash does not match; edited or deleted before it?)`, r.seq);
     }
     if (chainHash(r.prev_hash, r) !== r.hash) {
-      // contents moved here from another record (whose hashes stayed)?
-      for (const other of rows) {
-        if (other.seq !== r.seq && other.prev_hash !== null && chainHash(other.prev_hash, { ...r, seq: other.seq }) === other.hash) {
-          return result(`order broken at record ${r.seq}: its contents belong at record ${other.seq} (reordered?)`, r.seq);
-        }
-      }
+      const at = belongsAt(r);
+      if (at !== undefined) return result(`order broken at record ${r.seq}: its contents belong at record ${at} (reordered?)`, r.seq);
       return result(`record ${r.seq}: hash mismatch (edited?)`, r.seq);
     }
     hashAt.set(r.seq, r.hash);
