@@ -110,9 +110,10 @@ export function registerQueueCommands(program: Command): void {
           return;
         }
         const idWidth = Math.max(2, ...jobs.map((j) => j.id.length));
-        process.stdout.write(`${'KIND'.padEnd(8)}  ${'ID'.padEnd(idWidth)}  ${'STATE'.padEnd(7)}  ATTEMPTS  ${'RUN AT (UTC)'.padEnd(19)}  AGE\n`);
+        const kindWidth = Math.max(4, ...jobs.map((j) => j.kind.length));
+        process.stdout.write(`${'KIND'.padEnd(kindWidth)}  ${'ID'.padEnd(idWidth)}  ${'STATE'.padEnd(7)}  ATTEMPTS  ${'RUN AT (UTC)'.padEnd(19)}  AGE\n`);
         for (const j of jobs) {
-          process.stdout.write(`${j.kind.padEnd(8)}  ${j.id.padEnd(idWidth)}  ${j.state.padEnd(7)}  ${String(j.attempts).padStart(8)}  ${short(Date.parse(j.runAt))}  ${age(j.ageSeconds)}\n`);
+          process.stdout.write(`${j.kind.padEnd(kindWidth)}  ${j.id.padEnd(idWidth)}  ${j.state.padEnd(7)}  ${String(j.attempts).padStart(8)}  ${short(Date.parse(j.runAt))}  ${age(j.ageSeconds)}\n`);
         }
       }),
     );
