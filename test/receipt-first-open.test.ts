@@ -1,6 +1,6 @@
 import nodemailer from 'nodemailer';
 import { simpleParser } from 'mailparser';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { startRelay, waitFor, type TestRelay } from './helpers/relay.js';
 import { startSink, type TestSink } from './helpers/sink.js';
 
@@ -13,7 +13,7 @@ async function openLink(base: string, linkId: string): Promise<number> {
   return verified.status;
 }
 
-async function setup(t: Parameters<Parameters<typeof t.test>[1]>[0], firstOpen: boolean): Promise<{ relay: TestRelay; target: TestSink; internal: TestSink }> {
+async function setup(t: Test, firstOpen: boolean): Promise<{ relay: TestRelay; target: TestSink; internal: TestSink }> {
   const target = await startSink(t);
   const internal = await startSink(t);
   const relay = await startRelay(t, {
