@@ -116,3 +116,18 @@ t.test('queue depth and age: a deferred delivery shows as a delayed deliver job,
   const age = sample(text, 'zegel_queue_oldest_job_age_seconds', { kind: 'deliver' }) ?? 0;
   t.ok(age >= 90, `the oldest deliver job is ${age}s old (clock moved 90 s)`);
 });
+
+t.test('reader events: opens, check failures and lockouts are counted from the event stream; other events are not', async (t) => {
+  const { Metrics } = await import('../src/ops/metrics.js');
+  const metrics = new Metrics({ defaultMetrics: false });
+  for (const type of ['opened', 'opened', 'downloaded', 'check-failed', 'check-failed', 'check-failed', 'locked', 'check-passed', 'code-sent', 'received', 'forgot-code']) metrics.readerEvent(type);
+  const { body } = await metrics.scrape();
+  t.equal(sample(body, 'zegel_reader_events_total', { event: 'opens' }), 2);
+  t.equal(sample(body, 'zegel_reader_events_total', { event: 'downloads' }), 1);
+  t.equal(sample(body, 'zegel_reader_events_total', { event: 'check_failures' }), 3);
+  t.equal(sample(body, 'zegel_reader_events_total', { event: 'lockouts' }), 1);
+  t.equal(sample(body, 'zegel_reader_events_total', { event: 'checks_passed' }), 1);
+  t.equal(sample(body, 'zegel_reader_events_total', { event: 'codes_sent' }), 1);
+  t.notOk(/event="(received|forgot-code)"/.test(body));
+  t.notOk(/process_cpu/.test(body), 'default metrics can be left out (component tests)');
+});
