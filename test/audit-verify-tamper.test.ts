@@ -7,6 +7,7 @@ import nodemailer from 'nodemailer';
 import t, { type Test } from 'tap';
 import { GENESIS_HASH, chainHash, type ChainFields } from '../src/audit/chain.js';
 import { createCheckpoint, loadSigningKey, publicKeyPem } from '../src/audit/checkpoint.js';
+import { purgeAudit } from '../src/audit/retention.js';
 import { verifyChain } from '../src/audit/verify.js';
 import { ManualClock } from '../src/clock.js';
 import { openDb, type Db } from '../src/store/db.js';
@@ -277,4 +278,31 @@ t.test('events from a real relay run over SMTP are chained, and the relay signs 
   const result = verifyChain(db, crypto.createPublicKey(key));
   t.ok(result.ok, result.problem ?? "intact");
   t.ok(result.checkpoints >= 1);
+});
+
+t.test('retention: records past retention.audit go from the start of the chain, signed first; a hand-made cut is detected', async (t) => {
+  const f = fixture(t);
+  const db = f.open();
+  const base = Date.UTC(2026, 0, 5, 9, 0, 0);
+  // records 1-3 are older than 2.5 s before base + 5.5 s
+  const result = purgeAudit(db, f.key, base + 5500, 3000);
+  t.same(result, { removed: 3, anchor: { seq: 3, hash: (result.anchor?.hash ?? '') } });
+  t.same((db.prepare('SELECT seq FROM events ORDER BY seq').all() as Array<{ seq: number }>).map((r) => r.seq), [4, 5, 6, 7]);
+  t.match(db.prepare('SELECT type, detail FROM events WHERE seq = 7').get(), { type: 'audit-purged', detail: /"through":3/ });
+  t.throws(() => db.prepare('DELETE FROM events WHERE seq = 4').run(), /append-only/, 'the delete trigger is back');
+  let verified = verifyChain(db, f.pub);
+  t.ok(verified.ok, verified.problem ?? 'intact');
+  t.equal(verified.records, 4);
+  t.same(purgeAudit(db, f.key, base + 5500, 3000), { removed: 0 }, 'nothing more past retention');
+
+  // an attacker cuts record 4 as well and moves the anchor to it: no signed checkpoint names it
+  const a = f.attacker();
+  const r4 = a.prepare('SELECT seq, hash FROM events WHERE seq = 4').get() as { seq: number; hash: string };
+  a.prepare('DELETE FROM events WHERE seq = 4').run();
+  a.prepare('UPDATE audit_anchor SET seq = ?, hash = ? WHERE id = 1').run(r4.seq, r4.hash);
+  verified = verifyChain(f.open(), f.pub);
+  t.equal(verified.problem, 'the chain starts after record 4, but no signed checkpoint names that record (records removed from the start?)');
+  // or removes the anchor: the chain no longer starts at the genesis
+  a.prepare('DELETE FROM audit_anchor').run();
+  t.equal(verifyChain(f.open(), f.pub).problem, 'missing record between 0 and 5 (deleted?)');
 });

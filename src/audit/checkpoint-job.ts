@@ -5,11 +5,14 @@ import type { Job, JobQueue, JobResult } from '../queue/types.js';
 import type { Db } from '../store/db.js';
 import type { GroupCommitter } from '../store/group-commit.js';
 import { checkpointSync, keyId, loadSigningKey, publicKeyPem } from './checkpoint.js';
+import { purgeAuditSync, type AuditPurgeResult } from './retention.js';
 
 /**
  * The periodic audit checkpoint (kind `audit-checkpoint`): signs the chain
  * head every interval. One chain of jobs with deterministic ids
  * `audit-checkpoint:<slot>`, like the purge job (src/pipeline/purge-job.ts).
+ * Each run first removes records past retention.audit from the start of the
+ * chain (src/audit/retention.ts), which signs before it removes.
  */
 export class AuditCheckpointWorker {
   readonly #db: Db;
@@ -18,8 +21,10 @@ export class AuditCheckpointWorker {
   readonly #log: Logger;
   readonly #intervalMs: number;
   readonly #key: crypto.KeyObject;
+  readonly #retentionMs: number;
 
-  constructor(deps: { db: Db; committer: GroupCommitter; clock: Clock; log: Logger; dataDir: string; signingKeyFile?: string | undefined; intervalMs: number }) {
+  constructor(deps: { db: Db; committer: GroupCommitter; clock: Clock; log: Logger; dataDir: string; signingKeyFile?: string | undefined; intervalMs: number; retentionMs: number }) {
+    this.#retentionMs = deps.retentionMs;
     this.#db = deps.db;
     this.#committer = deps.committer;
     this.#clock = deps.clock;
@@ -45,7 +50,14 @@ export class AuditCheckpointWorker {
     return this.#committer.write(() => checkpointSync(this.#db, this.#key, this.#clock.now(), options));
   }
 
+  /** Removes records past retention.audit from the start of the chain, signing first. */
+  purge(): Promise<AuditPurgeResult> {
+    return this.#committer.write(() => purgeAuditSync(this.#db, this.#key, this.#clock.now(), this.#retentionMs));
+  }
+
   readonly handle = async (job: Job): Promise<JobResult> => {
+    const purged = await this.purge();
+    if (purged.removed) this.#log.info({ job: job.id, removed: purged.removed, through: purged.anchor?.seq }, 'audit records past retention removed from the start of the chain');
     const cp = await this.checkpoint();
     if (cp) this.#log.debug({ job: job.id, seq: cp.seq }, 'audit checkpoint signed');
     const slot = Math.floor(this.#clock.now() / this.#intervalMs) + 1;

@@ -102,14 +102,23 @@ export function verifyCheckpoint(cp: CheckpointRow, publicKey: crypto.KeyObject)
  * transaction (or its own). Nothing is written when the chain is empty or the
  * last checkpoint already names the head, unless `force`.
  */
-export function checkpointSync(db: Database.Database, key: crypto.KeyObject, now: number, options: { force?: boolean } = {}): CheckpointRow | undefined {
+export function checkpointSync(
+  db: Database.Database,
+  key: crypto.KeyObject,
+  now: number,
+  options: { force?: boolean; record?: { seq: number; hash: string } | undefined } = {},
+): CheckpointRow | undefined {
+  if (options.record) return insertCheckpoint(db, key, { ...options.record, at: now });
   const head = db.prepare('SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string | null } | undefined;
   const anchor = db.prepare('SELECT seq, hash FROM audit_anchor WHERE id = 1').get() as { seq: number; hash: string } | undefined;
   const top = head && head.hash !== null ? { seq: head.seq, hash: head.hash } : anchor;
   if (!top) return undefined;
   const last = db.prepare('SELECT seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1').get() as { seq: number } | undefined;
   if (!options.force && last?.seq === top.seq) return undefined;
-  const cp = { seq: top.seq, hash: top.hash, at: now };
+  return insertCheckpoint(db, key, { seq: top.seq, hash: top.hash, at: now });
+}
+
+function insertCheckpoint(db: Database.Database, key: crypto.KeyObject, cp: { seq: number; hash: string; at: number }): CheckpointRow {
   const signature = crypto.sign(null, checkpointBytes(cp), key).toString('base64');
   const kid = keyId(key);
   const info = db.prepare('INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES (?, ?, ?, ?, ?)').run(cp.seq, cp.hash, cp.at, kid, signature);

@@ -77,15 +77,16 @@ function walk(db: Database.Database, publicKey: crypto.KeyObject): VerifyResult 
     prevSeq = r.seq;
   }
 
-  let lastSeq = 0;
+  let anchorSigned = false;
   for (const cp of checkpoints) {
     const when = new Date(cp.at).toISOString();
     if (!verifyCheckpoint(cp, publicKey)) return result(`checkpoint ${cp.id} (record ${cp.seq}, ${when}): signature invalid (rewritten, or signed with another key?)`);
-    if (cp.seq < lastSeq) return result(`checkpoint ${cp.id} (${when}) names record ${cp.seq}, before an earlier checkpoint's record ${lastSeq}`);
-    lastSeq = cp.seq;
+    if (anchor && cp.seq === anchor.seq && cp.hash === anchor.hash) anchorSigned = true;
     if (anchor && cp.seq < anchor.seq) continue; // removed by a retention purge; the anchor carries on from a later one
     if (cp.seq > prevSeq) return result(`chain ends at record ${prevSeq} but checkpoint ${cp.id} (${when}) names record ${cp.seq} (truncated?)`, prevSeq + 1);
     if (hashAt.get(cp.seq) !== cp.hash) return result(`checkpoint ${cp.id} (${when}): record ${cp.seq} does not have the hash it signed (chain rewritten?)`, cp.seq);
   }
+  // records removed from the start only by a retention purge, which signs the last record it removes
+  if (anchor && !anchorSigned) return result(`the chain starts after record ${anchor.seq}, but no signed checkpoint names that record (records removed from the start?)`, anchor.seq + 1);
   return result(undefined);
 }

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { Option, type Command } from 'commander';
 import { CSV_BOM, CSV_HEADER, auditRecords, csvLine, csvRecord, jsonLine, type AuditFilter } from '../audit/export.js';
 import { createCheckpoint, loadPublicKey, loadSigningKey, publicKeyPem } from '../audit/checkpoint.js';
+import { purgeAudit } from '../audit/retention.js';
 import { verifyChain } from '../audit/verify.js';
 import { systemClock } from '../clock.js';
 import { defaultConfig, loadConfigFile } from '../config/load.js';
@@ -158,6 +159,20 @@ export function registerAuditCommands(program: Command): void {
         if (created) process.stderr.write(`zegel: made the audit signing key ${file}; keep its public key (zegel audit public-key) outside the data directory\n`);
         const cp = createCheckpoint(db, key, systemClock.now(), { force: true });
         write(cp ? `checkpoint ${cp.id}: record ${cp.seq}, ${cp.hash}, at ${new Date(cp.at).toISOString()}\n` : 'nothing to sign: the audit trail is empty\n');
+      });
+    });
+
+  audit
+    .command('purge')
+    .description('remove records older than retention.audit from the start of the chain (the relay does this with each checkpoint); signs first')
+    .addOption(configOption())
+    .action((options: { config?: string }, command: Command) => {
+      const config = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
+      return withDb(config, (db) => {
+        const { key, file, created } = loadSigningKey({ signingKeyFile: config.audit.signingKeyFile, dataDir: config.data.dir, create: true });
+        if (created) process.stderr.write(`zegel: made the audit signing key ${file}; keep its public key (zegel audit public-key) outside the data directory\n`);
+        const result = purgeAudit(db, key, systemClock.now(), config.retention.audit);
+        write(result.anchor ? `removed ${result.removed} records, through record ${result.anchor.seq}; the chain now starts after it\n` : 'nothing past retention.audit\n');
       });
     });
 

@@ -58,7 +58,9 @@ export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'd
   // the sender's status page (src/reader/routes/status.ts)
   | 'link-resent'
   // a recipient's reply from the reader (src/reader/routes/reply.ts); no content
-  | 'replied';
+  | 'replied'
+  // audit records past retention.audit removed from the start of the chain (src/audit/retention.ts)
+  | 'audit-purged';
 
 export interface EventInput {
   messageId: string;
