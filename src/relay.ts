@@ -384,6 +384,8 @@ export class Relay {
     this.#classifier?.close();
     await this.#ops?.close();
     for (const transport of this.#transports) transport.close();
+    // sign the audit chain's head, so the tail written since the last checkpoint is covered too
+    await this.audit.checkpoint().catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'audit checkpoint at stop failed'));
     const { commits, writes } = this.backend.committer.stats;
     this.backend.close();
     this.log.info({ storeCommits: commits, storeWrites: writes }, 'relay stopped');

@@ -278,6 +278,13 @@ t.test('events from a real relay run over SMTP are chained, and the relay signs 
   const result = verifyChain(db, crypto.createPublicKey(key));
   t.ok(result.ok, result.problem ?? "intact");
   t.ok(result.checkpoints >= 1);
+  // a stopping relay signs the head: nothing it wrote is left unsigned
+  await relay.stop(2_000);
+  const after = openDb(dataDir);
+  t.teardown(() => after.close());
+  const final = verifyChain(after, crypto.createPublicKey(key));
+  t.ok(final.ok, final.problem ?? 'intact');
+  t.equal(final.unsigned, 0);
 });
 
 t.test('retention: records past retention.audit go from the start of the chain, signed first; a hand-made cut is detected', async (t) => {
