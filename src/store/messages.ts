@@ -1,3 +1,4 @@
+import { GENESIS_HASH, chainHash } from '../audit/chain.js';
 import type { Clock } from '../clock.js';
 import type { Db } from './db.js';
 import type { GroupCommitter } from './group-commit.js';
@@ -149,7 +150,13 @@ export class MessageStore {
         `INSERT INTO recipients (message_id, idx, address, notify, orcpt, state, updated_at)
          VALUES (?, ?, ?, ?, ?, 'pending', ?)`,
       ),
-      insertEvent: db.prepare('INSERT INTO events (at, message_id, recipient, type, detail) VALUES (?, ?, ?, ?, ?)'),
+      // the audit chain's head, read inside the writing transaction (src/audit/chain.ts)
+      chainHead: db.prepare(
+        `SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events') AS last,
+                (SELECT hash FROM events ORDER BY seq DESC LIMIT 1) AS prev,
+                (SELECT hash FROM audit_anchor WHERE id = 1) AS anchor`,
+      ),
+      insertEvent: db.prepare('INSERT INTO events (seq, at, message_id, recipient, type, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       getMessage: db.prepare('SELECT * FROM messages WHERE id = ?'),
       getRecipients: db.prepare('SELECT * FROM recipients WHERE message_id = ? ORDER BY idx'),
       setDecision: db.prepare('UPDATE recipients SET decision = ?, updated_at = ? WHERE message_id = ? AND idx = ?'),
@@ -204,7 +211,12 @@ export class MessageStore {
   }
 
   appendEventSync(event: EventInput): void {
-    this.#stmt.insertEvent.run(this.#clock.now(), event.messageId, event.recipient ?? null, event.type, canonicalJson(event.detail ?? {}));
+    // chained here (the events_chain trigger does the same for inserts that bring no hash): the head is read
+    // under the write lock this transaction holds, so no other writer can link to the same record
+    const head = this.#stmt.chainHead.get() as { last: number | null; prev: string | null; anchor: string | null };
+    const record = { seq: (head.last ?? 0) + 1, at: this.#clock.now(), message_id: event.messageId, recipient: event.recipient ?? null, type: event.type, detail: canonicalJson(event.detail ?? {}) };
+    const prev = head.prev ?? head.anchor ?? GENESIS_HASH;
+    this.#stmt.insertEvent.run(record.seq, record.at, record.message_id, record.recipient, record.type, record.detail, prev, chainHash(prev, record));
   }
 
   getMessage(id: string): MessageRecord | undefined {
