@@ -184,7 +184,6 @@ export class Relay {
     this.backend.queue.work('secure', secureDelivery.handle, { concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) });
     this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
     this.backend.queue.work('purge', this.#purge.handle, { concurrency: 1 });
-    this.backend.queue.work('audit-checkpoint', this.audit.handle, { concurrency: 1 });
     this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs, onAccepted: () => metrics.received() });
     if (!policy.senderDomainCheck) {
       this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
@@ -200,7 +199,7 @@ export class Relay {
       if (listen !== 'off') relay.#ops = await startOpsServer({ listen, health: relay.health, metrics: relay.metrics, log: relay.log });
       await relay.#recover();
       await relay.#purge.ensureScheduled(relay.backend.queue);
-      await relay.audit.ensureScheduled(relay.backend.queue);
+      relay.audit.start();
       relay.classifier?.watch();
       address = await relay.#ingress.listen();
       if (relay.#startReader) relay.#reader = await relay.#openReader();
@@ -385,6 +384,7 @@ export class Relay {
     await this.#ops?.close();
     for (const transport of this.#transports) transport.close();
     // sign the audit chain's head, so the tail written since the last checkpoint is covered too
+    this.audit.stop();
     await this.audit.checkpoint().catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'audit checkpoint at stop failed'));
     const { commits, writes } = this.backend.committer.stats;
     this.backend.close();

@@ -1,18 +1,17 @@
 import type crypto from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { Job, JobQueue, JobResult } from '../queue/types.js';
 import type { Db } from '../store/db.js';
 import type { GroupCommitter } from '../store/group-commit.js';
 import { checkpointSync, keyId, loadSigningKey, publicKeyPem } from './checkpoint.js';
 import { purgeAuditSync, type AuditPurgeResult } from './retention.js';
 
 /**
- * The periodic audit checkpoint (kind `audit-checkpoint`): signs the chain
- * head every interval. One chain of jobs with deterministic ids
- * `audit-checkpoint:<slot>`, like the purge job (src/pipeline/purge-job.ts).
- * Each run first removes records past retention.audit from the start of the
- * chain (src/audit/retention.ts), which signs before it removes.
+ * The periodic audit checkpoint: signs the chain head every
+ * audit.checkpointInterval, on a timer of the relay process (not a queue job:
+ * nothing needs to survive a restart, as the relay signs at start and at stop
+ * too). Each run first removes records past retention.audit from the start of
+ * the chain (src/audit/retention.ts), which signs before it removes.
  */
 export class AuditCheckpointWorker {
   readonly #db: Db;
@@ -22,6 +21,7 @@ export class AuditCheckpointWorker {
   readonly #intervalMs: number;
   readonly #key: crypto.KeyObject;
   readonly #retentionMs: number;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(deps: { db: Db; committer: GroupCommitter; clock: Clock; log: Logger; dataDir: string; signingKeyFile?: string | undefined; intervalMs: number; retentionMs: number }) {
     this.#retentionMs = deps.retentionMs;
@@ -40,9 +40,17 @@ export class AuditCheckpointWorker {
     }
   }
 
-  async ensureScheduled(queue: JobQueue): Promise<void> {
-    const now = this.#clock.now();
-    await queue.add([{ id: `audit-checkpoint:${Math.floor(now / this.#intervalMs)}`, kind: 'audit-checkpoint', payload: {}, runAt: now }]);
+  /** Runs now (signs what the last run left unsigned) and then every interval. */
+  start(): void {
+    if (this.#timer) return;
+    void this.run();
+    this.#timer = setInterval(() => void this.run(), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
   /** Signs the head now, durably; undefined when there is nothing new to sign. */
@@ -55,12 +63,15 @@ export class AuditCheckpointWorker {
     return this.#committer.write(() => purgeAuditSync(this.#db, this.#key, this.#clock.now(), this.#retentionMs));
   }
 
-  readonly handle = async (job: Job): Promise<JobResult> => {
-    const purged = await this.purge();
-    if (purged.removed) this.#log.info({ job: job.id, removed: purged.removed, through: purged.anchor?.seq }, 'audit records past retention removed from the start of the chain');
-    const cp = await this.checkpoint();
-    if (cp) this.#log.debug({ job: job.id, seq: cp.seq }, 'audit checkpoint signed');
-    const slot = Math.floor(this.#clock.now() / this.#intervalMs) + 1;
-    return { status: 'done', next: [{ id: `audit-checkpoint:${slot}`, kind: 'audit-checkpoint', payload: {}, runAt: slot * this.#intervalMs }] };
-  };
+  /** One run: the retention purge, then the checkpoint. Errors are logged, never thrown (a timer calls this). */
+  async run(): Promise<void> {
+    try {
+      const purged = await this.purge();
+      if (purged.removed) this.#log.info({ removed: purged.removed, through: purged.anchor?.seq }, 'audit records past retention removed from the start of the chain');
+      const cp = await this.checkpoint();
+      if (cp) this.#log.debug({ seq: cp.seq }, 'audit checkpoint signed');
+    } catch (err) {
+      this.#log.error({ err: { message: (err as Error).message } }, 'audit checkpoint failed');
+    }
+  }
 }
