@@ -275,6 +275,10 @@ export class Relay {
     this.metrics.rulesLoaded(service.rules.rules.length);
     service.onReload((outcome) => {
       this.metrics.rulesReload(outcome.ok);
+      // on the audit trail too: which rule set decided is part of every decision's record
+      this.backend.store
+        .appendEvent({ messageId: null, type: outcome.ok ? 'rules-reloaded' : 'rules-refused', detail: { rules: service.rules.rules.map((r) => r.id), problems: outcome.problems.length } })
+        .catch((err: Error) => this.log.error({ err: { message: err.message } }, 'could not record the rules event'));
       if (service === this.#classifier) this.metrics.rulesLoaded(service.rules.rules.length);
     });
   }

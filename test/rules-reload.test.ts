@@ -81,6 +81,9 @@ t.test('a changed rule file is picked up; a broken one is refused and the previo
   await send(port, ['klant@example.com'], 'planning', 'Weer over projectzwaan.');
   await waitFor(() => internal.messages.length === 2, 10_000, 'a second DSN');
   t.equal(sink.messages.length, 1, 'still blocked under the previous set');
+  const types = (relay.backend.db.prepare("SELECT type, detail FROM events WHERE message_id IS NULL AND type LIKE 'rules-%' ORDER BY seq").all() as Array<{ type: string; detail: string }>);
+  t.ok(types.some((e) => e.type === 'rules-reloaded' && JSON.parse(e.detail).rules.includes('project-zwaan')), 'the reload is on the audit trail with the rules now active');
+  t.ok(types.some((e) => e.type === 'rules-refused'), 'so is the refused set');
 });
 
 t.test('a broken rule set at start-up stops the relay with the problems named', async (t) => {

@@ -61,10 +61,13 @@ export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'd
   // a recipient's reply from the reader (src/reader/routes/reply.ts); no content
   | 'replied'
   // audit records past retention.audit removed from the start of the chain (src/audit/retention.ts)
-  | 'audit-purged';
+  | 'audit-purged'
+  // the rule set: reloaded after a change, or refused (the previous set stays active); no message
+  | 'rules-reloaded' | 'rules-refused';
 
 export interface EventInput {
-  messageId: string;
+  /** The message the event is about; null for relay-wide events (rules reloaded or refused). */
+  messageId: string | null;
   recipient?: string | undefined;
   type: EventType;
   detail?: Record<string, unknown>;
