@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { amsterdamTime, csvCell } from '../src/audit/export.js';
 import { parseMoment } from '../src/cli/audit-commands.js';
 import { openDb } from '../src/store/db.js';
-import { cleanEnv } from './helpers/child-relay.js';
+import { runZegel } from './helpers/child-relay.js';
 import { tempDir } from './helpers/relay.js';
 
 /*
@@ -13,23 +12,8 @@ import { tempDir } from './helpers/relay.js';
  * CSV for a spreadsheet in Dutch locale, with the filters.
  */
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
 
-function zegel(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const zegel = (args: string[]) => runZegel(args);
 
 // winter (CET, +1) and summer (CEST, +2) moments
 const JAN = Date.UTC(2026, 0, 5, 9, 30, 0); // 10:30 in Amsterdam

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,7 +10,7 @@ import { purgeAudit } from '../src/audit/retention.js';
 import { verifyChain } from '../src/audit/verify.js';
 import { ManualClock } from '../src/clock.js';
 import { openDb, type Db } from '../src/store/db.js';
-import { cleanEnv } from './helpers/child-relay.js';
+import { runZegel } from './helpers/child-relay.js';
 import { startRelay, tempDir, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
 
@@ -22,7 +21,6 @@ import { startSink } from './helpers/sink.js';
  * verify`) names the first bad record.
  */
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
 
 interface Fixture {
   dataDir: string;
@@ -72,21 +70,7 @@ function fixture(t: Test, options: { checkpoint?: boolean } = {}): Fixture {
   };
 }
 
-function zegel(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const zegel = (args: string[]) => runZegel(args);
 
 function configFile(t: Test, dataDir: string): string {
   const file = path.join(path.dirname(dataDir), 'zegel.yaml');

@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { stringify } from 'yaml';
 import { ManualClock } from '../src/clock.js';
-import { cleanEnv } from './helpers/child-relay.js';
+import { type CliRun, runZegel } from './helpers/child-relay.js';
 import { openLink, sendSecure, setupSecure, type Sent } from './helpers/secure-messages.js';
 import { tempDir } from './helpers/relay.js';
 
@@ -15,33 +14,13 @@ import { tempDir } from './helpers/relay.js';
  * recipients are one named line on stderr with exit 1.
  */
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function zegel(args: string[], cwd: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), ...args], { cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const zegel = (args: string[], cwd: string) => runZegel(args, { cwd });
 
 interface Fixture {
   dataDir: string;
-  cli: (args: string[]) => Promise<Run>;
+  cli: (args: string[]) => Promise<CliRun>;
   first: Sent;
   second: Sent;
 }

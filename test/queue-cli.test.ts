@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
 import t from 'tap';
@@ -6,31 +5,11 @@ import nodemailer from 'nodemailer';
 import Database from 'better-sqlite3';
 import { stringify } from 'yaml';
 import { startRelay, tempDir, waitFor } from './helpers/relay.js';
-import { cleanEnv, freePort } from './helpers/child-relay.js';
+import { freePort, runZegel } from './helpers/child-relay.js';
 
-const root = path.resolve(import.meta.dirname, '..');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function zegel(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), ...args], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const zegel = (args: string[]) => runZegel(args);
 
 interface ListedJob {
   kind: string;

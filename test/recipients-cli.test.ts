@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { stringify } from 'yaml';
 import { openDb } from '../src/store/db.js';
 import { Directory, verifyAccessCode } from '../src/store/directory.js';
-import { cleanEnv } from './helpers/child-relay.js';
+import { type CliRun, runZegel } from './helpers/child-relay.js';
 import { tempDir } from './helpers/relay.js';
 
 /*
@@ -15,34 +14,12 @@ import { tempDir } from './helpers/relay.js';
  * problems as one line on stderr with exit code 1, usage errors exit code 2.
  */
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** The built CLI in `cwd`, without tap's loader in NODE_OPTIONS (see test/helpers/child-relay.ts). */
-function zegel(args: string[], cwd: string, stdin = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), ...args], { cwd, env: cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.stdin.end(stdin);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const zegel = (args: string[], cwd: string, stdin = '') => runZegel(args, { cwd, stdin });
 
 /** A working folder with a config whose data.dir is relative to it. */
-function setup(t: Test): { dir: string; dataDir: string; config: string; cli: (args: string[], stdin?: string) => Promise<Run> } {
+function setup(t: Test): { dir: string; dataDir: string; config: string; cli: (args: string[], stdin?: string) => Promise<CliRun> } {
   const dir = tempDir(t, 'zegel-recipients-');
   const config = path.join(dir, 'zegel.yaml');
   fs.writeFileSync(config, stringify({ data: { dir: 'state' }, verification: { default: 'email-code' } }));
@@ -52,7 +29,7 @@ function setup(t: Test): { dir: string; dataDir: string; config: string; cli: (a
 }
 
 /** One line on stderr naming the problem, no stack trace. */
-function oneLine(t: Test, r: Run, pattern: RegExp): void {
+function oneLine(t: Test, r: CliRun, pattern: RegExp): void {
   t.equal(r.code, 1, `exit code 1: ${r.stderr}`);
   t.equal(r.stderr.split('\n').filter(Boolean).length, 1, 'one line on stderr');
   t.match(r.stderr, pattern);

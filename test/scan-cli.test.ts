@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { cleanEnv } from './helpers/child-relay.js';
+import { runZegel } from './helpers/child-relay.js';
 import { tempDir } from './helpers/relay.js';
 
 /*
@@ -14,22 +13,8 @@ import { tempDir } from './helpers/relay.js';
 
 const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
 
-/** The built CLI in `cwd`, without tap's loader in NODE_OPTIONS (see test/config-validation.test.ts). */
-function zegel(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), ...args], { cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** The built CLI in `cwd`, without tap's loader in NODE_OPTIONS. */
+const zegel = (args: string[], cwd: string) => runZegel(args, { cwd });
 
 function eml(subject: string, body: string): string {
   return [

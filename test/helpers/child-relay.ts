@@ -65,3 +65,35 @@ export async function startChildRelay(t: Teardown, configFile: string, config: R
   const listen = String((config.smtp as { listen: string }).listen);
   return { child, port: Number(listen.slice(listen.lastIndexOf(':') + 1)), output: () => output, exited };
 }
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the built CLI, `node bin/zegel ARGS`, without tap's loader in
+ * NODE_OPTIONS, in `cwd` (default: this process's), with `stdin` as its
+ * input (default: none); killed after 60 s.
+ */
+export function runZegel(args: string[], options: { cwd?: string; stdin?: string } = {}): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), ...args], {
+      cwd: options.cwd,
+      env: cleanEnv(),
+      stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    if (options.stdin !== undefined) child.stdin!.end(options.stdin);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
