@@ -1,4 +1,5 @@
 import type { Db } from '../store/db.js';
+import type { SecureLinkRow } from '../store/secure.js';
 import type { Method, Language } from './api.js';
 
 /**
@@ -54,18 +55,9 @@ export interface CodeRow {
   expiresAt: number;
 }
 
-interface RawLink {
-  id: string;
-  message_id: string;
+/** A secure_links row joined with the state of its secure message. */
+interface RawLink extends SecureLinkRow {
   queue_id: string;
-  recipient_idx: number;
-  address: string;
-  method: string;
-  phone: string | null;
-  language: string;
-  wrap: Buffer | null;
-  k_srv: Buffer | null;
-  state: string;
   created_at: number;
   first_opened_at: number | null;
   last_opened_at: number | null;
