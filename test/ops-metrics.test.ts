@@ -6,16 +6,7 @@ import { shippedRulesDir } from '../src/classify/rules/load.js';
 import { startRelay, tempDir, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
 import { freePort } from './helpers/child-relay.js';
-
-const BLOCK_RULE = `rules:
-  - id: project-zwaan
-    description:
-      nl: Het geheime project Zwaan mag de organisatie niet verlaten
-      en: The secret project Zwaan must not leave the organisation
-    detector: { kind: wordlist, terms: [projectzwaan] }
-    scopes: [subject, body]
-    action: block
-`;
+import { BLOCK_RULE } from './helpers/rules.js';
 
 async function send(port: number, to: string[], subject: string, body: string): Promise<string> {
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });

@@ -4,16 +4,7 @@ import t from 'tap';
 import { shippedRulesDir } from '../src/classify/rules/load.js';
 import { tempDir, waitFor } from './helpers/relay.js';
 import { freePort, startChildRelay } from './helpers/child-relay.js';
-
-const BLOCK_RULE = `rules:
-  - id: project-zwaan
-    description:
-      nl: Het geheime project Zwaan mag de organisatie niet verlaten
-      en: The secret project Zwaan must not leave the organisation
-    detector: { kind: wordlist, terms: [projectzwaan] }
-    scopes: [subject, body]
-    action: block
-`;
+import { BLOCK_RULE } from './helpers/rules.js';
 
 async function rulesLoaded(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();

@@ -5,16 +5,7 @@ import nodemailer from 'nodemailer';
 import { shippedRulesDir } from '../src/classify/rules/load.js';
 import { startRelay, tempDir, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
-
-const BLOCK_RULE = `rules:
-  - id: project-zwaan
-    description:
-      nl: Het geheime project Zwaan mag de organisatie niet verlaten
-      en: The secret project Zwaan must not leave the organisation
-    detector: { kind: wordlist, terms: [projectzwaan] }
-    scopes: [subject, body]
-    action: block
-`;
+import { BLOCK_RULE } from './helpers/rules.js';
 
 /** A copy of the shipped rules that the test may edit. */
 function rulesCopy(t: Parameters<typeof tempDir>[0]): string {
