@@ -20,19 +20,10 @@ import { conversationView } from './views/conversation.js';
 import { encryptBlob, parseReplyCopy } from './views/reply.js';
 import type { ReplyCopy } from '../api.js';
 import { initShell, setOrganisation, show } from './views/shell.js';
-import { decryptErrorView, errorView, expiredView, loadingView, lockedView, revokedView, unknownView } from './views/status.js';
+import { decryptErrorView, errorView, expiredView, loadingView, lockedView, revokedView, showUnknown } from './views/status.js';
 
 let languageChosen = false;
 
-/**
- * The one page for an unknown link, a missing or malformed fragment and a
- * fragment that does not unwrap: without the organisation's branding, which
- * only a known link would show.
- */
-function showUnknown(): void {
-  setOrganisation({ name: '' });
-  show(unknownView());
-}
 
 function start(): void {
   const root = document.getElementById('app');

@@ -14,7 +14,7 @@ import { h } from '../dom.js';
 import { formatMoment } from '../format.js';
 import { browserLanguage, language, setLanguage, t, type MessageKey } from '../i18n.js';
 import { announce, heading, initShell, refresh, setOrganisation, show } from '../views/shell.js';
-import { errorView, loadingView, unknownView } from '../views/status.js';
+import { errorView, loadingView, showUnknown } from '../views/status.js';
 import { StatusApi, StatusFailure } from './api.js';
 import { parseStatusId, randomBytes, statusToken, wrapContentKey } from './keys.js';
 
@@ -27,10 +27,6 @@ const CHECK: Record<string, MessageKey> = {
   'sms-code': 'statusCheckSmsCode',
 };
 
-function showUnknown(): void {
-  setOrganisation({ name: '' });
-  show(unknownView());
-}
 
 function start(): void {
   const root = document.getElementById('app');

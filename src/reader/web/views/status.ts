@@ -2,7 +2,7 @@
 import { h } from '../dom.js';
 import { language, t, type MessageKey } from '../i18n.js';
 import { formatMoment } from '../format.js';
-import { heading, type Render } from './shell.js';
+import { heading, setOrganisation, show, type Render } from './shell.js';
 
 export function loadingView(key: MessageKey = 'loading'): Render {
   return () => h('section', { class: 'view view-loading', 'aria-busy': 'true' }, h('div', { class: 'spinner', 'aria-hidden': 'true' }), heading(t(key)));
@@ -41,4 +41,14 @@ export function lockedView(lockedUntil: string | undefined, retry: () => void): 
       h('p', {}, lockedUntil ? t('lockedText', { time: formatMoment(lockedUntil, language()) }) : t('lockedTextNoTime')),
       retryButton(retry),
     );
+}
+
+/**
+ * Shows the one page for an unknown link, a missing or malformed fragment and
+ * a fragment that does not unwrap (reader and status page alike): without the
+ * organisation's branding, which only a known link would show.
+ */
+export function showUnknown(): void {
+  setOrganisation({ name: '' });
+  show(unknownView());
 }
