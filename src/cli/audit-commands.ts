@@ -56,6 +56,13 @@ function amsterdamOffset(at: number): number {
   return wall - Math.floor(at / 1000) * 1000;
 }
 
+/** The signing key of `checkpoint` and `purge`: made (and said so on stderr) when there is none yet. */
+function signingKeyMadeIfMissing(config: Config): ReturnType<typeof loadSigningKey>['key'] {
+  const { key, file, created } = loadSigningKey({ signingKeyFile: config.audit.signingKeyFile, dataDir: config.data.dir, create: true });
+  if (created) process.stderr.write(`zegel: made the audit signing key ${file}; keep its public key (zegel audit public-key) outside the data directory\n`);
+  return key;
+}
+
 function loadConfig(file: string | undefined): Config {
   return (file ? loadConfigFile(file) : defaultConfig()).config;
 }
@@ -155,8 +162,7 @@ export function registerAuditCommands(program: Command): void {
     .action((options: { config?: string }, command: Command) => {
       const config = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
       return withDb(config, (db) => {
-        const { key, file, created } = loadSigningKey({ signingKeyFile: config.audit.signingKeyFile, dataDir: config.data.dir, create: true });
-        if (created) process.stderr.write(`zegel: made the audit signing key ${file}; keep its public key (zegel audit public-key) outside the data directory\n`);
+        const key = signingKeyMadeIfMissing(config);
         const cp = createCheckpoint(db, key, systemClock.now(), { force: true });
         write(cp ? `checkpoint ${cp.id}: record ${cp.seq}, ${cp.hash}, at ${new Date(cp.at).toISOString()}\n` : 'nothing to sign: the audit trail is empty\n');
       });
@@ -169,8 +175,7 @@ export function registerAuditCommands(program: Command): void {
     .action((options: { config?: string }, command: Command) => {
       const config = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
       return withDb(config, (db) => {
-        const { key, file, created } = loadSigningKey({ signingKeyFile: config.audit.signingKeyFile, dataDir: config.data.dir, create: true });
-        if (created) process.stderr.write(`zegel: made the audit signing key ${file}; keep its public key (zegel audit public-key) outside the data directory\n`);
+        const key = signingKeyMadeIfMissing(config);
         const result = purgeAudit(db, key, systemClock.now(), config.retention.audit);
         write(result.anchor ? `removed ${result.removed} records, through record ${result.anchor.seq}; the chain now starts after it\n` : 'nothing past retention.audit\n');
       });
