@@ -6,7 +6,7 @@ import { corpusDir } from './helpers/relay.js';
 import { run } from './helpers/smtp-client.js';
 
 /*
- * Every case of ../shared/corpus/classifier/labels.json gives its expected
+ * Every case of test/fixtures/corpus/classifier/labels.json gives its expected
  * decision through the built `zegel scan --json` with the shipped rules and
  * defaults. The labels are read, never edited; new cases go beside them.
  */

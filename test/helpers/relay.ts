@@ -87,4 +87,4 @@ export function stripFirstReceived(raw: Buffer): Buffer {
   return Buffer.from(text.slice(match[0].length), 'latin1');
 }
 
-export const corpusDir = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../../../shared/corpus/classifier');
+export const corpusDir = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../fixtures/corpus/classifier');
