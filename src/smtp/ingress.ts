@@ -18,6 +18,7 @@ import { processJob } from '../pipeline/process-job.js';
 import { installSmtpServerPatches } from './smtp-server-patches.js';
 import { HeaderGuard } from './header-guard.js';
 import { LineEndingGuard } from './line-endings.js';
+import { NulGuard } from './nul-guard.js';
 import type { RelayPolicy } from './policy.js';
 import { receivedField } from './received.js';
 
@@ -62,6 +63,8 @@ export function replyFor(err: unknown, limit: number): SmtpReplyError {
       return new SmtpReplyError(552, '5.3.4', `Message size exceeds fixed maximum message size (${limit} bytes)`);
     case 'ZEGEL_BARE_LINE_ENDING':
       return new SmtpReplyError(554, '5.6.0', 'Message contains bare CR or LF line endings; only CRLF is accepted');
+    case 'ZEGEL_NUL_BYTE':
+      return new SmtpReplyError(554, '5.6.0', 'Message contains NUL bytes; Zegel offers no BINARYMIME');
     case 'ZEGEL_HEADER_TOO_LONG':
       return new SmtpReplyError(554, '5.6.0', 'Message header is too large');
     case 'ZEGEL_TOO_MANY_HOPS':
@@ -224,7 +227,7 @@ export class Ingress {
           created = true;
         });
         stream.pipe(sizeGuard);
-        await pipeline(sizeGuard, new LineEndingGuard(config.smtp.bareLineEndings), headerGuard, capture, out);
+        await pipeline(sizeGuard, new NulGuard(), new LineEndingGuard(config.smtp.bareLineEndings), headerGuard, capture, out);
       } catch (err) {
         // keep reading what the client sends, so the reply comes at the end of DATA
         stream.unpipe(sizeGuard);
