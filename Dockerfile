@@ -38,9 +38,9 @@ ENV NODE_ENV=production \
     ZEGEL_HEALTH_URL=http://127.0.0.1:9090/healthz
 RUN groupadd --system zegel \
  && useradd --system --gid zegel --home-dir /var/lib/zegel --shell /usr/sbin/nologin zegel \
- && mkdir -p /var/lib/zegel /etc/zegel \
- && chown zegel:zegel /var/lib/zegel \
- && chmod 0700 /var/lib/zegel
+ && mkdir -p /var/lib/zegel /var/lib/zegel-outbox /etc/zegel \
+ && chown zegel:zegel /var/lib/zegel /var/lib/zegel-outbox \
+ && chmod 0700 /var/lib/zegel /var/lib/zegel-outbox
 WORKDIR /app
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
@@ -51,6 +51,8 @@ COPY --chown=root:root templates ./templates
 COPY --chown=root:root config ./config
 COPY --chown=root:root deploy/docker/zegel.yaml /etc/zegel/zegel.yaml
 USER zegel
+# data.dir only; delivery.outboxDir (/var/lib/zegel-outbox) stays outside it,
+# so a copy of the volume holds no delivered mail (no link keys)
 VOLUME ["/var/lib/zegel"]
 # SMTP from the mail server, the recipient reader, the operations listener
 EXPOSE 2525 8080 9090

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/schema.js';
+import { defaultOutboxDir } from './config/validate.js';
 import { OriginSigner } from './crypto/origin.js';
 import { loadRelaySecret } from './crypto/relay-secret.js';
 import { Delivery } from './deliver/deliver-job.js';
@@ -130,9 +131,10 @@ export class Relay {
     this.sms = options.sms ?? createSmsDriver(config, this.log);
     this.#startReader = options.reader ?? true;
     const transportOptions = { hostname, maxConnections: config.delivery.concurrency, timeout: config.delivery.timeout };
-    const target = createTransport(config.delivery.target, config.data.dir, transportOptions);
+    const transportPaths = { outboxDir: config.delivery.outboxDir ?? defaultOutboxDir(config.data.dir), dataDir: config.data.dir };
+    const target = createTransport(config.delivery.target, transportPaths, transportOptions);
     const internalTarget = config.delivery.internalTarget ?? config.delivery.target;
-    const internal = internalTarget === config.delivery.target ? target : createTransport(internalTarget, config.data.dir, transportOptions);
+    const internal = internalTarget === config.delivery.target ? target : createTransport(internalTarget, transportPaths, transportOptions);
     this.#transports = internal === target ? [target] : [target, internal];
     const dsn = new DsnSender({
       clock: this.clock,
@@ -209,7 +211,7 @@ export class Relay {
       await relay.stop(0);
       throw err;
     }
-    relay.log.info({ smtp: `${address.host}:${address.port}`, reader: relay.#reader?.url, ops: relay.#ops?.url, target: relay.config.delivery.target, dataDir: relay.config.data.dir }, 'relay started');
+    relay.log.info({ smtp: `${address.host}:${address.port}`, reader: relay.#reader?.url, ops: relay.#ops?.url, target: relay.config.delivery.target, dataDir: relay.config.data.dir, outbox: [relay.config.delivery.target, relay.config.delivery.internalTarget].includes('outbox') ? relay.config.delivery.outboxDir ?? defaultOutboxDir(relay.config.data.dir) : undefined }, 'relay started');
     return relay;
   }
 

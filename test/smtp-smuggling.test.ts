@@ -139,7 +139,7 @@ t.test('normalise mode: the relay itself stores CRLF only (outbox target, no SMT
     const { replies } = await session(relay.port, content + TERMINATOR);
     t.equal(replies.filter((r) => r.startsWith('250')).length, 1, `${show(seq)}: one 250`);
   }
-  const outbox = path.join(relay.dataDir, 'outbox');
+  const outbox = relay.relay.config.delivery.outboxDir!;
   const files = (await waitFor(() => {
     const names = fs.existsSync(outbox) ? fs.readdirSync(outbox).filter((n) => n.endsWith('.eml')) : [];
     return names.length >= SEQUENCES.length ? names : false;

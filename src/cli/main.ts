@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { defaultConfig, loadConfigFile, type LoadedConfig } from '../config/load.js';
+import { assertRelayScope } from '../config/validate.js';
 import { ZegelError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { hashPassword } from '../smtp/policy.js';
@@ -9,8 +10,11 @@ import { registerMessagesCommands } from './messages-commands.js';
 import { registerQueueCommands } from './queue-commands.js';
 import { registerRecipientsCommands } from './recipients-commands.js';
 
+/** The configuration a relay runs with (start, check-config, SIGHUP): valid, and relaying only for whom it says (config/validate.ts). */
 function load(file: string | undefined): LoadedConfig {
-  return file ? loadConfigFile(file) : defaultConfig();
+  const loaded = file ? loadConfigFile(file) : defaultConfig();
+  assertRelayScope(loaded.config, loaded.input, loaded.source ?? 'embedded default');
+  return loaded;
 }
 
 async function readStdin(): Promise<string> {
@@ -22,7 +26,7 @@ async function readStdin(): Promise<string> {
 async function start(options: { config?: string }): Promise<void> {
   const { config, source } = load(options.config);
   const log = createLogger(config.log.level);
-  if (!source) log.info({ dataDir: config.data.dir, target: config.delivery.target }, 'no --config given: running the embedded default (loopback only, SQLite in ./data, delivery to the outbox)');
+  if (!source) log.info({ dataDir: config.data.dir, target: config.delivery.target, outbox: config.delivery.outboxDir }, 'no --config given: running the embedded default (loopback only, SQLite in ./data, delivery to the outbox in ./outbox)');
   else log.info({ config: source }, 'configuration loaded');
   // loaded here, not at the top: admin commands then start without the relay's modules (PDF engine, HTTP server, …)
   const { Relay } = await import('../relay.js');
@@ -80,6 +84,9 @@ export function buildCli(): Command {
     .action((options: { config: string }) => {
       const { config } = load(options.config);
       process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+      if ([config.delivery.target, config.delivery.internalTarget].includes('outbox')) {
+        process.stderr.write(`delivered mail goes to the outbox ${config.delivery.outboxDir} (outside data.dir ${config.data.dir})\n`);
+      }
     });
   program
     .command('hash-password')

@@ -4,11 +4,14 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ZegelError } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
+import { defaultOutboxDir, outboxProblems } from './validate.js';
 
 export interface LoadedConfig {
   config: Config;
   /** The file it came from, or undefined for the embedded default. */
   source: string | undefined;
+  /** The configuration as written (before defaults), or undefined for the embedded default. */
+  input?: unknown;
 }
 
 function formatIssue(issue: z.core.$ZodIssue): string {
@@ -33,6 +36,7 @@ export function parseConfig(input: unknown, baseDir: string = process.cwd(), sou
   const config = result.data;
   const resolve = (p: string) => path.resolve(baseDir, p);
   config.data.dir = resolve(config.data.dir);
+  config.delivery.outboxDir = config.delivery.outboxDir ? resolve(config.delivery.outboxDir) : defaultOutboxDir(config.data.dir);
   if (config.rules.dir) config.rules.dir = resolve(config.rules.dir);
   if (config.smtp.tls) config.smtp.tls = { key: resolve(config.smtp.tls.key), cert: resolve(config.smtp.tls.cert) };
   if (config.notification.dkim) config.notification.dkim.privateKeyFile = resolve(config.notification.dkim.privateKeyFile);
@@ -51,7 +55,7 @@ export function parseConfig(input: unknown, baseDir: string = process.cwd(), sou
 
 /** Rules that span several keys. */
 function crossChecks(config: Config): string[] {
-  const problems: string[] = [];
+  const problems: string[] = [...outboxProblems(config)];
   if (config.smtp.auth.users.length && !config.smtp.tls) {
     problems.push('smtp.auth.users: SMTP AUTH is only offered after STARTTLS, so smtp.tls.key and smtp.tls.cert are required');
   }
@@ -73,11 +77,12 @@ export function loadConfigFile(file: string): LoadedConfig {
     const first = doc.errors[0]!;
     throw new ZegelError('ZEGEL_CONFIG_INVALID', `${file} is not valid YAML: ${first.message}`);
   }
-  const config = parseConfig(doc.toJS(), path.dirname(path.resolve(file)), file);
-  return { config, source: path.resolve(file) };
+  const input: unknown = doc.toJS();
+  const config = parseConfig(input, path.dirname(path.resolve(file)), file);
+  return { config, source: path.resolve(file), input };
 }
 
-/** The embedded default: loopback listener, outbox delivery, ./data. */
+/** The embedded default: loopback listener, outbox delivery into ./outbox, ./data. */
 export function defaultConfig(): LoadedConfig {
   return { config: parseConfig({}, process.cwd(), 'embedded default'), source: undefined };
 }

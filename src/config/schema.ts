@@ -104,6 +104,8 @@ export const configSchema = strict({
   delivery: strict({
     target: target.default('outbox'),
     internalTarget: target.optional(),
+    /** Where `outbox` delivery writes (delivered mail, never inside data.dir); absent: `outbox` beside data.dir. */
+    outboxDir: z.string().min(1).optional(),
     concurrency: z.number().int().min(1).max(1000).default(20),
     retry: strict({
       schedule: z.array(duration).min(1).default([5 * 60e3, 10 * 60e3, 30 * 60e3, 3600e3, 2 * 3600e3, 4 * 3600e3]),

@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import nodemailer from 'nodemailer';
+import { ZegelError } from '../errors.js';
 
 export interface Envelope {
   /** '' for the null sender. */
@@ -63,30 +64,46 @@ export interface Transport {
 
 /**
  * `delivery.target: outbox`, the development target: every delivered message
- * becomes `<data.dir>/outbox/<tag>.eml` with its envelope beside it in
+ * becomes `<delivery.outboxDir>/<tag>.eml` with its envelope beside it in
  * `<tag>.json`. Both are fsynced before the delivery counts as accepted.
+ *
+ * The outbox is delivered mail, not relay state: notifications and receipts
+ * carry link keys in their #fragment, so it never lies inside `data.dir`
+ * (checked by the configuration, and here again after resolving symlinks).
+ * The folder is 0700 and every file 0600, whatever the umask.
  */
 export class OutboxTransport implements Transport {
   readonly name = 'outbox';
-  readonly #dir: string;
+  readonly dir: string;
 
-  constructor(dataDir: string) {
-    this.#dir = path.join(dataDir, 'outbox');
-    fs.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+  constructor(dir: string, dataDir?: string) {
+    this.dir = path.resolve(dir);
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    try {
+      fs.chmodSync(this.dir, 0o700);
+    } catch {
+      // a folder made by someone else (a mount point): its owner decides; the files stay 0600
+    }
+    if (dataDir !== undefined && fs.existsSync(dataDir)) {
+      const [outbox, data] = [fs.realpathSync(this.dir), fs.realpathSync(dataDir)];
+      const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(path.sep) ? outer : `${outer}${path.sep}`);
+      if (within(outbox, data) || within(data, outbox)) {
+        throw new ZegelError('ZEGEL_CONFIG_INVALID', `delivery.outboxDir: ${this.dir} resolves to ${outbox}, which overlaps data.dir (${data}); the outbox holds delivered mail with link keys and must lie outside data.dir`);
+      }
+    }
   }
 
   async send(envelope: Envelope, source: SpoolSource, tag: string): Promise<SendResult> {
     // Files appear complete or not at all: written under a temporary name and
     // renamed, the envelope before the message, so whoever watches the outbox
     // never reads a half-written .eml or one without its .json.
-    const eml = path.join(this.#dir, `${tag}.eml`);
-    const json = path.join(this.#dir, `${tag}.json`);
-    if ('bytes' in source) await writeDurably(`${eml}.tmp`, source.bytes);
-    else await pipeline(fs.createReadStream(source.path, { highWaterMark: 256 * 1024 }), fs.createWriteStream(`${eml}.tmp`, { mode: 0o600, flush: true }));
-    await writeDurably(`${json}.tmp`, JSON.stringify({ from: envelope.from, to: envelope.to }, null, 2));
+    const eml = path.join(this.dir, `${tag}.eml`);
+    const json = path.join(this.dir, `${tag}.json`);
+    await writeDurably(`${eml}.tmp`, source);
+    await writeDurably(`${json}.tmp`, { bytes: Buffer.from(JSON.stringify({ from: envelope.from, to: envelope.to }, null, 2)) });
     await fsp.rename(`${json}.tmp`, json);
     await fsp.rename(`${eml}.tmp`, eml);
-    const dir = await fsp.open(this.#dir, 'r');
+    const dir = await fsp.open(this.dir, 'r');
     await dir.sync().finally(() => dir.close());
     return { accepted: [...envelope.to], rejected: [], reply: `250 2.0.0 written to outbox/${tag}.eml`, remoteMta: 'outbox' };
   }
@@ -94,10 +111,13 @@ export class OutboxTransport implements Transport {
   close(): void {}
 }
 
-async function writeDurably(file: string, text: string | Buffer): Promise<void> {
+/** Writes `source` to `file` (mode 0600 also when a leftover file existed) and fsyncs it. */
+async function writeDurably(file: string, source: SpoolSource): Promise<void> {
   const handle = await fsp.open(file, 'w', 0o600);
   try {
-    await handle.writeFile(text);
+    await handle.chmod(0o600);
+    if ('bytes' in source) await handle.writeFile(source.bytes);
+    else await pipeline(fs.createReadStream(source.path, { highWaterMark: 256 * 1024 }), handle.createWriteStream({ autoClose: false, highWaterMark: 256 * 1024 }));
     await handle.sync();
   } finally {
     await handle.close();
@@ -175,6 +195,12 @@ export class SmtpTransport implements Transport {
   }
 }
 
-export function createTransport(target: string, dataDir: string, options: { hostname: string; maxConnections: number; timeout: number }): Transport {
-  return target === 'outbox' ? new OutboxTransport(dataDir) : new SmtpTransport(target, options);
+/** Where the outbox goes (`delivery.outboxDir`) and the relay state it must stay out of (`data.dir`). */
+export interface TransportPaths {
+  outboxDir: string;
+  dataDir: string;
+}
+
+export function createTransport(target: string, paths: TransportPaths, options: { hostname: string; maxConnections: number; timeout: number }): Transport {
+  return target === 'outbox' ? new OutboxTransport(paths.outboxDir, paths.dataDir) : new SmtpTransport(target, options);
 }

@@ -1,0 +1,111 @@
+import net from 'node:net';
+import path from 'node:path';
+import { ZegelError } from '../errors.js';
+import type { Config } from './schema.js';
+
+/**
+ * Deployment rules that span several keys and are checked where a relay is
+ * started or a configuration is checked (`zegel start`, `zegel check-config`,
+ * SIGHUP), in this one module:
+ *
+ * - where the outbox lives: delivered mail (notifications carry link keys in
+ *   their fragment) never inside `data.dir`, so a copy of the relay's state
+ *   alone decrypts nothing;
+ * - for whom the relay relays: a relay reachable beyond loopback must be told
+ *   the organisation's domains and where mail goes.
+ */
+
+/** The default outbox: a folder `outbox` beside `data.dir` (./data → ./outbox). */
+export function defaultOutboxDir(dataDir: string): string {
+  return path.join(path.dirname(path.resolve(dataDir)), 'outbox');
+}
+
+/** True when `inner` is `outer` or lies below it (lexically, after resolving). */
+export function pathWithin(inner: string, outer: string): boolean {
+  const relative = path.relative(path.resolve(outer), path.resolve(inner));
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+/** The outbox must not lie inside data.dir, nor data.dir inside the outbox. */
+export function outboxProblems(config: Config): string[] {
+  const outbox = config.delivery.outboxDir ?? defaultOutboxDir(config.data.dir);
+  const dataDir = config.data.dir;
+  if (pathWithin(outbox, dataDir)) {
+    return [`delivery.outboxDir: ${outbox} lies inside data.dir (${dataDir}); the outbox holds delivered mail with link keys, so a copy of data.dir would decrypt every message: put it beside data.dir (the default is ${defaultOutboxDir(dataDir)})`];
+  }
+  if (pathWithin(dataDir, outbox)) {
+    return [`delivery.outboxDir: ${outbox} contains data.dir (${dataDir}); keep the outbox and data.dir apart`];
+  }
+  return [];
+}
+
+/** Whether a CIDR or address from smtp.allow covers loopback addresses only (127.0.0.0/8, ::1). */
+export function isLoopbackEntry(entry: string): boolean {
+  const [rawAddress, rawPrefix] = entry.split('/') as [string, string | undefined];
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(rawAddress);
+  if (mapped) {
+    const prefix = rawPrefix === undefined ? 32 : Number(rawPrefix) - 96;
+    return prefix >= 8 && isLoopbackEntry(`${mapped[1]}/${prefix}`);
+  }
+  const family = net.isIP(rawAddress);
+  if (family === 4) {
+    const prefix = rawPrefix === undefined ? 32 : Number(rawPrefix);
+    return prefix >= 8 && rawAddress.split('.')[0] === '127';
+  }
+  if (family === 6) {
+    const prefix = rawPrefix === undefined ? 128 : Number(rawPrefix);
+    const loopback = new net.BlockList();
+    loopback.addAddress('::1', 'ipv6');
+    return prefix === 128 && loopback.check(rawAddress, 'ipv6');
+  }
+  return false;
+}
+
+/** Whether smtp.listen's host accepts loopback connections only. */
+export function isLoopbackHost(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  return net.isIP(host) !== 0 && isLoopbackEntry(host);
+}
+
+function explicitDeliveryTarget(input: unknown): boolean {
+  const delivery = (input as { delivery?: unknown } | null | undefined)?.delivery;
+  return typeof delivery === 'object' && delivery !== null && (delivery as { target?: unknown }).target !== undefined;
+}
+
+/**
+ * For whom the relay relays. A relay that listens beyond loopback, or allows
+ * clients beyond loopback, relays for nobody until the configuration says for
+ * whom: `organisation.domains` (the senders it carries mail for) and an
+ * explicit `delivery.target`. The embedded default (127.0.0.1, loopback allow
+ * list, outbox) needs neither. `input` is the configuration as written (to
+ * tell an explicit target from the default); undefined for the embedded default.
+ */
+export function relayScopeProblems(config: Config, input: unknown): string[] {
+  const openAllow = config.smtp.allow.filter((entry) => !isLoopbackEntry(entry));
+  const listen = config.smtp.listen;
+  const openListen = !isLoopbackHost(listen.host);
+  if (!openAllow.length && !openListen) return [];
+  const reach = [
+    ...(openListen ? [`smtp.listen ${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`] : []),
+    ...(openAllow.length ? [`smtp.allow ${openAllow.join(', ')}`] : []),
+  ].join(' and ');
+  const problems: string[] = [];
+  if (!config.organisation.domains.length) {
+    problems.push(
+      `organisation.domains: empty while the relay is reachable beyond loopback (${reach}); list the domains whose senders may relay, e.g. [example.nl]` +
+        (openAllow.length ? ', or narrow smtp.allow to 127.0.0.0/8 and ::1' : ''),
+    );
+  }
+  if (!explicitDeliveryTarget(input)) {
+    problems.push(`delivery.target: not set while the relay is reachable beyond loopback (${reach}); say where mail goes, e.g. smtp://smarthost.example.nl:25 (or outbox, explicitly)`);
+  }
+  return problems;
+}
+
+/** Throws ZEGEL_CONFIG_OPEN_RELAY when the configuration would relay for anyone (see relayScopeProblems). */
+export function assertRelayScope(config: Config, input: unknown, source = 'configuration'): void {
+  const problems = relayScopeProblems(config, input);
+  if (problems.length) {
+    throw new ZegelError('ZEGEL_CONFIG_OPEN_RELAY', `${source} would relay for anyone, refused:\n  ${problems.join('\n  ')}`);
+  }
+}
