@@ -47,12 +47,18 @@ t.test('security headers, cookie attributes and bodies', async (t) => {
   t.equal(open.headers.get('x-content-type-options'), 'nosniff');
   t.equal(open.headers.get('x-frame-options'), 'DENY');
   t.equal(open.headers.get('cache-control'), 'no-store');
+  t.equal(open.headers.get('strict-transport-security'), 'max-age=31536000', 'HSTS with an https publicUrl');
+  // before the check: a stateless pre-session under the __Host- prefix, nothing stored
+  t.match(b.lastSetCookie ?? '', /^__Host-zegel_rs=p\.[A-Za-z0-9_-]{43}\.[0-9a-z]+\.[A-Za-z0-9_-]{43};/);
+  t.equal((f.db.prepare('SELECT COUNT(*) AS n FROM reader_sessions').get() as { n: number }).n, 0);
+  t.equal((await b.verify(link.linkId)).status, 200);
   const cookie = b.lastSetCookie ?? '';
-  t.match(cookie, /^zegel_rs=[A-Za-z0-9_-]{43};/);
+  t.match(cookie, /^__Host-zegel_rs=[A-Za-z0-9_-]{43};/);
   t.match(cookie, /HttpOnly/);
   t.match(cookie, /SameSite=Strict/);
   t.match(cookie, /Path=\//);
   t.match(cookie, /Secure/);
+  t.notMatch(cookie, /Domain=/i, '__Host- cookies carry no Domain');
   const stored = f.db.prepare('SELECT id_hash FROM reader_sessions WHERE link_id = ?').all(link.linkId) as Array<{ id_hash: string }>;
   t.equal(stored.length, 1);
   t.not(stored[0]!.id_hash, b.cookie, 'the database holds the hash, not the cookie');
@@ -79,8 +85,10 @@ t.test('cookies are not Secure for an http publicUrl', async (t) => {
   await f.start();
   const link = await f.link({ method: 'none' });
   const b = new Browser(f);
-  await b.open(link.linkId);
+  const open = await b.open(link.linkId);
   t.notMatch(b.lastSetCookie ?? '', /Secure/);
+  t.match(b.lastSetCookie ?? '', /^zegel_rs=/, 'no __Host- prefix without https');
+  t.equal(open.headers.get('strict-transport-security'), null, 'no HSTS without https');
 });
 
 t.test('page shell and assets', async (t) => {

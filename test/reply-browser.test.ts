@@ -205,10 +205,13 @@ t.test('CSRF, sessions, size and type: refused with a readable answer', async (t
 
   // a session that was opened but not verified (email-code would be pending; method none still needs /verify)
   const open = await fetch(`${base}/api/links/${linkId}/open`, { method: 'POST', headers: { 'X-Zegel-Reader': '1' } });
-  const cookie = open.headers.get('set-cookie')!.split(';')[0]!;
-  res = await fetch(url, { method: 'POST', headers: { 'X-Zegel-Reader': '1', cookie }, body: form() });
+  const preSession = open.headers.get('set-cookie')!.split(';')[0]!;
+  res = await fetch(url, { method: 'POST', headers: { 'X-Zegel-Reader': '1', cookie: preSession }, body: form() });
   t.equal(res.status, 403, 'an unverified session is refused');
-  await fetch(`${base}/api/links/${linkId}/verify`, { method: 'POST', headers: { 'X-Zegel-Reader': '1', cookie } });
+  const verified = await fetch(`${base}/api/links/${linkId}/verify`, { method: 'POST', headers: { 'X-Zegel-Reader': '1', cookie: preSession } });
+  // the passed check rotates the session id: the new cookie is the verified session
+  const cookie = verified.headers.get('set-cookie')!.split(';')[0]!;
+  t.not(cookie, preSession, 'the session id rotates when the check passes');
 
   // verified, but without the header
   res = await fetch(url, { method: 'POST', headers: { cookie }, body: form() });
@@ -255,7 +258,7 @@ t.test('CSRF, sessions, size and type: refused with a readable answer', async (t
   await tab.getByLabel('Bericht').fill('Zie bijlage');
   await tab.getByLabel('Bijlagen toevoegen').setInputFiles({ name: 'installer.exe', mimeType: 'application/octet-stream', buffer: Buffer.from('x') });
   await tab.getByRole('alert').filter({ hasText: 'installer.exe' }).waitFor({ timeout: 10_000 });
-  t.match(await tab.getByRole('alert').first().innerText(), /programma's en scripts zijn niet toegestaan/);
+  t.match(await tab.getByRole('alert').first().innerText(), /programma's, scripts en webpagina's zijn niet toegestaan/);
   await tab.getByRole('button', { name: /Verwijder installer\.exe/ }).click();
   await tab.getByLabel('Bijlagen toevoegen').setInputFiles({ name: 'groot.pdf', mimeType: 'application/pdf', buffer: crypto.randomBytes(150_000) });
   await tab.getByRole('alert').filter({ hasText: 'te groot' }).waitFor({ timeout: 10_000 });

@@ -130,6 +130,25 @@ export const configSchema = strict({
     publicUrl: z.string().url().default('http://127.0.0.1:8080'),
     /** Largest reply a recipient may send from the reader: its text and attachments together. */
     replyMaxSize: size.default(25 * 1024 * 1024),
+    /** Replies one link may send: in all, and in any 24 hours. */
+    replyLimit: strict({
+      perLink: z.number().int().min(0).default(50),
+      perDay: z.number().int().min(0).default(20),
+    }).prefault({}),
+    /** Reverse proxies (addresses or CIDRs) whose X-Forwarded-For names the client; empty: the socket's peer is the client. */
+    trustedProxies: z.array(cidr).default([]),
+    /**
+     * Requests per client address and per link (or status page) in a window,
+     * by the plugin @fastify/rate-limit. pages: /m, /s and /assets; api: open,
+     * blobs, reply lists and the status overview; checks: code, verify, forgot,
+     * sending a reply and the status page's key, revoke and resend.
+     */
+    rateLimit: strict({
+      enabled: z.boolean().default(true),
+      pages: strict({ perAddress: z.number().int().min(1).default(300), perLink: z.number().int().min(1).default(60), window: duration.default(60e3) }).prefault({}),
+      api: strict({ perAddress: z.number().int().min(1).default(600), perLink: z.number().int().min(1).default(120), window: duration.default(60e3) }).prefault({}),
+      checks: strict({ perAddress: z.number().int().min(1).default(30), perLink: z.number().int().min(1).default(20), window: duration.default(60e3) }).prefault({}),
+    }).prefault({}),
   }).prefault({}),
   notification: strict({
     from: z.enum(['no-reply', 'sender']).default('no-reply'),

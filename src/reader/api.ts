@@ -2,7 +2,8 @@
  * The reader's HTTP API: the contract between the server (src/reader/server.ts)
  * and the page code (src/reader/web/). JSON in and out; every POST must carry
  * the header `X-Zegel-Reader: 1` (CSRF: a cross-site form cannot set it, and
- * the session cookie is SameSite=Strict). The browser session is the cookie
+ * the session cookie is SameSite=Strict); a request whose Sec-Fetch-Site is
+ * `cross-site` is refused too. The same rule covers the status page's calls. The browser session is the cookie
  * `zegel_rs` (HttpOnly, SameSite=Strict, Path=/, Secure when publicUrl is
  * https). The link's #fragment (K_link) is never sent to the server.
  *
@@ -33,7 +34,15 @@
  * Errors are `ApiError` with these statuses: 404 unknown-link (also for a link
  * id that never existed: the same answer), 401 wrong-code, 400 no-code /
  * bad-request, 403 not-verified / csrf, 410 revoked / expired, 423 locked,
- * 429 too-many-codes.
+ * 429 too-many-codes / too-many-replies / rate-limited (with `retryAfter` and
+ * the header Retry-After; a page load that is rate-limited gets a 429 page in
+ * Dutch and English instead).
+ *
+ * Sessions: `POST /open` and `/code` write no session row. Before a check
+ * passes the cookie is a stateless pre-session (signed with the relay secret,
+ * bound to the link, 12 hours); when the check passes the server stores a new
+ * session under a new cookie value (the id rotates). With an https publicUrl
+ * the cookie is `__Host-zegel_rs` and answers carry Strict-Transport-Security.
  */
 
 export type Language = 'nl' | 'en';
@@ -96,7 +105,10 @@ export type ApiErrorCode =
   | 'too-many-codes'
   // replies (POST /api/links/:linkId/replies)
   | 'too-large'
-  | 'blocked-type';
+  | 'blocked-type'
+  | 'too-many-replies'
+  // every route: reader.rateLimit (with retryAfter and the header Retry-After)
+  | 'rate-limited';
 
 export interface ApiError {
   error: ApiErrorCode;
@@ -104,7 +116,7 @@ export interface ApiError {
   attemptsLeft?: number;
   /** locked: ISO time the lock ends. */
   lockedUntil?: string;
-  /** too-many-codes: seconds until a new code may be sent. */
+  /** too-many-codes, too-many-replies, rate-limited: seconds until a new try may succeed. */
   retryAfter?: number;
   /** too-large: the reply limit in bytes (text and attachments together). */
   limit?: number;
@@ -231,8 +243,10 @@ export interface StatusResendResponse {
   linkId: string;
 }
 
-export type StatusApiErrorCode = 'unknown-link' | 'bad-request' | 'csrf' | 'not-active' | 'unavailable';
+export type StatusApiErrorCode = 'unknown-link' | 'bad-request' | 'csrf' | 'not-active' | 'unavailable' | 'rate-limited';
 
 export interface StatusApiError {
   error: StatusApiErrorCode;
+  /** rate-limited: seconds until a new try may succeed. */
+  retryAfter?: number;
 }

@@ -124,9 +124,9 @@ export class LinkStore {
          FROM secure_links l JOIN secure_messages m ON m.id = l.message_id WHERE l.id = ?`,
       ),
       session: db.prepare('SELECT * FROM reader_sessions WHERE id_hash = ?'),
-      insertSession: db.prepare('INSERT INTO reader_sessions (id_hash, link_id, created_at, expires_at) VALUES (?, ?, ?, ?)'),
+      insertVerifiedSession: db.prepare('INSERT INTO reader_sessions (id_hash, link_id, created_at, verified_at, expires_at) VALUES (?, ?, ?, ?, ?)'),
       purgeSessions: db.prepare('DELETE FROM reader_sessions WHERE link_id = ? AND expires_at <= ?'),
-      verifySession: db.prepare('UPDATE reader_sessions SET verified_at = ? WHERE id_hash = ? AND verified_at IS NULL'),
+      deleteSession: db.prepare('DELETE FROM reader_sessions WHERE id_hash = ? AND link_id = ?'),
       addFailure: db.prepare('UPDATE secure_links SET failures = failures + 1 WHERE id = ? RETURNING failures'),
       lock: db.prepare('UPDATE secure_links SET failures = 0, locked_until = ? WHERE id = ?'),
       opened: db.prepare(
@@ -164,13 +164,6 @@ export class LinkStore {
     return { idHash: row.id_hash, linkId: row.link_id, createdAt: row.created_at, verifiedAt: row.verified_at ?? undefined, expiresAt: row.expires_at };
   }
 
-  /** A new session for a link; the link's expired sessions go at the same time. */
-  createSession(idHash: string, linkId: string, now: number, expiresAt: number): void {
-    this.#db.transaction(() => {
-      this.#stmt.purgeSessions.run(linkId, now);
-      this.#stmt.insertSession.run(idHash, linkId, now, expiresAt);
-    })();
-  }
 
   /**
    * Counts one attempt against the link before it is checked, so that
@@ -190,11 +183,17 @@ export class LinkStore {
     })();
   }
 
-  /** A passed check: the session is verified, failures reset, open times set. */
-  markVerified(linkId: string, idHash: string, now: number): void {
+  /**
+   * A passed check, in one transaction: the new (rotated) session id is
+   * stored as verified, the session it replaces and the link's expired
+   * sessions go, failures reset, open times set.
+   */
+  storeVerifiedSession(s: { idHash: string; linkId: string; now: number; expiresAt: number; replaces: string | undefined }): void {
     this.#db.transaction(() => {
-      this.#stmt.verifySession.run(now, idHash);
-      this.#stmt.opened.run(now, now, linkId);
+      if (s.replaces) this.#stmt.deleteSession.run(s.replaces, s.linkId);
+      this.#stmt.purgeSessions.run(s.linkId, s.now);
+      this.#stmt.insertVerifiedSession.run(s.idHash, s.linkId, s.now, s.now, s.expiresAt);
+      this.#stmt.opened.run(s.now, s.now, s.linkId);
     })();
   }
 

@@ -3,8 +3,8 @@
  * page checks the same list before it uploads (for a readable message), the
  * server checks again while it streams (the page is not trusted): by file
  * name extension, by the declared content type and by the first bytes
- * (Windows PE, ELF, Mach-O, shell scripts), whichever the sender's mail
- * client might run.
+ * (Windows PE, ELF, Mach-O, shell scripts, OneNote, HTML and SVG), whichever
+ * the sender's mail client might run or render with script.
  */
 
 /** Extensions that mail clients or operating systems run or install when opened (lower case, with the dot). */
@@ -15,6 +15,8 @@ export const BLOCKED_EXTENSIONS: readonly string[] = [
   '.command', '.run', '.bin', '.elf', '.gadget', '.application', '.appref-ms', '.appx', '.appxbundle', '.msix', '.msixbundle',
   '.iso', '.img', '.vhd', '.vhdx', '.docm', '.xlsm', '.pptm', '.xlam', '.ppam', '.dotm', '.xltm', '.potm', '.ppsm', '.sldm',
   '.chm', '.hlp', '.library-ms', '.settingcontent-ms', '.xll', '.py', '.pyw', '.pl', '.rb', '.php',
+  // active content: pages and images with script, OneNote and binary workbooks (macro carriers)
+  '.html', '.htm', '.xhtml', '.shtml', '.mht', '.mhtml', '.svg', '.svgz', '.one', '.onepkg', '.xlsb',
 ];
 
 /** Content types of executables and scripts. */
@@ -26,7 +28,14 @@ const BLOCKED_TYPES = new Set([
   'application/ecmascript', 'text/ecmascript', 'application/hta', 'application/x-ms-shortcut', 'application/java-archive',
   'application/x-java-archive', 'application/vnd.android.package-archive', 'application/x-apple-diskimage', 'text/x-shellscript',
   'application/x-powershell', 'text/vbscript', 'application/x-vbscript', 'application/x-python-code', 'text/x-python',
+  'text/html', 'application/xhtml+xml', 'image/svg+xml', 'message/rfc822+html', 'multipart/related', 'application/onenote',
+  'application/msonenote', 'application/vnd.ms-excel.sheet.binary.macroenabled.12',
 ]);
+
+/** OneNote section files start with the GUID {7B5C52E4-D88C-4DA7-AEB1-5378D02996D3}. */
+const ONENOTE_MAGIC = Buffer.from('e4525c7b8cd8a74d', 'hex');
+/** The start of an HTML page or an SVG image, after white space and a UTF-8 BOM, lower case. */
+const MARKUP_STARTS = ['<!doctype html', '<html', '<svg', '<script'];
 
 function extensionOf(name: string): string {
   const base = name.trim().replace(/[\s.]+$/, '').toLowerCase();
@@ -40,8 +49,20 @@ export function blockedByName(name: string, contentType: string | undefined): bo
   return BLOCKED_EXTENSIONS.includes(extensionOf(name)) || BLOCKED_TYPES.has(type);
 }
 
-/** True when the first bytes of a file are those of a program (PE/MZ, ELF, Mach-O, a #! script). */
+/** How many first bytes blockedByContent wants to see. */
+export const CONTENT_HEAD_BYTES = 256;
+
+/**
+ * True when the first bytes of a file are those of a program (PE/MZ, ELF,
+ * Mach-O, a #! script), a OneNote section, or an HTML page or SVG image
+ * (whatever its name says).
+ */
 export function blockedByContent(head: Buffer): boolean {
+  if (head.length >= 8 && head.subarray(0, 8).equals(ONENOTE_MAGIC)) return true;
+  const text = head.toString('latin1').replace(/^\xef\xbb\xbf/, '').trimStart().toLowerCase();
+  if (MARKUP_STARTS.some((start) => text.startsWith(start))) return true;
+  // an XML prologue (and comments) before an svg or html root
+  if (text.startsWith('<?xml') && /<(svg|html)[\s>]/.test(text)) return true;
   if (head.length >= 2 && head[0] === 0x4d && head[1] === 0x5a) return true; // MZ
   if (head.length >= 4 && head.readUInt32BE(0) === 0x7f454c46) return true; // \x7fELF
   if (head.length >= 4 && [0xfeedface, 0xfeedfacf, 0xcefaedfe, 0xcffaedfe].includes(head.readUInt32BE(0))) return true; // Mach-O

@@ -17,6 +17,8 @@ import { registerReply } from './routes/reply.js';
 import type { ReplyMailer } from './reply-mail.js';
 import { Sessions } from './sessions.js';
 import type { SmsDriver } from './sms.js';
+import { RATE_LIMIT_PAGE_CSP, rateLimitPage } from './rate-limit-page.js';
+import { RateLimited, registerRateLimits, type RateLimitStore } from './rate-limit.js';
 
 export type { LinkRow } from './links.js';
 export type { SmsDriver } from './sms.js';
@@ -46,6 +48,8 @@ export interface ReaderDeps {
   assetsDir: string;
   /** Queues a recipient's reply to the sender (src/reader/reply-mail.ts); without it replies answer 503. */
   replyMailer?: ReplyMailer;
+  /** The rate limits' store (the @fastify/rate-limit store contract); absent: the plugin's in-memory store. */
+  rateLimitStore?: RateLimitStore;
 }
 
 export interface RunningReader {
@@ -67,15 +71,31 @@ export const CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: https:; connect-src 'self'; " +
   "frame-src 'self' blob: data:; child-src blob: data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/** HSTS of every answer when publicUrl is https: one year. */
+export const STRICT_TRANSPORT_SECURITY = 'max-age=31536000';
+
+/** True for localhost, 127.0.0.0/8 and ::1 (URL.hostname form). */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return host === 'localhost' || host.endsWith('.localhost') || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::1';
+}
+
 /**
  * The reader's HTTP server (contract: src/reader/api.ts). Fastify's own
  * logger is off; the reader logs through `deps.log` without codes or keys.
- * Client IPs are the socket's peer (no proxy headers are trusted).
+ * The client address is the socket's peer, or what X-Forwarded-For says when
+ * the peer is one of `reader.trustedProxies`.
  */
 export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
   const log = deps.log.child({ component: 'reader' });
-  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, trustProxy: false, return503OnClosing: true });
+  const { trustedProxies, publicUrl } = deps.config.reader;
+  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, trustProxy: trustedProxies.length ? trustedProxies : false, return503OnClosing: true });
   await app.register(fastifyCookie);
+  const publicURL = new URL(publicUrl);
+  const https = publicURL.protocol === 'https:';
+  if (!https && !isLoopbackHost(publicURL.hostname)) {
+    log.warn({ publicUrl }, 'reader: publicUrl is plain http on a non-loopback address: links, codes and cookies travel unencrypted and browsers refuse WebCrypto; use https');
+  }
 
   // JSON only, and an empty body counts as {} (POST /open and /code carry none)
   app.removeContentTypeParser(['application/json', 'text/plain']);
@@ -95,13 +115,26 @@ export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
     reply.header('x-content-type-options', 'nosniff');
     reply.header('x-frame-options', 'DENY');
     reply.header('cross-origin-opener-policy', 'same-origin');
+    if (https) reply.header('strict-transport-security', STRICT_TRANSPORT_SECURITY);
     if (request.url.startsWith('/api/')) reply.header('cache-control', 'no-store');
-    if (request.method !== 'GET' && request.method !== 'HEAD' && request.headers['x-zegel-reader'] !== '1') {
-      throw new ApiFailure(403, { error: 'csrf' });
+    // one CSRF rule for the reader and the status page: every write carries the header a
+    // cross-site form cannot set, and a browser that says the call is cross-site is refused
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      if (request.headers['x-zegel-reader'] !== '1' || request.headers['sec-fetch-site'] === 'cross-site') {
+        throw new ApiFailure(403, { error: 'csrf' });
+      }
     }
   });
 
-  app.setErrorHandler((err: FastifyError | ApiFailure, request, reply) => {
+  app.setErrorHandler((err: FastifyError | ApiFailure | RateLimited, request, reply) => {
+    if (err instanceof RateLimited) {
+      reply.code(429).header('retry-after', String(err.retryAfter)).header('cache-control', 'no-store');
+      if (request.url.startsWith('/api/')) return reply.send({ error: 'rate-limited', retryAfter: err.retryAfter } satisfies ApiError);
+      return reply
+        .header('content-security-policy', RATE_LIMIT_PAGE_CSP)
+        .type('text/html; charset=utf-8')
+        .send(rateLimitPage(err.retryAfter, request.headers['accept-language']));
+    }
     if (err instanceof ApiFailure) return reply.code(err.status).send(err.body);
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status === 500) log.error({ err: { name: err.name, code: err.code }, method: request.method, route: request.routeOptions.url }, 'reader: request failed');
@@ -115,16 +148,12 @@ export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
   });
 
   const links = new LinkStore(deps.db);
-  registerApi(app, {
-    deps,
-    log,
-    links,
-    sessions: new Sessions(links, deps.clock),
-    secureCookies: new URL(deps.config.reader.publicUrl).protocol === 'https:',
-  });
-  await registerReply(app, { deps, log });
-  registerPages(app, deps.assetsDir);
-  if (deps.status) registerStatus(app, { deps, log, status: deps.status });
+  const sessions = new Sessions(links, deps.clock, deps.secret, https);
+  const limits = await registerRateLimits(app, deps.config, log, deps.rateLimitStore);
+  registerApi(app, { deps, log, links, sessions, limits });
+  await registerReply(app, { deps, log, sessions, limits });
+  registerPages(app, deps.assetsDir, limits);
+  if (deps.status) registerStatus(app, { deps, log, status: deps.status, limits });
 
   const { host, port } = deps.config.reader.listen;
   await app.listen({ host, port });

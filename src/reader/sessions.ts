@@ -1,55 +1,121 @@
 import crypto from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../clock.js';
 import type { LinkStore, SessionRow } from './links.js';
 
 /**
- * Browser sessions of the reader. The cookie `zegel_rs` holds 32 random bytes
- * (base64url); the database only holds their SHA-256 (hex), so a copy of the
- * database cannot be replayed as a cookie. A session belongs to exactly one
- * link: the cookie of link A gives nothing on link B, and opening link B
- * starts a new session (replacing the cookie).
+ * Browser sessions of the reader, in two stages.
+ *
+ * - Before a check passes the cookie is a *pre-session*: stateless, nothing is
+ *   written for it. Its value is `p.<r>.<expires>.<mac>`: 32 random bytes r,
+ *   the expiry, and an HMAC-SHA256 (keyed from the relay secret) over r, the
+ *   link id and the expiry, so it is bound to one link and lapses after 12
+ *   hours. One-time codes are bound to SHA-256(r).
+ * - When the check passes a new random value (32 bytes, base64url) becomes
+ *   the cookie and only its SHA-256 (hex) is stored in reader_sessions: the
+ *   session id rotates, and a copy of the database cannot be replayed as a
+ *   cookie. A session belongs to exactly one link: the cookie of link A gives
+ *   nothing on link B.
+ *
+ * With an https publicUrl the cookie is `__Host-zegel_rs` (Secure, Path=/,
+ * no Domain), otherwise `zegel_rs`.
  */
 
 export const SESSION_COOKIE = 'zegel_rs';
-/** How long a browser session lasts (absolute, from its start). */
+export const HOST_SESSION_COOKIE = `__Host-${SESSION_COOKIE}`;
+/** How long a browser session lasts (absolute): a pre-session from its start, a stored one from the passed check. */
 export const SESSION_TTL_MS = 12 * 3600e3;
 
-const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
+const STORED_VALUE = /^[A-Za-z0-9_-]{43}$/;
+const PRE_VALUE = /^p\.([A-Za-z0-9_-]{43})\.([0-9a-z]{1,12})\.([A-Za-z0-9_-]{43})$/;
 
 export function hashSessionId(value: string): string {
   return crypto.createHash('sha256').update(value, 'utf8').digest('hex');
 }
 
-export interface ReaderSession extends SessionRow {
-  /** The cookie value; only set for a session made by this request. */
+export interface ReaderSession {
+  /** SHA-256 (hex) of the session's random part: what one-time codes are bound to. */
+  idHash: string;
+  linkId: string;
+  verifiedAt: number | undefined;
+  expiresAt: number;
+  /** A row in reader_sessions (a verified session, or an unverified one from before pre-sessions). */
+  stored: boolean;
+  /** The cookie value to set: only for a pre-session made by this request. */
   fresh?: string;
 }
 
 export class Sessions {
   readonly #links: LinkStore;
   readonly #clock: Clock;
+  readonly #key: Buffer;
+  readonly #secure: boolean;
+  readonly cookieName: string;
 
-  constructor(links: LinkStore, clock: Clock) {
+  constructor(links: LinkStore, clock: Clock, secret: Buffer, secure: boolean) {
     this.#links = links;
     this.#clock = clock;
+    this.#key = crypto.createHmac('sha256', secret).update('zegel/v1/reader-presession').digest();
+    this.#secure = secure;
+    this.cookieName = secure ? HOST_SESSION_COOKIE : SESSION_COOKIE;
   }
 
-  /** The live session the cookie names for this link, or undefined. */
-  find(cookie: string | undefined, linkId: string): SessionRow | undefined {
-    if (!cookie || !COOKIE_VALUE.test(cookie)) return undefined;
-    const row = this.#links.session(hashSessionId(cookie));
-    if (!row || row.linkId !== linkId || row.expiresAt <= this.#clock.now()) return undefined;
-    return row;
+  cookie(request: FastifyRequest): string | undefined {
+    return request.cookies[this.cookieName];
   }
 
-  /** The cookie's session for this link, or a new one (whose value the caller sets as the cookie). */
-  findOrCreate(cookie: string | undefined, linkId: string): ReaderSession {
+  #mac(r: string, linkId: string, expires: string): string {
+    return crypto.createHmac('sha256', this.#key).update(`${r}.${linkId}.${expires}`).digest('base64url');
+  }
+
+  /** The live session (stored or pre-session) the cookie names for this link, or undefined. Writes nothing. */
+  find(cookie: string | undefined, linkId: string): ReaderSession | undefined {
+    if (!cookie) return undefined;
+    const now = this.#clock.now();
+    if (STORED_VALUE.test(cookie)) {
+      const row: SessionRow | undefined = this.#links.session(hashSessionId(cookie));
+      if (!row || row.linkId !== linkId || row.expiresAt <= now) return undefined;
+      return { idHash: row.idHash, linkId: row.linkId, verifiedAt: row.verifiedAt, expiresAt: row.expiresAt, stored: true };
+    }
+    const m = PRE_VALUE.exec(cookie);
+    if (!m) return undefined;
+    const [, r, expires, mac] = m as unknown as [string, string, string, string];
+    const expected = Buffer.from(this.#mac(r, linkId, expires));
+    if (!crypto.timingSafeEqual(expected, Buffer.from(mac))) return undefined;
+    const expiresAt = parseInt(expires, 36);
+    if (!(expiresAt > now) || expiresAt > now + SESSION_TTL_MS) return undefined;
+    return { idHash: hashSessionId(r), linkId, verifiedAt: undefined, expiresAt, stored: false };
+  }
+
+  /** The cookie's session for this link, or a new pre-session (whose value the caller sets). Writes nothing. */
+  findOrStart(cookie: string | undefined, linkId: string): ReaderSession {
     const existing = this.find(cookie, linkId);
     if (existing) return existing;
+    const r = crypto.randomBytes(32).toString('base64url');
+    const expiresAt = this.#clock.now() + SESSION_TTL_MS;
+    const expires = expiresAt.toString(36);
+    return { idHash: hashSessionId(r), linkId, verifiedAt: undefined, expiresAt, stored: false, fresh: `p.${r}.${expires}.${this.#mac(r, linkId, expires)}` };
+  }
+
+  /**
+   * The check passed: a new session id is stored as verified (the previous
+   * one, stored or not, is gone) and the link's open times are set. Returns
+   * the new cookie value.
+   */
+  verified(previous: ReaderSession): string {
     const value = crypto.randomBytes(32).toString('base64url');
     const now = this.#clock.now();
-    const idHash = hashSessionId(value);
-    this.#links.createSession(idHash, linkId, now, now + SESSION_TTL_MS);
-    return { idHash, linkId, createdAt: now, verifiedAt: undefined, expiresAt: now + SESSION_TTL_MS, fresh: value };
+    this.#links.storeVerifiedSession({
+      idHash: hashSessionId(value),
+      linkId: previous.linkId,
+      now,
+      expiresAt: now + SESSION_TTL_MS,
+      replaces: previous.stored ? previous.idHash : undefined,
+    });
+    return value;
+  }
+
+  setCookie(reply: FastifyReply, value: string): void {
+    reply.setCookie(this.cookieName, value, { httpOnly: true, sameSite: 'strict', path: '/', secure: this.#secure });
   }
 }

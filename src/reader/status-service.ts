@@ -26,6 +26,8 @@ export interface ResendInput {
   kSrv: Buffer;
   /** K_link': goes only into the queued notification. */
   kLink: Buffer;
+  /** The client address of the request (reader.trustedProxies applied): recorded on the event. */
+  clientIp?: string;
 }
 
 /**
@@ -64,7 +66,7 @@ export function createStatusService(deps: StatusServiceDeps): StatusService {
     store,
     language,
 
-    async resend({ message, old, newLinkId, wrap, kSrv, kLink }) {
+    async resend({ message, old, newLinkId, wrap, kSrv, kLink, clientIp }) {
       const now = clock.now();
       const id = `${message.queueId}-n${old.recipientIdx}-${newLinkId.slice(0, 8)}`;
       const mail = await notifier.notification({
@@ -100,7 +102,7 @@ export function createStatusService(deps: StatusServiceDeps): StatusService {
             messageId: message.queueId,
             recipient: old.address,
             type: 'link-resent',
-            detail: { notification: id, method: old.method, link: newLinkId, replaces: old.id },
+            detail: { notification: id, method: old.method, link: newLinkId, replaces: old.id, ...(clientIp ? { clientIp } : {}) },
           });
           return true;
         });

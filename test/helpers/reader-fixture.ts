@@ -200,9 +200,10 @@ export class ReaderFixture {
   }
 }
 
-/** A browser: one cookie jar (zegel_rs), the CSRF header on every POST. */
+/** A browser: one cookie jar (zegel_rs, or __Host-zegel_rs for an https publicUrl), the CSRF header on every POST. */
 export class Browser {
   cookie: string | undefined;
+  cookieName = 'zegel_rs';
   lastSetCookie: string | undefined;
   readonly #fixture: ReaderFixture;
 
@@ -214,13 +215,16 @@ export class Browser {
     const h: Record<string, string> = { ...headers };
     if (method === 'POST' && !('x-zegel-reader' in h)) h['x-zegel-reader'] = '1';
     if (method === 'POST' && body !== undefined) h['content-type'] = 'application/json';
-    if (this.cookie) h.cookie = `zegel_rs=${this.cookie}`;
+    if (this.cookie && !('cookie' in h)) h.cookie = `${this.cookieName}=${this.cookie}`;
     const res = await fetch(`${this.#fixture.url}${urlPath}`, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
     const set = res.headers.get('set-cookie');
     if (set) {
       this.lastSetCookie = set;
-      const m = /zegel_rs=([^;]*)/.exec(set);
-      if (m) this.cookie = m[1];
+      const m = /^((?:__Host-)?zegel_rs)=([^;]*)/.exec(set);
+      if (m) {
+        this.cookieName = m[1]!;
+        this.cookie = m[2];
+      }
     }
     const text = await res.text();
     let json: unknown;

@@ -17,7 +17,8 @@ import {
 } from '../checks.js';
 import type { LinkRow, LinkStore } from '../links.js';
 import type { ReaderDeps } from '../server.js';
-import { SESSION_COOKIE, type ReaderSession, type Sessions } from '../sessions.js';
+import type { RateLimits } from '../rate-limit.js';
+import type { ReaderSession, Sessions } from '../sessions.js';
 import { maskPhone, smsText } from '../sms.js';
 import { ApiFailure, badRequest, unavailable, unknownLink } from './errors.js';
 
@@ -35,12 +36,13 @@ export interface ApiContext {
   log: Logger;
   links: LinkStore;
   sessions: Sessions;
-  /** Cookies carry Secure when publicUrl is https. */
-  secureCookies: boolean;
+  limits: RateLimits;
 }
 
 export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
-  const { deps, links, sessions, log } = ctx;
+  const { deps, links, sessions, log, limits } = ctx;
+  const api = { onRequest: limits.hook('api', 'linkId') };
+  const check = { onRequest: limits.hook('checks', 'linkId') };
   const { clock, config } = deps;
   const ttl = config.verification.ttl;
   /** Forgot-code notices sent by this process (the event table covers restarts). */
@@ -59,11 +61,10 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
 
   const lockedFailure = (until: number) => new ApiFailure(423, { error: 'locked', lockedUntil: new Date(until).toISOString() });
 
+  /** The request's session for this link, or a new pre-session: nothing is written for either. */
   function session(request: FastifyRequest, reply: FastifyReply, link: LinkRow): ReaderSession {
-    const s = sessions.findOrCreate(request.cookies[SESSION_COOKIE], link.id);
-    if (s.fresh) {
-      reply.setCookie(SESSION_COOKIE, s.fresh, { httpOnly: true, sameSite: 'strict', path: '/', secure: ctx.secureCookies });
-    }
+    const s = sessions.findOrStart(sessions.cookie(request), link.id);
+    if (s.fresh) sessions.setCookie(reply, s.fresh);
     return s;
   }
 
@@ -88,7 +89,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     };
   }
 
-  app.post('/api/links/:linkId/open', async (request, reply): Promise<OpenResponse> => {
+  app.post('/api/links/:linkId/open', api, async (request, reply): Promise<OpenResponse> => {
     const { link, lockedUntil } = load(request);
     const s = session(request, reply, link);
     const org = config.organisation;
@@ -109,7 +110,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     return response;
   });
 
-  app.post('/api/links/:linkId/code', async (request, reply): Promise<CodeSentResponse> => {
+  app.post('/api/links/:linkId/code', check, async (request, reply): Promise<CodeSentResponse> => {
     const { link, lockedUntil } = load(request);
     if (link.method !== 'email-code' && link.method !== 'sms-code') throw badRequest();
     if (lockedUntil !== undefined) throw lockedFailure(lockedUntil);
@@ -142,7 +143,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     return { sent: true, destination: destination(link)!, expiresAt: new Date(expiresAt).toISOString() };
   });
 
-  app.post('/api/links/:linkId/verify', async (request, reply): Promise<VerifyResponse> => {
+  app.post('/api/links/:linkId/verify', check, async (request, reply): Promise<VerifyResponse> => {
     const parsed = verifyBody.safeParse(request.body);
     if (!parsed.success) throw badRequest();
     const { link, lockedUntil } = load(request);
@@ -183,7 +184,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
       }
     }
     await deps.onVerified?.(link);
-    links.markVerified(link.id, s.idHash, clock.now());
+    // the session id rotates: a value planted or seen before the check is worth nothing after it
+    sessions.setCookie(reply, sessions.verified(s));
     await event(link, request, 'check-passed', { method: link.method });
     log.info({ linkId: link.id, method: link.method }, 'reader: check passed');
     return keyResponse(link);
@@ -197,7 +199,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     throw lockedFailure(until);
   }
 
-  app.post('/api/links/:linkId/forgot', async (request): Promise<ForgotResponse> => {
+  app.post('/api/links/:linkId/forgot', check, async (request): Promise<ForgotResponse> => {
     const { link } = load(request);
     if (link.method !== 'access-code') throw badRequest();
     const now = clock.now();
@@ -217,9 +219,9 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   });
 
   // no automatic HEAD route: a HEAD would record an opened/downloaded event without a download
-  app.get('/api/links/:linkId/blobs/:blobId', { exposeHeadRoute: false }, async (request, reply) => {
+  app.get('/api/links/:linkId/blobs/:blobId', { exposeHeadRoute: false, ...api }, async (request, reply) => {
     const { link } = load(request);
-    const s = sessions.find(request.cookies[SESSION_COOKIE], link.id);
+    const s = sessions.find(sessions.cookie(request), link.id);
     if (!s || s.verifiedAt === undefined) throw new ApiFailure(403, { error: 'not-verified' });
     const { blobId } = request.params as { blobId: string };
     if (!BLOB_ID.test(blobId) || !link.blobIds.includes(blobId)) throw unknownLink();

@@ -1,6 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { RateLimits } from '../rate-limit.js';
 
 /**
  * The page shell and its assets, read from the reader bundle (`assetsDir`,
@@ -36,22 +37,22 @@ async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply
   return reply.type(TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream').send(bytes);
 }
 
-export function registerPages(app: FastifyInstance, assetsDir: string): void {
+export function registerPages(app: FastifyInstance, assetsDir: string, limits: RateLimits): void {
   const root = path.resolve(assetsDir);
 
   // the same bytes for every id, known or not: the page asks the API
-  app.get('/m/:linkId', async (_request, reply) => {
+  app.get('/m/:linkId', { onRequest: limits.hook('pages', 'linkId') }, async (_request, reply) => {
     reply.header('cache-control', 'no-store');
     return sendFile(reply, path.join(root, 'index.html'));
   });
 
   // the sender's status page: also the same bytes for every id
-  app.get('/s/:statusId', async (_request, reply) => {
+  app.get('/s/:statusId', { onRequest: limits.hook('pages', 'statusId') }, async (_request, reply) => {
     reply.header('cache-control', 'no-store');
     return sendFile(reply, path.join(root, 'status.html'));
   });
 
-  app.get('/assets/*', async (request, reply) => {
+  app.get('/assets/*', { onRequest: limits.hook('pages') }, async (request, reply) => {
     const rest = (request.params as { '*'?: string })['*'] ?? '';
     const segments = rest.split('/');
     if (!rest || !segments.every((s) => SEGMENT.test(s))) return reply.code(404).type('text/plain; charset=utf-8').send('Not found\n');

@@ -9,10 +9,11 @@ import type { Logger } from '../../log.js';
 import type { RepliesResponse, ReplyEntry, ReplySentResponse } from '../api.js';
 import { linkStatus } from '../checks.js';
 import { LinkStore, type LinkRow } from '../links.js';
-import { BLOCKED_EXTENSIONS, blockedByContent, blockedByName, cleanFileName, replySubject } from '../reply-policy.js';
+import { BLOCKED_EXTENSIONS, blockedByContent, CONTENT_HEAD_BYTES, blockedByName, cleanFileName, replySubject } from '../reply-policy.js';
 import type { ReplyAttachmentFile } from '../reply-mail.js';
 import type { ReaderDeps } from '../server.js';
-import { SESSION_COOKIE, Sessions } from '../sessions.js';
+import type { RateLimits } from '../rate-limit.js';
+import type { Sessions } from '../sessions.js';
 import { ApiFailure, badRequest, unavailable, unknownLink } from './errors.js';
 
 /**
@@ -44,7 +45,11 @@ const SEIPD_TAG = 0xd2;
 export interface ReplyContext {
   deps: ReaderDeps;
   log: Logger;
+  sessions: Sessions;
+  limits: RateLimits;
 }
+
+const DAY_MS = 86400e3;
 
 interface ReplyRow {
   id: string;
@@ -64,11 +69,13 @@ async function drain(stream: AsyncIterable<unknown>): Promise<void> {
 }
 
 export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Promise<void> {
-  const { deps, log } = ctx;
+  const { deps, log, sessions, limits } = ctx;
   const { clock, config, db } = deps;
   const maxBytes = config.reader.replyMaxSize;
+  const { perLink, perDay } = config.reader.replyLimit;
   const links = new LinkStore(db);
-  const sessions = new Sessions(links, clock);
+  /** Replies of this process still being received, per link: counted with the stored ones. */
+  const inFlight = new Map<string, number>();
   const uploads = uploadsDir(config.data.dir);
   // what a crash left of an upload: nothing refers to it
   await fsp.rm(uploads, { recursive: true, force: true });
@@ -77,7 +84,26 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
     list: db.prepare('SELECT id, created_at, blob FROM secure_replies WHERE link_id = ? AND blob IS NOT NULL ORDER BY created_at, rowid'),
     one: db.prepare('SELECT id, created_at, blob FROM secure_replies WHERE id = ? AND link_id = ? AND blob IS NOT NULL'),
     origin: db.prepare('SELECT origin_message_id FROM secure_messages WHERE id = ?'),
+    // every reply row counts, also one whose copy was purged since
+    counts: db.prepare('SELECT COUNT(*) AS total, COUNT(CASE WHEN created_at > ? THEN 1 END) AS day, MIN(CASE WHEN created_at > ? THEN created_at END) AS oldest FROM secure_replies WHERE link_id = ?'),
   };
+
+  /**
+   * reader.replyLimit: at most `perLink` replies per link, and `perDay` in any
+   * 24 hours. Undefined when one more may be sent; otherwise the refusal,
+   * with the seconds until the day's window has room (none: the link is done).
+   */
+  function replyLimitReached(linkId: string): ApiFailure | undefined {
+    const now = clock.now();
+    const row = stmt.counts.get(now - DAY_MS, now - DAY_MS, linkId) as { total: number; day: number; oldest: number | null };
+    const pending = inFlight.get(linkId) ?? 0;
+    if (row.total + pending >= perLink) return new ApiFailure(429, { error: 'too-many-replies' });
+    if (row.day + pending >= perDay) {
+      const retryAfter = Math.max(1, Math.ceil(((row.oldest ?? now) + DAY_MS - now) / 1000));
+      return new ApiFailure(429, { error: 'too-many-replies', retryAfter });
+    }
+    return undefined;
+  }
 
   /** The link of a verified session, or the 404/410/403 answer. A lock from others' tries does not stop a verified session. */
   function verifiedLink(request: FastifyRequest): LinkRow {
@@ -87,7 +113,7 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
     const status = linkStatus(link, clock.now());
     if (!link || status.status === 'unknown') throw unknownLink();
     if (status.status === 'revoked' || status.status === 'expired') throw new ApiFailure(410, { error: status.status });
-    const s = sessions.find(request.cookies[SESSION_COOKIE], link.id);
+    const s = sessions.find(sessions.cookie(request), link.id);
     if (!s || s.verifiedAt === undefined) throw new ApiFailure(403, { error: 'not-verified' });
     return link;
   }
@@ -97,12 +123,15 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
   await app.register(async (scope) => {
     await scope.register(fastifyMultipart, { throwFileSizeLimit: false });
 
-    scope.get('/api/links/:linkId/replies', { exposeHeadRoute: false }, async (request): Promise<RepliesResponse> => {
+    const api = { onRequest: limits.hook('api', 'linkId') };
+    const check = { onRequest: limits.hook('checks', 'linkId') };
+
+    scope.get('/api/links/:linkId/replies', { exposeHeadRoute: false, ...api }, async (request): Promise<RepliesResponse> => {
       const link = verifiedLink(request);
       return { maxBytes, blockedExtensions: [...BLOCKED_EXTENSIONS], replies: (stmt.list.all(link.id) as ReplyRow[]).map(entry) };
     });
 
-    scope.get('/api/links/:linkId/replies/:replyId', { exposeHeadRoute: false }, async (request, reply) => {
+    scope.get('/api/links/:linkId/replies/:replyId', { exposeHeadRoute: false, ...api }, async (request, reply) => {
       const link = verifiedLink(request);
       const { replyId } = request.params as { replyId: string };
       if (!LINK_ID.test(replyId)) throw unknownLink();
@@ -113,7 +142,7 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
       return reply.type('application/octet-stream').header('content-length', size).send(deps.blobs.open(link.secureId, row.blob));
     });
 
-    scope.post('/api/links/:linkId/replies', async (request, reply): Promise<ReplySentResponse> => {
+    scope.post('/api/links/:linkId/replies', check, async (request, reply): Promise<ReplySentResponse> => {
       const link = verifiedLink(request);
       const mailer = deps.replyMailer;
       if (!mailer) throw unavailable();
@@ -123,10 +152,15 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
         throw badRequest();
       }
       if (!request.isMultipart()) throw badRequest();
+      const limited = replyLimitReached(link.id);
+      if (limited) {
+        log.info({ linkId: link.id, perLink, perDay }, 'reader: reply refused, the link reached its reply limit');
+        if (limited.body.retryAfter !== undefined) reply.header('retry-after', String(limited.body.retryAfter));
+        throw limited;
+      }
 
       const replyId = newSecureId();
       const dir = path.join(uploads, replyId);
-      await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
       const copyPath = path.join(dir, 'copy.pgp');
       let subject: string | undefined;
       let text: string | undefined;
@@ -137,7 +171,10 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
       const tooLarge = (): ApiFailure => new ApiFailure(413, { error: 'too-large', limit: maxBytes });
       let blobWritten = false;
 
+      // counted from here on, in the same tick as the limit check above (no await between)
+      inFlight.set(link.id, (inFlight.get(link.id) ?? 0) + 1);
       try {
+        await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
         try {
           const parts = request.parts({
             limits: { fields: 4, fieldSize: TEXT_LIMIT, files: MAX_ATTACHMENTS + 1, parts: MAX_ATTACHMENTS + 6, fileSize: Math.max(maxBytes, COPY_LIMIT) + 1 },
@@ -199,13 +236,18 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
             const out = fs.createWriteStream(file, { mode: 0o600 });
             let size = 0;
             let head: Buffer | undefined;
+            let headChecked = false;
             for await (const chunk of part.file as AsyncIterable<Buffer>) {
               if (failure) continue;
-              if (!head) {
-                head = chunk.subarray(0, 8);
-                if (blockedByContent(head)) {
-                  failure = new ApiFailure(415, { error: 'blocked-type', name });
-                  continue;
+              if (!headChecked) {
+                // the first bytes, however the upload was cut into chunks
+                head = head ? Buffer.concat([head, chunk.subarray(0, CONTENT_HEAD_BYTES - head.length)]) : chunk.subarray(0, CONTENT_HEAD_BYTES);
+                if (head.length >= CONTENT_HEAD_BYTES) {
+                  headChecked = true;
+                  if (blockedByContent(head)) {
+                    failure = new ApiFailure(415, { error: 'blocked-type', name });
+                    continue;
+                  }
                 }
               }
               size += chunk.length;
@@ -218,6 +260,7 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
             }
             out.end();
             await once(out, 'close');
+            if (!failure && !headChecked && head && blockedByContent(head)) failure = new ApiFailure(415, { error: 'blocked-type', name });
             attachments.push({ name, contentType, path: file, size });
           }
         } catch (err) {
@@ -255,6 +298,9 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
         reply.code(201);
         return { reply: { id: replyId, createdAt: new Date(clock.now()).toISOString() } };
       } finally {
+        const left = (inFlight.get(link.id) ?? 1) - 1;
+        if (left > 0) inFlight.set(link.id, left);
+        else inFlight.delete(link.id);
         if (blobWritten) await fsp.rm(path.join(deps.blobs.dir, link.secureId, `${replyId}.pgp`), { force: true });
         await fsp.rm(dir, { recursive: true, force: true });
       }

@@ -7,6 +7,7 @@ import type { ReaderDeps } from '../server.js';
 import { STATUS_ID, statusTokenMatches } from '../status-keys.js';
 import type { StatusService } from '../status-service.js';
 import type { StatusMessageRow } from '../status-store.js';
+import type { RateLimits } from '../rate-limit.js';
 import { ApiFailure } from './errors.js';
 
 /**
@@ -35,8 +36,11 @@ const unknown = () => fail(404, 'unknown-link');
 const bad = () => fail(400, 'bad-request');
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
-export function registerStatus(app: FastifyInstance, ctx: { deps: ReaderDeps; log: Logger; status: StatusService }): void {
-  const { deps, status } = ctx;
+export function registerStatus(app: FastifyInstance, ctx: { deps: ReaderDeps; log: Logger; status: StatusService; limits: RateLimits }): void {
+  const { deps, status, limits } = ctx;
+  // the bearer token gets the reader's limits: per client address and per status id
+  const api = { onRequest: limits.hook('api', 'statusId') };
+  const check = { onRequest: limits.hook('checks', 'statusId') };
   const { clock, config } = deps;
 
   function load(request: FastifyRequest): StatusMessageRow {
@@ -109,16 +113,16 @@ export function registerStatus(app: FastifyInstance, ctx: { deps: ReaderDeps; lo
     return link;
   }
 
-  app.post('/api/status/:statusId', async (request): Promise<StatusResponse> => overview(load(request)));
+  app.post('/api/status/:statusId', api, async (request): Promise<StatusResponse> => overview(load(request)));
 
-  app.post('/api/status/:statusId/key', async (request): Promise<StatusKeyResponse> => {
+  app.post('/api/status/:statusId/key', check, async (request): Promise<StatusKeyResponse> => {
     const message = load(request);
     if (message.state !== 'active' || !message.senderWrap || !message.senderKSrv || message.expiresAt <= clock.now()) throw fail(410, 'not-active');
     const { statusId } = request.params as { statusId: string };
     return { secureId: message.id, statusId, wrap: message.senderWrap.toString('base64url'), kSrv: message.senderKSrv.toString('base64url') };
   });
 
-  app.post('/api/status/:statusId/revoke', async (request): Promise<StatusResponse> => {
+  app.post('/api/status/:statusId/revoke', check, async (request): Promise<StatusResponse> => {
     const message = load(request);
     const parsed = revokeBody.safeParse(request.body ?? {});
     if (!parsed.success) throw bad();
@@ -135,7 +139,7 @@ export function registerStatus(app: FastifyInstance, ctx: { deps: ReaderDeps; lo
     return overview(load(request));
   });
 
-  app.post('/api/status/:statusId/resend', async (request): Promise<StatusResendResponse> => {
+  app.post('/api/status/:statusId/resend', check, async (request): Promise<StatusResendResponse> => {
     const message = load(request);
     const parsed = resendBody.safeParse(request.body ?? {});
     if (!parsed.success) throw bad();
@@ -150,6 +154,7 @@ export function registerStatus(app: FastifyInstance, ctx: { deps: ReaderDeps; lo
       wrap: Buffer.from(body.wrap, 'base64url'),
       kSrv: Buffer.from(body.kSrv, 'base64url'),
       kLink: Buffer.from(body.kLink, 'base64url'),
+      clientIp: request.ip,
     });
     if (!ok) throw fail(410, 'not-active');
     return { linkId: body.newLinkId };

@@ -4,14 +4,16 @@
  * open → (check) → verify → unwrap K with K_link (fragment) and K_srv →
  * fetch and decrypt the body blob → show the message; attachments are fetched
  * and decrypted on demand. K_link never leaves this page: it is read from
- * location.hash, kept in memory, never sent, stored or logged. The fragment
- * stays in the address bar so that a reload works.
+ * location.hash, which is then removed from the address bar and the history
+ * entry; the key is kept in memory and in this tab's sessionStorage (so a
+ * reload works), never sent or logged (fragment.ts).
  */
 import * as openpgp from 'openpgp';
 import type { Language, OpenResponse, VerifyResponse } from '../api.js';
 import * as api from './api.js';
 import { ApiFailure } from './api.js';
-import { base64urlDecode, parseLinkId, parseLinkKey, unwrapContentKey } from './crypto.js';
+import { base64urlDecode, parseLinkId, unwrapContentKey } from './crypto.js';
+import { storageKey, takeFragmentKey } from './fragment.js';
 import { decryptBlob, parseSecureContent } from './decrypt.js';
 import { browserLanguage, setLanguage } from './i18n.js';
 import { accessCodeView, oneTimeCodeView, type CheckContext } from './views/check.js';
@@ -20,7 +22,7 @@ import { conversationView } from './views/conversation.js';
 import { encryptBlob, parseReplyCopy } from './views/reply.js';
 import type { ReplyCopy } from '../api.js';
 import { initShell, setOrganisation, show } from './views/shell.js';
-import { decryptErrorView, errorView, expiredView, loadingView, lockedView, revokedView, showUnknown } from './views/status.js';
+import { decryptErrorView, errorView, expiredView, loadingView, lockedView, rateLimitedView, revokedView, showUnknown } from './views/status.js';
 
 let languageChosen = false;
 
@@ -33,7 +35,8 @@ function start(): void {
     languageChosen = true;
   });
   const linkId = parseLinkId(location.pathname);
-  const kLink = parseLinkKey(location.hash);
+  // read before anything else, so the fragment is gone from the address bar at once
+  const kLink = takeFragmentKey(linkId ? storageKey('m', linkId) : null);
   if (!linkId || !kLink) {
     // the same page as an unknown link or a failed unwrap: the recipient learns nothing more
     showUnknown();
@@ -55,6 +58,8 @@ function fail(linkId: string, kLink: Uint8Array, err: unknown): void {
         return show(expiredView());
       case 'locked':
         return show(lockedView(err.detail?.lockedUntil, retry));
+      case 'rate-limited':
+        return show(rateLimitedView(err.detail?.retryAfter, retry));
       default:
         return show(errorView(retry));
     }

@@ -8,6 +8,8 @@ export class StatusFailure extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
+    /** rate-limited: seconds to wait. */
+    readonly retryAfter?: number,
   ) {
     super(`status API: ${status} ${code}`);
   }
@@ -40,7 +42,10 @@ export class StatusApi {
     } catch {
       // not JSON
     }
-    if (!res.ok) throw new StatusFailure(res.status, (json as StatusApiError | null)?.error ?? 'server');
+    if (!res.ok) {
+      const body = json as StatusApiError | null;
+      throw new StatusFailure(res.status, body?.error ?? 'server', typeof body?.retryAfter === 'number' ? body.retryAfter : undefined);
+    }
     return json as T;
   }
 

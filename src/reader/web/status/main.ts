@@ -1,7 +1,8 @@
 /**
  * The sender's status page: `/s/<statusId>#<K_link_s>`.
  *
- * The fragment K_link_s stays in this page: the status token the server
+ * The fragment K_link_s stays in this page (removed from the address bar and
+ * history at once, kept in this tab's sessionStorage for a reload): the status token the server
  * checks is derived from it (keys.ts), and only for a resend is the content
  * key K unwrapped here (W_s and K_srv_s from the server) to wrap it for a
  * fresh link: new K_link' and K_srv', W' = wrap(K). The server alone can
@@ -9,12 +10,13 @@
  * "link does not work" page.
  */
 import type { Language, StatusRecipient, StatusResponse } from '../../api.js';
-import { base64urlDecode, base64urlEncode, KEY_BYTES, parseLinkKey, unwrapContentKey } from '../crypto.js';
+import { base64urlDecode, base64urlEncode, KEY_BYTES, unwrapContentKey } from '../crypto.js';
+import { storageKey, takeFragmentKey } from '../fragment.js';
 import { h } from '../dom.js';
 import { formatMoment } from '../format.js';
 import { browserLanguage, language, setLanguage, t, type MessageKey } from '../i18n.js';
 import { announce, heading, initShell, refresh, setOrganisation, show } from '../views/shell.js';
-import { errorView, loadingView, showUnknown } from '../views/status.js';
+import { errorView, loadingView, rateLimitedView, showUnknown } from '../views/status.js';
 import { StatusApi, StatusFailure } from './api.js';
 import { parseStatusId, randomBytes, statusToken, wrapContentKey } from './keys.js';
 
@@ -36,7 +38,8 @@ function start(): void {
     languageChosen = true;
   });
   const statusId = parseStatusId(location.pathname);
-  const kLink = parseLinkKey(location.hash);
+  // the fragment leaves the address bar and history at once; this tab's sessionStorage keeps it for a reload
+  const kLink = takeFragmentKey(statusId ? storageKey('s', statusId) : null);
   if (!statusId || !kLink) return showUnknown();
   void (async () => {
     show(loadingView(), false);
@@ -62,6 +65,7 @@ class StatusPage {
       this.data = await this.api.overview();
     } catch (err) {
       if (err instanceof StatusFailure && err.code === 'unknown-link') return showUnknown();
+      if (err instanceof StatusFailure && err.code === 'rate-limited') return show(rateLimitedView(err.retryAfter, () => void this.load()));
       return show(errorView(() => void this.load()));
     }
     if (!languageChosen && (this.data.language === 'nl' || this.data.language === 'en')) setLanguage(this.data.language as Language);

@@ -10,7 +10,7 @@ import type { ReplyCopy } from '../../api.js';
 import { ApiFailure } from '../api.js';
 import { h } from '../dom.js';
 import { safeFileName } from '../filename.js';
-import { formatSize } from '../format.js';
+import { formatMoment, formatSize } from '../format.js';
 import { language, t } from '../i18n.js';
 
 type OpenPGPModule = Pick<typeof OpenPGP, 'createMessage' | 'encrypt' | 'enums'>;
@@ -46,7 +46,15 @@ export function parseReplyCopy(bytes: Uint8Array): ReplyCopy {
   return value as ReplyCopy;
 }
 
-export type ReplyProblem = { kind: 'too-large' } | { kind: 'blocked'; name: string } | { kind: 'empty' } | { kind: 'failed' };
+export type ReplyProblem =
+  | { kind: 'too-large' }
+  | { kind: 'blocked'; name: string }
+  | { kind: 'empty' }
+  | { kind: 'failed' }
+  /** reader.replyLimit: the link's replies in all, or (with `until`) in 24 hours. */
+  | { kind: 'limit'; until?: string }
+  /** Too many requests in a short time (reader.rateLimit). */
+  | { kind: 'busy'; seconds: number };
 
 export interface ReplyFormState {
   text: string;
@@ -86,6 +94,11 @@ export function checkReply(text: string, files: readonly File[], maxBytes: numbe
 export function problemOf(err: unknown): ReplyProblem {
   if (err instanceof ApiFailure && err.code === 'too-large') return { kind: 'too-large' };
   if (err instanceof ApiFailure && err.code === 'blocked-type') return { kind: 'blocked', name: err.detail?.name ?? '' };
+  if (err instanceof ApiFailure && err.code === 'too-many-replies') {
+    const after = err.detail?.retryAfter;
+    return after === undefined ? { kind: 'limit' } : { kind: 'limit', until: new Date(Date.now() + after * 1000).toISOString() };
+  }
+  if (err instanceof ApiFailure && err.code === 'rate-limited') return { kind: 'busy', seconds: Math.max(1, Math.ceil(err.detail?.retryAfter ?? 60)) };
   return { kind: 'failed' };
 }
 
@@ -99,6 +112,10 @@ function problemText(problem: ReplyProblem, maxBytes: number): string {
       return t('replyEmpty');
     case 'failed':
       return t('replyFailed');
+    case 'limit':
+      return problem.until ? t('replyLimitDay', { time: formatMoment(problem.until, language()) }) : t('replyLimitTotal');
+    case 'busy':
+      return t('replyRateLimited', { seconds: problem.seconds });
   }
 }
 

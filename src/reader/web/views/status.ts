@@ -43,6 +43,19 @@ export function lockedView(lockedUntil: string | undefined, retry: () => void): 
     );
 }
 
+/** Too many requests in a short time (429 rate-limited): how long to wait, and a retry. */
+export function rateLimitedView(retryAfter: number | undefined, retry: () => void): Render {
+  const seconds = Math.max(1, Math.ceil(retryAfter ?? 60));
+  return () =>
+    h(
+      'section',
+      { class: 'view view-status view-rate-limited' },
+      heading(t('rateLimitedTitle')),
+      h('p', {}, t('rateLimitedText', { seconds })),
+      retryButton(retry),
+    );
+}
+
 /**
  * Shows the one page for an unknown link, a missing or malformed fragment and
  * a fragment that does not unwrap (reader and status page alike): without the
