@@ -30,7 +30,8 @@ export type ZegelErrorCode =
   | 'ZEGEL_RECIPIENT_NOT_FOUND'
   | 'ZEGEL_LINK_NOT_FOUND'
   | 'ZEGEL_CLI_INPUT'
-  | 'ZEGEL_AUDIT_KEY';
+  | 'ZEGEL_AUDIT_KEY'
+  | 'ZEGEL_ORIGIN_STAMP';
 
 export class ZegelError extends Error {
   readonly code: ZegelErrorCode;

@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import nodemailer from 'nodemailer';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { ManualClock } from '../src/clock.js';
+import { verifyOrigin } from '../src/crypto/origin-stamp.js';
 import type { Relay } from '../src/relay.js';
 import { startRelay, waitFor } from './helpers/relay.js';
 import { startSink, type Received } from './helpers/sink.js';
@@ -150,7 +151,7 @@ t.test('550 5.1.1 for one recipient: a DSN reaches the sender through the intern
   t.equal(contentType.params['report-type'], 'delivery-status');
   const origin = parsed.headers.get('x-zegel-origin');
   t.type(origin, 'string', 'the DSN carries X-Zegel-Origin');
-  t.ok(relay.signer.verify(String(origin), parsed.messageId), 'X-Zegel-Origin verifies for the DSN Message-ID');
+  t.ok(await verifyOrigin(relay.signer, dsn.raw, dsn.to), 'X-Zegel-Origin verifies for the DSN (Message-ID, body, recipient)');
   t.equal(parsed.headers.get('auto-submitted'), 'auto-replied');
   const parts = mimeParts(raw, contentType.params.boundary!);
   t.same(

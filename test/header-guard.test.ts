@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import t from 'tap';
 import { OriginSigner } from '../src/crypto/origin.js';
+import { relaxedBodyHash } from '../src/crypto/relaxed-body.js';
 import { ZegelError } from '../src/errors.js';
 import { feed } from './helpers/transform.js';
 import { HeaderGuard, splitFields, type HeaderFacts } from '../src/smtp/header-guard.js';
@@ -16,8 +17,8 @@ interface Run {
 }
 
 /** Runs `chunks` through a fresh HeaderGuard, one write per chunk. */
-async function guard(chunks: Array<string | Buffer>, options: { maxHeaderBytes?: number; signer?: OriginSigner } = {}): Promise<Run> {
-  const g = new HeaderGuard({ signer: options.signer ?? signer, received: RECEIVED, maxHeaderBytes: options.maxHeaderBytes ?? 1024 * 1024 });
+async function guard(chunks: Array<string | Buffer>, options: { maxHeaderBytes?: number; signer?: OriginSigner; recipients?: string[] } = {}): Promise<Run> {
+  const g = new HeaderGuard({ signer: options.signer ?? signer, recipients: options.recipients ?? RCPTS, received: RECEIVED, maxHeaderBytes: options.maxHeaderBytes ?? 1024 * 1024 });
   return { ...(await feed(g, chunks)), facts: g.facts };
 }
 
@@ -30,6 +31,12 @@ const chunked = (text: string, size: number): Buffer[] => {
 };
 
 const ID = '<m1.abc@org.test>';
+const RCPTS = ['Klant@Example.com', 'b@example.net'];
+
+/** The X-Zegel-Origin value the relay would make for this body (the bytes after the blank line). */
+async function mark(body: string, options: { id?: string; recipients?: string[]; signer?: OriginSigner } = {}): Promise<string> {
+  return (options.signer ?? signer).sign({ messageId: options.id ?? ID, recipients: options.recipients ?? RCPTS }, await relaxedBodyHash(Buffer.from(body, 'latin1')));
+}
 
 t.test('splitFields keeps the bytes of each field, folded lines included', async (t) => {
   const block = Buffer.from('Subject: a\r\n b\r\n\tc\r\nX-Zegel-Foo: 1\r\nTo: x@y.test\r\nnocolon\r\n', 'latin1');
@@ -76,42 +83,91 @@ t.test('X-Zegel-* fields are removed in any case, also when folded', async (t) =
 });
 
 t.test('X-Zegel-Origin', async (t) => {
-  const message = (origin: string, id = ID) => `From: a@org.test\r\nMessage-ID: ${id}\r\nX-Zegel-Origin: ${origin}\r\nSubject: s\r\n\r\nbody\r\n`;
+  const BODY = 'body\r\n';
+  const message = (origin: string, id = ID, body = BODY) => `From: a@org.test\r\nMessage-ID: ${id}\r\nX-Zegel-Origin: ${origin}\r\nSubject: s\r\n\r\n${body}`;
 
-  t.test('signed with the same secret for this Message-ID: kept', async (t) => {
-    const input = message(signer.sign(ID));
+  t.test('made by this relay for this Message-ID, these recipients and this body: kept, relay origin', async (t) => {
+    const input = message(await mark(BODY));
     const r = await guard([input]);
     t.equal(r.out.toString('latin1'), RECEIVED + input);
     t.equal(r.facts.relayOrigin, true);
     t.equal(r.facts.removed, 0);
   });
 
-  t.test('the field before Message-ID, folded, another case: still verifies', async (t) => {
-    const [v, mac] = signer.sign(ID).split(' ');
-    const input = `x-zegel-ORIGIN: ${v}\r\n ${mac}\r\nMessage-ID:\r\n ${ID}\r\n\r\nb`;
-    const r = await guard([input]);
+  t.test('recipients in another order and case, the field before Message-ID, folded, another case: still verifies', async (t) => {
+    const [v, token] = (await mark(BODY)).split(' ');
+    const input = `x-zegel-ORIGIN: ${v}\r\n ${token}\r\nMessage-ID:\r\n ${ID}\r\n\r\n${BODY}`;
+    const r = await guard([input], { recipients: ['B@EXAMPLE.NET', 'klant@example.com', 'klant@example.com'] });
     t.equal(r.facts.relayOrigin, true);
     t.equal(r.out.toString('latin1'), RECEIVED + input);
   });
 
-  t.test('signed for another Message-ID: removed', async (t) => {
-    const r = await guard([message(signer.sign('<other@org.test>'))]);
+  t.test('the body changed on the way (a disclaimer, new content): kept, but no relay origin', async (t) => {
+    const origin = await mark(BODY);
+    for (const body of [`${BODY}--\r\nDisclaimer: this e-mail is confidential.\r\n`, 'BSN 111222333 [veilig]\r\n', '', 'body']) {
+      const input = message(origin, ID, body);
+      const r = await guard([input]);
+      t.equal(r.facts.relayOrigin, body === 'body', JSON.stringify(body));
+      t.equal(r.out.toString('latin1'), RECEIVED + input, 'the mail passes unchanged');
+    }
+  });
+
+  t.test('relaxed canonicalisation: whitespace at line ends, runs of spaces and trailing empty lines do not count', async (t) => {
+    const origin = await mark('Dear  Jan,\r\n\r\nthe link:\thttps://x.test/m/1\r\n');
+    const r = await guard([message(origin, ID, 'Dear Jan,   \r\n\r\nthe link: https://x.test/m/1\r\n\r\n\r\n')]);
+    t.equal(r.facts.relayOrigin, true);
+    const changed = await guard([message(origin, ID, 'DearJan,\r\n\r\nthe link: https://x.test/m/1\r\n')]);
+    t.equal(changed.facts.relayOrigin, false, 'removing whitespace inside a line does count');
+  });
+
+  t.test('the body hashed across any chunking', async (t) => {
+    const body = `Dear Jan,\r\n\r\n${'a line with  spaces \t\r\n'.repeat(300)}\r\n\r\n`;
+    const input = message(await mark(body), ID, body);
+    const wrong: number[] = [];
+    for (const size of [1, 2, 3, 7, 64, 4096]) {
+      const r = await guard(chunked(input, size));
+      if (!r.facts.relayOrigin || r.out.toString('latin1') !== RECEIVED + input) wrong.push(size);
+    }
+    t.same(wrong, []);
+  });
+
+  t.test('made for other recipients: removed', async (t) => {
+    for (const recipients of [['klant@example.com'], [...RCPTS, 'c@example.org'], ['ander@example.net', 'b@example.net']]) {
+      const r = await guard([message(await mark(BODY))], { recipients });
+      t.equal(r.facts.relayOrigin, false, recipients.join(','));
+      t.equal(r.facts.removed, 1);
+      t.notMatch(r.out.toString('latin1'), /x-zegel/i);
+    }
+  });
+
+  t.test('made for another Message-ID: removed', async (t) => {
+    const r = await guard([message(await mark(BODY, { id: '<other@org.test>' }))]);
     t.equal(r.facts.relayOrigin, false);
     t.equal(r.facts.removed, 1);
     t.notMatch(r.out.toString('latin1'), /x-zegel/i);
   });
 
-  t.test('signed with another secret: removed', async (t) => {
-    const other = new OriginSigner(crypto.randomBytes(32));
-    const r = await guard([message(other.sign(ID))]);
+  t.test('made with another secret: removed', async (t) => {
+    const r = await guard([message(await mark(BODY, { signer: new OriginSigner(crypto.randomBytes(32)) }))]);
+    t.equal(r.facts.relayOrigin, false);
+    t.equal(r.facts.removed, 1);
+    t.notMatch(r.out.toString('latin1'), /x-zegel/i);
+  });
+
+  t.test('v1 (a MAC over the Message-ID only) is refused', async (t) => {
+    const v1 = `v1 ${crypto.createHmac('sha256', secret).update(`zegel-origin/v1\n${ID}`).digest('base64url')}`;
+    const r = await guard([message(v1)]);
     t.equal(r.facts.relayOrigin, false);
     t.equal(r.facts.removed, 1);
     t.notMatch(r.out.toString('latin1'), /x-zegel/i);
   });
 
   t.test('forged or malformed values: removed', async (t) => {
-    const mac = signer.sign(ID).slice(3);
-    for (const value of ['v1 ' + 'A'.repeat(43), `v2 ${mac}`, mac, `v1 ${mac}x`, `v1 ${mac.slice(0, 42)}`, '']) {
+    const good = await mark(BODY);
+    const token = good.slice(3);
+    const [bh, mac] = token.split('.') as [string, string];
+    const otherBh = (await relaxedBodyHash(Buffer.from('other\r\n'))).toString('base64url');
+    for (const value of ['v2 ' + 'A'.repeat(43) + '.' + 'A'.repeat(43), `v1 ${mac}`, `v3 ${token}`, token, `v2 ${bh}`, `v2 ${mac}`, `v2 ${otherBh}.${mac}`, `v2 ${mac}.${bh}`, `v2 ${token}x`, `v2 ${token.slice(0, 86)}`, `v2 ${bh} ${mac}`, '']) {
       const r = await guard([message(value)]);
       t.equal(r.facts.relayOrigin, false, JSON.stringify(value));
       t.notMatch(r.out.toString('latin1'), /x-zegel/i, JSON.stringify(value));
@@ -119,14 +175,14 @@ t.test('X-Zegel-Origin', async (t) => {
   });
 
   t.test('no Message-ID: removed', async (t) => {
-    const r = await guard([`From: a@org.test\r\nX-Zegel-Origin: ${signer.sign('')}\r\n\r\nb`]);
+    const r = await guard([`From: a@org.test\r\nX-Zegel-Origin: ${await mark('b', { id: '' })}\r\n\r\nb`]);
     t.equal(r.facts.relayOrigin, false);
     t.equal(r.facts.messageId, undefined);
     t.notMatch(r.out.toString('latin1'), /x-zegel/i);
   });
 
   t.test('a valid origin does not let other X-Zegel-* fields through; a second copy is removed', async (t) => {
-    const origin = signer.sign(ID);
+    const origin = await mark('b');
     const r = await guard([`Message-ID: ${ID}\r\nX-Zegel-Origin: ${origin}\r\nX-Zegel-Decision: deliver\r\nX-Zegel-Origin: ${origin}\r\n\r\nb`]);
     t.equal(r.facts.relayOrigin, true);
     t.equal(r.facts.removed, 2);
@@ -134,9 +190,17 @@ t.test('X-Zegel-Origin', async (t) => {
   });
 
   t.test('the first Message-ID counts', async (t) => {
-    const r = await guard([`Message-ID: ${ID}\r\nMessage-ID: <second@org.test>\r\nX-Zegel-Origin: ${signer.sign('<second@org.test>')}\r\n\r\nb`]);
+    const r = await guard([`Message-ID: ${ID}\r\nMessage-ID: <second@org.test>\r\nX-Zegel-Origin: ${await mark('b', { id: '<second@org.test>' })}\r\n\r\nb`]);
     t.equal(r.facts.messageId, ID);
     t.equal(r.facts.relayOrigin, false);
+  });
+
+  t.test('a header-only message is a mail with an empty body', async (t) => {
+    const origin = await mark('');
+    const r = await guard([`Message-ID: ${ID}\r\nX-Zegel-Origin: ${origin}\r\n`]);
+    t.equal(r.facts.relayOrigin, true);
+    const blank = await guard([`Message-ID: ${ID}\r\nX-Zegel-Origin: ${origin}\r\n\r\n\r\n`]);
+    t.equal(blank.facts.relayOrigin, true, 'empty lines only: also empty in relaxed canonicalisation');
   });
 });
 
@@ -187,7 +251,7 @@ t.test('headers split over many chunks', async (t) => {
     'From: a@org.test\r\n',
     'X-Zegel-Decision:\r\n deliver\r\n',
     `Message-ID: ${ID}\r\n`,
-    `X-Zegel-Origin: ${signer.sign(ID)}\r\n`,
+    `X-Zegel-Origin: ${await mark('body\r\n')}\r\n`,
     'X-Zegel-Other: gone\r\n',
     `Subject: ${'long '.repeat(2000)}\r\n`,
   ];

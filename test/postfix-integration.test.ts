@@ -155,7 +155,7 @@ async function main(): Promise<void> {
     await submit(s, 'jan@zorg.test', ['piet@extern.test', 'klaas@extern.test'], file);
     const notifications = await waitFor(
       () => {
-        const found = s.internet.messages.filter((m) => /^X-Zegel-Origin: v1 /m.test(m.raw.toString('latin1')));
+        const found = s.internet.messages.filter((m) => /^X-Zegel-Origin: v2[ \r\n]/m.test(m.raw.toString('latin1')));
         return found.length >= 2 ? found : undefined;
       },
       60_000,
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
     }
     // the receipt goes to the sender's mailbox, through Postfix
     const receipt = await waitFor(() => s.mailbox.messages.find((m) => m.to.includes('jan@zorg.test')), 60_000, `the sender receipt at the mailbox server${diag()}`);
-    t.match(receipt.raw.toString('latin1'), /^X-Zegel-Origin: v1 /m, 'the receipt is Zegel\'s own');
+    t.match(receipt.raw.toString('latin1'), /^X-Zegel-Origin: v2[ \r\n]/m, 'the receipt is Zegel\'s own');
     for (const sink of [s.internet, s.mailbox]) {
       for (const m of sink.messages) {
         t.notOk(has(m, bsnCanary) || has(m, '123456782'), 'the original body reaches no next hop');
@@ -185,7 +185,7 @@ async function main(): Promise<void> {
     await waitFor(() => s.postfix.queued().length === 0, 60_000, `Postfix's queue to empty${diag()}`);
     await new Promise((resolve) => setTimeout(resolve, 4_000));
     t.same(s.postfix.queued(), [], 'nothing waits in Postfix');
-    const notifications = s.internet.messages.filter((m) => /^X-Zegel-Origin: v1 /m.test(m.raw.toString('latin1')));
+    const notifications = s.internet.messages.filter((m) => /^X-Zegel-Origin: v2[ \r\n]/m.test(m.raw.toString('latin1')));
     t.same(notifications.map((m) => m.to).flat().sort(), ['klaas@extern.test', 'piet@extern.test'], 'still exactly one notification per recipient');
     t.equal(s.mailbox.messages.filter((m) => m.to.includes('jan@zorg.test')).length, 1, 'exactly one receipt');
     t.equal(s.internet.messages.filter((m) => has(m, '<plain-1@zorg.test>')).length, 1, 'the plain message once');
@@ -214,7 +214,7 @@ async function main(): Promise<void> {
   });
 
   await t.test("a reply from the reader reaches the sender's mailbox through Postfix", async (t) => {
-    const notification = s.internet.messages.find((m) => m.to.includes('klaas@extern.test') && /^X-Zegel-Origin: v1 /m.test(m.raw.toString('latin1')))!;
+    const notification = s.internet.messages.find((m) => m.to.includes('klaas@extern.test') && /^X-Zegel-Origin: v2[ \r\n]/m.test(m.raw.toString('latin1')))!;
     const link = ((await simpleParser(notification.raw)).text ?? '').split(/\r?\n/).map((l) => l.trim()).find((l) => /\/m\/[A-Za-z0-9_-]{22}#/.test(l))!;
     const { page } = await launchBrowser(t);
     const tab = await page();

@@ -74,7 +74,7 @@ t.test('with the shipped rules: deliver cases arrive unchanged, sensitive ones r
       continue;
     }
     const raw = message.raw.toString('latin1');
-    t.match(raw, /^X-Zegel-Origin: v1 /m, `${original.name}: a notification the relay made`);
+    t.match(raw, /^X-Zegel-Origin: v2[ \r\n]/m, `${original.name}: a notification the relay made`);
     t.match(raw, /^http:\/\/127\.0\.0\.1:8080\/m\/[A-Za-z0-9_-]{22}#[A-Za-z0-9_-]{43}\r?$/m, `${original.name}: with its link on a line of its own`);
     t.notOk(message.raw.includes(original.raw.subarray(original.raw.indexOf('\r\n\r\n') + 4, original.raw.indexOf('\r\n\r\n') + 200)), `${original.name}: the body did not leave`);
   }

@@ -1,5 +1,6 @@
 import t from 'tap';
 import nodemailer from 'nodemailer';
+import { relaxedBodyHash } from '../src/crypto/relaxed-body.js';
 import type { ClassifyMessage } from '../src/pipeline/decide.js';
 import { startRelay, stripFirstReceived, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
@@ -7,8 +8,9 @@ import { startSink } from './helpers/sink.js';
 /**
  * X-Zegel-* fields are the relay's own. A client that forges them must not be
  * able to skip classification: ingress removes every one it did not sign, and
- * only a verifying X-Zegel-Origin (HMAC of the Message-ID with the relay
- * secret) marks a message as the relay's own, which is then not classified again.
+ * only a verifying X-Zegel-Origin (HMAC over the Message-ID, the envelope
+ * recipients and the body's hash, with the relay secret) marks a message as the
+ * relay's own, which is then not classified again (once).
  */
 
 interface Call {
@@ -102,7 +104,7 @@ t.test('the relay\'s own notification passes again unclassified, once, and only 
   const { port, logs } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url }, receipts: { sender: false } }, { classify: sealingClassifier(calls) });
   t.match(await send(port, lines(`From: <${SENDER}>`, `To: <${EXTERNAL}>`, 'Subject: dossier', '', 'GEHEIM'), [EXTERNAL]), /^250 /);
   const notification = await waitFor(() => sink.messages[0], 20_000, 'the notification');
-  t.match(notification.raw.toString('latin1'), /^X-Zegel-Origin: v1 /m, 'the notification carries X-Zegel-Origin');
+  t.match(notification.raw.toString('latin1'), /^X-Zegel-Origin: v2[ \r\n]/m, 'the notification carries X-Zegel-Origin');
   t.equal(calls.length, 1);
 
   // the organisation's mail server routes it back through the relay
@@ -125,7 +127,8 @@ t.test('X-Zegel-Origin copied onto another message does not verify', async (t) =
   const sink = await startSink(t);
   const { port, relay } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url } }, { classify: recordingClassifier(calls) });
   const head = [`To: <${EXTERNAL}>`, 'Subject: copied origin', 'Message-ID: <mine@org.test>'];
-  const original = lines(...head, `X-Zegel-Origin: ${relay.signer.sign('<someone-elses@relay.org.test>')}`, '', 'text');
+  const origin = relay.signer.sign({ messageId: '<someone-elses@relay.org.test>', recipients: [EXTERNAL] }, await relaxedBodyHash(Buffer.from('text\r\n')));
+  const original = lines(...head, `X-Zegel-Origin: ${origin}`, '', 'text');
   t.match(await send(port, original, [EXTERNAL]), /^250 /);
   await waitFor(() => sink.messages.length === 1, 10_000, 'the delivery');
   t.ok(stripFirstReceived(sink.messages[0]!.raw).equals(lines(...head, '', 'text')));

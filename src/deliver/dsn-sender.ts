@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Clock } from '../clock.js';
-import type { OriginSigner } from '../crypto/origin.js';
+import { ORIGIN_PLACEHOLDER, type OriginSigner } from '../crypto/origin.js';
+import { stampOrigin } from '../crypto/origin-stamp.js';
 import type { Logger } from '../log.js';
 import type { NewJob } from '../queue/types.js';
 import type { Spool } from '../spool/spool.js';
@@ -47,7 +48,7 @@ export class DsnSender {
     if (backend.store.getMessage(dsnId)) return;
     const now = clock.now();
     const headerId = `<${dsnId}@${hostname}>`;
-    const bytes = composeDsn({
+    const composed = composeDsn({
       reportingMta: hostname,
       queueId: message.id,
       to: message.mailFrom,
@@ -57,8 +58,9 @@ export class DsnSender {
       bounces: report.map((r) => r.bounce),
       now,
       messageId: headerId,
-      origin: signer.sign(headerId),
+      origin: ORIGIN_PLACEHOLDER,
     });
+    const bytes = await stampOrigin(signer, composed, { messageId: headerId, recipients: [message.mailFrom] });
     await spool.write(dsnId, bytes);
     await backend.intake(
       { id: dsnId, receivedAt: now, mailFrom: '', size: bytes.length, messageId: headerId, origin: 'dsn', recipients: [{ address: message.mailFrom, notify: ['NEVER'] }] },

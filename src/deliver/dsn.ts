@@ -27,7 +27,7 @@ export interface DsnInput {
   bounces: Bounce[];
   now: number;
   messageId: string;
-  /** X-Zegel-Origin value signed for `messageId`. */
+  /** X-Zegel-Origin value: ORIGIN_PLACEHOLDER, stamped once the DSN is composed (src/crypto/origin-stamp.ts). */
   origin: string;
 }
 

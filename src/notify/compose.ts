@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import MailComposer, { type MailComposerAlternative } from 'nodemailer/lib/mail-composer';
-import type { OriginSigner } from '../crypto/origin.js';
+import { ORIGIN_PLACEHOLDER, type OriginSigner } from '../crypto/origin.js';
+import { stampOrigin } from '../crypto/origin-stamp.js';
 import { ZegelError } from '../errors.js';
 import type { DkimSigner } from './dkim.js';
 import type { Language } from './templates.js';
@@ -11,7 +12,7 @@ export interface MailParty {
 }
 
 export interface ComposedMail {
-  /** `<random@hostname>`, as in the Message-ID header (X-Zegel-Origin is signed over it). */
+  /** `<random@hostname>`, as in the Message-ID header (X-Zegel-Origin covers it, the body and `to`). */
   messageId: string;
   /** Envelope sender to use: the no-reply address. */
   from: string;
@@ -65,7 +66,7 @@ export function newMessageId(hostname: string): string {
 /**
  * A mail the relay makes itself: multipart/alternative (text first, then
  * HTML), Content-Language, Auto-Submitted: auto-generated and X-Zegel-Origin
- * over its Message-ID; DKIM-signed when a signer is given. No List-Unsubscribe:
+ * over its Message-ID, body and envelope recipient; DKIM-signed when a signer is given. No List-Unsubscribe:
  * these mails are transactional. Exactly one address in To.
  */
 export async function composeMail(input: ComposeInput): Promise<ComposedMail> {
@@ -86,13 +87,13 @@ export async function composeMail(input: ComposeInput): Promise<ComposedMail> {
     headers: {
       'Content-Language': input.language,
       'Auto-Submitted': 'auto-generated',
-      'X-Zegel-Origin': input.signer.sign(messageId),
+      'X-Zegel-Origin': ORIGIN_PLACEHOLDER,
     },
     newline: 'win',
     disableFileAccess: true,
     disableUrlAccess: true,
   });
-  let raw = await composer.compile().build();
+  let raw = await stampOrigin(input.signer, await composer.compile().build(), { messageId, recipients: [to] });
   if (input.dkim) raw = await input.dkim.sign(raw);
   return { messageId, from: envelopeFrom, to, raw };
 }

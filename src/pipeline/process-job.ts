@@ -13,7 +13,7 @@ import type { RelayMetrics } from '../ops/metrics.js';
 
 export interface ProcessPayload {
   messageId: string;
-  /** X-Zegel-Origin verified at ingress: the relay made this message, do not classify it again. */
+  /** X-Zegel-Origin verified at ingress (Message-ID, recipients, body): the relay made this mail; consumed once here. */
   relayOrigin?: boolean;
 }
 

@@ -5,7 +5,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import type { Clock } from '../clock.js';
-import type { OriginSigner } from '../crypto/origin.js';
+import { ORIGIN_PLACEHOLDER, type OriginSigner } from '../crypto/origin.js';
+import { OriginStamper } from '../crypto/origin-stamp.js';
 import { deliverJob, type Route } from '../deliver/deliver-job.js';
 import type { Spool } from '../spool/spool.js';
 import type { SqliteBackend } from '../store/sqlite-backend.js';
@@ -69,14 +70,15 @@ export function replyMessageId(replyId: string, hostname: string): string {
   return `<${replyId}@${host}>`;
 }
 
-/** Writes a stream to a new spool file durably (file and directory fsynced). */
-async function writeSpoolFile(spool: Spool, id: string, source: Readable): Promise<number> {
+/** Writes a stream to a new spool file durably (file and directory fsynced), with its X-Zegel-Origin stamped. */
+async function writeSpoolFile(spool: Spool, id: string, source: Readable, stamper: OriginStamper): Promise<number> {
   const file = spool.pathOf(id);
   let size = 0;
   const out = fs.createWriteStream(file, { mode: 0o600, flush: true });
   try {
     await pipeline(
       source,
+      stamper,
       async function* (chunks: AsyncIterable<Buffer | string>) {
         for await (const chunk of chunks) {
           const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
@@ -86,6 +88,7 @@ async function writeSpoolFile(spool: Spool, id: string, source: Readable): Promi
       },
       out,
     );
+    await stamper.stamp(file);
   } catch (err) {
     await fsp.rm(file, { force: true });
     throw err;
@@ -118,12 +121,13 @@ export function createReplyMailer(deps: ReplyMailerDeps): ReplyMailer {
           content: fs.createReadStream(a.path),
           contentDisposition: 'attachment' as const,
         })),
-        headers: { 'X-Zegel-Origin': signer.sign(messageId) },
+        headers: { 'X-Zegel-Origin': ORIGIN_PLACEHOLDER },
         newline: 'win',
         disableFileAccess: true,
         disableUrlAccess: true,
       });
-      const size = await writeSpoolFile(spool, queueId, composer.compile().createReadStream());
+      const stamper = new OriginStamper(signer, { messageId, recipients: [input.to] });
+      const size = await writeSpoolFile(spool, queueId, composer.compile().createReadStream(), stamper);
       try {
         await backend.committer.write(() => {
           backend.store.insertReceivedSync({

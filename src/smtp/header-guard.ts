@@ -1,6 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { ZegelError } from '../errors.js';
-import type { OriginSigner } from '../crypto/origin.js';
+import { sameBodyHash, type OriginSigner } from '../crypto/origin.js';
+import { RelaxedBodyHash } from '../crypto/relaxed-body.js';
 
 const HEADER_END = Buffer.from('\r\n\r\n');
 
@@ -11,12 +12,19 @@ export interface HeaderFacts {
   messageId: string | undefined;
   /** X-Zegel-* fields removed because they were not the relay's own. */
   removed: number;
-  /** True when X-Zegel-Origin verified: the relay made this message itself. */
+  /**
+   * True when X-Zegel-Origin verified for this Message-ID, these envelope
+   * recipients and this body: the relay made exactly this mail. Known once the
+   * body has streamed through (the process job still has to consume the
+   * relay's record of the mail, so it counts once).
+   */
   relayOrigin: boolean;
 }
 
 export interface HeaderGuardOptions {
   signer: OriginSigner;
+  /** The envelope recipients (RCPT TO): X-Zegel-Origin verifies only for the ones it was made for. */
+  recipients: readonly string[];
   /** The trace field to put first, complete with its CRLF. */
   received: string;
   maxHeaderBytes: number;
@@ -58,12 +66,20 @@ function fieldValue(field: Field): string {
  * X-Zegel-* field that the relay did not sign itself, counts hops, notes the
  * Message-ID and puts the relay's own Received: field first. The body passes
  * through untouched. Input must already have CRLF line endings.
+ *
+ * An X-Zegel-Origin whose MAC verifies for the Message-ID and the envelope
+ * recipients is kept, and the body is then hashed on its way through (relaxed
+ * canonicalisation, src/crypto/relaxed-body.ts): `facts.relayOrigin` is set at
+ * the end only if that hash is the one the mark vouches for. Mail without such
+ * a mark is not hashed.
  */
 export class HeaderGuard extends Transform {
   readonly #options: HeaderGuardOptions;
   #buffered: Buffer[] = [];
   #bufferedBytes = 0;
   #done = false;
+  /** Set while a verified mark waits for its body: the hash it vouches for, and the running hash of the body. */
+  #origin: { expected: Buffer; hash: RelaxedBodyHash } | undefined;
   facts: HeaderFacts = { hops: 0, messageId: undefined, removed: 0, relayOrigin: false };
 
   constructor(options: HeaderGuardOptions) {
@@ -73,6 +89,7 @@ export class HeaderGuard extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (this.#done) {
+      this.#origin?.hash.update(chunk);
       this.push(chunk);
       return callback();
     }
@@ -102,7 +119,16 @@ export class HeaderGuard extends Transform {
       const all = Buffer.concat(this.#buffered, this.#bufferedBytes);
       this.#emit(all, Buffer.alloc(0));
     }
-    callback();
+    const origin = this.#origin;
+    if (!origin) return callback();
+    this.#origin = undefined;
+    origin.hash.digest().then(
+      (actual) => {
+        this.facts.relayOrigin = sameBodyHash(actual, origin.expected);
+        callback();
+      },
+      (err: Error) => callback(err),
+    );
   }
 
   #emit(block: Buffer, rest: Buffer): void {
@@ -116,9 +142,12 @@ export class HeaderGuard extends Transform {
     for (const field of fields) {
       if (field.name === 'received') facts.hops++;
       if (field.name.startsWith('x-zegel-')) {
-        const own = field.name === 'x-zegel-origin' && !facts.relayOrigin && this.#options.signer.verify(fieldValue(field), facts.messageId);
-        if (own) {
-          facts.relayOrigin = true;
+        const expected =
+          field.name === 'x-zegel-origin' && !this.#origin
+            ? this.#options.signer.verify(fieldValue(field), { messageId: facts.messageId, recipients: this.#options.recipients })
+            : undefined;
+        if (expected) {
+          this.#origin = { expected, hash: new RelaxedBodyHash() };
         } else {
           facts.removed++;
           continue;
@@ -127,6 +156,8 @@ export class HeaderGuard extends Transform {
       kept.push(field.raw);
     }
     this.push(Buffer.concat(kept));
+    // `rest` starts with the empty line that ends the header block; the body follows it
+    if (rest.length >= 2) this.#origin?.hash.update(rest.subarray(2));
     if (rest.length) this.push(rest);
   }
 }

@@ -203,6 +203,7 @@ export class Ingress {
     const sizeGuard = new SizeGuard(config.smtp.maxMessageSize);
     const headerGuard = new HeaderGuard({
       signer: this.#deps.signer,
+      recipients: rcptTo.map((r) => r.address),
       maxHeaderBytes: MAX_HEADER_BYTES,
       received: receivedField({
         helo: session.hostNameAppearsAs,

@@ -1,5 +1,6 @@
 import { GENESIS_HASH, chainHash } from '../audit/chain.js';
 import type { Clock } from '../clock.js';
+import { canonicalRecipients } from '../crypto/origin.js';
 import type { Db } from './db.js';
 import type { GroupCommitter } from './group-commit.js';
 
@@ -174,7 +175,8 @@ export class MessageStore {
       spooled: db.prepare('SELECT spool FROM messages WHERE spool IS NOT NULL'),
       insertRelayMail: db.prepare('INSERT OR IGNORE INTO relay_mail (message_id, recipients, created_at) VALUES (?, ?, ?)'),
       getRelayMail: db.prepare('SELECT recipients, returned_as FROM relay_mail WHERE message_id = ?'),
-      returnRelayMail: db.prepare('UPDATE relay_mail SET returned_as = ? WHERE message_id = ? AND returned_as IS NULL'),
+      // single use: the one statement that consumes the record also checks that nobody did before
+      returnRelayMail: db.prepare('UPDATE relay_mail SET returned_as = ? WHERE message_id = ? AND (returned_as IS NULL OR returned_as = ?)'),
     };
   }
 
@@ -322,22 +324,24 @@ export class MessageStore {
   }
 
   /**
-   * A message came in with a verified X-Zegel-Origin. It counts as the
-   * relay's own mail only if the relay made a mail with that Message-ID, for
-   * (a superset of) these envelope recipients, and no other message came back
-   * with it before: a header copied from a DSN or notice onto new content, or
-   * sent to other recipients, is classified like any other message.
-   * Idempotent for the same queue id (a process job that runs again).
+   * A message came in whose X-Zegel-Origin verified at ingress (Message-ID,
+   * envelope recipients and body: src/crypto/origin.ts). It counts as the
+   * relay's own mail only if the relay made a mail with that Message-ID for
+   * exactly these envelope recipients and no other message came back with it
+   * before: the record is consumed here, once, by a single conditional
+   * UPDATE. A second return, or a copy towards other recipients, is
+   * classified like any other message. Idempotent for the same queue id (a
+   * process job that runs again).
    */
   claimRelayOrigin(queueId: string, messageId: string | undefined, recipients: readonly string[]): Promise<boolean> {
     return this.#committer.write(() => {
       if (!messageId) return false;
       const row = this.#stmt.getRelayMail.get(messageId.trim()) as { recipients: string; returned_as: string | null } | undefined;
-      if (!row || (row.returned_as !== null && row.returned_as !== queueId)) return false;
-      const made = new Set(JSON.parse(row.recipients) as string[]);
-      if (!recipients.every((r) => made.has(r.toLowerCase()))) return false;
-      this.#stmt.returnRelayMail.run(queueId, messageId.trim());
-      return true;
+      if (!row) return false;
+      const made = canonicalRecipients(JSON.parse(row.recipients) as string[]);
+      const came = canonicalRecipients(recipients);
+      if (made.length !== came.length || made.some((r, i) => r !== came[i])) return false;
+      return this.#stmt.returnRelayMail.run(queueId, messageId.trim(), queueId).changes === 1;
     });
   }
 
