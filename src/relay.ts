@@ -186,7 +186,7 @@ export class Relay {
     this.backend.queue.work('secure', secureDelivery.handle, { concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) });
     this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
     this.backend.queue.work('purge', this.#purge.handle, { concurrency: 1 });
-    this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs, onAccepted: () => metrics.received() });
+    this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs, onAccepted: () => metrics.received(), onAuth: (result) => metrics.smtpAuth(result) });
     if (!policy.senderDomainCheck) {
       this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
     }

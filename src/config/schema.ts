@@ -91,6 +91,13 @@ export const configSchema = strict({
           }),
         )
         .default([]),
+      /** Failed AUTH attempts per client address (IPv6: per /64) within failureWindow; the next is refused with 454 4.7.0, unverified. */
+      maxFailures: z.number().int().min(1).default(5),
+      /** The same per username, across all addresses (0: not counted). */
+      maxFailuresPerUser: z.number().int().min(0).default(20),
+      failureWindow: duration.refine((ms) => ms >= 1000, 'expected at least 1s').default(15 * 60e3),
+      /** How long an address or username over its limit is refused, even with the right password. */
+      lockFor: duration.refine((ms) => ms >= 1000, 'expected at least 1s').default(15 * 60e3),
     }).prefault({}),
     tls: strict({ key: z.string().min(1), cert: z.string().min(1) }).optional(),
     requireTLS: z.boolean().default(false),

@@ -52,6 +52,7 @@ export interface MetricsOptions {
 export class Metrics implements RelayMetrics {
   readonly registry = new Registry();
   readonly #received: Counter;
+  readonly #smtpAuth: Counter<'result'>;
   readonly #decisions: Counter<'action' | 'reason'>;
   readonly #ruleMatches: Counter<'rule' | 'action'>;
   readonly #deliveries: Counter<'route' | 'result'>;
@@ -68,6 +69,13 @@ export class Metrics implements RelayMetrics {
     const registers = [this.registry];
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.#received = new Counter({ name: 'zegel_messages_received_total', help: 'Messages accepted over SMTP', registers });
+    this.#smtpAuth = new Counter({
+      name: 'zegel_smtp_auth_total',
+      help: 'SMTP AUTH attempts by result: accepted and rejected had their password verified (argon2), throttled were refused before verification',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['accepted', 'rejected', 'throttled']) this.#smtpAuth.inc({ result }, 0);
     this.#decisions = new Counter({
       name: 'zegel_decisions_total',
       help: 'Per-recipient decisions by action (deliver, encrypt, block) and reason (rules, no-findings, internal-recipient, relay-origin)',
@@ -141,6 +149,11 @@ export class Metrics implements RelayMetrics {
 
   received(): void {
     this.#received.inc();
+  }
+
+  /** One SMTP AUTH attempt's result. */
+  smtpAuth(result: 'accepted' | 'rejected' | 'throttled'): void {
+    this.#smtpAuth.inc({ result });
   }
 
   decided(decisions: ReadonlyArray<{ decision: string; reason: string }>, matches: ReadonlyArray<{ rule: string; action: string }>): void {

@@ -19,6 +19,7 @@ import { installSmtpServerPatches } from './smtp-server-patches.js';
 import { HeaderGuard } from './header-guard.js';
 import { LineEndingGuard } from './line-endings.js';
 import { NulGuard } from './nul-guard.js';
+import { AuthThrottle } from './auth-throttle.js';
 import type { RelayPolicy } from './policy.js';
 import { receivedField } from './received.js';
 
@@ -36,6 +37,8 @@ export interface IngressDeps {
   closeTimeout?: number;
   /** Called after a message is durably accepted. */
   onAccepted?: (id: string) => void;
+  /** Called for each SMTP AUTH attempt: accepted and rejected were verified, throttled was not. */
+  onAuth?: (result: 'accepted' | 'rejected' | 'throttled') => void;
 }
 
 /** Counts DATA bytes and fails the stream as soon as it passes the limit. */
@@ -88,6 +91,7 @@ export class Ingress {
   readonly #deps: IngressDeps;
   readonly #server: SMTPServer;
   readonly #hostname: string;
+  readonly #throttle: AuthThrottle;
   #address: { host: string; port: number } | undefined;
 
   constructor(deps: IngressDeps) {
@@ -95,6 +99,8 @@ export class Ingress {
     this.#deps = deps;
     const { config, policy } = deps;
     this.#hostname = config.smtp.hostname ?? os.hostname();
+    const { maxFailures, maxFailuresPerUser, failureWindow, lockFor } = config.smtp.auth;
+    this.#throttle = new AuthThrottle({ maxFailures, maxFailuresPerUser, failureWindowMs: failureWindow, lockForMs: lockFor });
     const tls = config.smtp.tls;
     const disabled = tls ? (config.smtp.auth.users.length ? [] : ['AUTH']) : ['STARTTLS', 'AUTH'];
     this.#server = new SMTPServer({
@@ -123,14 +129,10 @@ export class Ingress {
         callback();
       },
       onAuth: (auth, session, callback) => {
-        policy
-          .authenticate(auth.username ?? '', auth.password ?? '')
-          .then((ok) => {
-            if (ok) return callback(null, { user: auth.username });
-            this.#deps.log.warn({ client: session.remoteAddress, user: auth.username }, 'smtp auth failed');
-            callback(new SmtpReplyError(535, '5.7.8', 'Authentication credentials invalid'));
-          })
-          .catch(() => callback(new SmtpReplyError(454, '4.7.0', 'Temporary authentication failure')));
+        this.#authenticate(auth.method, auth.username ?? '', auth.password ?? '', session.remoteAddress).then(
+          (user) => callback(null, { user }),
+          (err: SmtpReplyError) => callback(err),
+        );
       },
       onMailFrom: (address, session, callback) => {
         try {
@@ -183,6 +185,38 @@ export class Ingress {
   /** Stops accepting connections; open sessions may finish their transaction. */
   close(): Promise<void> {
     return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /**
+   * One SMTP AUTH attempt: throttled per client address and per username
+   * before the argon2 verification runs. Resolves with the username, rejects
+   * with the reply. Logs the address and the username, never the password.
+   */
+  async #authenticate(method: string, username: string, password: string, client: string): Promise<string> {
+    const { log, policy, onAuth } = this.#deps;
+    const user = username.slice(0, 256);
+    const admission = await this.#throttle.admit(client, username);
+    if (!admission.admitted) {
+      onAuth?.('throttled');
+      log.warn({ client, user, method, scope: admission.scope, retryAfterS: Math.ceil(admission.retryAfterMs / 1000) }, 'smtp auth throttled');
+      throw new SmtpReplyError(454, '4.7.0', 'Too many failed authentication attempts; try again later');
+    }
+    let ok: boolean;
+    try {
+      ok = await policy.authenticate(username, password);
+    } catch {
+      log.warn({ client, user, method }, 'smtp auth error');
+      throw new SmtpReplyError(454, '4.7.0', 'Temporary authentication failure');
+    }
+    if (!ok) {
+      onAuth?.('rejected');
+      log.warn({ client, user, method }, 'smtp auth failed');
+      throw new SmtpReplyError(535, '5.7.8', 'Authentication credentials invalid');
+    }
+    onAuth?.('accepted');
+    await this.#throttle.succeeded(client, username);
+    log.info({ client, user, method }, 'smtp auth accepted');
+    return username;
   }
 
   #logRefusal(session: SMTPServerSession, err: SmtpReplyError, from?: string): void {
