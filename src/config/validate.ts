@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ZegelError } from '../errors.js';
@@ -26,15 +27,39 @@ export function pathWithin(inner: string, outer: string): boolean {
   return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
 }
 
-/** The outbox must not lie inside data.dir, nor data.dir inside the outbox. */
+/**
+ * A path with its symlinks resolved as far as it exists: the real path of its
+ * nearest existing ancestor, plus the parts not made yet.
+ */
+export function realPathSoFar(p: string): string {
+  const missing: string[] = [];
+  let current = path.resolve(p);
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(current), ...missing.reverse());
+    } catch {
+      const parent = path.dirname(current);
+      if (parent === current) return path.resolve(p);
+      missing.push(path.basename(current));
+      current = parent;
+    }
+  }
+}
+
+/** The outbox must not lie inside data.dir, nor data.dir inside the outbox: as written, and after resolving symlinks. */
 export function outboxProblems(config: Config): string[] {
   const outbox = config.delivery.outboxDir ?? defaultOutboxDir(config.data.dir);
   const dataDir = config.data.dir;
+  const reason = 'the outbox holds delivered mail with link keys, so a copy of data.dir would decrypt every message';
   if (pathWithin(outbox, dataDir)) {
-    return [`delivery.outboxDir: ${outbox} lies inside data.dir (${dataDir}); the outbox holds delivered mail with link keys, so a copy of data.dir would decrypt every message: put it beside data.dir (the default is ${defaultOutboxDir(dataDir)})`];
+    return [`delivery.outboxDir: ${outbox} lies inside data.dir (${dataDir}); ${reason}: put it beside data.dir (the default is ${defaultOutboxDir(dataDir)})`];
   }
   if (pathWithin(dataDir, outbox)) {
     return [`delivery.outboxDir: ${outbox} contains data.dir (${dataDir}); keep the outbox and data.dir apart`];
+  }
+  const [realOutbox, realData] = [realPathSoFar(outbox), realPathSoFar(dataDir)];
+  if (pathWithin(realOutbox, realData) || pathWithin(realData, realOutbox)) {
+    return [`delivery.outboxDir: ${outbox} resolves to ${realOutbox}, which overlaps data.dir (${dataDir} resolves to ${realData}); ${reason}`];
   }
   return [];
 }

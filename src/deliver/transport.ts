@@ -3,7 +3,6 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import nodemailer from 'nodemailer';
-import { ZegelError } from '../errors.js';
 
 export interface Envelope {
   /** '' for the null sender. */
@@ -69,27 +68,20 @@ export interface Transport {
  *
  * The outbox is delivered mail, not relay state: notifications and receipts
  * carry link keys in their #fragment, so it never lies inside `data.dir`
- * (checked by the configuration, and here again after resolving symlinks).
+ * (src/config/validate.ts, also after resolving symlinks).
  * The folder is 0700 and every file 0600, whatever the umask.
  */
 export class OutboxTransport implements Transport {
   readonly name = 'outbox';
   readonly dir: string;
 
-  constructor(dir: string, dataDir?: string) {
+  constructor(dir: string) {
     this.dir = path.resolve(dir);
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     try {
       fs.chmodSync(this.dir, 0o700);
     } catch {
       // a folder made by someone else (a mount point): its owner decides; the files stay 0600
-    }
-    if (dataDir !== undefined && fs.existsSync(dataDir)) {
-      const [outbox, data] = [fs.realpathSync(this.dir), fs.realpathSync(dataDir)];
-      const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(path.sep) ? outer : `${outer}${path.sep}`);
-      if (within(outbox, data) || within(data, outbox)) {
-        throw new ZegelError('ZEGEL_CONFIG_INVALID', `delivery.outboxDir: ${this.dir} resolves to ${outbox}, which overlaps data.dir (${data}); the outbox holds delivered mail with link keys and must lie outside data.dir`);
-      }
     }
   }
 
@@ -195,12 +187,11 @@ export class SmtpTransport implements Transport {
   }
 }
 
-/** Where the outbox goes (`delivery.outboxDir`) and the relay state it must stay out of (`data.dir`). */
+/** Where the outbox goes (`delivery.outboxDir`, already checked to lie outside data.dir). */
 export interface TransportPaths {
   outboxDir: string;
-  dataDir: string;
 }
 
 export function createTransport(target: string, paths: TransportPaths, options: { hostname: string; maxConnections: number; timeout: number }): Transport {
-  return target === 'outbox' ? new OutboxTransport(paths.outboxDir, paths.dataDir) : new SmtpTransport(target, options);
+  return target === 'outbox' ? new OutboxTransport(paths.outboxDir) : new SmtpTransport(target, options);
 }
