@@ -11,7 +11,7 @@ const STYLE = `
 body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1f24;background:#f4f5f7}
 main{max-width:36rem;margin:0 auto;padding:2.5rem 1.25rem}
 section{background:#fff;border:1px solid #d5d9de;border-radius:8px;padding:1.5rem 1.5rem 1.25rem;margin:0 0 1rem}
-h1{font-size:1.35rem;line-height:1.3;margin:0 0 .75rem}
+h1,h2{font-size:1.35rem;line-height:1.3;margin:0 0 .75rem}
 p{margin:0 0 .75rem}
 .wait{font-weight:600}
 `.trim();
