@@ -7,6 +7,8 @@ import { BlobStore } from '../store/blobs.js';
 import { openDb, type Db } from '../store/db.js';
 import { canonicalJson } from '../store/messages.js';
 import { Revocations, type RevokeResult } from '../store/revocation.js';
+import { queuePurgeOnceSync } from '../pipeline/purge-job.js';
+import { shredderFor } from '../store/shred.js';
 
 /**
  * `zegel messages list|show|revoke`: secure messages for operators. Only
@@ -212,6 +214,11 @@ export function registerMessagesCommands(program: Command): void {
           'admin-action',
           canonicalJson({ command: `${command.parent?.name() ?? 'messages'} revoke`, secureId: m.id, revoked: result.revoked.map((r) => r.linkId) }),
         );
+        if (shredderFor(db).pending) {
+          // another connection holds a read open: the relay's purge job truncates the WAL once it lets go
+          queuePurgeOnceSync(db, systemClock.now());
+          process.stderr.write('zegel: another connection holds the database open; the relay finishes erasing the revoked keys from the database files at its next purge run\n');
+        }
         if (options.json) {
           process.stdout.write(`${JSON.stringify({ id: result.secureId, queueId: result.queueId, revoked: result.revoked, state: result.state, purged: result.purged }, null, 2)}\n`);
           return;

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Job, JobQueue, JobResult, NewJob } from '../queue/types.js';
+import type { Db } from '../store/db.js';
 import type { Revocations } from '../store/revocation.js';
 
 /**
@@ -14,6 +15,9 @@ import type { Revocations } from '../store/revocation.js';
  * so merge at once; a job cut off by kill -9 simply runs again.
  * `once` jobs (a revocation scheduled for an exact moment) run a purge without
  * adding a next one.
+ * Every run ends with a WAL checkpoint that truncates the `-wal` file
+ * (Revocations.purgeDue, store/shred.ts): a shred that another process could
+ * not finish (a busy reader while the CLI revoked) completes here.
  */
 
 export const PURGE_INTERVAL_MS = 5 * 60_000;
@@ -31,6 +35,23 @@ export function purgeJob(at: number, intervalMs = PURGE_INTERVAL_MS, runAt = at)
 /** A one-off purge run at `at` (deterministic per moment). */
 export function purgeOnceJob(at: number): NewJob {
   return { id: `purge-at:${at}`, kind: 'purge', payload: { once: true } satisfies PurgePayload, runAt: at };
+}
+
+/**
+ * Queues a one-off purge run at `at` straight into the jobs table, for a
+ * process without a queue of its own (the CLI): the relay picks it up at its
+ * next poll. Idempotent per moment.
+ */
+export function queuePurgeOnceSync(db: Db, at: number): void {
+  const job = purgeOnceJob(at);
+  db.prepare('INSERT OR IGNORE INTO jobs (id, kind, payload, run_at, attempts, state, created_at) VALUES (?, ?, ?, ?, 0, ?, ?)').run(
+    job.id,
+    job.kind,
+    JSON.stringify(job.payload),
+    at,
+    'ready',
+    at,
+  );
 }
 
 export class PurgeWorker {

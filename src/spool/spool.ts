@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { PRIVATE_FILE_MODE, ensurePrivateDirSync } from '../store/file-modes.js';
 import { SpoolCache } from './spool-cache.js';
 
 /**
@@ -49,7 +50,8 @@ class DirSyncer {
 
 /**
  * The plaintext spool: one file per accepted message under `<data.dir>/spool`.
- * A file exists from DATA until no job needs it any more.
+ * A file exists from DATA until no job needs it any more. The directory is
+ * 0700 and its files 0600, whatever the umask (store/file-modes.ts).
  */
 export class Spool {
   readonly dir: string;
@@ -58,7 +60,7 @@ export class Spool {
 
   constructor(dataDir: string) {
     this.dir = path.join(dataDir, 'spool');
-    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    ensurePrivateDirSync(this.dir);
     this.#syncer = new DirSyncer(this.dir);
   }
 
@@ -89,8 +91,10 @@ export class Spool {
 
   /** Writes a whole spool file the relay made itself, durably (file and directory fsynced). */
   async write(id: string, bytes: Buffer): Promise<void> {
-    const handle = await fsp.open(this.pathOf(id), 'w', 0o600);
+    const handle = await fsp.open(this.pathOf(id), 'w', PRIVATE_FILE_MODE);
     try {
+      // the umask masked the mode given to open
+      await handle.chmod(PRIVATE_FILE_MODE);
       await handle.writeFile(bytes);
       await handle.sync();
     } finally {

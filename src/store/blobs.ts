@@ -3,11 +3,13 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { PRIVATE_FILE_MODE, ensurePrivateDir } from './file-modes.js';
 
 /**
  * Ciphertext blobs of secure messages: `<data.dir>/blobs/<secure id>/<blob id>.pgp`.
  * A blob is written to a temporary name, fsynced and renamed, so a blob that
  * exists is whole. Ids are base64url (no path separators); anything else is refused.
+ * Directories are 0700 and blob files 0600, whatever the umask (file-modes.ts).
  */
 export class BlobStore {
   readonly dir: string;
@@ -26,16 +28,20 @@ export class BlobStore {
   /** Streams `source` into a new blob; resolves with its size once it is durable. */
   async write(secureId: string, blobId: string, source: Readable): Promise<number> {
     const dir = this.#path(secureId);
-    await fsp.mkdir(dir, { recursive: true });
+    // blobs/ and blobs/<secure id>/, private also when an older version made them
+    await ensurePrivateDir(this.dir);
+    await ensurePrivateDir(dir);
     const final = this.#path(secureId, blobId);
     const tmp = `${final}.tmp`;
     let bytes = 0;
     source.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
     });
-    const out = fs.createWriteStream(tmp, { flush: true });
+    const out = fs.createWriteStream(tmp, { flush: true, mode: PRIVATE_FILE_MODE });
     try {
       await pipeline(source, out);
+      // the umask masked the mode given to open
+      await fsp.chmod(tmp, PRIVATE_FILE_MODE);
       await fsp.rename(tmp, final);
       const handle = await fsp.open(dir, 'r');
       try {

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
-import fs from 'node:fs';
 import path from 'node:path';
 import { GENESIS_HASH, chainEventsSync, registerAuditFunctions } from '../audit/chain.js';
+import { chmodPrivateIfExistsSync, ensurePrivateDirSync, ensurePrivateFileSync } from './file-modes.js';
 
 export type Db = Database.Database;
 
@@ -216,28 +216,58 @@ const MIGRATIONS: Array<string | ((db: Db) => void)> = [
   },
 ];
 
+/** The database file's name under data.dir (with its `-wal` and `-shm` beside it). */
+export const DB_FILE = 'zegel.db';
+
 /**
- * Opens the SQLite database with the durability settings the relay's promise
- * rests on: WAL with synchronous=FULL, so a committed transaction survives a
- * power cut, not only a process crash.
+ * The WAL is cut back to this size (bytes) when it is reset after a
+ * checkpoint, so a burst does not leave a large file of stale page images
+ * behind. Shredding does not rest on it: every shred truncates the WAL to
+ * zero bytes (shred.ts).
+ */
+export const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
+
+/**
+ * Opens the SQLite database; the one opener of every process (the relay and
+ * each CLI command), so that none forgets a setting the relay's promises rest on:
+ *
+ * - WAL with synchronous=FULL: a committed transaction survives a power cut,
+ *   not only a process crash;
+ * - secure_delete=ON: deleted cells and freed pages are overwritten with
+ *   zeros, so a shredded wrap or K_srv leaves no copy in the file's free
+ *   space (the WAL is truncated after each shred, shred.ts);
+ * - data.dir 0700 and the database, -wal and -shm 0600, whatever the umask:
+ *   the file is created 0600 before SQLite opens it (SQLite gives the -wal
+ *   and -shm the database file's mode), and all three are set to 0600 after.
  */
 export function openDb(dataDir: string): Db {
-  fs.mkdirSync(dataDir, { recursive: true });
-  const db = new Database(path.join(dataDir, 'zegel.db'));
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  // the audit chain's hash runs in a trigger on every insert into events, from any connection opened here
-  registerAuditFunctions(db);
-  const version = db.pragma('user_version', { simple: true }) as number;
-  for (let i = version; i < MIGRATIONS.length; i++) {
-    db.transaction(() => {
-      const migration = MIGRATIONS[i]!;
-      if (typeof migration === 'string') db.exec(migration);
-      else migration(db);
-      db.pragma(`user_version = ${i + 1}`);
-    })();
+  ensurePrivateDirSync(dataDir);
+  const file = path.join(dataDir, DB_FILE);
+  ensurePrivateFileSync(file);
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    db.pragma('secure_delete = ON');
+    db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
+    if (db.pragma('secure_delete', { simple: true }) !== 1) throw new Error('SQLite refused secure_delete = ON');
+    // the audit chain's hash runs in a trigger on every insert into events, from any connection opened here
+    registerAuditFunctions(db);
+    const version = db.pragma('user_version', { simple: true }) as number;
+    for (let i = version; i < MIGRATIONS.length; i++) {
+      db.transaction(() => {
+        const migration = MIGRATIONS[i]!;
+        if (typeof migration === 'string') db.exec(migration);
+        else migration(db);
+        db.pragma(`user_version = ${i + 1}`);
+      })();
+    }
+    for (const suffix of ['-wal', '-shm']) chmodPrivateIfExistsSync(`${file}${suffix}`);
+  } catch (err) {
+    db.close();
+    throw err;
   }
   return db;
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { BlobStore } from './blobs.js';
 import type { Db } from './db.js';
 import { canonicalJson, type EventType } from './messages.js';
+import { shredderFor, type WalShredder } from './shred.js';
 
 /**
  * Revocation, expiry and purge of secure messages (DESIGN "Key schedule":
@@ -21,6 +22,13 @@ import { canonicalJson, type EventType } from './messages.js';
  * crash in between is repaired by the next `purgeDue` (it removes the blob
  * directory of every purged message that still has one), and start-up
  * recovery removes blob directories of ids it does not know.
+ *
+ * Shredding is byte-level: the connection runs with secure_delete (openDb), so
+ * the cells that held a wrap and K_srv are overwritten with zeros, and after
+ * each revoking, expiring or purging change the WAL is checkpointed and
+ * truncated (WalShredder), so no old page image keeps them in the `-wal` or
+ * the database file. A busy reader delays that checkpoint, never skips it:
+ * the shredder retries, and every purge run checkpoints again.
  *
  * Events carry the queue id, the recipient address, the link id and the
  * actor; never keys, codes or content.
@@ -79,13 +87,15 @@ export class Revocations {
   readonly #clock: Clock;
   readonly #blobs: BlobStore;
   readonly #log: Logger | undefined;
+  readonly #shredder: WalShredder;
   readonly #stmt;
 
-  constructor(deps: { db: Db; clock: Clock; blobs: BlobStore; log?: Logger | undefined }) {
+  constructor(deps: { db: Db; clock: Clock; blobs: BlobStore; log?: Logger | undefined; shredder?: WalShredder | undefined }) {
     this.#db = deps.db;
     this.#clock = deps.clock;
     this.#blobs = deps.blobs;
     this.#log = deps.log;
+    this.#shredder = deps.shredder ?? shredderFor(deps.db, deps.log);
     const db = deps.db;
     this.#stmt = {
       message: db.prepare('SELECT id, queue_id, state, expires_at, purged_at, blobs FROM secure_messages WHERE id = ?'),
@@ -128,7 +138,7 @@ export class Revocations {
       if (!link) throw new ZegelError('ZEGEL_LINK_NOT_FOUND', `no link ${linkId}`);
       return this.#revokeSync(this.#message(link.message_id), [link], actor);
     })();
-    await this.#removeBlobs(result);
+    await this.#finish(result);
     return result;
   }
 
@@ -148,7 +158,7 @@ export class Revocations {
       }
       return this.#revokeSync(message, links, actor, options.recipient === undefined);
     })();
-    await this.#removeBlobs(result);
+    await this.#finish(result);
     return result;
   }
 
@@ -255,6 +265,9 @@ export class Revocations {
       report.codes = this.#stmt.oldCodes.run(now - CODE_KEEP_MS).changes;
     })();
     if (report.expired || report.revoked || report.purged || report.repaired) this.#log?.info({ ...report }, 'purge run');
+    // every run ends with a truncated WAL: it completes a shred another process (the CLI) or a crash left
+    // waiting, and a link replaced on the status page; a busy reader leaves it to the shredder's follow-up
+    await this.#shredder.shred();
     return report;
   }
 
@@ -323,6 +336,12 @@ export class Revocations {
     this.#stmt.purge.run(finalState, this.#clock.now(), message.id);
     this.#event(message.queue_id, undefined, 'purged', { reason: state, blobs: blobCount(message.blobs), replies });
     return true;
+  }
+
+  /** After a revoking commit: the WAL truncated when a key was shredded, then the blob files removed. */
+  async #finish(result: RevokeResult): Promise<void> {
+    if (result.revoked.length || result.purged) await this.#shredder.shred();
+    await this.#removeBlobs(result);
   }
 
   async #removeBlobs(result: RevokeResult): Promise<void> {

@@ -5,6 +5,7 @@ import type { JobQueue, NewJob } from '../queue/types.js';
 import { openDb, type Db } from './db.js';
 import { GroupCommitter } from './group-commit.js';
 import { MessageStore, type IncomingMessage } from './messages.js';
+import { shredderFor, type WalShredder } from './shred.js';
 
 /**
  * The embedded default: store and queue in one SQLite file, so that taking a
@@ -24,9 +25,12 @@ export class SqliteBackend implements Backend {
   readonly committer: GroupCommitter;
   readonly store: MessageStore;
   readonly queue: SqliteQueue;
+  /** Truncates the WAL after each shred (revocation.ts uses the same one: one per connection). */
+  readonly shredder: WalShredder;
 
   constructor(dataDir: string, clock: Clock, log: Logger, options: { pollMs?: number } = {}) {
     this.db = openDb(dataDir);
+    this.shredder = shredderFor(this.db, log);
     this.committer = new GroupCommitter(this.db);
     this.store = new MessageStore(this.db, this.committer, clock);
     this.queue = new SqliteQueue(this.db, this.committer, clock, log, options);
@@ -44,6 +48,7 @@ export class SqliteBackend implements Backend {
     // stops the poll timer at once (a no-op when the relay drained the queue already)
     void this.queue.close(0);
     this.committer.close();
+    this.shredder.close();
     this.db.close();
   }
 }
