@@ -1,5 +1,5 @@
 import t from 'tap';
-import { blobFiles, decryptWithLink, eventsOf, linkRow, messageRow, openLink, sendSecure, setupSecure } from './helpers/secure-messages.js';
+import { blobFiles, decryptWithLink, eventsOf, linkRow, messageRow, openLink, passEmailCheck, sendSecure, setupSecure } from './helpers/secure-messages.js';
 
 /*
  * Revocation is crypto-shredding (DESIGN "Key schedule"): over real SMTP, a
@@ -17,12 +17,14 @@ t.test('revoke for one recipient: the other still decrypts; the revoked one gets
   const blobsBefore = blobFiles(s, sent.secureId);
   t.ok(blobsBefore.length >= 2, `body and attachment blobs stored: ${blobsBefore.join(', ')}`);
 
-  // piet has a reader session and a live code
+  // piet has a (verified) reader session and a live code
   const opened = await openLink(s, piet!.linkId);
   t.equal(opened.status, 200, 'piet opens the link page');
+  const session = await passEmailCheck(s, piet!, opened.cookie);
   const db = s.relay.relay.backend.db;
   t.equal((db.prepare('SELECT COUNT(*) AS n FROM reader_sessions WHERE link_id = ?').get(piet!.linkId) as { n: number }).n, 1, 'a reader session for piet');
-  const code = await fetch(`${s.relay.relay.readerUrl}/api/links/${piet!.linkId}/code`, { method: 'POST', headers: { 'X-Zegel-Reader': '1', cookie: opened.cookie! } });
+  s.clock.advance(31_000); // one code per 30 s
+  const code = await fetch(`${s.relay.relay.readerUrl}/api/links/${piet!.linkId}/code`, { method: 'POST', headers: { 'X-Zegel-Reader': '1', cookie: session } });
   t.equal(code.status, 200, 'a code was sent to piet');
   t.equal((db.prepare(`SELECT COUNT(*) AS n FROM one_time_codes WHERE link_id = ? AND state = 'live'`).get(piet!.linkId) as { n: number }).n, 1, 'a live code');
 
@@ -36,7 +38,7 @@ t.test('revoke for one recipient: the other still decrypts; the revoked one gets
   t.equal((db.prepare(`SELECT COUNT(*) AS n FROM one_time_codes WHERE link_id = ? AND state = 'live'`).get(piet!.linkId) as { n: number }).n, 0, 'piet’s live code gone');
   await t.rejects(decryptWithLink(s, sent, piet!), /no wrap/, 'piet’s fragment opens nothing any more');
 
-  const again = await openLink(s, piet!.linkId, opened.cookie);
+  const again = await openLink(s, piet!.linkId, session);
   t.equal(again.status, 410, 'the reader answers 410');
   t.same(again.body, { error: 'revoked' });
 

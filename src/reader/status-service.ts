@@ -6,6 +6,7 @@ import type { Notifier } from '../notify/index.js';
 import { queueRelayMail } from '../pipeline/relay-mail.js';
 import type { Spool } from '../spool/spool.js';
 import type { SqliteBackend } from '../store/sqlite-backend.js';
+import { shredderFor } from '../store/shred.js';
 import type { Language, Method } from './api.js';
 import type { LinkRow } from './links.js';
 import { StatusStore, type StatusLinkRow, type StatusMessageRow } from './status-store.js';
@@ -110,6 +111,8 @@ export function createStatusService(deps: StatusServiceDeps): StatusService {
         if (!done) await spool.remove(id).catch(() => undefined);
       }
       if (done) {
+        // the old link's wrap and K_srv were overwritten (secure_delete); their page images leave the WAL now
+        await shredderFor(backend.db, log).shred();
         backend.queue.poke();
         log.info({ queueId: message.queueId, oldLink: old.id, link: newLinkId }, 'status: fresh link minted by the sender, notification queued');
       }

@@ -105,6 +105,35 @@ export async function openLink(s: SecureSetup, linkId: string, cookie?: string):
   return { status: res.status, body: (await res.json()) as Record<string, unknown>, cookie: setCookie ?? cookie };
 }
 
+/**
+ * Passes the e-mail-code check as a recipient would: asks for a code, reads it from the code mail at
+ * the sink and verifies it. Resolves to the verified session's cookie (the id rotates at the check).
+ */
+export async function passEmailCheck(s: SecureSetup, link: SentLink, cookie: string | undefined): Promise<string> {
+  const url = `${s.relay.relay.readerUrl}/api/links/${link.linkId}`;
+  const before = s.sink.messages.length;
+  const sent = await fetch(`${url}/code`, { method: 'POST', headers: { 'X-Zegel-Reader': '1', ...(cookie ? { cookie } : {}) } });
+  if (sent.status !== 200) throw new Error(`code request answered ${sent.status}`);
+  const preSession = sent.headers.get('set-cookie')?.split(';')[0] ?? cookie;
+  const code = await waitFor(async () => {
+    for (const m of s.sink.messages.slice(before)) {
+      if (!m.to.includes(link.address)) continue;
+      const match = /: (\d{6}),/.exec((await simpleParser(m.raw)).text ?? '');
+      if (match) return match[1];
+    }
+    return undefined;
+  }, 20_000, `the code mail to ${link.address}`);
+  const verified = await fetch(`${url}/verify`, {
+    method: 'POST',
+    headers: { 'X-Zegel-Reader': '1', 'content-type': 'application/json', ...(preSession ? { cookie: preSession } : {}) },
+    body: JSON.stringify({ code }),
+  });
+  if (verified.status !== 200) throw new Error(`verify answered ${verified.status}`);
+  const rotated = verified.headers.get('set-cookie')?.split(';')[0];
+  if (!rotated) throw new Error('no session cookie after the check');
+  return rotated;
+}
+
 /** Files under the message's blob directory (none when it is gone). */
 export function blobFiles(s: { relay: { dataDir: string } } | { dataDir: string }, secureId: string): string[] {
   const dataDir = 'relay' in s ? s.relay.dataDir : s.dataDir;
