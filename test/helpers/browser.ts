@@ -1,17 +1,29 @@
 import { chromium, type Browser, type BrowserContextOptions, type Page } from 'playwright-core';
+import tap from 'tap';
 import type { Teardown } from './relay.js';
 
+let shared: Promise<Browser> | undefined;
+
+/** Debian's Chromium, headless, driven by playwright-core (no browser download): started once per test file. */
+function browserOfThisFile(): Promise<Browser> {
+  if (!shared) {
+    shared = chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    });
+    const launched = shared;
+    tap.teardown(async () => (await launched).close());
+  }
+  return shared;
+}
+
 /**
- * Debian's Chromium, headless, driven by playwright-core (no browser download).
- * One browser per test file; each call to `page` opens a fresh context (its own
- * cookies), closed at teardown.
+ * The file's one browser; each call to `page` opens a fresh context (its own
+ * cookies), closed at `t`'s teardown, so subtests share the browser but never
+ * a cookie.
  */
 export async function launchBrowser(t: Teardown): Promise<{ browser: Browser; page(options?: BrowserContextOptions): Promise<Page> }> {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-  });
-  t.teardown(() => browser.close());
+  const browser = await browserOfThisFile();
   return {
     browser,
     async page(options: BrowserContextOptions = {}) {
