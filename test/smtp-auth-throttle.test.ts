@@ -1,12 +1,11 @@
 import net from 'node:net';
-import path from 'node:path';
 import tls from 'node:tls';
 import t from 'tap';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { hashPassword } from '../src/smtp/policy.js';
 import { clientKey } from '../src/smtp/auth-throttle.js';
-import { startRelay, tempDir, waitFor, type Teardown, type TestRelay } from './helpers/relay.js';
-import { run } from './helpers/smtp-client.js';
+import { startRelay, waitFor, type TestRelay } from './helpers/relay.js';
+import { selfSigned } from './helpers/smtp-client.js';
 
 /**
  * Failed SMTP AUTH attempts are throttled per client address and per
@@ -25,15 +24,6 @@ const LOCK_MS = 6_000;
 const MAX_FAILURES = 3;
 const MAX_FAILURES_PER_USER = 8;
 
-/** A self-signed key and certificate for CN=localhost, made by openssl in a temporary directory. */
-async function selfSigned(t: Teardown): Promise<{ key: string; cert: string }> {
-  const dir = tempDir(t, 'zegel-tls-');
-  const key = path.join(dir, 'key.pem');
-  const cert = path.join(dir, 'cert.pem');
-  const result = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert]);
-  if (result.code !== 0) throw new Error(`openssl failed: ${result.stderr}`);
-  return { key, cert };
-}
 
 /**
  * One AUTH attempt on a fresh connection from `from`, after STARTTLS, with

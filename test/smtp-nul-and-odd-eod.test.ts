@@ -22,6 +22,7 @@ import { startWireSink, type WireSink } from './helpers/wire-sink.js';
 
 const SENDER = 'sender@org.test';
 const RCPT = 'rcpt@example.com';
+const session = (port: number, payload: Buffer) => RawSmtp.transaction(port, SENDER, [RCPT], payload);
 const BEFORE = 'before the sequence';
 const AFTER = 'after: the rest of the message still arrives\r\n';
 
@@ -74,30 +75,6 @@ function wireFaults(wire: Buffer): string[] {
   return faults;
 }
 
-/** One raw session: envelope, DATA, then the payload and QUIT in one write; every reply after the 354. */
-async function session(port: number, payload: Buffer): Promise<{ dataReply: string; replies: string[] }> {
-  const client = await RawSmtp.connect(port);
-  try {
-    await client.envelope(SENDER, [RCPT]);
-    const dataReply = await client.command('DATA');
-    const replies: string[] = [];
-    if (!dataReply.startsWith('354')) return { dataReply, replies };
-    client.write(Buffer.concat([payload, Buffer.from('QUIT\r\n')]));
-    for (;;) {
-      let reply: string;
-      try {
-        reply = await client.reply(20_000);
-      } catch {
-        break; // connection closed
-      }
-      replies.push(reply);
-      if (reply.startsWith('221')) break;
-    }
-    return { dataReply, replies };
-  } finally {
-    client.close();
-  }
-}
 
 function storedMessageIds(relay: TestRelay): string[] {
   return (relay.relay.backend.db.prepare('SELECT id FROM messages').all() as Array<{ id: string }>).map((r) => r.id);

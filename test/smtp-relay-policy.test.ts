@@ -4,9 +4,9 @@ import t from 'tap';
 import nodemailer, { type SendMailOptions } from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 import { hashPassword } from '../src/smtp/policy.js';
-import { startRelay, tempDir, waitFor, type Teardown } from './helpers/relay.js';
+import { startRelay, waitFor } from './helpers/relay.js';
 import { startSink, type TestSink } from './helpers/sink.js';
-import { RawSmtp, run, swaks } from './helpers/smtp-client.js';
+import { RawSmtp, selfSigned, swaks } from './helpers/smtp-client.js';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -17,15 +17,6 @@ interface SmtpFailure extends Error {
   command?: string;
 }
 
-/** A self-signed key and certificate for CN=localhost, made by openssl in a temporary directory. */
-async function selfSigned(t: Teardown): Promise<{ key: string; cert: string }> {
-  const dir = tempDir(t, 'zegel-tls-');
-  const key = path.join(dir, 'key.pem');
-  const cert = path.join(dir, 'cert.pem');
-  const result = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert]);
-  if (result.code !== 0) throw new Error(`openssl failed: ${result.stderr}`);
-  return { key, cert };
-}
 
 /** Sends with nodemailer and returns the error (or undefined and the info on success). */
 async function trySend(options: SMTPTransport.Options, mail: SendMailOptions): Promise<{ err?: SmtpFailure; info?: { response: string; accepted: unknown[] } }> {

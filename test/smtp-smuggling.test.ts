@@ -17,6 +17,7 @@ const SMUGGLED = 'MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@y.test>\r\nDATA\r\n
 const TERMINATOR = '\r\n.\r\n';
 const SENDER = 'sender@org.test';
 const RCPT = 'rcpt@example.com';
+const session = (port: number, payload: string) => RawSmtp.transaction(port, SENDER, [RCPT], Buffer.from(payload, 'latin1'));
 const VICTIM = 'victim@y.test';
 
 const show = (s: string) => JSON.stringify(s);
@@ -43,34 +44,6 @@ function headerFor(id: string): string {
   return `From: <${SENDER}>\r\nTo: <${RCPT}>\r\nSubject: probe\r\nMessage-ID: <${id}@org.test>\r\n\r\n`;
 }
 
-/**
- * One raw SMTP session: envelope, DATA, then the payload and QUIT written at
- * once. Returns the reply to DATA and every reply after it, up to QUIT's 221.
- */
-async function session(port: number, payload: string): Promise<{ dataReply: string; replies: string[] }> {
-  const client = await RawSmtp.connect(port);
-  try {
-    await client.envelope(SENDER, [RCPT]);
-    const dataReply = await client.command('DATA');
-    const replies: string[] = [];
-    if (!dataReply.startsWith('354')) return { dataReply, replies };
-    client.write(Buffer.from(payload, 'latin1'));
-    client.write('QUIT\r\n');
-    for (;;) {
-      let reply: string;
-      try {
-        reply = await client.reply(20_000);
-      } catch {
-        break; // connection closed
-      }
-      replies.push(reply);
-      if (reply.startsWith('221')) break;
-    }
-    return { dataReply, replies };
-  } finally {
-    client.close();
-  }
-}
 
 interface Setup {
   sink: TestSink;

@@ -1,5 +1,7 @@
-import net from 'node:net';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { tempDir, type Teardown } from './relay.js';
 
 /**
  * A raw SMTP conversation over a real socket, for probes a polite client
@@ -93,6 +95,45 @@ export class RawSmtp {
     this.#socket.end('QUIT\r\n');
     this.#socket.destroy();
   }
+
+  /**
+   * One raw transaction on a fresh connection: envelope, DATA, then the payload
+   * (exactly these bytes, end of data included) and QUIT in one write. Resolves to
+   * the reply to DATA and every reply after the 354, up to QUIT's 221 or the close.
+   */
+  static async transaction(port: number, from: string, to: string[], payload: Buffer): Promise<{ dataReply: string; replies: string[] }> {
+    const client = await RawSmtp.connect(port);
+    try {
+      await client.envelope(from, to);
+      const dataReply = await client.command('DATA');
+      const replies: string[] = [];
+      if (!dataReply.startsWith('354')) return { dataReply, replies };
+      client.write(Buffer.concat([payload, Buffer.from('QUIT\r\n')]));
+      for (;;) {
+        let reply: string;
+        try {
+          reply = await client.reply(20_000);
+        } catch {
+          break; // connection closed
+        }
+        replies.push(reply);
+        if (reply.startsWith('221')) break;
+      }
+      return { dataReply, replies };
+    } finally {
+      client.close();
+    }
+  }
+}
+
+/** A self-signed key and certificate for CN=localhost, made by openssl in a temporary directory. */
+export async function selfSigned(t: Teardown): Promise<{ key: string; cert: string }> {
+  const dir = tempDir(t, 'zegel-tls-');
+  const key = path.join(dir, 'key.pem');
+  const cert = path.join(dir, 'cert.pem');
+  const result = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert]);
+  if (result.code !== 0) throw new Error(`openssl failed: ${result.stderr}`);
+  return { key, cert };
 }
 
 /** Runs a command to completion and returns its exit code and output. */
