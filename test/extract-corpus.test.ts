@@ -7,11 +7,11 @@ import type { ExtractEvent } from '../src/classify/types.js';
 import { LIMITS, textAt, unscannable } from './fixtures/extract/fixtures.js';
 
 /**
- * Every message of the shared classifier corpus goes through extraction
+ * Every message of the classifier corpus (test/fixtures/corpus) goes through extraction
  * without a throw; each yields its subject, and attachment-bearing messages
  * yield what their label's "why" says is in them.
  */
-const dir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared', 'corpus', 'classifier');
+const dir = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'corpus', 'classifier');
 const labels = JSON.parse(readFileSync(join(dir, 'labels.json'), 'utf8')) as Array<{ file: string; expect: string; why: string }>;
 const why = new Map(labels.map((l) => [l.file, l.why]));
 
