@@ -12,6 +12,7 @@ import { ClassifierService } from './classify/service.js';
 import { shippedRulesDir } from './classify/rules/load.js';
 import { DsnSender } from './deliver/dsn-sender.js';
 import { deliverJob } from './deliver/deliver-job.js';
+import { postmasterAddress } from './deliver/postmaster.js';
 import type { ClassifyMessage } from './pipeline/decide.js';
 import { Processor } from './pipeline/process-job.js';
 import { Ingress } from './smtp/ingress.js';
@@ -117,7 +118,12 @@ export class Relay {
       .check('store', () => this.backend.db.prepare('SELECT 1').get() !== undefined)
       .check('queue', () => this.#started.value && !this.#stopped)
       .check('rules', () => options.classify !== undefined || this.#classifier?.rules !== undefined)
-      .check('started', this.#started.get);
+      .check('started', this.#started.get)
+      // held relay-made mail waits for an admin: reported (status degraded), but the relay stays ready
+      .detail('held', () => {
+        const held = this.backend.queue.heldSync();
+        return held.length ? { messages: held.length, jobs: held.slice(0, 20).map((j) => j.id), action: 'zegel queue retry <id> | zegel queue delete <id> --force' } : undefined;
+      });
     if (this.#classifier) this.#watchRules(this.#classifier);
     this.blobs = new BlobStore(config.data.dir);
     this.secure = new SecureStore(this.backend.db);
@@ -144,7 +150,9 @@ export class Relay {
       signer: this.signer,
       hostname,
       deliverInternal: (id) => deliverJob(id, 'internal', [0]),
+      postmaster: postmasterAddress(config),
     });
+    if (!postmasterAddress(config)) this.log.warn('no delivery.postmaster and no organisation.domains: relay-made mail that cannot be delivered is held for an admin at once (zegel queue list)');
     const processor = new Processor({
       log: this.log,
       spool: this.spool,

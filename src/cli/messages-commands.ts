@@ -1,14 +1,15 @@
 import { Command, CommanderError, Option } from 'commander';
 import { systemClock } from '../clock.js';
-import { defaultConfig, loadConfigFile } from '../config/load.js';
 import { parseDuration } from '../config/units.js';
 import { ZegelError } from '../errors.js';
 import { BlobStore } from '../store/blobs.js';
-import { openDb, type Db } from '../store/db.js';
+import type { Db } from '../store/db.js';
+import { openAdminData } from './data-dir.js';
 import { canonicalJson } from '../store/messages.js';
 import { Revocations, type RevokeResult } from '../store/revocation.js';
 import { queuePurgeOnceSync } from '../pipeline/purge-job.js';
 import { shredderFor } from '../store/shred.js';
+import { describeHeld, heldMail, HELD_JSON } from './held-mail.js';
 
 /**
  * `zegel messages list|show|revoke`: secure messages for operators. Only
@@ -86,10 +87,18 @@ export function registerMessagesCommands(program: Command): void {
     .option('--sender <address>', 'only messages from this envelope sender (case-insensitive)')
     .option('--since <when>', 'only messages created since a date (2026-01-05, ISO time) or for a duration back (7d, 12h)')
     .option('--json', 'one JSON array on stdout (shape below)')
+    .option('--held', 'only held mail: relay-made mail that could not be delivered and waits for an admin')
     .addOption(configOption())
-    .addHelpText('after', LIST_JSON)
-    .action((options: { sender?: string; since?: string; json?: boolean; config?: string }) =>
+    .addHelpText('after', LIST_JSON + HELD_JSON)
+    .action((options: { sender?: string; since?: string; json?: boolean; held?: boolean; config?: string }) =>
       run(options.config, async (db) => {
+        const held = heldMail(db);
+        if (options.held) {
+          process.stdout.write(options.json ? `${JSON.stringify(held, null, 2)}\n` : held.length ? describeHeld(held) : 'no held messages\n');
+          return;
+        }
+        // held mail is shown first in the human list: it waits for an admin
+        if (!options.json && held.length) process.stdout.write(`${describeHeld(held)}\n`);
         const since = options.since === undefined ? 0 : parseSince(options.since);
         const sender = options.sender?.trim().toLowerCase() ?? null;
         const rows = db
@@ -135,6 +144,11 @@ export function registerMessagesCommands(program: Command): void {
     .addHelpText('after', SHOW_JSON)
     .action((id: string, options: { json?: boolean; config?: string }) =>
       run(options.config, async (db) => {
+        const held = heldMail(db, id);
+        if (held.length) {
+          process.stdout.write(options.json ? `${JSON.stringify({ state: 'held', ...held[0] }, null, 2)}\n` : describeHeld(held));
+          return;
+        }
         const m = find(db, id);
         const links = db
           .prepare('SELECT id, address, method, state, revoke_at, notification_id, first_opened_at, last_opened_at FROM secure_links WHERE message_id = ? ORDER BY recipient_idx, created_at')
@@ -268,8 +282,7 @@ function blobCount(json: string): number {
 
 /** Loads the configuration, opens the database, runs `fn`, closes; a ZegelError is one line on stderr and exit 1. */
 async function run(configFile: string | undefined, fn: (db: Db, dataDir: string) => Promise<void>): Promise<void> {
-  const { config } = configFile ? loadConfigFile(configFile) : defaultConfig();
-  const db = openDb(config.data.dir);
+  const { db, config } = openAdminData(configFile); // says the data directory; refuses to invent a database
   try {
     await fn(db, config.data.dir);
   } catch (err) {

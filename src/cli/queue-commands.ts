@@ -1,9 +1,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import { systemClock } from '../clock.js';
-import { defaultConfig, loadConfigFile } from '../config/load.js';
 import { ZegelError } from '../errors.js';
-import { openDb, type Db } from '../store/db.js';
+import type { Db } from '../store/db.js';
+import { openAdminData } from './data-dir.js';
 import { canonicalJson } from '../store/messages.js';
+import { Spool } from '../spool/spool.js';
 
 /**
  * `zegel queue list|retry|delete`: the job queue for operators, safe to run
@@ -14,13 +15,22 @@ import { canonicalJson } from '../store/messages.js';
  * recipients without delivery and without a bounce, so it needs --force.
  * A problem (unknown job, refused delete) is one line on stderr and exit 1;
  * a usage error exits 2.
+ *
+ * A `held` job is relay-made mail that could not be delivered, not even as a
+ * notice to the postmaster (src/deliver/deliver-job.ts): it is never due by
+ * itself. `retry` makes it due again (one more attempt; failing again holds
+ * it again); `delete --force` ends it: its pending recipients are marked
+ * bounced with the admin's action as the reason and the spool file goes.
  */
 
 const LIST_JSON = `
 --json prints one array, in run order, of
   {"kind": "process" | "secure" | "deliver" | "purge" | …, "id": job id,
-   "state": "due" | "delayed", "attempts": number, "runAt": ISO time,
-   "createdAt": ISO time, "ageSeconds": number, "messageId": queue id | null}`;
+   "state": "due" | "delayed" | "held", "attempts": number, "runAt": ISO time,
+   "createdAt": ISO time, "ageSeconds": number, "messageId": queue id | null,
+   "reason": last reply of the held mail | null}
+A held job is undeliverable mail the relay made itself (the postmaster notice
+failed too): it waits for zegel queue retry <id> or zegel queue delete <id> --force.`;
 
 /** Job kinds whose deletion loses a message's onward path. */
 const MAIL_KINDS = new Set(['process', 'secure', 'deliver']);
@@ -31,6 +41,7 @@ interface JobRow {
   payload: string;
   run_at: number;
   attempts: number;
+  state: string;
   created_at: number;
 }
 
@@ -64,7 +75,7 @@ function age(seconds: number): string {
 }
 
 function getJob(db: Db, id: string): JobRow {
-  const row = db.prepare('SELECT id, kind, payload, run_at, attempts, created_at FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
+  const row = db.prepare('SELECT id, kind, payload, run_at, attempts, state, created_at FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
   if (!row) throw new QueueCliError('ZEGEL_UNKNOWN_JOB', `no queued job ${id} (zegel queue list shows the jobs)`);
   return row;
 }
@@ -90,16 +101,18 @@ export function registerQueueCommands(program: Command): void {
     .action((options: { json?: boolean; config?: string }) =>
       run(options.config, async (db) => {
         const now = systemClock.now();
-        const rows = db.prepare('SELECT id, kind, payload, run_at, attempts, created_at FROM jobs ORDER BY run_at, created_at, id').all() as JobRow[];
+        const rows = db.prepare('SELECT id, kind, payload, run_at, attempts, state, created_at FROM jobs ORDER BY run_at, created_at, id').all() as JobRow[];
+        const lastReply = db.prepare("SELECT last_reply FROM recipients WHERE message_id = ? AND state = 'pending' ORDER BY idx LIMIT 1");
         const jobs = rows.map((row) => ({
           kind: row.kind,
           id: row.id,
-          state: row.run_at <= now ? 'due' : 'delayed',
+          state: row.state === 'held' ? 'held' : row.run_at <= now ? 'due' : 'delayed',
           attempts: row.attempts,
           runAt: iso(row.run_at),
           createdAt: iso(row.created_at),
           ageSeconds: Math.max(0, Math.floor((now - row.created_at) / 1000)),
           messageId: messageIdOf(row),
+          reason: row.state === 'held' ? ((lastReply.get(messageIdOf(row)) as { last_reply: string | null } | undefined)?.last_reply ?? null) : null,
         }));
         if (options.json) {
           process.stdout.write(`${JSON.stringify(jobs, null, 2)}\n`);
@@ -115,6 +128,12 @@ export function registerQueueCommands(program: Command): void {
         for (const j of jobs) {
           process.stdout.write(`${j.kind.padEnd(kindWidth)}  ${j.id.padEnd(idWidth)}  ${j.state.padEnd(7)}  ${String(j.attempts).padStart(8)}  ${short(Date.parse(j.runAt))}  ${age(j.ageSeconds)}\n`);
         }
+        const held = jobs.filter((j) => j.state === 'held');
+        if (held.length) {
+          process.stdout.write(`\n${held.length} held (undeliverable mail the relay made itself; the postmaster notice failed too or there is no postmaster):\n`);
+          for (const j of held) process.stdout.write(`  ${j.id}  ${j.reason ?? ''}\n`);
+          process.stdout.write('  act on each: zegel queue retry <id> (deliver again) or zegel queue delete <id> --force (give it up)\n');
+        }
       }),
     );
 
@@ -127,11 +146,16 @@ export function registerQueueCommands(program: Command): void {
       run(options.config, async (db) => {
         const job = getJob(db, id);
         const now = systemClock.now();
+        const wasHeld = job.state === 'held';
         db.transaction(() => {
-          db.prepare('UPDATE jobs SET run_at = ? WHERE id = ?').run(now, job.id);
-          recordAdminAction(db, messageIdOf(job), { command: 'queue retry', job: job.id, kind: job.kind, previousRunAt: iso(job.run_at) });
+          db.prepare("UPDATE jobs SET run_at = ?, state = 'ready' WHERE id = ?").run(now, job.id);
+          recordAdminAction(db, messageIdOf(job), { command: 'queue retry', job: job.id, kind: job.kind, previousRunAt: iso(job.run_at), ...(wasHeld ? { held: true } : {}) });
         })();
-        process.stdout.write(`job ${job.id} is due now (was ${short(job.run_at)} UTC, ${job.attempts} attempts so far)\n`);
+        process.stdout.write(
+          wasHeld
+            ? `held job ${job.id} is due now (${job.attempts} attempts so far); if it fails again it is held again\n`
+            : `job ${job.id} is due now (was ${short(job.run_at)} UTC, ${job.attempts} attempts so far)\n`,
+        );
       }),
     );
 
@@ -142,7 +166,7 @@ export function registerQueueCommands(program: Command): void {
     .option('--force', 'delete a job that carries a message: its pending recipients get neither delivery nor a bounce')
     .addOption(configOption())
     .action((id: string, options: { force?: boolean; config?: string }) =>
-      run(options.config, async (db) => {
+      run(options.config, async (db, dataDir) => {
         const job = getJob(db, id);
         const messageId = messageIdOf(job);
         const carriesMail = MAIL_KINDS.has(job.kind);
@@ -155,10 +179,26 @@ export function registerQueueCommands(program: Command): void {
             `${job.id} is the ${job.kind} job of message ${messageId ?? '?'} (${pending} recipient(s) pending): deleting it stops that mail without delivery or bounce. Use zegel queue retry, or --force to delete anyway`,
           );
         }
+        const wasHeld = job.state === 'held';
+        let releaseSpool = false;
         db.transaction(() => {
           db.prepare('DELETE FROM jobs WHERE id = ?').run(job.id);
-          recordAdminAction(db, messageId, { command: 'queue delete', job: job.id, kind: job.kind, force: Boolean(options.force), pendingRecipients: pending });
+          recordAdminAction(db, messageId, { command: 'queue delete', job: job.id, kind: job.kind, force: Boolean(options.force), pendingRecipients: pending, ...(wasHeld ? { held: true } : {}) });
+          if (wasHeld && messageId) {
+            // given up by the admin: the held recipients end as bounced, with the action as the reason, and the spool file goes
+            db.prepare("UPDATE recipients SET state = 'bounced', last_reply = ?, updated_at = ? WHERE message_id = ? AND state = 'pending'").run(
+              'held mail deleted by an admin (zegel queue delete --force)',
+              systemClock.now(),
+              messageId,
+            );
+            releaseSpool = db.prepare("UPDATE messages SET spool = NULL, state = 'done' WHERE id = ? AND spool IS NOT NULL").run(messageId).changes === 1;
+          }
         })();
+        if (releaseSpool && messageId) await new Spool(dataDir).remove(messageId);
+        if (wasHeld) {
+          process.stdout.write(`deleted held job ${job.id}; message ${messageId ?? '?'} is given up (recorded as admin-action)\n`);
+          return;
+        }
         if (carriesMail) {
           process.stderr.write(`zegel: warning: deleted ${job.kind} job ${job.id}; message ${messageId ?? '?'} has ${pending} recipient(s) left pending that will get neither delivery nor a bounce (recorded as admin-action)\n`);
         }
@@ -168,11 +208,10 @@ export function registerQueueCommands(program: Command): void {
     );
 }
 
-async function run(configFile: string | undefined, fn: (db: Db) => Promise<void>): Promise<void> {
-  const { config } = configFile ? loadConfigFile(configFile) : defaultConfig();
-  const db = openDb(config.data.dir);
+async function run(configFile: string | undefined, fn: (db: Db, dataDir: string) => Promise<void>): Promise<void> {
+  const { db, config } = openAdminData(configFile); // says the data directory; refuses to invent a database
   try {
-    await fn(db);
+    await fn(db, config.data.dir);
   } catch (err) {
     if (!(err instanceof ZegelError) && !(err instanceof QueueCliError)) throw err;
     process.stderr.write(`zegel: ${err.code}: ${err.message}\n`);

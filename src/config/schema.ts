@@ -80,6 +80,10 @@ export const configSchema = strict({
   }).prefault({}),
   smtp: strict({
     listen: hostPort.prefault('127.0.0.1:2525'),
+    /**
+     * The name in the greeting, EHLO/HELO to next hops and Message-IDs of relay-made mail. Absent: this host's
+     * fully qualified name (src/config/hostname.ts), else the short name with a warning at start and in check-config.
+     */
     hostname: z.string().min(1).optional(),
     allow: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
     auth: strict({
@@ -111,6 +115,12 @@ export const configSchema = strict({
   delivery: strict({
     target: target.default('outbox'),
     internalTarget: target.optional(),
+    /**
+     * Where relay-made mail that cannot be delivered goes (a DSN, receipt, code mail, notice or reply):
+     * a notice by the internal route; when that fails too the mail is held for an admin.
+     * Absent: postmaster@ the first organisation.domains entry; no domains: held at once (src/deliver/postmaster.ts).
+     */
+    postmaster: address.optional(),
     /** Where `outbox` delivery writes (delivered mail, never inside data.dir); absent: `outbox` beside data.dir. */
     outboxDir: z.string().min(1).optional(),
     concurrency: z.number().int().min(1).max(1000).default(20),

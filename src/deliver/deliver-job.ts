@@ -6,7 +6,7 @@ import type { Spool } from '../spool/spool.js';
 import type { Backend } from '../store/sqlite-backend.js';
 import type { AttemptResult, MessageRecord, RecipientRecord } from '../store/messages.js';
 import type { Bounce } from './dsn.js';
-import type { DsnSender } from './dsn-sender.js';
+import { wantsFailureReport, type DsnSender } from './dsn-sender.js';
 import { enhancedStatus, nextAttempt, type RetryPolicy } from './retry.js';
 import { TransportError, type Envelope, type Transport } from './transport.js';
 import type { RelayMetrics } from '../ops/metrics.js';
@@ -138,15 +138,28 @@ export class Delivery {
 
     this.#deps.metrics?.deliveryAttempt(route, results);
     const bounces = results.filter((r) => r.outcome === 'bounced');
-    if (bounces.length) await this.#reportFailures(message, pending, bounces, retry?.action === 'give-up');
+    const held = bounces.length ? await this.#reportFailures(message, pending, bounces, retry?.action === 'give-up') : undefined;
+    // a held recipient stays pending (its spool file stays) until an admin acts
+    if (held?.idx.size) for (const r of results) if (held.idx.has(r.idx)) r.outcome = 'deferred';
     const stillPending = await backend.store.recordAttempt(messageId, results, { route: transport.name });
+    if (held?.idx.size) {
+      await this.#hold(job, message, pending, results.filter((r) => held.idx.has(r.idx)), held.reason);
+      return { status: 'held' };
+    }
     if (retry?.action === 'retry') return { status: 'retry', runAt: retry.at };
     if (stillPending === 0) await spool.remove(messageId);
     return { status: 'done' };
   };
 
-  /** DSN for the recipients that bounced in this attempt (written before the bounce is recorded). */
-  async #reportFailures(message: MessageRecord, pending: RecipientRecord[], bounced: AttemptResult[], expired: boolean): Promise<void> {
+  /**
+   * Reports the recipients that bounced in this attempt (written before the
+   * bounce is recorded): a DSN to the sender where one is wanted; for mail
+   * the relay made itself that reaches nobody that way, a notice to the
+   * postmaster. Returns the recipients that must be held instead: those of
+   * a postmaster notice (never bounced again: no loop), and those with no
+   * postmaster to tell.
+   */
+  async #reportFailures(message: MessageRecord, pending: RecipientRecord[], bounced: AttemptResult[], expired: boolean): Promise<{ idx: Set<number>; reason: 'postmaster-notice-failed' | 'no-postmaster' } | undefined> {
     const failures = bounced.map((result) => {
       const rcpt = pending.find((p) => p.idx === result.idx)!;
       const timedOut = expired && !/^5/.test(result.reply);
@@ -160,7 +173,32 @@ export class Delivery {
       };
       return { rcpt, bounce };
     });
-    await this.#deps.dsn.send(message, failures);
+    const { dsn } = this.#deps;
+    if (message.origin === 'postmaster') return { idx: new Set(failures.map((f) => f.rcpt.idx)), reason: 'postmaster-notice-failed' };
+    await dsn.send(message, failures);
+    if (message.origin === 'ingress') return undefined;
+    const unreported = failures.filter((f) => !wantsFailureReport(message, f.rcpt));
+    if (!unreported.length) return undefined;
+    if (!dsn.postmaster) return { idx: new Set(unreported.map((f) => f.rcpt.idx)), reason: 'no-postmaster' };
+    await dsn.notifyPostmaster(message, unreported);
+    this.#deps.metrics?.postmasterNotice?.();
+    return undefined;
+  }
+
+  /** Holds recipients of relay-made mail that cannot go anywhere: audit event, error log line, metric. */
+  async #hold(job: Job<DeliverPayload>, message: MessageRecord, pending: RecipientRecord[], results: AttemptResult[], reason: 'postmaster-notice-failed' | 'no-postmaster'): Promise<void> {
+    const { backend, log } = this.#deps;
+    for (const r of results) {
+      const rcpt = pending.find((p) => p.idx === r.idx)!;
+      await backend.store.appendEvent({ messageId: message.id, recipient: rcpt.address, type: 'held', detail: { job: job.id, reason, reply: r.reply, remoteMta: r.remoteMta } });
+      this.#deps.metrics?.held?.();
+    }
+    log.error(
+      { queueId: message.id, job: job.id, origin: message.origin, recipients: results.length, reason, reply: results[0]?.reply },
+      reason === 'no-postmaster'
+        ? 'relay-made mail undeliverable and no postmaster address (delivery.postmaster): held until an admin runs zegel queue retry or zegel queue delete --force'
+        : 'postmaster notice undeliverable: held until an admin runs zegel queue retry or zegel queue delete --force',
+    );
   }
 
   async #cleanUp(messageId: string): Promise<void> {

@@ -18,7 +18,11 @@ export interface DsnSenderDeps {
   hostname: string;
   /** The job that delivers a relay-made message to the internal route. */
   deliverInternal: (messageId: string) => NewJob;
+  /** delivery.postmaster (src/deliver/postmaster.ts); undefined: nobody to tell, undeliverable relay mail is held at once. */
+  postmaster?: string | undefined;
 }
+
+type Failure = { rcpt: RecipientRecord; bounce: Bounce };
 
 /** RFC 3461: a DSN goes out for a failure unless the client asked otherwise, and never to <>. */
 export function wantsFailureReport(message: MessageRecord, rcpt: RecipientRecord): boolean {
@@ -39,19 +43,56 @@ export class DsnSender {
     this.#deps = deps;
   }
 
-  async send(message: MessageRecord, failures: Array<{ rcpt: RecipientRecord; bounce: Bounce }>): Promise<void> {
-    const { backend, clock, spool, signer, log, hostname } = this.#deps;
+  async send(message: MessageRecord, failures: Failure[]): Promise<void> {
     const report = failures.filter(({ rcpt }) => wantsFailureReport(message, rcpt));
     if (!report.length) return;
-    const digest = crypto.createHash('sha256').update(`${message.id}:${report.map((r) => r.rcpt.idx).join(',')}`).digest('hex').slice(0, 12);
-    const dsnId = `${message.id}-dsn-${digest}`;
-    if (backend.store.getMessage(dsnId)) return;
+    const dsnId = await this.#queue(message, report, 'dsn', message.mailFrom);
+    if (!dsnId) return;
+    await this.#deps.backend.store.appendEvent({ messageId: message.id, type: 'dsn-queued', detail: { dsn: dsnId, recipients: report.map((r) => r.rcpt.address) } });
+    this.#deps.log.info({ queueId: message.id, dsn: dsnId, recipients: report.length }, 'dsn queued');
+  }
+
+  /** delivery.postmaster, or undefined when there is none. */
+  get postmaster(): string | undefined {
+    return this.#deps.postmaster;
+  }
+
+  /**
+   * Postfix's double bounce: relay-made mail (a DSN, receipt, code mail,
+   * notice or reply) failed and no report goes to a sender, so a notice with
+   * its header block goes to the postmaster by the internal route. Same
+   * crash rules as `send`: a deterministic id, written before the failure is
+   * recorded. Returns the notice's queue id.
+   */
+  async notifyPostmaster(message: MessageRecord, failures: Failure[]): Promise<string> {
+    const postmaster = this.#deps.postmaster;
+    if (!postmaster) throw new Error('no postmaster address');
+    const id = await this.#queue(message, failures, 'pm', postmaster, 'postmaster');
+    const copy = id ?? this.#idFor(message, failures, 'pm');
+    if (id) {
+      await this.#deps.backend.store.appendEvent({ messageId: message.id, type: 'postmaster-queued', detail: { copy, postmaster, recipients: failures.map((r) => r.rcpt.address) } });
+      this.#deps.log.warn({ queueId: message.id, copy, recipients: failures.length }, 'relay-made mail undeliverable; notice queued for the postmaster');
+    }
+    return copy;
+  }
+
+  #idFor(message: MessageRecord, failures: Failure[], kind: 'dsn' | 'pm'): string {
+    const digest = crypto.createHash('sha256').update(`${message.id}:${failures.map((r) => r.rcpt.idx).join(',')}`).digest('hex').slice(0, 12);
+    return `${message.id}-${kind}-${digest}`;
+  }
+
+  /** Composes, spools and queues one report; undefined when it exists already (a repeated run). */
+  async #queue(message: MessageRecord, report: Failure[], kind: 'dsn' | 'pm', to: string, audience: 'sender' | 'postmaster' = 'sender'): Promise<string | undefined> {
+    const { backend, clock, spool, signer, hostname } = this.#deps;
+    const dsnId = this.#idFor(message, report, kind);
+    if (backend.store.getMessage(dsnId)) return undefined;
     const now = clock.now();
     const headerId = `<${dsnId}@${hostname}>`;
     const composed = composeDsn({
+      audience,
       reportingMta: hostname,
       queueId: message.id,
-      to: message.mailFrom,
+      to,
       arrivalDate: message.receivedAt,
       envId: message.envId,
       originalHeaders: await spool.readHeaderBlock(message.id),
@@ -60,13 +101,12 @@ export class DsnSender {
       messageId: headerId,
       origin: ORIGIN_PLACEHOLDER,
     });
-    const bytes = await stampOrigin(signer, composed, { messageId: headerId, recipients: [message.mailFrom] });
+    const bytes = await stampOrigin(signer, composed, { messageId: headerId, recipients: [to] });
     await spool.write(dsnId, bytes);
     await backend.intake(
-      { id: dsnId, receivedAt: now, mailFrom: '', size: bytes.length, messageId: headerId, origin: 'dsn', recipients: [{ address: message.mailFrom, notify: ['NEVER'] }] },
+      { id: dsnId, receivedAt: now, mailFrom: '', size: bytes.length, messageId: headerId, origin: kind === 'pm' ? 'postmaster' : 'dsn', recipients: [{ address: to, notify: ['NEVER'] }] },
       this.#deps.deliverInternal(dsnId),
     );
-    await backend.store.appendEvent({ messageId: message.id, type: 'dsn-queued', detail: { dsn: dsnId, recipients: report.map((r) => r.rcpt.address) } });
-    log.info({ queueId: message.id, dsn: dsnId, recipients: report.length }, 'dsn queued');
+    return dsnId;
   }
 }

@@ -29,6 +29,12 @@ export interface DsnInput {
   messageId: string;
   /** X-Zegel-Origin value: ORIGIN_PLACEHOLDER, stamped once the DSN is composed (src/crypto/origin-stamp.ts). */
   origin: string;
+  /**
+   * `sender` (default): the report to the envelope sender. `postmaster`: the
+   * notice to delivery.postmaster that mail the relay made itself could not
+   * be delivered (the headers of that mail are attached, never its body).
+   */
+  audience?: 'sender' | 'postmaster';
 }
 
 /** One line of US-ASCII: accents are folded (patiënt → patient), anything else non-ASCII becomes '?'. */
@@ -45,12 +51,44 @@ const WHY = {
   blocked: { nl: 'tegengehouden door het beleid van uw organisatie', en: "stopped by your organisation's policy" },
 } as const;
 
+function postmasterPart(input: DsnInput, lines: (lang: 'nl' | 'en') => string[]): string {
+  return [
+    'Dit is een bericht van Zegel, de beveiligde mailrelay van uw organisatie, aan de postmaster.',
+    '',
+    'Zegel kon een bericht dat het zelf maakte (een foutmelding, ontvangstbevestiging, code,',
+    'melding of antwoord) niet afleveren. Het bericht is niet weggegooid. Als ook deze melding',
+    'niet aankomt, houdt Zegel het vast tot een beheerder het opnieuw aanbiedt',
+    '(zegel queue retry) of verwijdert (zegel queue delete --force); zegel queue list toont het.',
+    '',
+    ...lines('nl'),
+    '',
+    'Hieronder staan alleen de kopregels van dat bericht, niet de inhoud.',
+    'Controleer delivery.internalTarget en de instellingen van die server (bijvoorbeeld HELO-eisen).',
+    '',
+    '---',
+    '',
+    'This is a message from Zegel, the secure mail relay of your organisation, to the postmaster.',
+    '',
+    'Zegel could not deliver a message it made itself (a delivery report, receipt, code,',
+    'notice or reply). The message was not discarded. If this notice does not arrive either,',
+    'Zegel holds the message until an admin retries it (zegel queue retry) or deletes it',
+    '(zegel queue delete --force); zegel queue list shows it.',
+    '',
+    ...lines('en'),
+    '',
+    'Only the header block of that message is attached below, never its content.',
+    'Check delivery.internalTarget and the settings of that server (for example HELO requirements).',
+    '',
+  ].join('\r\n');
+}
+
 function humanPart(input: DsnInput): string {
   const lines = (lang: 'nl' | 'en') =>
     input.bounces.flatMap((b) => [
       `  <${wrap(b.address)}> (${WHY[b.reason][lang]}):`,
       `    ${wrap(b.explanation ? b.explanation[lang] : b.reply)}`,
     ]);
+  if (input.audience === 'postmaster') return postmasterPart(input, lines);
   return [
     'Dit is een bericht van Zegel, de beveiligde mailrelay van uw organisatie.',
     '',
@@ -102,7 +140,9 @@ export function composeDsn(input: DsnInput): Buffer {
   const top = [
     `From: Mail Delivery System <MAILER-DAEMON@${wrap(input.reportingMta)}>`,
     `To: <${wrap(input.to)}>`,
-    'Subject: Niet afgeleverd / Undelivered Mail Returned to Sender',
+    input.audience === 'postmaster'
+      ? 'Subject: Zegel: eigen bericht niet afgeleverd / Undeliverable relay mail (postmaster notice)'
+      : 'Subject: Niet afgeleverd / Undelivered Mail Returned to Sender',
     `Date: ${rfc5322Date(input.now)}`,
     `Message-ID: ${input.messageId}`,
     'Auto-Submitted: auto-replied',

@@ -6,18 +6,34 @@
  * so it stays ready; a relay whose rules never loaded is not ready.
  */
 export type Check = () => boolean;
+/** Something an operator must see that does not make the relay unready; undefined: nothing to report. */
+export type Detail = () => Record<string, unknown> | undefined;
 
 export interface Readiness {
   ready: boolean;
   checks: Record<string, boolean>;
+  /**
+   * Ready, but something waits for an operator (e.g. held mail): /readyz
+   * still answers 200 (taking the relay out of service would stop all other
+   * mail), with status `degraded` and the details.
+   */
+  degraded: boolean;
+  details: Record<string, Record<string, unknown>>;
 }
 
 export class Health {
   readonly #checks = new Map<string, Check>();
+  readonly #details = new Map<string, Detail>();
 
   /** Adds (or replaces) a named check. */
   check(name: string, fn: Check): this {
     this.#checks.set(name, fn);
+    return this;
+  }
+
+  /** Adds (or replaces) a named detail: reported on /readyz, makes the status `degraded` while it returns something. */
+  detail(name: string, fn: Detail): this {
+    this.#details.set(name, fn);
     return this;
   }
 
@@ -30,7 +46,16 @@ export class Health {
         checks[name] = false;
       }
     }
-    return { ready: this.#checks.size > 0 && Object.values(checks).every(Boolean), checks };
+    const details: Record<string, Record<string, unknown>> = {};
+    for (const [name, fn] of this.#details) {
+      try {
+        const value = fn();
+        if (value) details[name] = value;
+      } catch (err) {
+        details[name] = { error: (err as Error).message };
+      }
+    }
+    return { ready: this.#checks.size > 0 && Object.values(checks).every(Boolean), checks, degraded: Object.keys(details).length > 0, details };
   }
 }
 

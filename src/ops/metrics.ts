@@ -18,6 +18,10 @@ export interface RelayMetrics {
   deliveryAttempt(route: string, results: ReadonlyArray<{ outcome: string }>): void;
   /** Time spent encrypting one message (ms). */
   encrypted(ms: number): void;
+  /** One recipient of relay-made mail held for an admin (src/deliver/deliver-job.ts). */
+  held?(): void;
+  /** One notice queued for delivery.postmaster about undeliverable relay-made mail. */
+  postmasterNotice?(): void;
 }
 
 /** The reader events that are counted (event table types). */
@@ -64,6 +68,8 @@ export class Metrics implements RelayMetrics {
   readonly #rulesReloads: Counter<'result'>;
   readonly #configReloads: Counter<'result'>;
   readonly #ready: Gauge;
+  readonly #heldTotal: Counter;
+  readonly #postmasterNotices: Counter;
 
   constructor(options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -116,6 +122,10 @@ export class Metrics implements RelayMetrics {
     for (const event of Object.values(READER_EVENTS)) this.#reader.inc({ event }, 0);
     for (const result of ['ok', 'refused']) this.#rulesReloads.inc({ result }, 0);
     this.#received.inc(0);
+    this.#heldTotal = new Counter({ name: 'zegel_held_total', help: 'Recipients of relay-made mail held for an admin (postmaster notice undeliverable, or no postmaster address)', registers });
+    this.#postmasterNotices = new Counter({ name: 'zegel_postmaster_notices_total', help: 'Notices queued for delivery.postmaster about undeliverable relay-made mail (double bounces)', registers });
+    this.#heldTotal.inc(0);
+    this.#postmasterNotices.inc(0);
 
     const queueCounts = options.queueCounts;
     const now = options.now ?? Date.now;
@@ -128,6 +138,7 @@ export class Metrics implements RelayMetrics {
           const counts = await queueCounts();
           jobs.reset();
           age.reset();
+          held.set(counts.reduce((n, c) => n + (c.held ?? 0), 0));
           const at = now();
           const byKind = new Map(counts.map((c) => [c.kind, c]));
           for (const kind of new Set([...KNOWN_KINDS, ...byKind.keys()])) {
@@ -144,6 +155,12 @@ export class Metrics implements RelayMetrics {
       await pending;
     };
     const jobs: Gauge<'kind' | 'state'> = new Gauge({ name: 'zegel_queue_jobs', help: 'Jobs in the queue by kind and state (ready, delayed, running)', labelNames: ['kind', 'state'], registers, collect });
+    const held: Gauge = new Gauge({
+      name: 'zegel_held_messages',
+      help: 'Jobs of undeliverable relay-made mail held until an admin acts (zegel queue retry | delete --force); alert when above 0',
+      registers,
+      collect,
+    });
     const age: Gauge<'kind'> = new Gauge({ name: 'zegel_queue_oldest_job_age_seconds', help: 'Age of the oldest job of each kind in seconds (0 when none)', labelNames: ['kind'], registers, collect });
   }
 
@@ -172,6 +189,14 @@ export class Metrics implements RelayMetrics {
       this.#deliveries.inc({ route, result: r.outcome });
       if (r.outcome === 'bounced') this.#bounces.inc({ route });
     }
+  }
+
+  held(): void {
+    this.#heldTotal.inc();
+  }
+
+  postmasterNotice(): void {
+    this.#postmasterNotices.inc();
   }
 
   encrypted(ms: number): void {

@@ -37,7 +37,9 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     if (path === '/readyz') {
       const readiness = health.readiness();
       metrics.ready(readiness.ready);
-      return send(readiness.ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: readiness.ready ? 'ready' : 'not ready', checks: readiness.checks })}\n`);
+      const status = !readiness.ready ? 'not ready' : readiness.degraded ? 'degraded' : 'ready';
+      const body = readiness.degraded ? { status, checks: readiness.checks, details: readiness.details } : { status, checks: readiness.checks };
+      return send(readiness.ready ? 200 : 503, 'application/json', `${JSON.stringify(body)}\n`);
     }
     if (path === '/metrics') {
       metrics.ready(health.readiness().ready);

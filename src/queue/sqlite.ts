@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Db } from '../store/db.js';
 import type { GroupCommitter } from '../store/group-commit.js';
-import type { Job, JobHandler, JobQueue, JobResult, NewJob, QueueCounts } from './types.js';
+import type { HeldJob, Job, JobHandler, JobQueue, JobResult, NewJob, QueueCounts } from './types.js';
 
 interface JobRow {
   id: string;
@@ -44,6 +44,8 @@ export class SqliteQueue implements JobQueue {
   readonly #due;
   readonly #complete;
   readonly #reschedule;
+  readonly #hold;
+  readonly #held;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #pumping = false;
@@ -58,11 +60,13 @@ export class SqliteQueue implements JobQueue {
     );
     this.#due = db.prepare(
       `SELECT id, kind, payload, run_at, attempts, created_at FROM jobs
-       WHERE kind = ? AND run_at <= ?
+       WHERE kind = ? AND run_at <= ? AND state != 'held'
        ORDER BY run_at, created_at LIMIT ?`,
     );
     this.#complete = db.prepare('DELETE FROM jobs WHERE id = ?');
     this.#reschedule = db.prepare('UPDATE jobs SET run_at = ?, attempts = attempts + 1 WHERE id = ?');
+    this.#hold = db.prepare("UPDATE jobs SET state = 'held', attempts = attempts + 1 WHERE id = ?");
+    this.#held = db.prepare("SELECT id, kind, payload, created_at FROM jobs WHERE state = 'held' ORDER BY created_at, id");
     this.#timer = setInterval(() => this.poke(), options.pollMs ?? 250);
   }
 
@@ -140,6 +144,10 @@ export class SqliteQueue implements JobQueue {
           this.#complete.run(job.id);
           this.insertSync(next);
         });
+      } else if (result.status === 'held') {
+        await this.#committer.write(() => {
+          this.#hold.run(job.id);
+        });
       } else {
         const runAt = result.runAt;
         await this.#committer.write(() => {
@@ -159,10 +167,11 @@ export class SqliteQueue implements JobQueue {
     const now = this.#clock.now();
     const rows = this.#db
       .prepare(
-        `SELECT kind, SUM(run_at <= ?) AS due, SUM(run_at > ?) AS delayed, MIN(created_at) AS oldest
+        `SELECT kind, SUM(run_at <= ? AND state != 'held') AS due, SUM(run_at > ? AND state != 'held') AS delayed,
+                SUM(state = 'held') AS held, MIN(created_at) AS oldest
          FROM jobs GROUP BY kind ORDER BY kind`,
       )
-      .all(now, now) as Array<{ kind: string; due: number; delayed: number; oldest: number | null }>;
+      .all(now, now) as Array<{ kind: string; due: number; delayed: number; held: number; oldest: number | null }>;
     return rows.map((row) => {
       const running = this.#workers.get(row.kind)?.running.size ?? 0;
       return {
@@ -170,8 +179,27 @@ export class SqliteQueue implements JobQueue {
         ready: Math.max(0, row.due - running),
         delayed: row.delayed,
         running,
+        held: row.held,
         oldestCreatedAt: row.oldest ?? undefined,
       };
+    });
+  }
+
+  async held(): Promise<HeldJob[]> {
+    return this.heldSync();
+  }
+
+  /** The held jobs, read at once (readiness checks are synchronous). */
+  heldSync(): HeldJob[] {
+    return (this.#held.all() as Array<{ id: string; kind: string; payload: string; created_at: number }>).map((row) => {
+      let messageId: string | undefined;
+      try {
+        const payload = JSON.parse(row.payload) as { messageId?: unknown } | null;
+        if (typeof payload?.messageId === 'string') messageId = payload.messageId;
+      } catch {
+        // a payload that is not JSON names no message
+      }
+      return { id: row.id, kind: row.kind, messageId, createdAt: row.created_at };
     });
   }
 

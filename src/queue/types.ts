@@ -31,7 +31,13 @@ export type JobResult =
   /** Finished; `next` jobs are added atomically with the completion where the driver can. */
   | { status: 'done'; next?: NewJob[] }
   /** Not finished; run again at `runAt` (clock milliseconds). */
-  | { status: 'retry'; runAt: number };
+  | { status: 'retry'; runAt: number }
+  /**
+   * Not finished and not to be tried again by itself: the job stays in the
+   * queue in the `held` state (never due) until an admin makes it due again
+   * (`zegel queue retry`) or deletes it (`zegel queue delete --force`).
+   */
+  | { status: 'held' };
 
 export type JobHandler<P = unknown> = (job: Job<P>) => Promise<JobResult>;
 
@@ -40,6 +46,8 @@ export interface QueueCounts {
   ready: number;
   delayed: number;
   running: number;
+  /** Held jobs (never due until an admin acts); not counted in ready or delayed. */
+  held: number;
   /** created_at of the oldest job of this kind, if any. */
   oldestCreatedAt: number | undefined;
 }
@@ -51,6 +59,8 @@ export interface JobQueue {
   /** Looks for due jobs now (after the clock moved, or new work elsewhere). */
   poke(): void;
   counts(): Promise<QueueCounts[]>;
+  /** The held jobs, oldest first (for readiness detail and metrics). */
+  held(): Promise<HeldJob[]>;
   /** Resolves when no job is due or running (tests and benchmarks). */
   idle(): Promise<void>;
   /**
@@ -58,4 +68,12 @@ export interface JobQueue {
    * running then is left as it is in the store and runs again after restart.
    */
   close(timeoutMs: number): Promise<void>;
+}
+
+export interface HeldJob {
+  id: string;
+  kind: string;
+  /** The queue id the job's payload names, if any. */
+  messageId: string | undefined;
+  createdAt: number;
 }

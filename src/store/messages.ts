@@ -5,7 +5,8 @@ import type { Db } from './db.js';
 import type { GroupCommitter } from './group-commit.js';
 
 /** Where a message came from: SMTP ingress, or made by the relay itself (a DSN, a notification, a code mail, a notice). */
-export type MessageOrigin = 'ingress' | 'dsn' | 'notification';
+/** `postmaster`: the notice to delivery.postmaster about relay-made mail that could not be delivered (src/deliver/dsn-sender.ts). */
+export type MessageOrigin = 'ingress' | 'dsn' | 'notification' | 'postmaster';
 export type MessageState = 'queued' | 'processed' | 'done';
 /** `encrypted`: stored as ciphertext with a notification queued; the plaintext copy is no longer needed for this recipient. */
 export type RecipientState = 'pending' | 'delivered' | 'bounced' | 'encrypted';
@@ -64,7 +65,9 @@ export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'd
   // audit records past retention.audit removed from the start of the chain (src/audit/retention.ts)
   | 'audit-purged'
   // the rule set: reloaded after a change, or refused (the previous set stays active); no message
-  | 'rules-reloaded' | 'rules-refused';
+  | 'rules-reloaded' | 'rules-refused'
+  // relay-made mail that could not be delivered (src/deliver): a notice to the postmaster, or held for an admin
+  | 'postmaster-queued' | 'held';
 
 export interface EventInput {
   /** The message the event is about; null for relay-wide events (rules reloaded or refused). */
