@@ -89,9 +89,21 @@ export class Processor {
     const idxOf = (d: Decision) => decisions.filter((x) => x.decision === d).map((x) => x.idx);
     const deliver = idxOf('deliver');
     const encrypt = idxOf('encrypt');
+    const internal = decisions.filter((d) => d.reason === 'internal-recipient').length;
+    const blocked = decisions.length - deliver.length - encrypt.length;
     log.info(
-      { queueId: messageId, decision: verdict.decision, rules, recipients: decisions.length, deliver: deliver.length, encrypt: encrypt.length, ms: Date.now() - started },
-      'message processed',
+      {
+        queueId: messageId,
+        decision: verdict.decision,
+        rules,
+        recipients: decisions.length,
+        internal,
+        delivered: deliver.length,
+        encrypted: encrypt.length,
+        blocked,
+        ms: Date.now() - started,
+      },
+      processedInWords(verdict.decision, relayOrigin, { recipients: decisions.length, internal, delivered: deliver.length, encrypted: encrypt.length }),
     );
     if (verdict.decision === 'block') {
       await this.#block(messageId, verdict);
@@ -120,4 +132,26 @@ export class Processor {
     const left = await backend.store.recordAttempt(messageId, pending.map((r) => ({ idx: r.idx, outcome: 'bounced' as const, reply })), { rule });
     if (left === 0) await spool.remove(messageId);
   }
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const get = (n: number) => (n === 1 ? 'gets' : 'get');
+
+/**
+ * The log message of a processed message, in words per class of recipient:
+ * the message's decision alone (`encrypt`) does not say that internal
+ * recipients still got the original.
+ */
+export function processedInWords(
+  decision: Decision,
+  relayOrigin: boolean,
+  n: { recipients: number; internal: number; delivered: number; encrypted: number },
+): string {
+  if (decision === 'block') return `message processed: decision block: ${plural(n.recipients, 'recipient')} blocked, none delivered; the sender gets a DSN`;
+  if (relayOrigin) return `message processed: relay-made mail: ${plural(n.delivered, 'recipient')} ${get(n.delivered)} it as made`;
+  const external = n.recipients - n.internal;
+  const parts = [`${plural(n.internal, 'internal recipient')} ${get(n.internal)} the original`];
+  if (decision === 'encrypt') parts.push(`${plural(n.encrypted, 'external recipient')} encrypted`);
+  else parts.push(`${plural(external, 'external recipient')} ${get(external)} the original`);
+  return `message processed: decision ${decision}: ${parts.join(', ')}`;
 }
