@@ -5,13 +5,15 @@ import t from 'tap';
 import { systemClock } from '../src/clock.js';
 import { launchBrowser } from './helpers/browser.js';
 import { freePort } from './helpers/child-relay.js';
+import { cfLines, docBlock, substitute } from './helpers/integration-doc.js';
 import { postfixInstalled, startPostfix, type PostfixInstance } from './helpers/postfix.js';
 import { startRelay, tempDir, waitFor, type TestRelay } from './helpers/relay.js';
 import { startSink, type Received, type TestSink } from './helpers/sink.js';
 import { swaks } from './helpers/smtp-client.js';
 
 /**
- * Zegel behind a real Postfix, as docs/postfix.md describes it: Postfix hands
+ * Zegel behind a real Postfix, as docs/integration.md describes it (its master.cf
+ * block is read from the doc): Postfix hands
  * every message to Zegel as an after-queue content_filter (transport `zegel`),
  * Zegel delivers into Postfix's re-injection listener (no content_filter
  * there), and Postfix delivers to the Internet (its relayhost: `internet`, a
@@ -60,19 +62,8 @@ async function setup(): Promise<Setup> {
       `transport_maps = inline:{ zorg.test=smtp:[127.0.0.1]:${mailbox.port} }`,
       `content_filter = zegel:[127.0.0.1]:${zegelPort}`,
     ],
-    master: [
-      'zegel     unix  -       -       n       -       10      smtp',
-      '  -o smtp_send_xforward_command=yes',
-      '  -o disable_mime_output_conversion=yes',
-      '  -o syslog_name=postfix/zegel',
-      `127.0.0.1:${reinjectPort} inet n - n - - smtpd`,
-      '  -o syslog_name=postfix/reinject',
-      '  -o content_filter=',
-      '  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters',
-      '  -o smtpd_authorized_xforward_hosts=127.0.0.0/8',
-      '  -o mynetworks=127.0.0.0/8',
-      '  -o smtpd_recipient_restrictions=permit_mynetworks,reject',
-    ],
+    // docs/integration.md's master.cf block as written, with this test's re-injection port
+    master: cfLines(substitute(docBlock('master.cf'), { '10026': reinjectPort }, {}, 'master.cf block')),
   });
   return { relay, postfix, internet, mailbox, dir };
 }
