@@ -17,8 +17,8 @@ export interface Readiness {
    * still answers 200 (taking the relay out of service would stop all other
    * mail), with status `degraded` and the details.
    */
-  degraded: boolean;
-  details: Record<string, Record<string, unknown>>;
+  degraded?: true;
+  details?: Record<string, Record<string, unknown>>;
 }
 
 export class Health {
@@ -55,7 +55,9 @@ export class Health {
         details[name] = { error: (err as Error).message };
       }
     }
-    return { ready: this.#checks.size > 0 && Object.values(checks).every(Boolean), checks, degraded: Object.keys(details).length > 0, details };
+    const ready = this.#checks.size > 0 && Object.values(checks).every(Boolean);
+    // only present when there is something to report: the plain answer keeps its shape
+    return Object.keys(details).length ? { ready, checks, degraded: true, details } : { ready, checks };
   }
 }
 

@@ -179,7 +179,7 @@ export class SqliteQueue implements JobQueue {
         ready: Math.max(0, row.due - running),
         delayed: row.delayed,
         running,
-        held: row.held,
+        ...(row.held ? { held: row.held } : {}),
         oldestCreatedAt: row.oldest ?? undefined,
       };
     });

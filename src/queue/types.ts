@@ -46,8 +46,8 @@ export interface QueueCounts {
   ready: number;
   delayed: number;
   running: number;
-  /** Held jobs (never due until an admin acts); not counted in ready or delayed. */
-  held: number;
+  /** Held jobs (never due until an admin acts), when there are any; not counted in ready or delayed. */
+  held?: number;
   /** created_at of the oldest job of this kind, if any. */
   oldestCreatedAt: number | undefined;
 }
