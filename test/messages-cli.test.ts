@@ -11,12 +11,19 @@ import { tempDir } from './helpers/relay.js';
  * `zegel messages list|show|revoke` through the built CLI (npm run build
  * first), as a child process on a data directory that a relay filled over
  * SMTP and was then stopped. Never content, never keys; unknown ids and
- * recipients are one named line on stderr with exit 1.
+ * recipients are one named line on stderr with exit 1. Each command first
+ * says on stderr which data directory it reads (checked here on every run, then
+ * left out of stderr for the other checks).
  */
 
+let expectedDataDirLine = '';
 
-
-const zegel = (args: string[], cwd: string) => runZegel(args, { cwd });
+const zegel = async (args: string[], cwd: string): Promise<CliRun> => {
+  const r = await runZegel(args, { cwd });
+  const line = /^zegel: data directory .*\n/.exec(r.stderr)?.[0];
+  if (line && line !== expectedDataDirLine) throw new Error(`unexpected data directory line: ${line}`);
+  return line ? { ...r, stderr: r.stderr.slice(line.length) } : r;
+};
 
 interface Fixture {
   dataDir: string;
@@ -40,6 +47,7 @@ async function fixture(t: Test): Promise<Fixture> {
   await s.relay.relay.stop(2_000);
   const config = path.join(dir, 'zegel.yaml');
   fs.writeFileSync(config, stringify({ data: { dir: 'state' } }));
+  expectedDataDirLine = `zegel: data directory ${dataDir} (data.dir of ${config})\n`;
   const cwd = path.join(dir, 'elsewhere');
   fs.mkdirSync(cwd);
   return { dataDir, first, second, cli: (args) => zegel([...args, '--config', config], cwd) };

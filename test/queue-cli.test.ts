@@ -57,7 +57,7 @@ t.test('zegel queue list, retry and delete as an operator runs them', async (t) 
 
   const unknown = await zegel(['queue', 'retry', 'deliver:nope:target', '--config', configFile]);
   t.equal(unknown.code, 1);
-  t.match(unknown.stderr, /^zegel: ZEGEL_UNKNOWN_JOB: no queued job deliver:nope:target/);
+  t.match(unknown.stderr, new RegExp(`^zegel: data directory ${dataDir} \\(data\\.dir of ${configFile}\\)\nzegel: ZEGEL_UNKNOWN_JOB: no queued job deliver:nope:target`), 'which data directory, then the error');
 
   const retried = await zegel(['queue', 'retry', deliver.id, '--config', configFile]);
   t.equal(retried.code, 0, retried.stderr);

@@ -12,14 +12,22 @@ import { tempDir } from './helpers/relay.js';
  * build first), as DESIGN.md "Contracts → Recipient directory" says: access
  * codes only from stdin and never printed, `--config FILE` on every command,
  * problems as one line on stderr with exit code 1, usage errors exit code 2.
+ * Every command first says on stderr which data directory it reads; `set` and
+ * `import` with --config make the database before the relay's first start,
+ * nothing makes one without --config, and `list`/`remove` never make one.
  */
 
+type Run = CliRun & { dataDirLine?: string };
 
-
-const zegel = (args: string[], cwd: string, stdin = '') => runZegel(args, { cwd, stdin });
+/** The CLI's run, with its first stderr line `zegel: data directory …` moved into dataDirLine. */
+const zegel = async (args: string[], cwd: string, stdin = ''): Promise<Run> => {
+  const r = await runZegel(args, { cwd, stdin });
+  const line = /^zegel: data directory .*\n/.exec(r.stderr)?.[0];
+  return line ? { ...r, stderr: r.stderr.slice(line.length), dataDirLine: line.trimEnd() } : r;
+};
 
 /** A working folder with a config whose data.dir is relative to it. */
-function setup(t: Test): { dir: string; dataDir: string; config: string; cli: (args: string[], stdin?: string) => Promise<CliRun> } {
+function setup(t: Test): { dir: string; dataDir: string; config: string; cli: (args: string[], stdin?: string) => Promise<Run> } {
   const dir = tempDir(t, 'zegel-recipients-');
   const config = path.join(dir, 'zegel.yaml');
   fs.writeFileSync(config, stringify({ data: { dir: 'state' }, verification: { default: 'email-code' } }));
@@ -42,11 +50,12 @@ function dbBytes(dataDir: string): Buffer {
 }
 
 t.test('set merges, normalises and prints the entry; list shows it', async (t) => {
-  const { cli } = setup(t);
+  const { cli, dir } = setup(t);
   let r = await cli(['recipients', 'set', 'Jan@Example.NL', '--method', 'sms-code', '--phone', '+31 6-1234 5678']);
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout, 'set jan@example.nl: method=sms-code phone=+31612345678\n');
-  t.equal(r.stderr, '');
+  t.equal(r.dataDirLine, `zegel: data directory ${path.join(dir, 'state')} (data.dir of ${path.join(dir, 'zegel.yaml')})`, 'which data directory, on stderr');
+  t.equal(r.stderr, '', 'nothing else on stderr');
 
   r = await cli(['recipients', 'set', 'JAN@example.nl', '--language', 'en']);
   t.equal(r.code, 0, r.stderr);
@@ -135,8 +144,14 @@ t.test('problems: one line on stderr, exit 1; usage errors exit 2; nothing chang
 });
 
 t.test('list --json: the shape, never codes', async (t) => {
-  const { cli } = setup(t);
+  const { cli, dataDir } = setup(t);
   let r = await cli(['recipients', 'list', '--json']);
+  t.equal(r.code, 2, 'before the relay ever ran: refused, not an empty database made');
+  t.match(r.stderr, /^zegel: ZEGEL_NO_DATABASE: no database at .*state\/zegel\.db/);
+  t.equal(r.stdout, '');
+  t.notOk(fs.existsSync(dataDir), 'no data directory made');
+  openDb(dataDir).close(); // what the relay's first start does
+  r = await cli(['recipients', 'list', '--json']);
   t.equal(r.code, 0, r.stderr);
   t.same(JSON.parse(r.stdout), []);
   r = await cli(['recipients', 'list']);
@@ -216,10 +231,15 @@ t.test('remove, and every command honours --config; without it ./data', async (t
   const bare = path.join(dir, 'bare');
   fs.mkdirSync(bare);
   r = await zegel(['recipients', 'set', '@example.nl', '--language', 'en'], bare);
+  t.equal(r.code, 2, 'without --config and no ./data/zegel.db: refused');
+  t.match(r.stderr, /^zegel: ZEGEL_NO_DATABASE: no database at .*bare\/data\/zegel\.db; pass --config FILE/);
+  t.notOk(fs.existsSync(path.join(bare, 'data')), 'no ./data invented');
+  openDb(path.join(bare, 'data')).close(); // a relay started here with the embedded default
+  r = await zegel(['recipients', 'set', '@example.nl', '--language', 'en'], bare);
   t.equal(r.code, 0, r.stderr);
-  t.ok(fs.existsSync(path.join(bare, 'data', 'zegel.db')), 'the embedded default: ./data');
+  t.equal(r.dataDirLine, `zegel: data directory ${path.join(bare, 'data')} (no --config: the embedded default ./data)`);
   r = await zegel(['recipients', 'list'], bare);
-  t.equal(r.stdout, '@example.nl  language=en\n');
+  t.equal(r.stdout, '@example.nl  language=en\n', 'the embedded default: ./data');
 
   r = await zegel(['recipients', 'list', '--config', path.join(dir, 'nope.yaml')], bare);
   t.not(r.code, 0, 'an unreadable config fails');

@@ -5,11 +5,11 @@ import { createCheckpoint, loadPublicKey, loadSigningKey, publicKeyPem } from '.
 import { purgeAudit } from '../audit/retention.js';
 import { verifyChain } from '../audit/verify.js';
 import { systemClock } from '../clock.js';
-import { defaultConfig, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 import { ZegelError } from '../errors.js';
-import { openDb, type Db } from '../store/db.js';
+import type { Db } from '../store/db.js';
+import { loadAdminConfig, openAdminDb, type AdminData } from './data-dir.js';
 
 const configOption = () => new Option('-c, --config <file>', 'YAML configuration file (default: the embedded defaults, data in ./data)');
 
@@ -63,12 +63,14 @@ function signingKeyMadeIfMissing(config: Config): ReturnType<typeof loadSigningK
   return key;
 }
 
-function loadConfig(file: string | undefined): Config {
-  return (file ? loadConfigFile(file) : defaultConfig()).config;
+/** The configuration, and which data directory it names (said on stderr). */
+function loadConfig(file: string | undefined): AdminData {
+  return loadAdminConfig(file);
 }
 
-async function withDb(config: Config, fn: (db: Db) => Promise<void> | void): Promise<void> {
-  const db = openDb(config.data.dir);
+/** Opens the existing database (none: ZEGEL_NO_DATABASE, exit 2), runs `fn`, closes. */
+async function withDb(data: AdminData, fn: (db: Db) => Promise<void> | void): Promise<void> {
+  const db = openAdminDb(data);
   try {
     await fn(db);
   } catch (err) {
@@ -97,8 +99,8 @@ export function registerAuditCommands(program: Command): void {
     .addOption(configOption())
     .addHelpText('after', EXPORT_HELP)
     .action((options: { since?: string; until?: string; message?: string; recipient?: string; event?: string; format: 'json' | 'csv'; config?: string }) => {
-      const config = loadConfig(options.config);
-      return withDb(config, (db) => {
+      const data = loadConfig(options.config);
+      return withDb(data, (db) => {
         const filter: AuditFilter = {
           since: options.since === undefined ? undefined : parseMoment(options.since, '--since'),
           until: options.until === undefined ? undefined : parseMoment(options.until, '--until'),
@@ -125,8 +127,9 @@ export function registerAuditCommands(program: Command): void {
     .addOption(configOption())
     .action((options: { publicKey?: string; config?: string }, command: Command) => {
       const all = command.optsWithGlobals<{ publicKey?: string; config?: string }>();
-      const config = loadConfig(options.config ?? all.config);
-      return withDb(config, (db) => {
+      const data = loadConfig(options.config ?? all.config);
+      const { config } = data;
+      return withDb(data, (db) => {
         let key: crypto.KeyObject;
         if (options.publicKey) key = loadPublicKey(options.publicKey);
         else {
@@ -160,8 +163,9 @@ export function registerAuditCommands(program: Command): void {
     .description('sign the chain head now (the relay also does this every audit.checkpointInterval)')
     .addOption(configOption())
     .action((options: { config?: string }, command: Command) => {
-      const config = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
-      return withDb(config, (db) => {
+      const data = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
+      const { config } = data;
+      return withDb(data, (db) => {
         const key = signingKeyMadeIfMissing(config);
         const cp = createCheckpoint(db, key, systemClock.now(), { force: true });
         write(cp ? `checkpoint ${cp.id}: record ${cp.seq}, ${cp.hash}, at ${new Date(cp.at).toISOString()}\n` : 'nothing to sign: the audit trail is empty\n');
@@ -173,8 +177,9 @@ export function registerAuditCommands(program: Command): void {
     .description('remove records older than retention.audit from the start of the chain (the relay does this with each checkpoint); signs first')
     .addOption(configOption())
     .action((options: { config?: string }, command: Command) => {
-      const config = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
-      return withDb(config, (db) => {
+      const data = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
+      const { config } = data;
+      return withDb(data, (db) => {
         const key = signingKeyMadeIfMissing(config);
         const result = purgeAudit(db, key, systemClock.now(), config.retention.audit);
         write(result.anchor ? `removed ${result.removed} records, through record ${result.anchor.seq}; the chain now starts after it\n` : 'nothing past retention.audit\n');
@@ -186,7 +191,7 @@ export function registerAuditCommands(program: Command): void {
     .description('print the checkpoint public key (PEM); keep a copy outside the data directory')
     .addOption(configOption())
     .action((options: { config?: string }, command: Command) => {
-      const config = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
+      const { config } = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
       const { key } = loadSigningKey({ signingKeyFile: config.audit.signingKeyFile, dataDir: config.data.dir, create: false });
       write(publicKeyPem(key));
     });

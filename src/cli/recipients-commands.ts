@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { defaultConfig, loadConfigFile } from '../config/load.js';
 import { ZegelError } from '../errors.js';
-import { openDb } from '../store/db.js';
+import { openAdminData } from './data-dir.js';
 import { Directory, DirectoryImportError, LANGUAGES, normaliseTarget, VERIFICATION_METHODS, type DirectoryEntry, type DirectoryPatch } from '../store/directory.js';
 
 /**
@@ -43,7 +42,7 @@ export function registerRecipientsCommands(program: Command): void {
         process.stdout.write(`set ${entry.target}: ${describe(entry)}\n`);
         const listed = directory.list().find((e) => e.target === entry.target);
         for (const warning of listed?.warnings ?? []) process.stderr.write(`warning: ${entry.target}: ${warning}\n`);
-      });
+      }, { create: true });
     });
 
   recipients
@@ -64,7 +63,7 @@ export function registerRecipientsCommands(program: Command): void {
         for (const entry of directory.list()) {
           for (const warning of entry.warnings) process.stderr.write(`warning: ${entry.target}: ${warning}\n`);
         }
-      }),
+      }, { create: true }),
     );
 
   recipients
@@ -127,11 +126,12 @@ function describe(entry: DirectoryEntry): string {
 /**
  * Loads the configuration (its errors are reported as for every command),
  * opens the directory, runs `fn` and closes the database. A ZegelError from
- * `fn` becomes one line per problem on stderr and exit code 1.
+ * `fn` becomes one line per problem on stderr and exit code 1. Only `set` and
+ * `import` with --config make the database when there is none yet (filling
+ * the directory before the relay's first start); see data-dir.ts.
  */
-async function run(configFile: string | undefined, fn: (directory: Directory) => Promise<void>): Promise<void> {
-  const { config } = configFile ? loadConfigFile(configFile) : defaultConfig();
-  const db = openDb(config.data.dir);
+async function run(configFile: string | undefined, fn: (directory: Directory) => Promise<void>, options: { create?: boolean } = {}): Promise<void> {
+  const { db } = openAdminData(configFile, options);
   try {
     await fn(new Directory(db));
   } catch (err) {
