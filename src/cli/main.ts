@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
-import { defaultConfig, loadConfigFile, type LoadedConfig } from '../config/load.js';
-import { assertRelayScope } from '../config/validate.js';
+import { completeHostname, defaultConfig, loadConfigFile, type LoadedConfig } from '../config/load.js';
+import { assertRelayScope, hostnameWarning } from '../config/validate.js';
 import { ZegelError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { hashPassword } from '../smtp/policy.js';
@@ -10,11 +10,14 @@ import { registerMessagesCommands } from './messages-commands.js';
 import { registerQueueCommands } from './queue-commands.js';
 import { registerRecipientsCommands } from './recipients-commands.js';
 
-/** The configuration a relay runs with (start, check-config, SIGHUP): valid, and relaying only for whom it says (config/validate.ts). */
-function load(file: string | undefined): LoadedConfig {
+/**
+ * The configuration a relay runs with (start, check-config, SIGHUP): valid, relaying only for whom it says
+ * (config/validate.ts), and with smtp.hostname filled in (this host's fully qualified name when it has one).
+ */
+async function load(file: string | undefined): Promise<LoadedConfig> {
   const loaded = file ? loadConfigFile(file) : defaultConfig();
   assertRelayScope(loaded.config, loaded.input, loaded.source ?? 'embedded default');
-  return loaded;
+  return completeHostname(loaded);
 }
 
 async function readStdin(): Promise<string> {
@@ -24,8 +27,10 @@ async function readStdin(): Promise<string> {
 }
 
 async function start(options: { config?: string }): Promise<void> {
-  const { config, source } = load(options.config);
+  const { config, source } = await load(options.config);
   const log = createLogger(config.log.level);
+  const dotless = hostnameWarning(config);
+  if (dotless) log.warn({ setting: 'smtp.hostname', hostname: config.smtp.hostname }, dotless);
   if (!source) log.info({ dataDir: config.data.dir, target: config.delivery.target, outbox: config.delivery.outboxDir }, 'no --config given: running the embedded default (loopback only, SQLite in ./data, delivery to the outbox in ./outbox)');
   else log.info({ config: source }, 'configuration loaded');
   // loaded here, not at the top: admin commands then start without the relay's modules (PDF engine, HTTP server, …)
@@ -54,16 +59,17 @@ async function start(options: { config?: string }): Promise<void> {
       relay.reload(config);
       return;
     }
-    let next: LoadedConfig;
-    try {
-      next = load(options.config);
-    } catch (err) {
-      relay.metrics.configReload(false);
-      log.error({ signal: 'SIGHUP', config: options.config, err: { message: (err as Error).message } }, 'configuration reload failed; the running configuration stays');
-      return;
-    }
-    log.info({ signal: 'SIGHUP', config: next.source }, 'reloading configuration');
-    relay.reload(next.config);
+    load(options.config).then(
+      (next) => {
+        if (stopping) return;
+        log.info({ signal: 'SIGHUP', config: next.source }, 'reloading configuration');
+        relay.reload(next.config);
+      },
+      (err: Error) => {
+        relay.metrics.configReload(false);
+        log.error({ signal: 'SIGHUP', config: options.config, err: { message: err.message } }, 'configuration reload failed; the running configuration stays');
+      },
+    );
   });
 }
 
@@ -81,9 +87,11 @@ export function buildCli(): Command {
     .command('check-config')
     .description('validate a configuration file and print the effective configuration as JSON')
     .requiredOption('-c, --config <file>', 'YAML configuration file')
-    .action((options: { config: string }) => {
-      const { config } = load(options.config);
+    .action(async (options: { config: string }) => {
+      const { config } = await load(options.config);
       process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+      const dotless = hostnameWarning(config);
+      if (dotless) process.stderr.write(`warning: ${dotless}\n`);
       if ([config.delivery.target, config.delivery.internalTarget].includes('outbox')) {
         process.stderr.write(`delivered mail goes to the outbox ${config.delivery.outboxDir} (outside data.dir ${config.data.dir})\n`);
       }

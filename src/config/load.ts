@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { ZegelError } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
 import { defaultOutboxDir, outboxProblems } from './validate.js';
+import { defaultHostname, type HostnameResolver } from './hostname.js';
 
 export interface LoadedConfig {
   config: Config;
@@ -85,4 +86,15 @@ export function loadConfigFile(file: string): LoadedConfig {
 /** The embedded default: loopback listener, outbox delivery into ./outbox, ./data. */
 export function defaultConfig(): LoadedConfig {
   return { config: parseConfig({}, process.cwd(), 'embedded default'), source: undefined };
+}
+
+/**
+ * Fills in `smtp.hostname` when the configuration leaves it out: this host's
+ * fully qualified name, or its short name when it has none (hostname.ts). For
+ * `zegel start`, `check-config` and SIGHUP, so the greeting, EHLO to next hops
+ * and Message-IDs all carry the name check-config shows.
+ */
+export async function completeHostname(loaded: LoadedConfig, resolver?: HostnameResolver): Promise<LoadedConfig> {
+  if (loaded.config.smtp.hostname === undefined) loaded.config.smtp.hostname = (await defaultHostname(resolver)).name;
+  return loaded;
 }

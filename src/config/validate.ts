@@ -134,3 +134,14 @@ export function assertRelayScope(config: Config, input: unknown, source = 'confi
     throw new ZegelError('ZEGEL_CONFIG_OPEN_RELAY', `${source} would relay for anyone, refused:\n  ${problems.join('\n  ')}`);
   }
 }
+
+/**
+ * A dotless `smtp.hostname` (configured, or the default when this host has no
+ * fully qualified name): said at start and by check-config, not refused, since
+ * a next hop on loopback may well accept it.
+ */
+export function hostnameWarning(config: Config): string | undefined {
+  const name = config.smtp.hostname;
+  if (name === undefined || name.replace(/\.$/, '').includes('.') || name.startsWith('[')) return undefined;
+  return `smtp.hostname "${name}" has no dot: next hops with reject_non_fqdn_helo_hostname (a common Postfix setting) refuse it as EHLO name with 504, and relay-made mail carries it in its Message-ID; set smtp.hostname to this host's fully qualified name`;
+}
