@@ -28,3 +28,9 @@ t.test('KEK = HKDF-SHA256(K_link ‖ K_srv, info = "zegel/v1" ‖ message id ‖
   t.ok(deriveKek(kLink, kSrv, 'AAAAAAAAAAAAAAAAAAAAAA', 'BBBBBBBBBBBBBBBBBBBBBB').equals(expected));
   t.throws(() => deriveKek(Buffer.alloc(16), kSrv, 'a', 'b'), RangeError, 'short keys are refused');
 });
+
+t.test('secure and link ids are 128-bit base64url that never start with "-" (a CLI would read an option)', async (t) => {
+  const ids = Array.from({ length: 5000 }, () => newSecureId());
+  t.ok(ids.every((id) => /^[A-Za-z0-9_][A-Za-z0-9_-]{21}$/.test(id)), 'base64url of 16 bytes, no leading dash');
+  t.equal(new Set(ids).size, ids.length, 'all distinct');
+});

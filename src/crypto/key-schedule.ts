@@ -20,9 +20,16 @@ const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 export const WRAP_BYTES = NONCE_BYTES + KEY_BYTES + TAG_BYTES;
 
-/** 128 random bits as base64url: secure message ids and link ids. */
+/**
+ * 128 random bits as base64url: secure message ids and link ids. Never starting
+ * with `-`: an admin types the id after `zegel messages revoke`, where a leading
+ * dash reads as an option (1 in 64 ids did; the cost is 0.02 bits).
+ */
 export function newSecureId(): string {
-  return crypto.randomBytes(16).toString('base64url');
+  for (;;) {
+    const id = crypto.randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 export function newKey(): Buffer {
