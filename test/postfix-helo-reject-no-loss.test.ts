@@ -5,7 +5,7 @@ import t from 'tap';
 import { stringify } from 'yaml';
 import { systemClock } from '../src/clock.js';
 import { freePort, runZegel } from './helpers/child-relay.js';
-import { POSTFIX, postfixInstalled, startPostfix } from './helpers/postfix.js';
+import { POSTFIX, orgMainCf, postfixInstalled, startPostfix } from './helpers/postfix.js';
 import { startRelay, tempDir, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
 import { swaks } from './helpers/smtp-client.js';
@@ -50,13 +50,7 @@ if (!postfixInstalled()) {
     const postfix = await startPostfix(t, path.join(dir, 'postfix'), {
       port: submitPort,
       main: [
-        'myhostname = mx.zorg.test',
-        'mydomain = zorg.test',
-        'myorigin = $mydomain',
-        'relay_domains = zorg.test',
-        `relayhost = [127.0.0.1]:${internet.port}`,
-        `transport_maps = inline:{ zorg.test=smtp:[127.0.0.1]:${mailbox.port} }`,
-        `content_filter = zegel:[127.0.0.1]:${zegelPort}`,
+        ...orgMainCf({ internet: internet.port, mailbox: mailbox.port, zegel: zegelPort }),
         // common site-wide hardening, inherited by every smtpd listener without overrides
         'smtpd_helo_required = yes',
         'smtpd_helo_restrictions = reject_non_fqdn_helo_hostname',

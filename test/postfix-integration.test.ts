@@ -6,7 +6,7 @@ import { systemClock } from '../src/clock.js';
 import { launchBrowser } from './helpers/browser.js';
 import { freePort } from './helpers/child-relay.js';
 import { cfLines, docBlock, substitute } from './helpers/integration-doc.js';
-import { postfixInstalled, startPostfix, type PostfixInstance } from './helpers/postfix.js';
+import { orgMainCf, postfixInstalled, startPostfix, type PostfixInstance } from './helpers/postfix.js';
 import { startRelay, tempDir, waitFor, type TestRelay } from './helpers/relay.js';
 import { startSink, type Received, type TestSink } from './helpers/sink.js';
 import { swaks } from './helpers/smtp-client.js';
@@ -53,15 +53,7 @@ async function setup(): Promise<Setup> {
   fs.mkdirSync(path.join(dir, 'postfix'));
   const postfix = await startPostfix(t, path.join(dir, 'postfix'), {
     port: submitPort,
-    main: [
-      'myhostname = mx.zorg.test',
-      'mydomain = zorg.test',
-      'myorigin = $mydomain',
-      'relay_domains = zorg.test',
-      `relayhost = [127.0.0.1]:${internet.port}`,
-      `transport_maps = inline:{ zorg.test=smtp:[127.0.0.1]:${mailbox.port} }`,
-      `content_filter = zegel:[127.0.0.1]:${zegelPort}`,
-    ],
+    main: orgMainCf({ internet: internet.port, mailbox: mailbox.port, zegel: zegelPort }),
     // docs/integration.md's master.cf block as written, with this test's re-injection port
     master: cfLines(substitute(docBlock('master.cf'), { '10026': reinjectPort }, {}, 'master.cf block')),
   });

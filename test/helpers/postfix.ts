@@ -74,6 +74,22 @@ async function listening(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * main.cf lines of the test organisation's mail server (mx.zorg.test): zorg.test is local and goes to
+ * the mailbox sink, everything else to the "Internet" sink, and all of it through Zegel's filter first.
+ */
+export function orgMainCf(ports: { internet: number; mailbox: number; zegel: number }): string[] {
+  return [
+    'myhostname = mx.zorg.test',
+    'mydomain = zorg.test',
+    'myorigin = $mydomain',
+    'relay_domains = zorg.test',
+    `relayhost = [127.0.0.1]:${ports.internet}`,
+    `transport_maps = inline:{ zorg.test=smtp:[127.0.0.1]:${ports.mailbox} }`,
+    `content_filter = zegel:[127.0.0.1]:${ports.zegel}`,
+  ];
+}
+
 /** Starts a private Postfix under `dir` (a fresh directory the test owns). Stopped at teardown. */
 export async function startPostfix(t: Teardown, dir: string, options: PostfixOptions = {}): Promise<PostfixInstance> {
   const conf = path.join(dir, 'conf');
