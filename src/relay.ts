@@ -11,7 +11,7 @@ import { createLogger, type Logger } from './log.js';
 import { ClassifierService } from './classify/service.js';
 import { shippedRulesDir } from './classify/rules/load.js';
 import { DsnSender } from './deliver/dsn-sender.js';
-import { deliverJob } from './deliver/deliver-job.js';
+import { HandOff } from './deliver/hand-off.js';
 import { postmasterAddress } from './deliver/postmaster.js';
 import type { ClassifyMessage } from './pipeline/decide.js';
 import { Processor } from './pipeline/process-job.js';
@@ -83,6 +83,8 @@ export class Relay {
   /** Signs the audit chain's head every audit.checkpointInterval (src/audit). */
   readonly audit: AuditCheckpointWorker;
   readonly notifier: Notifier;
+  /** The one way relay-made mail goes to delivery (src/deliver/hand-off.ts). */
+  readonly handOff: HandOff;
   readonly sms: SmsDriver;
   readonly #secret: Buffer;
   readonly #startReader: boolean;
@@ -115,7 +117,7 @@ export class Relay {
     this.backend = new SqliteBackend(config.data.dir, this.clock, this.log, { pollMs: options.pollMs });
     const metrics = (this.metrics = new Metrics({ queueCounts: () => this.backend.queue.counts(), now: () => this.clock.now() }));
     this.health
-      .check('store', () => this.backend.db.prepare('SELECT 1').get() !== undefined)
+      .check('store', () => this.backend.ping())
       .check('queue', () => this.#started.value && !this.#stopped)
       .check('rules', () => options.classify !== undefined || this.#classifier?.rules !== undefined)
       .check('started', this.#started.get)
@@ -142,6 +144,7 @@ export class Relay {
     const internalTarget = config.delivery.internalTarget ?? config.delivery.target;
     const internal = internalTarget === config.delivery.target ? target : createTransport(internalTarget, transportPaths, transportOptions);
     this.#transports = internal === target ? [target] : [target, internal];
+    this.handOff = new HandOff({ backend: this.backend, spool: this.spool, clock: this.clock });
     const dsn = new DsnSender({
       clock: this.clock,
       log: this.log,
@@ -149,7 +152,7 @@ export class Relay {
       backend: this.backend,
       signer: this.signer,
       hostname,
-      deliverInternal: (id) => deliverJob(id, 'internal', [0]),
+      handOff: this.handOff,
       postmaster: postmasterAddress(config),
     });
     if (!postmasterAddress(config)) this.log.warn('no delivery.postmaster and no organisation.domains: relay-made mail that cannot be delivered is held for an admin at once (zegel queue list)');
@@ -178,6 +181,7 @@ export class Relay {
       log: this.log,
       spool: this.spool,
       backend: this.backend,
+      handOff: this.handOff,
       blobs: this.blobs,
       secure: this.secure,
       resolveRecipient: async (address) => {
@@ -286,8 +290,10 @@ export class Relay {
     service.onReload((outcome) => {
       this.metrics.rulesReload(outcome.ok);
       // on the audit trail too: which rule set decided is part of every decision's record
-      this.backend.store
-        .appendEvent({ messageId: null, type: outcome.ok ? 'rules-reloaded' : 'rules-refused', detail: { rules: service.rules.rules.map((r) => r.id), problems: outcome.problems.length } })
+      this.backend
+        .transaction((tx) =>
+          this.backend.events.append(tx, { messageId: null, type: outcome.ok ? 'rules-reloaded' : 'rules-refused', detail: { rules: service.rules.rules.map((r) => r.id), problems: outcome.problems.length } }),
+        )
         .catch((err: Error) => this.log.error({ err: { message: err.message } }, 'could not record the rules event'));
       if (service === this.#classifier) this.metrics.rulesLoaded(service.rules.rules.length);
     });
@@ -316,13 +322,12 @@ export class Relay {
   /** The recipient reader, with the mails it asks for queued like any relay-made message. */
   #openReader(): Promise<RunningReader> {
     const { config, clock, backend, spool, notifier } = this;
-    const deps = { backend, spool, clock };
     const status = createStatusService({
       config,
       clock,
       log: this.log,
       backend,
-      spool,
+      handOff: this.handOff,
       notifier,
       revocations: {
         revokeLink: (linkId, actor) => this.revocations.revokeLink(linkId, actor),
@@ -342,20 +347,20 @@ export class Relay {
       blobs: this.blobs,
       events: (event) => {
         this.metrics.readerEvent(event.type);
-        return backend.store.appendEvent(event);
+        return backend.transaction((tx) => backend.events.append(tx, event));
       },
       sms: this.sms,
       accessCodes: async (address) => this.directory.resolve(address, { method: config.verification.default, language: config.notification.language.default }).accessCodeHashes,
       assetsDir: readerAssetsDir(),
-      replyMailer: createReplyMailer({ backend, spool, clock, signer: this.signer, hostname: config.smtp.hostname ?? os.hostname(), route: 'internal' }),
+      replyMailer: createReplyMailer({ backend, handOff: this.handOff, spool, clock, signer: this.signer, hostname: config.smtp.hostname ?? os.hostname(), route: 'internal' }),
       mailer: {
         sendCode: async (link, code, expiresAt) => {
           const mail = await notifier.codeMail({ language: link.language, to: link.address, code, expiresAt, now: clock.now() });
-          await queueRelayMail(deps, mail, { about: link.queueId, route: 'target', kind: 'code', event: 'mail-queued', detail: { kind: 'code', link: link.id } });
+          await queueRelayMail(this.handOff, mail, { about: link.queueId, route: 'target', kind: 'code', event: 'mail-queued', detail: { kind: 'code', link: link.id } });
         },
         notifyForgot: async (link, sender) => {
           const mail = await notifier.forgotNotice({ language: config.notification.language.default, to: sender, recipient: link.address, now: clock.now() });
-          await queueRelayMail(deps, mail, { about: link.queueId, route: 'internal', kind: 'forgot', event: 'mail-queued', detail: { kind: 'forgot-code', link: link.id } });
+          await queueRelayMail(this.handOff, mail, { about: link.queueId, route: 'internal', kind: 'forgot', event: 'mail-queued', detail: { kind: 'forgot-code', link: link.id } });
         },
       },
     });
@@ -363,7 +368,7 @@ export class Relay {
 
   /** Removes spool files that no committed message owns (a crash between fsync and commit). */
   async #recover(): Promise<void> {
-    const owned = this.backend.store.spooledIds();
+    const owned = await this.backend.messages.spooledIds();
     let removed = 0;
     for (const id of await this.spool.list()) {
       if (!owned.has(id)) {
@@ -373,7 +378,7 @@ export class Relay {
     }
     if (removed) this.log.info({ removed }, 'removed spool files of messages that were never accepted');
     // blobs of a secure job that crashed before its commit: nothing refers to them, the job runs again
-    const secured = this.secure.idsWithBlobs();
+    const secured = await this.secure.idsWithBlobs();
     let orphans = 0;
     for (const id of await this.blobs.list()) {
       if (!secured.has(id)) {
@@ -401,7 +406,7 @@ export class Relay {
     this.audit.stop();
     await this.audit.checkpoint().catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'audit checkpoint at stop failed'));
     const { commits, writes } = this.backend.committer.stats;
-    this.backend.close();
+    await this.backend.close();
     this.log.info({ storeCommits: commits, storeWrites: writes }, 'relay stopped');
   }
 }

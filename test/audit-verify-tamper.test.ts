@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { storeView } from './helpers/store-view.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -249,7 +250,7 @@ t.test('events from a real relay run over SMTP are chained, and the relay signs 
   t.teardown(() => transport.close());
   const info = await transport.sendMail({ envelope: { from: 'jan@org.test', to: ['a@example.com'] }, raw: 'From: jan@org.test\r\nTo: a@example.com\r\nSubject: hallo\r\nMessage-ID: <audit-1@org.test>\r\n\r\nGewoon een bericht.\r\n' });
   const id = /queued as (\S+)$/.exec(info.response)![1]!;
-  await waitFor(() => relay.backend.store.getMessage(id)?.state === 'done', 10_000, 'message done');
+  await waitFor(() => storeView(relay.backend).getMessage(id)?.state === 'done', 10_000, 'message done');
   const db = relay.backend.db;
   const rows = db.prepare('SELECT * FROM events WHERE message_id = ? ORDER BY seq').all(id) as Array<ChainFields & { prev_hash: string | null; hash: string | null }>;
   t.ok(rows.length >= 3);

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { storeView } from './helpers/store-view.js';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import t, { type Test } from 'tap';
@@ -71,7 +72,7 @@ function sample(text: string, name: string): number | undefined {
 
 /** The chain of one bounced message: its DSN, and the postmaster notice about that DSN. */
 function chain(relay: TestRelay, id: string): { dsn: string | undefined; notice: string | undefined } {
-  const store = relay.relay.backend.store;
+  const store = storeView(relay.relay.backend);
   const dsn = (store.events(id).find((e) => e.type === 'dsn-queued')?.detail as { dsn?: string } | undefined)?.dsn;
   const notice = dsn ? (store.events(dsn).find((e) => e.type === 'postmaster-queued')?.detail as { copy?: string } | undefined)?.copy : undefined;
   return { dsn, notice };
@@ -90,7 +91,7 @@ async function heldChain(t: Test, f: Fixture, tag: string): Promise<{ id: string
 t.test('bounce, DSN refused, postmaster notice refused: held and visible; queue retry delivers it once the next hop accepts', async (t) => {
   const f = await fixture(t);
   const { relay } = f;
-  const store = relay.relay.backend.store;
+  const store = storeView(relay.relay.backend);
   const { id, dsn, notice, job } = await heldChain(t, f, 'retry');
 
   t.equal(store.getRecipients(id)[0]!.state, 'bounced', 'the original recipient bounced');
@@ -154,7 +155,7 @@ t.test('bounce, DSN refused, postmaster notice refused: held and visible; queue 
 t.test('a held notice given up with zegel queue delete --force: refused without --force, then ended on the audit trail', async (t) => {
   const f = await fixture(t);
   const { relay } = f;
-  const store = relay.relay.backend.store;
+  const store = storeView(relay.relay.backend);
   const { notice, job } = await heldChain(t, f, 'delete');
 
   const refused = await runZegel(['queue', 'delete', job, '--config', f.configFile]);

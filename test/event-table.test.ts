@@ -1,4 +1,5 @@
 import t from 'tap';
+import { storeView } from './helpers/store-view.js';
 import nodemailer from 'nodemailer';
 import { ManualClock } from '../src/clock.js';
 import { canonicalJson } from '../src/store/messages.js';
@@ -47,12 +48,12 @@ t.test('a delivered message leaves received, classified, decided and delivered e
     const info = await transport.sendMail({ envelope: { from: 'jan@org.test', to: ['a@example.com', 'b@example.net'] }, raw: rawMessage(n) });
     ids.push(/queued as (\S+)$/.exec(info.response)![1]!);
   }
-  await waitFor(() => ids.every((id) => relay.backend.store.getMessage(id)?.state === 'done'), 10_000, 'both messages done');
+  await waitFor(() => ids.every((id) => storeView(relay.backend).getMessage(id)?.state === 'done'), 10_000, 'both messages done');
   t.equal(sink.messages.length, 2);
   t.ok(sink.messages.every((m) => m.raw.toString('latin1').includes(CANARY_BODY)), 'the canary did travel with the message');
 
   for (const [n, id] of ids.entries()) {
-    const events = relay.backend.store.events(id);
+    const events = storeView(relay.backend).events(id);
     t.same(
       events.map((e) => [e.type, e.recipient]),
       [
@@ -74,7 +75,7 @@ t.test('a delivered message leaves received, classified, decided and delivered e
     t.same(received!.detail, {
       from: 'jan@org.test',
       recipients: 2,
-      size: relay.backend.store.getMessage(id)!.size,
+      size: storeView(relay.backend).getMessage(id)!.size,
       clientIp: '127.0.0.1',
       origin: 'ingress',
       messageId: `<events-${n + 1}@org.test>`,
@@ -109,7 +110,7 @@ t.test('the event table is append-only: UPDATE and DELETE throw', async (t) => {
   t.teardown(() => transport.close());
   const info = await transport.sendMail({ envelope: { from: 'jan@org.test', to: ['a@example.com'] }, raw: rawMessage(3) });
   const id = /queued as (\S+)$/.exec(info.response)![1]!;
-  await waitFor(() => relay.backend.store.getMessage(id)?.state === 'done', 10_000, 'message done');
+  await waitFor(() => storeView(relay.backend).getMessage(id)?.state === 'done', 10_000, 'message done');
 
   const db = relay.backend.db;
   const before = db.prepare('SELECT * FROM events ORDER BY seq').all();
@@ -123,7 +124,7 @@ t.test('the event table is append-only: UPDATE and DELETE throw', async (t) => {
   t.throws(() => db.exec(`UPDATE events SET at = 0; DELETE FROM events;`), /append-only/, 'in a script too');
   t.same(db.prepare('SELECT * FROM events ORDER BY seq').all(), before, 'every row is unchanged');
   t.same(
-    relay.backend.store.events(id).map((e) => e.type),
+    storeView(relay.backend).events(id).map((e) => e.type),
     ['received', 'classified', 'decided', 'delivered', 'spool-removed'],
   );
 });
@@ -135,7 +136,7 @@ t.test('no statement rewrites an event row: INSERT OR REPLACE, REPLACE and UPSER
   t.teardown(() => transport.close());
   const info = await transport.sendMail({ envelope: { from: 'jan@org.test', to: ['a@example.com'] }, raw: rawMessage(4) });
   const id = /queued as (\S+)$/.exec(info.response)![1]!;
-  await waitFor(() => relay.backend.store.getMessage(id)?.state === 'done', 10_000, 'message done');
+  await waitFor(() => storeView(relay.backend).getMessage(id)?.state === 'done', 10_000, 'message done');
 
   const db = relay.backend.db;
   const before = db.prepare('SELECT * FROM events ORDER BY seq').all();

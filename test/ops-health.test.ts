@@ -80,15 +80,15 @@ t.test('readiness is false while the rules are not loaded, and during a drain', 
   const throwing = new Health().check('store', () => {
     throw new Error('database is closed');
   });
-  t.same(throwing.readiness(), { ready: false, checks: { store: false } }, 'a check that throws is not ready');
-  t.equal(new Health().readiness().ready, false, 'no checks: not ready');
+  t.same(await throwing.readiness(), { ready: false, checks: { store: false } }, 'a check that throws is not ready');
+  t.equal((await new Health().readiness()).ready, false, 'no checks: not ready');
 
   // a relay that drains is no longer ready
   const { relay } = await startRelay(t, { metrics: { listen: '127.0.0.1:0' } });
-  t.equal(relay.health.readiness().ready, true);
+  t.equal((await relay.health.readiness()).ready, true);
   await relay.stop(1_000);
-  t.equal(relay.health.readiness().ready, false);
-  t.same(relay.health.readiness().checks.store, false, 'the store is closed');
+  t.equal((await relay.health.readiness()).ready, false);
+  t.same((await relay.health.readiness()).checks.store, false, 'the store is closed');
 });
 
 t.test('planReload: log level, rules and classify apply live; everything else needs a restart; values are never reported', async (t) => {

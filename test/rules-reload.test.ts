@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { storeView } from './helpers/store-view.js';
 import path from 'node:path';
 import t from 'tap';
 import nodemailer from 'nodemailer';
@@ -58,8 +59,8 @@ t.test('a changed rule file is picked up; a broken one is refused and the previo
   t.match(text, /The secret project Zwaan must not leave the organisation/, 'and in English');
   t.match(text, /Status: 5\.7\.1/);
   t.match(text, /Final-Recipient: rfc822; collega@org\.test/, 'internal recipients are stopped too');
-  t.same(relay.backend.store.getRecipients(blocked).map((r) => [r.decision, r.state]), [['block', 'bounced'], ['block', 'bounced']]);
-  t.equal(relay.backend.store.getMessage(blocked)?.spool, false, 'the spool file of the blocked message is gone');
+  t.same(storeView(relay.backend).getRecipients(blocked).map((r) => [r.decision, r.state]), [['block', 'bounced'], ['block', 'bounced']]);
+  t.equal(storeView(relay.backend).getMessage(blocked)?.spool, false, 'the spool file of the blocked message is gone');
 
   // a broken edit is refused: the previous set (with the block rule) stays active
   const before = reloads.length;

@@ -1,4 +1,5 @@
 import nodemailer from 'nodemailer';
+import { storeView } from './helpers/store-view.js';
 import { simpleParser } from 'mailparser';
 import t from 'tap';
 import { unwrapKey } from '../src/crypto/key-schedule.js';
@@ -168,7 +169,7 @@ t.test('receipt at the internal route; the status page shows an open; resend fro
 
   t.notOk(requests.some((r) => r.includes(fragment)), 'the status fragment never left the browser');
   const oldFragment = new URL(fresh).hash.slice(1);
-  const events = s.relay.relay.backend.store.events(queueId);
+  const events = storeView(s.relay.relay.backend).events(queueId);
   t.ok(events.some((e) => e.type === 'link-resent'), 'the resend is in the audit trail');
   t.notOk(JSON.stringify(events).includes(oldFragment), 'without the new K_link');
   const oldRow = s.relay.relay.backend.db.prepare('SELECT state, replaced_by, wrap FROM secure_links WHERE id = ?').get(new URL(klaas).pathname.split('/')[2]) as Record<string, unknown>;

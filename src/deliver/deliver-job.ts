@@ -76,13 +76,13 @@ export class Delivery {
   readonly handle = async (job: Job<DeliverPayload>): Promise<JobResult> => {
     const { backend, clock, log, spool } = this.#deps;
     const { messageId, route } = job.payload;
-    const message = backend.store.getMessage(messageId);
+    const message = await backend.messages.get(messageId);
     if (!message) {
       log.error({ job: job.id, queueId: messageId }, 'deliver job for an unknown message; dropped');
       return { status: 'done' };
     }
     const wanted = new Set(job.payload.recipients);
-    const pending = backend.store.getRecipients(messageId).filter((r) => wanted.has(r.idx) && r.state === 'pending');
+    const pending = (await backend.messages.recipients(messageId)).filter((r) => wanted.has(r.idx) && r.state === 'pending');
     if (!pending.length || !message.spool) {
       await this.#cleanUp(messageId);
       return { status: 'done' };
@@ -141,9 +141,18 @@ export class Delivery {
     const held = bounces.length ? await this.#reportFailures(message, pending, bounces, retry?.action === 'give-up') : undefined;
     // a held recipient stays pending (its spool file stays) until an admin acts
     if (held?.idx.size) for (const r of results) if (held.idx.has(r.idx)) r.outcome = 'deferred';
-    const stillPending = await backend.store.recordAttempt(messageId, results, { route: transport.name });
+    const heldResults = held?.idx.size ? results.filter((r) => held.idx.has(r.idx)) : [];
+    // the outcomes and, for held recipients, their `held` events: one commit
+    const stillPending = await backend.transaction(async (tx) => {
+      const left = await backend.messages.recordAttempt(tx, messageId, results, { route: transport.name });
+      for (const r of heldResults) {
+        const rcpt = pending.find((p) => p.idx === r.idx)!;
+        await backend.events.append(tx, { messageId, recipient: rcpt.address, type: 'held', detail: { job: job.id, reason: held!.reason, reply: r.reply, remoteMta: r.remoteMta } });
+      }
+      return left;
+    });
     if (held?.idx.size) {
-      await this.#hold(job, message, pending, results.filter((r) => held.idx.has(r.idx)), held.reason);
+      this.#hold(job, message, heldResults, held.reason);
       return { status: 'held' };
     }
     if (retry?.action === 'retry') return { status: 'retry', runAt: retry.at };
@@ -185,14 +194,10 @@ export class Delivery {
     return undefined;
   }
 
-  /** Holds recipients of relay-made mail that cannot go anywhere: audit event, error log line, metric. */
-  async #hold(job: Job<DeliverPayload>, message: MessageRecord, pending: RecipientRecord[], results: AttemptResult[], reason: 'postmaster-notice-failed' | 'no-postmaster'): Promise<void> {
-    const { backend, log } = this.#deps;
-    for (const r of results) {
-      const rcpt = pending.find((p) => p.idx === r.idx)!;
-      await backend.store.appendEvent({ messageId: message.id, recipient: rcpt.address, type: 'held', detail: { job: job.id, reason, reply: r.reply, remoteMta: r.remoteMta } });
-      this.#deps.metrics?.held?.();
-    }
+  /** Held recipients of relay-made mail that cannot go anywhere (their `held` events are committed): error log line, metric. */
+  #hold(job: Job<DeliverPayload>, message: MessageRecord, results: AttemptResult[], reason: 'postmaster-notice-failed' | 'no-postmaster'): void {
+    const { log } = this.#deps;
+    for (let i = 0; i < results.length; i++) this.#deps.metrics?.held?.();
     log.error(
       { queueId: message.id, job: job.id, origin: message.origin, recipients: results.length, reason, reply: results[0]?.reply },
       reason === 'no-postmaster'
@@ -203,9 +208,9 @@ export class Delivery {
 
   async #cleanUp(messageId: string): Promise<void> {
     const { backend, spool } = this.#deps;
-    const remaining = backend.store.getRecipients(messageId).filter((r) => r.state === 'pending').length;
+    const remaining = (await backend.messages.recipients(messageId)).filter((r) => r.state === 'pending').length;
     if (remaining) return;
-    await backend.store.markSpoolRemoved(messageId);
+    await backend.transaction((tx) => backend.messages.releaseSpool(tx, messageId));
     await spool.remove(messageId);
   }
 }

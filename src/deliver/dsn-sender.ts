@@ -3,11 +3,11 @@ import type { Clock } from '../clock.js';
 import { ORIGIN_PLACEHOLDER, type OriginSigner } from '../crypto/origin.js';
 import { stampOrigin } from '../crypto/origin-stamp.js';
 import type { Logger } from '../log.js';
-import type { NewJob } from '../queue/types.js';
 import type { Spool } from '../spool/spool.js';
 import type { MessageRecord, RecipientRecord } from '../store/messages.js';
 import type { Backend } from '../store/sqlite-backend.js';
 import { composeDsn, type Bounce } from './dsn.js';
+import type { HandOff, OutboundMail } from './hand-off.js';
 
 export interface DsnSenderDeps {
   clock: Clock;
@@ -16,8 +16,8 @@ export interface DsnSenderDeps {
   backend: Backend;
   signer: OriginSigner;
   hostname: string;
-  /** The job that delivers a relay-made message to the internal route. */
-  deliverInternal: (messageId: string) => NewJob;
+  /** DSNs and notices go to delivery through the hand-off, on the internal route. */
+  handOff: HandOff;
   /** delivery.postmaster (src/deliver/postmaster.ts); undefined: nobody to tell, undeliverable relay mail is held at once. */
   postmaster?: string | undefined;
 }
@@ -46,9 +46,13 @@ export class DsnSender {
   async send(message: MessageRecord, failures: Failure[]): Promise<void> {
     const report = failures.filter(({ rcpt }) => wantsFailureReport(message, rcpt));
     if (!report.length) return;
-    const dsnId = await this.#queue(message, report, 'dsn', message.mailFrom);
+    const dsnId = await this.#queue(message, report, 'dsn', message.mailFrom, 'sender', (id) => ({
+      about: message.id,
+      recipient: undefined,
+      type: 'dsn-queued',
+      detail: { dsn: id, recipients: report.map((r) => r.rcpt.address) },
+    }));
     if (!dsnId) return;
-    await this.#deps.backend.store.appendEvent({ messageId: message.id, type: 'dsn-queued', detail: { dsn: dsnId, recipients: report.map((r) => r.rcpt.address) } });
     this.#deps.log.info({ queueId: message.id, dsn: dsnId, recipients: report.length }, 'dsn queued');
   }
 
@@ -67,10 +71,14 @@ export class DsnSender {
   async notifyPostmaster(message: MessageRecord, failures: Failure[]): Promise<string> {
     const postmaster = this.#deps.postmaster;
     if (!postmaster) throw new Error('no postmaster address');
-    const id = await this.#queue(message, failures, 'pm', postmaster, 'postmaster');
+    const id = await this.#queue(message, failures, 'pm', postmaster, 'postmaster', (copy) => ({
+      about: message.id,
+      recipient: undefined,
+      type: 'postmaster-queued',
+      detail: { copy, postmaster, recipients: failures.map((r) => r.rcpt.address) },
+    }));
     const copy = id ?? this.#idFor(message, failures, 'pm');
     if (id) {
-      await this.#deps.backend.store.appendEvent({ messageId: message.id, type: 'postmaster-queued', detail: { copy, postmaster, recipients: failures.map((r) => r.rcpt.address) } });
       this.#deps.log.warn({ queueId: message.id, copy, recipients: failures.length }, 'relay-made mail undeliverable; notice queued for the postmaster');
     }
     return copy;
@@ -82,10 +90,17 @@ export class DsnSender {
   }
 
   /** Composes, spools and queues one report; undefined when it exists already (a repeated run). */
-  async #queue(message: MessageRecord, report: Failure[], kind: 'dsn' | 'pm', to: string, audience: 'sender' | 'postmaster' = 'sender'): Promise<string | undefined> {
+  async #queue(
+    message: MessageRecord,
+    report: Failure[],
+    kind: 'dsn' | 'pm',
+    to: string,
+    audience: 'sender' | 'postmaster',
+    event: (id: string) => NonNullable<OutboundMail['event']>,
+  ): Promise<string | undefined> {
     const { backend, clock, spool, signer, hostname } = this.#deps;
     const dsnId = this.#idFor(message, report, kind);
-    if (backend.store.getMessage(dsnId)) return undefined;
+    if (await backend.messages.get(dsnId)) return undefined;
     const now = clock.now();
     const headerId = `<${dsnId}@${hostname}>`;
     const composed = composeDsn({
@@ -102,10 +117,9 @@ export class DsnSender {
       origin: ORIGIN_PLACEHOLDER,
     });
     const bytes = await stampOrigin(signer, composed, { messageId: headerId, recipients: [to] });
-    await spool.write(dsnId, bytes);
-    await backend.intake(
-      { id: dsnId, receivedAt: now, mailFrom: '', size: bytes.length, messageId: headerId, origin: kind === 'pm' ? 'postmaster' : 'dsn', recipients: [{ address: to, notify: ['NEVER'] }] },
-      this.#deps.deliverInternal(dsnId),
+    await this.#deps.handOff.send(
+      { id: dsnId, from: '', to, messageId: headerId, size: bytes.length, origin: kind === 'pm' ? 'postmaster' : 'dsn', route: 'internal', bounces: 'never', event: event(dsnId) },
+      bytes,
     );
     return dsnId;
   }

@@ -5,9 +5,10 @@
  * listeners are open). A refused rule reload keeps the previous set active,
  * so it stays ready; a relay whose rules never loaded is not ready.
  */
-export type Check = () => boolean;
+/** A check may ask the store (async on every driver); a throw or a rejection counts as failed. */
+export type Check = () => boolean | Promise<boolean>;
 /** Something an operator must see that does not make the relay unready; undefined: nothing to report. */
-export type Detail = () => Record<string, unknown> | undefined;
+export type Detail = () => Record<string, unknown> | undefined | Promise<Record<string, unknown> | undefined>;
 
 export interface Readiness {
   ready: boolean;
@@ -37,11 +38,11 @@ export class Health {
     return this;
   }
 
-  readiness(): Readiness {
+  async readiness(): Promise<Readiness> {
     const checks: Record<string, boolean> = {};
     for (const [name, fn] of this.#checks) {
       try {
-        checks[name] = fn() === true;
+        checks[name] = (await fn()) === true;
       } catch {
         checks[name] = false;
       }
@@ -49,7 +50,7 @@ export class Health {
     const details: Record<string, Record<string, unknown>> = {};
     for (const [name, fn] of this.#details) {
       try {
-        const value = fn();
+        const value = await fn();
         if (value) details[name] = value;
       } catch (err) {
         details[name] = { error: (err as Error).message };

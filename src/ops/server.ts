@@ -35,15 +35,20 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain; charset=utf-8', 'method not allowed\n');
     if (path === '/healthz') return send(200, 'application/json', `${JSON.stringify({ status: 'ok' })}\n`);
     if (path === '/readyz') {
-      const readiness = health.readiness();
-      metrics.ready(readiness.ready);
-      const status = !readiness.ready ? 'not ready' : readiness.degraded ? 'degraded' : 'ready';
-      const body = readiness.degraded ? { status, checks: readiness.checks, details: readiness.details } : { status, checks: readiness.checks };
-      return send(readiness.ready ? 200 : 503, 'application/json', `${JSON.stringify(body)}\n`);
+      void health.readiness().then((readiness) => {
+        metrics.ready(readiness.ready);
+        const status = !readiness.ready ? 'not ready' : readiness.degraded ? 'degraded' : 'ready';
+        const body = readiness.degraded ? { status, checks: readiness.checks, details: readiness.details } : { status, checks: readiness.checks };
+        send(readiness.ready ? 200 : 503, 'application/json', `${JSON.stringify(body)}\n`);
+      });
+      return;
     }
     if (path === '/metrics') {
-      metrics.ready(health.readiness().ready);
-      metrics.scrape().then(
+      void health
+        .readiness()
+        .then((readiness) => metrics.ready(readiness.ready))
+        .then(() => metrics.scrape())
+        .then(
         ({ contentType, body }) => send(200, contentType, body),
         (err: Error) => {
           log.error({ err: { message: err.message } }, 'metrics scrape failed');

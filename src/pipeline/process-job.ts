@@ -52,28 +52,21 @@ export class Processor {
   readonly handle = async (job: Job<ProcessPayload>): Promise<JobResult> => {
     const { backend, spool, policy, log } = this.#deps;
     const { messageId } = job.payload;
-    const message = backend.store.getMessage(messageId);
+    const message = await backend.messages.get(messageId);
     if (!message) {
       log.error({ job: job.id, queueId: messageId }, 'process job for an unknown message; dropped');
       return { status: 'done' };
     }
     if (!message.spool) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool file of ${messageId} is gone`);
-    const recipients = backend.store.getRecipients(messageId);
+    const recipients = await backend.messages.recipients(messageId);
     let relayOrigin = job.payload.relayOrigin ?? false;
-    if (relayOrigin && !(await backend.store.claimRelayOrigin(messageId, message.messageId, recipients.map((r) => r.address)))) {
+    if (relayOrigin && !(await backend.transaction((tx) => backend.messages.claimRelayOrigin(tx, messageId, message.messageId, recipients.map((r) => r.address))))) {
       log.warn({ queueId: messageId }, 'X-Zegel-Origin verifies but does not match a mail the relay made for these recipients (replayed?): classified as usual');
       relayOrigin = false;
     }
     const started = Date.now();
     // a classifier failure throws: the job is retried and the message never leaves unchecked
     const verdict = relayOrigin ? RELAY_ORIGIN : await this.#deps.classify({ message, open: () => spool.read(messageId, message.size) });
-    if (!relayOrigin && message.state === 'queued') {
-      await backend.store.appendEvent({
-        messageId,
-        type: 'classified',
-        detail: { decision: verdict.decision, subjectSensitive: verdict.subjectSensitive, matches: verdict.matches },
-      });
-    }
     const rules = [...new Set(verdict.matches.map((m) => m.rule))];
     const decisions = recipients.map((recipient) => {
       let decision: Decision;
@@ -84,7 +77,17 @@ export class Processor {
       else [decision, reason] = [verdict.decision, rules.length ? `rules:${rules.join(',')}` : 'no-findings'];
       return { idx: recipient.idx, address: recipient.address, decision, reason };
     });
-    await backend.store.recordDecisions(messageId, decisions);
+    // the classification and the decisions: one commit
+    await backend.transaction(async (tx) => {
+      if (!relayOrigin && message.state === 'queued') {
+        await backend.events.append(tx, {
+          messageId,
+          type: 'classified',
+          detail: { decision: verdict.decision, subjectSensitive: verdict.subjectSensitive, matches: verdict.matches },
+        });
+      }
+      await backend.messages.recordDecisions(tx, messageId, decisions);
+    });
     this.#deps.metrics?.decided(decisions, verdict.matches);
     const idxOf = (d: Decision) => decisions.filter((x) => x.decision === d).map((x) => x.idx);
     const deliver = idxOf('deliver');
@@ -118,8 +121,8 @@ export class Processor {
   /** Bounces every recipient of a blocked message and tells the sender which rule stopped it. */
   async #block(messageId: string, verdict: Verdict): Promise<void> {
     const { backend, spool } = this.#deps;
-    const message = backend.store.getMessage(messageId)!;
-    const pending = backend.store.getRecipients(messageId).filter((r) => r.state === 'pending');
+    const message = (await backend.messages.get(messageId))!;
+    const pending = (await backend.messages.recipients(messageId)).filter((r) => r.state === 'pending');
     const rule = verdict.blockedBy?.rule ?? 'block';
     const reply = `550 5.7.1 Blocked by rule ${rule}`;
     await this.#deps.dsn.send(
@@ -129,7 +132,7 @@ export class Processor {
         bounce: { address: rcpt.address, orcpt: rcpt.orcpt, reply, status: '5.7.1', reason: 'blocked' as const, explanation: verdict.blockedBy?.description },
       })),
     );
-    const left = await backend.store.recordAttempt(messageId, pending.map((r) => ({ idx: r.idx, outcome: 'bounced' as const, reply })), { rule });
+    const left = await backend.transaction((tx) => backend.messages.recordAttempt(tx, messageId, pending.map((r) => ({ idx: r.idx, outcome: 'bounced' as const, reply })), { rule }));
     if (left === 0) await spool.remove(messageId);
   }
 }

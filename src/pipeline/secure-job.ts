@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 import { findTags, stripTags } from '../classify/engine.js';
 import { newKey, newSecureId, wrapKey } from '../crypto/key-schedule.js';
-import { deliverJob } from '../deliver/deliver-job.js';
+import type { HandOff } from '../deliver/hand-off.js';
 import { ZegelError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
@@ -72,6 +72,8 @@ export interface SecureDeps {
   log: Logger;
   spool: Spool;
   backend: SqliteBackend;
+  /** Notifications and the receipt go to delivery through the hand-off, in the secure message's commit. */
+  handOff: HandOff;
   blobs: BlobStore;
   secure: SecureStore;
   resolveRecipient: (address: string) => Promise<RecipientSettings>;
@@ -134,16 +136,16 @@ export class SecureDelivery {
   }
 
   readonly handle = async (job: Job<SecurePayload>): Promise<JobResult> => {
-    const { backend, spool, secure, blobs, clock, config, log } = this.#deps;
+    const { backend, spool, secure, blobs, clock, config, log, handOff } = this.#deps;
     const { messageId } = job.payload;
-    const message = backend.store.getMessage(messageId);
+    const message = await backend.messages.get(messageId);
     if (!message) {
       log.error({ job: job.id, queueId: messageId }, 'secure job for an unknown message; dropped');
       return { status: 'done' };
     }
     if (secure.byQueueId(messageId)) return { status: 'done' };
     const wanted = new Set(job.payload.recipients);
-    const recipients = backend.store.getRecipients(messageId).filter((r) => wanted.has(r.idx) && r.state === 'pending');
+    const recipients = (await backend.messages.recipients(messageId)).filter((r) => wanted.has(r.idx) && r.state === 'pending');
     if (!recipients.length) return { status: 'done' };
     if (!message.spool) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool file of ${messageId} is gone`);
 
@@ -231,42 +233,44 @@ export class SecureDelivery {
     contentKey.fill(0);
     const threadId = (await this.#threadOf(messageId)) ?? secureId;
 
-    const pending = await backend.committer.write(() => {
+    // the secure message, its links, every notification with its job and event, the receipt: one commit
+    const pending = await backend.transaction(async (tx) => {
       secure.insertSync(
         { id: secureId, queueId: messageId, sender: message.mailFrom, createdAt: now, expiresAt, bodyBlob: encrypted.bodyBlob, blobs: encrypted.blobs, originMessageId: message.messageId, threadId },
         links,
       );
       for (const n of notifications) {
-        backend.store.insertReceivedSync({
+        await handOff.record(tx, {
           id: n.id,
-          receivedAt: now,
           // bounces of a notification go to the original sender, who must learn that it did not arrive
-          mailFrom: message.mailFrom,
-          size: n.size,
+          from: message.mailFrom,
+          to: n.address,
           messageId: n.messageId,
+          size: n.size,
           origin: 'notification',
-          recipients: [{ address: n.address }],
+          route: 'target',
+          bounces: 'sender',
+          event: { about: messageId, recipient: n.address, type: 'notification-queued', detail: { notification: n.id, method: n.method, link: n.linkId } },
         });
-        backend.queue.insertSync([deliverJob(n.id, 'target', [0])]);
-        backend.store.appendEventSync({ messageId, recipient: n.address, type: 'notification-queued', detail: { notification: n.id, method: n.method, link: n.linkId } });
       }
       if (receipt) {
         const { status } = receipt;
         this.#status.setStatusSync(secureId, { statusId: status.statusId, tokenHash: status.tokenHash, wrap: status.wrap, kSrv: status.kSrv });
-        backend.store.insertReceivedSync({
+        await handOff.record(tx, {
           id: receipt.id,
-          receivedAt: now,
-          mailFrom: receipt.from,
-          size: receipt.size,
+          from: receipt.from,
+          to: receipt.to,
           messageId: receipt.messageId,
+          size: receipt.size,
           origin: 'notification',
-          // NOTIFY=NEVER: a bounce of the receipt must not loop back to the no-reply address
-          recipients: [{ address: receipt.to, notify: ['NEVER'] }],
+          route: 'internal',
+          // a bounce of the receipt must not loop back to the no-reply address
+          bounces: 'never',
+          event: { about: messageId, recipient: receipt.to, type: 'mail-queued', detail: { mail: receipt.id, kind: 'receipt', status: status.statusId } },
         });
-        backend.queue.insertSync([deliverJob(receipt.id, 'internal', [0])]);
-        backend.store.appendEventSync({ messageId, recipient: receipt.to, type: 'mail-queued', detail: { mail: receipt.id, kind: 'receipt', status: status.statusId } });
       }
-      return backend.store.recordAttemptSync(
+      return backend.messages.recordAttempt(
+        tx,
         messageId,
         notifications.map((n) => ({ idx: n.idx, outcome: 'encrypted' as const, reply: `stored encrypted as ${secureId}` })),
         { secureId, blobs: encrypted.blobs.length },

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Db } from '../store/db.js';
 import type { GroupCommitter } from '../store/group-commit.js';
+import { sqliteTx, type Tx } from '../store/tx.js';
 import type { HeldJob, Job, JobHandler, JobQueue, JobResult, NewJob, QueueCounts } from './types.js';
 
 interface JobRow {
@@ -70,8 +71,16 @@ export class SqliteQueue implements JobQueue {
     this.#timer = setInterval(() => this.poke(), options.pollMs ?? 250);
   }
 
-  /** Inserts jobs inside the caller's transaction (used by the backend's intake). */
-  insertSync(jobs: NewJob[]): void {
+  /**
+   * Adds jobs in the caller's transaction (a message and its first job commit
+   * together). Call `poke()` after the commit so a worker looks at once.
+   */
+  async insert(tx: Tx, jobs: NewJob[]): Promise<void> {
+    sqliteTx(tx);
+    this.#insertJobs(jobs);
+  }
+
+  #insertJobs(jobs: NewJob[]): void {
     const now = this.#clock.now();
     for (const job of jobs) {
       this.#insert.run(job.id, job.kind, JSON.stringify(job.payload ?? null), job.runAt ?? now, 'ready', now);
@@ -80,7 +89,7 @@ export class SqliteQueue implements JobQueue {
 
   async add(jobs: NewJob[]): Promise<void> {
     if (!jobs.length) return;
-    await this.#committer.write(() => this.insertSync(jobs));
+    await this.#committer.transaction((tx) => this.insert(tx, jobs));
     this.poke();
   }
 
@@ -140,17 +149,20 @@ export class SqliteQueue implements JobQueue {
     try {
       if (result.status === 'done') {
         const next = result.next ?? [];
-        await this.#committer.write(() => {
+        await this.#committer.transaction((tx) => {
+          sqliteTx(tx);
           this.#complete.run(job.id);
-          this.insertSync(next);
+          this.#insertJobs(next);
         });
       } else if (result.status === 'held') {
-        await this.#committer.write(() => {
+        await this.#committer.transaction((tx) => {
+          sqliteTx(tx);
           this.#hold.run(job.id);
         });
       } else {
         const runAt = result.runAt;
-        await this.#committer.write(() => {
+        await this.#committer.transaction((tx) => {
+          sqliteTx(tx);
           this.#reschedule.run(runAt, job.id);
         });
       }

@@ -7,9 +7,11 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import type { Clock } from '../clock.js';
 import { ORIGIN_PLACEHOLDER, type OriginSigner } from '../crypto/origin.js';
 import { OriginStamper } from '../crypto/origin-stamp.js';
-import { deliverJob, type Route } from '../deliver/deliver-job.js';
+import type { Route } from '../deliver/deliver-job.js';
+import type { HandOff } from '../deliver/hand-off.js';
 import type { Spool } from '../spool/spool.js';
 import type { SqliteBackend } from '../store/sqlite-backend.js';
+import { sqliteTx } from '../store/tx.js';
 
 /**
  * A recipient's reply from the reader, made into ordinary mail for the
@@ -55,6 +57,8 @@ export interface ReplyMailer {
 }
 
 export interface ReplyMailerDeps {
+  /** The reply goes to delivery through the hand-off, with its conversation record in the same commit. */
+  handOff: HandOff;
   backend: SqliteBackend;
   spool: Spool;
   clock: Clock;
@@ -98,7 +102,7 @@ async function writeSpoolFile(spool: Spool, id: string, source: Readable, stampe
 }
 
 export function createReplyMailer(deps: ReplyMailerDeps): ReplyMailer {
-  const { backend, spool, clock, signer, hostname, route } = deps;
+  const { backend, handOff, spool, clock, signer, hostname, route } = deps;
   const insertReply = backend.db.prepare(
     'INSERT INTO secure_replies (id, message_id, link_id, created_at, blob, queue_id) VALUES (?, ?, ?, ?, ?, ?)',
   );
@@ -128,32 +132,31 @@ export function createReplyMailer(deps: ReplyMailerDeps): ReplyMailer {
       });
       const stamper = new OriginStamper(signer, { messageId, recipients: [input.to] });
       const size = await writeSpoolFile(spool, queueId, composer.compile().createReadStream(), stamper);
-      try {
-        await backend.committer.write(() => {
-          backend.store.insertReceivedSync({
-            id: queueId,
-            receivedAt: now,
-            mailFrom: input.from,
-            size,
-            messageId,
-            origin: 'notification',
-            // NOTIFY=NEVER as for every relay-made mail: a bounce must not loop back through the reader's address
-            recipients: [{ address: input.to, notify: ['NEVER'] }],
-          });
-          backend.queue.insertSync([deliverJob(queueId, route, [0])]);
-          insertReply.run(input.replyId, input.secureId, input.linkId, now, input.copyBlob, queueId);
-          backend.store.appendEventSync({
-            messageId: input.about,
+      await handOff.send(
+        {
+          id: queueId,
+          from: input.from,
+          to: input.to,
+          messageId,
+          size,
+          origin: 'notification',
+          route,
+          // NOTIFY=NEVER as for every relay-made mail: a bounce must not loop back through the reader's address
+          bounces: 'never',
+          event: {
+            about: input.about,
             recipient: input.from,
             type: 'replied',
             detail: { linkId: input.linkId, reply: input.replyId, mail: queueId, attachments: input.attachments.length, bytes: size },
-          });
-        });
-      } catch (err) {
-        await spool.remove(queueId);
-        throw err;
-      }
-      backend.queue.poke();
+          },
+        },
+        // spooled above as a stream
+        undefined,
+        (tx) => {
+          sqliteTx(tx);
+          insertReply.run(input.replyId, input.secureId, input.linkId, now, input.copyBlob, queueId);
+        },
+      );
       return { queueId, messageId };
     },
   };

@@ -1,10 +1,9 @@
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import { deliverJob } from '../deliver/deliver-job.js';
+import type { HandOff } from '../deliver/hand-off.js';
 import type { Logger } from '../log.js';
 import type { Notifier } from '../notify/index.js';
 import { queueRelayMail } from '../pipeline/relay-mail.js';
-import type { Spool } from '../spool/spool.js';
 import type { SqliteBackend } from '../store/sqlite-backend.js';
 import { shredderFor } from '../store/shred.js';
 import type { Language, Method } from './api.js';
@@ -52,13 +51,14 @@ export interface StatusServiceDeps {
   clock: Clock;
   log: Logger;
   backend: SqliteBackend;
-  spool: Spool;
+  /** The resent link's notification and the first-open mail go to delivery through the hand-off. */
+  handOff: HandOff;
   notifier: Notifier;
   revocations: StatusRevocations;
 }
 
 export function createStatusService(deps: StatusServiceDeps): StatusService {
-  const { config, clock, log, backend, spool, notifier, revocations } = deps;
+  const { config, clock, log, backend, handOff, notifier, revocations } = deps;
   const store = new StatusStore(backend.db);
   const language = config.notification.language.default;
   const publicUrl = config.reader.publicUrl.replace(/\/+$/, '');
@@ -83,37 +83,31 @@ export function createStatusService(deps: StatusServiceDeps): StatusService {
         now,
       });
       kLink.fill(0);
-      // the only place K_link' is written: the notification, until the next hop accepts it
-      await spool.write(id, mail.raw);
-      let done = false;
-      try {
-        done = await backend.committer.write(() => {
-          if (!store.replaceSync({ id: newLinkId, messageId: message.id, oldLinkId: old.id, wrap, kSrv, notificationId: id, createdAt: now })) return false;
-          backend.store.insertReceivedSync({
-            id,
-            receivedAt: now,
-            mailFrom: message.sender,
-            size: mail.raw.length,
-            messageId: mail.messageId,
-            origin: 'notification',
-            recipients: [{ address: old.address }],
-          });
-          backend.queue.insertSync([deliverJob(id, 'target', [0])]);
-          backend.store.appendEventSync({
-            messageId: message.queueId,
+      // the only place K_link' is written: the notification, until the next hop accepts it; the fresh link
+      // and its notification are one commit, and nothing is queued when the old link is no longer active
+      const done = await handOff.send(
+        {
+          id,
+          from: message.sender,
+          to: old.address,
+          messageId: mail.messageId,
+          size: mail.raw.length,
+          origin: 'notification',
+          route: 'target',
+          bounces: 'sender',
+          event: {
+            about: message.queueId,
             recipient: old.address,
             type: 'link-resent',
             detail: { notification: id, method: old.method, link: newLinkId, replaces: old.id, ...(clientIp ? { clientIp } : {}) },
-          });
-          return true;
-        });
-      } finally {
-        if (!done) await spool.remove(id).catch(() => undefined);
-      }
+          },
+        },
+        mail.raw,
+        () => store.replaceSync({ id: newLinkId, messageId: message.id, oldLinkId: old.id, wrap, kSrv, notificationId: id, createdAt: now }),
+      );
       if (done) {
         // the old link's wrap and K_srv were overwritten (secure_delete); their page images leave the WAL now
         await shredderFor(backend.db, log).shred();
-        backend.queue.poke();
         log.info({ queueId: message.queueId, oldLink: old.id, link: newLinkId }, 'status: fresh link minted by the sender, notification queued');
       }
       return done;
@@ -134,7 +128,7 @@ export function createStatusService(deps: StatusServiceDeps): StatusService {
       const now = clock.now();
       try {
         const mail = await notifier.firstOpen({ language, to: link.sender, recipient: link.address, openedAt: now, now });
-        await queueRelayMail({ backend, spool, clock }, mail, {
+        await queueRelayMail(handOff, mail, {
           about: link.queueId,
           route: 'internal',
           kind: 'first-open',

@@ -1,8 +1,10 @@
-import { GENESIS_HASH, chainHash } from '../audit/chain.js';
 import type { Clock } from '../clock.js';
 import { canonicalRecipients } from '../crypto/origin.js';
 import type { Db } from './db.js';
-import type { GroupCommitter } from './group-commit.js';
+import type { EventLog } from './events.js';
+import { sqliteTx, type Tx } from './tx.js';
+
+export { canonicalJson, type EventInput, type EventRecord, type EventType } from './events.js';
 
 /** Where a message came from: SMTP ingress, or made by the relay itself (a DSN, a notification, a code mail, a notice). */
 /** `postmaster`: the notice to delivery.postmaster about relay-made mail that could not be delivered (src/deliver/dsn-sender.ts). */
@@ -53,53 +55,11 @@ export interface RecipientRecord {
   updatedAt: number;
 }
 
-export type EventType = 'received' | 'classified' | 'decided' | 'delivered' | 'deferred' | 'bounced' | 'dsn-queued' | 'spool-removed' | 'encrypted' | 'notification-queued' | 'mail-queued'
-  // the reader (src/reader/routes/api.ts)
-  | 'code-sent' | 'check-passed' | 'check-failed' | 'locked' | 'forgot-code' | 'opened' | 'downloaded'
-  // revocation, expiry and purge (src/store/revocation.ts), operator commands (src/cli/messages-commands.ts)
-  | 'revoked' | 'expired' | 'purged' | 'revoke-scheduled' | 'admin-action'
-  // the sender's status page (src/reader/routes/status.ts)
-  | 'link-resent'
-  // a recipient's reply from the reader (src/reader/routes/reply.ts); no content
-  | 'replied'
-  // audit records past retention.audit removed from the start of the chain (src/audit/retention.ts)
-  | 'audit-purged'
-  // the rule set: reloaded after a change, or refused (the previous set stays active); no message
-  | 'rules-reloaded' | 'rules-refused'
-  // relay-made mail that could not be delivered (src/deliver): a notice to the postmaster, or held for an admin
-  | 'postmaster-queued' | 'held';
-
-export interface EventInput {
-  /** The message the event is about; null for relay-wide events (rules reloaded or refused). */
-  messageId: string | null;
-  recipient?: string | undefined;
-  type: EventType;
-  detail?: Record<string, unknown>;
-}
-
-export interface EventRecord extends Required<Omit<EventInput, 'recipient'>> {
-  seq: number;
-  at: number;
-  recipient: string | undefined;
-}
-
 export interface AttemptResult {
   idx: number;
   outcome: 'delivered' | 'deferred' | 'bounced' | 'encrypted';
   reply: string;
   remoteMta?: string | undefined;
-}
-
-/** JSON with keys in a fixed order, so a record's bytes can be hashed later. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value ?? null);
 }
 
 interface MessageRow {
@@ -134,19 +94,19 @@ interface RecipientRow {
 const opt = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
 
 /**
- * Messages, their recipients and the append-only event table, in SQLite.
- * Writes go through the group committer and resolve once durable; `*Sync`
- * methods run inside a transaction the caller already holds.
+ * The owner of the `messages`, `recipients` and `relay_mail` tables: every
+ * message the relay holds (accepted over SMTP or made by the relay), the state
+ * of each recipient, and the record of relay-made mail a loop-back may claim.
+ * Writes take the caller's transaction (src/store/tx.ts) and record their
+ * events through the event log in it.
  */
-export class MessageStore {
-  readonly #db: Db;
-  readonly #committer: GroupCommitter;
+export class MessageRepository {
+  readonly #events: EventLog;
   readonly #clock: Clock;
   readonly #stmt;
 
-  constructor(db: Db, committer: GroupCommitter, clock: Clock) {
-    this.#db = db;
-    this.#committer = committer;
+  constructor(db: Db, events: EventLog, clock: Clock) {
+    this.#events = events;
     this.#clock = clock;
     this.#stmt = {
       insertMessage: db.prepare(
@@ -157,13 +117,6 @@ export class MessageStore {
         `INSERT INTO recipients (message_id, idx, address, notify, orcpt, state, updated_at)
          VALUES (?, ?, ?, ?, ?, 'pending', ?)`,
       ),
-      // the audit chain's head, read inside the writing transaction (src/audit/chain.ts)
-      chainHead: db.prepare(
-        `SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events') AS last,
-                (SELECT hash FROM events ORDER BY seq DESC LIMIT 1) AS prev,
-                (SELECT hash FROM audit_anchor WHERE id = 1) AS anchor`,
-      ),
-      insertEvent: db.prepare('INSERT INTO events (seq, at, message_id, recipient, type, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       getMessage: db.prepare('SELECT * FROM messages WHERE id = ?'),
       getRecipients: db.prepare('SELECT * FROM recipients WHERE message_id = ? ORDER BY idx'),
       setDecision: db.prepare('UPDATE recipients SET decision = ?, updated_at = ? WHERE message_id = ? AND idx = ?'),
@@ -174,7 +127,6 @@ export class MessageStore {
       ),
       pending: db.prepare(`SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND state = 'pending'`),
       spoolGone: db.prepare(`UPDATE messages SET spool = NULL, state = 'done' WHERE id = ?`),
-      events: db.prepare('SELECT * FROM events WHERE message_id = ? ORDER BY seq'),
       spooled: db.prepare('SELECT spool FROM messages WHERE spool IS NOT NULL'),
       insertRelayMail: db.prepare('INSERT OR IGNORE INTO relay_mail (message_id, recipients, created_at) VALUES (?, ?, ?)'),
       getRelayMail: db.prepare('SELECT recipients, returned_as FROM relay_mail WHERE message_id = ?'),
@@ -183,8 +135,9 @@ export class MessageStore {
     };
   }
 
-  /** Records an accepted message with its recipients and the `received` event. */
-  insertReceivedSync(message: IncomingMessage): void {
+  /** Records an accepted (or relay-made) message with its recipients and the `received` event. */
+  async insertReceived(tx: Tx, message: IncomingMessage): Promise<void> {
+    sqliteTx(tx);
     const now = this.#clock.now();
     this.#stmt.insertMessage.run({
       id: message.id,
@@ -204,7 +157,7 @@ export class MessageStore {
     if (message.origin !== 'ingress' && message.messageId) {
       this.#stmt.insertRelayMail.run(message.messageId.trim(), JSON.stringify(message.recipients.map((r) => r.address.toLowerCase())), now);
     }
-    this.appendEventSync({
+    this.#events.appendSync(tx, {
       messageId: message.id,
       type: 'received',
       detail: {
@@ -218,16 +171,11 @@ export class MessageStore {
     });
   }
 
-  appendEventSync(event: EventInput): void {
-    // chained here (the events_chain trigger does the same for inserts that bring no hash): the head is read
-    // under the write lock this transaction holds, so no other writer can link to the same record
-    const head = this.#stmt.chainHead.get() as { last: number | null; prev: string | null; anchor: string | null };
-    const record = { seq: (head.last ?? 0) + 1, at: this.#clock.now(), message_id: event.messageId, recipient: event.recipient ?? null, type: event.type, detail: canonicalJson(event.detail ?? {}) };
-    const prev = head.prev ?? head.anchor ?? GENESIS_HASH;
-    this.#stmt.insertEvent.run(record.seq, record.at, record.message_id, record.recipient, record.type, record.detail, prev, chainHash(prev, record));
+  async get(id: string, _tx?: Tx): Promise<MessageRecord | undefined> {
+    return this.#get(id);
   }
 
-  getMessage(id: string): MessageRecord | undefined {
+  #get(id: string): MessageRecord | undefined {
     const row = this.#stmt.getMessage.get(id) as MessageRow | undefined;
     if (!row) return undefined;
     return {
@@ -246,7 +194,11 @@ export class MessageStore {
     };
   }
 
-  getRecipients(messageId: string): RecipientRecord[] {
+  async recipients(messageId: string, _tx?: Tx): Promise<RecipientRecord[]> {
+    return this.#recipients(messageId);
+  }
+
+  #recipients(messageId: string): RecipientRecord[] {
     return (this.#stmt.getRecipients.all(messageId) as RecipientRow[]).map((row) => ({
       messageId: row.message_id,
       idx: row.idx,
@@ -262,23 +214,16 @@ export class MessageStore {
     }));
   }
 
-  events(messageId: string): EventRecord[] {
-    return (this.#stmt.events.all(messageId) as Array<{ seq: number; at: number; message_id: string; recipient: string | null; type: EventType; detail: string }>).map(
-      (row) => ({ seq: row.seq, at: row.at, messageId: row.message_id, recipient: opt(row.recipient), type: row.type, detail: JSON.parse(row.detail) }),
-    );
-  }
-
-  /** Stores the decision for each recipient (idempotent: a second run writes the same). */
-  recordDecisions(messageId: string, decisions: Array<{ idx: number; address: string; decision: Decision; reason: string }>): Promise<void> {
-    return this.#committer.write(() => {
-      const now = this.#clock.now();
-      const already = this.getMessage(messageId)?.state !== 'queued';
-      for (const d of decisions) {
-        this.#stmt.setDecision.run(d.decision, now, messageId, d.idx);
-        if (!already) this.appendEventSync({ messageId, recipient: d.address, type: 'decided', detail: { decision: d.decision, reason: d.reason } });
-      }
-      if (!already) this.#stmt.setMessageState.run('processed', messageId);
-    });
+  /** Stores the decision for each recipient (idempotent: a second run writes the same and records no event twice). */
+  async recordDecisions(tx: Tx, messageId: string, decisions: Array<{ idx: number; address: string; decision: Decision; reason: string }>): Promise<void> {
+    sqliteTx(tx);
+    const now = this.#clock.now();
+    const already = this.#get(messageId)?.state !== 'queued';
+    for (const d of decisions) {
+      this.#stmt.setDecision.run(d.decision, now, messageId, d.idx);
+      if (!already) this.#events.appendSync(tx, { messageId, recipient: d.address, type: 'decided', detail: { decision: d.decision, reason: d.reason } });
+    }
+    if (!already) this.#stmt.setMessageState.run('processed', messageId);
   }
 
   /**
@@ -288,20 +233,16 @@ export class MessageStore {
    * the spool file is marked released in the same commit (the caller deletes
    * it; a crash before that leaves a file that start-up removes).
    */
-  recordAttempt(messageId: string, results: AttemptResult[], extra: Record<string, unknown> = {}): Promise<number> {
-    return this.#committer.write(() => this.recordAttemptSync(messageId, results, extra));
-  }
-
-  /** recordAttempt inside a transaction the caller runs. */
-  recordAttemptSync(messageId: string, results: AttemptResult[], extra: Record<string, unknown> = {}): number {
+  async recordAttempt(tx: Tx, messageId: string, results: AttemptResult[], extra: Record<string, unknown> = {}): Promise<number> {
+    sqliteTx(tx);
     const now = this.#clock.now();
-    const recipients = new Map(this.getRecipients(messageId).map((r) => [r.idx, r]));
+    const recipients = new Map(this.#recipients(messageId).map((r) => [r.idx, r]));
     for (const result of results) {
       const rcpt = recipients.get(result.idx);
       if (!rcpt || rcpt.state !== 'pending') continue;
       const state = result.outcome === 'deferred' ? 'pending' : result.outcome;
       this.#stmt.setAttempt.run(state, result.reply, result.remoteMta ?? null, now, messageId, result.idx);
-      this.appendEventSync({
+      this.#events.appendSync(tx, {
         messageId,
         recipient: rcpt.address,
         type: result.outcome,
@@ -309,21 +250,21 @@ export class MessageStore {
       });
     }
     const pending = (this.#stmt.pending.get(messageId) as { n: number }).n;
-    if (pending === 0) this.#releaseSpoolSync(messageId);
+    if (pending === 0) this.#releaseSpool(tx, messageId);
     return pending;
   }
 
-  /** Marks the spool file as no longer needed; the caller deletes the file after the commit. */
-  #releaseSpoolSync(messageId: string): void {
+  /** Marks the spool file of a message as no longer needed (the message is then done); the caller deletes the file after the commit. */
+  async releaseSpool(tx: Tx, messageId: string): Promise<void> {
+    sqliteTx(tx);
+    this.#releaseSpool(tx, messageId);
+  }
+
+  #releaseSpool(tx: Tx, messageId: string): void {
     const row = this.#stmt.getMessage.get(messageId) as MessageRow | undefined;
     if (!row || row.spool === null) return;
     this.#stmt.spoolGone.run(messageId);
-    this.appendEventSync({ messageId, type: 'spool-removed' });
-  }
-
-  /** Marks the spool file of a message as removed; the message is then done. */
-  markSpoolRemoved(messageId: string): Promise<void> {
-    return this.#committer.write(() => this.#releaseSpoolSync(messageId));
+    this.#events.appendSync(tx, { messageId, type: 'spool-removed' });
   }
 
   /**
@@ -336,28 +277,19 @@ export class MessageStore {
    * classified like any other message. Idempotent for the same queue id (a
    * process job that runs again).
    */
-  claimRelayOrigin(queueId: string, messageId: string | undefined, recipients: readonly string[]): Promise<boolean> {
-    return this.#committer.write(() => {
-      if (!messageId) return false;
-      const row = this.#stmt.getRelayMail.get(messageId.trim()) as { recipients: string; returned_as: string | null } | undefined;
-      if (!row) return false;
-      const made = canonicalRecipients(JSON.parse(row.recipients) as string[]);
-      const came = canonicalRecipients(recipients);
-      if (made.length !== came.length || made.some((r, i) => r !== came[i])) return false;
-      return this.#stmt.returnRelayMail.run(queueId, messageId.trim(), queueId).changes === 1;
-    });
+  async claimRelayOrigin(tx: Tx, queueId: string, messageId: string | undefined, recipients: readonly string[]): Promise<boolean> {
+    sqliteTx(tx);
+    if (!messageId) return false;
+    const row = this.#stmt.getRelayMail.get(messageId.trim()) as { recipients: string; returned_as: string | null } | undefined;
+    if (!row) return false;
+    const made = canonicalRecipients(JSON.parse(row.recipients) as string[]);
+    const came = canonicalRecipients(recipients);
+    if (made.length !== came.length || made.some((r, i) => r !== came[i])) return false;
+    return this.#stmt.returnRelayMail.run(queueId, messageId.trim(), queueId).changes === 1;
   }
 
-  appendEvent(event: EventInput): Promise<void> {
-    return this.#committer.write(() => this.appendEventSync(event));
-  }
-
-  /** Ids of messages whose spool file is still needed. */
-  spooledIds(): Set<string> {
+  /** Ids of messages whose spool file is still needed (start-up removes every other spool file). */
+  async spooledIds(): Promise<Set<string>> {
     return new Set((this.#stmt.spooled.all() as Array<{ spool: string }>).map((r) => r.spool));
-  }
-
-  get db(): Db {
-    return this.#db;
   }
 }

@@ -1,29 +1,27 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { SqliteQueue } from '../queue/sqlite.js';
-import type { JobQueue, NewJob } from '../queue/types.js';
+import type { NewJob } from '../queue/types.js';
 import { openDb, type Db } from './db.js';
+import { EventLog } from './events.js';
 import { GroupCommitter } from './group-commit.js';
-import { MessageStore, type IncomingMessage } from './messages.js';
+import { MessageRepository, type IncomingMessage } from './messages.js';
 import { shredderFor, type WalShredder } from './shred.js';
+import type { Transactor, Tx } from './tx.js';
 
 /**
- * The embedded default: store and queue in one SQLite file, so that taking a
- * message in (its rows, its `received` event and its first job) is one
- * transaction, and concurrent intakes share one fsync (group commit).
+ * The embedded default: the repositories and the job queue on one SQLite
+ * file, so that taking a message in (its rows, its `received` event and its
+ * first job) is one transaction, and concurrent transactions share one fsync
+ * (group commit). The repositories' interface is async and transactional
+ * (src/store/tx.ts), so a PostgreSQL driver can satisfy the same calls.
  */
-export interface Backend {
-  store: MessageStore;
-  queue: JobQueue;
-  /** Durably records an accepted message and its first job; resolves after commit. */
-  intake(message: IncomingMessage, firstJob: NewJob): Promise<void>;
-  close(): void;
-}
-
-export class SqliteBackend implements Backend {
+export class SqliteBackend implements Transactor {
   readonly db: Db;
   readonly committer: GroupCommitter;
-  readonly store: MessageStore;
+  /** The one writer of the audit trail (src/store/events.ts). */
+  readonly events: EventLog;
+  readonly messages: MessageRepository;
   readonly queue: SqliteQueue;
   /** Truncates the WAL after each shred (revocation.ts uses the same one: one per connection). */
   readonly shredder: WalShredder;
@@ -32,23 +30,35 @@ export class SqliteBackend implements Backend {
     this.db = openDb(dataDir);
     this.shredder = shredderFor(this.db, log);
     this.committer = new GroupCommitter(this.db);
-    this.store = new MessageStore(this.db, this.committer, clock);
+    this.events = new EventLog(this.db, clock);
+    this.messages = new MessageRepository(this.db, this.events, clock);
     this.queue = new SqliteQueue(this.db, this.committer, clock, log, options);
   }
 
+  transaction<T>(work: (tx: Tx) => Promise<T> | T): Promise<T> {
+    return this.committer.transaction(work);
+  }
+
+  /** Durably records an accepted message and its first job; resolves after commit. */
   async intake(message: IncomingMessage, firstJob: NewJob): Promise<void> {
-    await this.committer.write(() => {
-      this.store.insertReceivedSync(message);
-      this.queue.insertSync([firstJob]);
+    await this.transaction(async (tx) => {
+      await this.messages.insertReceived(tx, message);
+      await this.queue.insert(tx, [firstJob]);
     });
     this.queue.poke();
   }
 
-  close(): void {
+  /** The database answers (readiness). */
+  async ping(): Promise<boolean> {
+    return this.db.open && this.db.prepare('SELECT 1').get() !== undefined;
+  }
+
+  async close(): Promise<void> {
     // stops the poll timer at once (a no-op when the relay drained the queue already)
     void this.queue.close(0);
-    this.committer.close();
+    await this.committer.close();
     this.shredder.close();
     this.db.close();
   }
 }
+export type Backend = SqliteBackend;

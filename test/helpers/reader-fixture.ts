@@ -14,7 +14,8 @@ import { LogSmsDriver, type SmsDriver } from '../../src/reader/sms.js';
 import { BlobStore } from '../../src/store/blobs.js';
 import { openDb, type Db } from '../../src/store/db.js';
 import { GroupCommitter } from '../../src/store/group-commit.js';
-import { MessageStore, type EventRecord } from '../../src/store/messages.js';
+import { EventLog, type EventRecord } from '../../src/store/events.js';
+import { storeView } from './store-view.js';
 import { merge, tempDir, type Teardown } from './relay.js';
 
 /**
@@ -61,7 +62,7 @@ export class ReaderFixture {
   readonly clock = new ManualClock();
   readonly secret = crypto.randomBytes(32);
   readonly blobs: BlobStore;
-  readonly store: MessageStore;
+  readonly eventLog: EventLog;
   readonly committer: GroupCommitter;
   readonly mail: MailerCall[] = [];
   /** argon2id hashes per directory target (address or @domain). */
@@ -87,13 +88,13 @@ export class ReaderFixture {
     );
     this.db = openDb(this.dataDir);
     this.committer = new GroupCommitter(this.db);
-    this.store = new MessageStore(this.db, this.committer, this.clock);
+    this.eventLog = new EventLog(this.db, this.clock);
     this.blobs = new BlobStore(this.dataDir);
     this.log = pino({ level: 'debug' }, { write: (line: string) => void this.logLines.push(line) });
     this.sms = new LogSmsDriver(this.log);
     t.teardown(async () => {
       await this.stop();
-      this.committer.close();
+      await this.committer.close();
       this.db.close();
     });
   }
@@ -106,7 +107,7 @@ export class ReaderFixture {
       log: this.log,
       secret: this.secret,
       blobs: this.blobs,
-      events: (e) => this.store.appendEvent(e),
+      events: (e) => this.committer.transaction((tx) => this.eventLog.append(tx, e)),
       mailer: {
         sendCode: async (link: LinkRow, code: string, expiresAt: number) => {
           if (this.mailerFails) throw new Error(`smtp down while sending ${code}`);
@@ -183,7 +184,7 @@ export class ReaderFixture {
   }
 
   events(queueId: string): EventRecord[] {
-    return this.store.events(queueId);
+    return storeView(this).events(queueId);
   }
 
   /** Waits for the group committer so that events written just now can be read. */
