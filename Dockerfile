@@ -28,6 +28,9 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY scripts ./scripts
 COPY src ./src
+# the browser code (web/) bundles the reader's strings from templates/reader
+COPY web ./web
+COPY templates ./templates
 COPY bin ./bin
 RUN npm run build \
  && rm -rf dist/test

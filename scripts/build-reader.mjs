@@ -2,8 +2,9 @@
 // Builds the recipient's reader page into dist/reader/: index.html, reader.js,
 // reader.css, and reader-frame.css (the base style of the sandboxed frame that
 // shows HTML bodies) (fixed names; the server serves /m/:id → index.html and
-// /assets/<file> → dist/reader/<file>). Type-checks src/reader/web with its own
-// tsconfig (DOM, strict) first. No network: everything comes from node_modules.
+// /assets/<file> → dist/reader/<file>). Type-checks web/ (the browser code:
+// a top-level folder with its own tsconfig, DOM, strict) first. No network:
+// everything comes from node_modules.
 //
 //   node scripts/build-reader.mjs [--outdir DIR] [--no-typecheck]
 import { spawnSync } from 'node:child_process';
@@ -14,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const web = path.join(root, 'src/reader/web');
+const web = path.join(root, 'web');
 const args = process.argv.slice(2);
 const outIndex = args.indexOf('--outdir');
 const outdir = outIndex >= 0 && args[outIndex + 1] ? path.resolve(args[outIndex + 1]) : path.join(root, 'dist/reader');
@@ -23,7 +24,7 @@ if (!args.includes('--no-typecheck')) {
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', path.join(web, 'tsconfig.json'), '--noEmit'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
-    console.error('build-reader: type errors in src/reader/web');
+    console.error('build-reader: type errors in web/');
     process.exit(r.status ?? 1);
   }
 }

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import * as openpgp from 'openpgp';
 import { newKey, newSecureId, wrapKey } from '../src/crypto/key-schedule.js';
 import { encryptBytes } from '../src/crypto/payload.js';
-import { base64urlDecode, base64urlEncode, parseLinkId, parseLinkKey, unwrapContentKey } from '../src/reader/web/crypto.js';
-import { decryptBlob, parseSecureContent } from '../src/reader/web/decrypt.js';
+import { base64urlDecode, base64urlEncode, parseLinkId, parseLinkKey, unwrapContentKey } from '../web/crypto.js';
+import { decryptBlob, parseSecureContent } from '../web/decrypt.js';
 
 function setup() {
   const k = newKey();

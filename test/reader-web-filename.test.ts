@@ -1,6 +1,6 @@
 import t from 'tap';
-import { MAX_FILE_NAME, safeFileName } from '../src/reader/web/filename.js';
-import { formatSize } from '../src/reader/web/format.js';
+import { MAX_FILE_NAME, safeFileName } from '../web/filename.js';
+import { formatSize } from '../web/format.js';
 
 t.test('ordinary names stay as they are', async (t) => {
   t.equal(safeFileName('verslag 2025.pdf'), 'verslag 2025.pdf');

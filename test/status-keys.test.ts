@@ -1,8 +1,8 @@
 import t from 'tap';
 import { newKey, newSecureId, unwrapKey, wrapKey } from '../src/crypto/key-schedule.js';
 import { mintStatusLink, statusToken, statusTokenHash, statusTokenMatches } from '../src/reader/status-keys.js';
-import { statusToken as browserToken, wrapContentKey } from '../src/reader/web/status/keys.js';
-import { unwrapContentKey } from '../src/reader/web/crypto.js';
+import { statusToken as browserToken, wrapContentKey } from '../web/status/keys.js';
+import { unwrapContentKey } from '../web/crypto.js';
 
 t.test("the browser's wrap opens with the server's unwrapKey, and the status token is the same on both sides", async (t) => {
   const [contentKey, kLink, kSrv] = [newKey(), newKey(), newKey()];

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 
 /**
  * The key schedule of DESIGN.md ("Key schedule"), server side. The reader's
- * page code (src/reader/web/crypto.ts) implements the same derivation with
+ * page code (web/crypto.ts) implements the same derivation with
  * WebCrypto; test/key-schedule.test.ts pins both to the same vectors.
  *
  * - `K`: 32 random bytes per message, the OpenPGP session key of every blob.

@@ -10,7 +10,7 @@ import { KEY_BYTES, newKey, newSecureId, wrapKey } from '../crypto/key-schedule.
  * The server checks the status page's requests with a token derived from
  * the fragment, so that the fragment itself never leaves the browser:
  *   token = HKDF-SHA256(ikm = K_link_s, salt = empty, info = "zegel/v1/status" ‖ statusId, 32 bytes)
- * and stores only SHA-256(token) (hex). src/reader/web/status/keys.ts derives
+ * and stores only SHA-256(token) (hex). web/status/keys.ts derives
  * the same token with WebCrypto.
  */
 

@@ -5,7 +5,7 @@ import type { RateLimits } from '../rate-limit.js';
 
 /**
  * The page shell and its assets, read from the reader bundle (`assetsDir`,
- * built by src/reader/web). Files are read per request, so a rebuilt bundle
+ * built by web/). Files are read per request, so a rebuilt bundle
  * is served without a restart; a missing file answers 404 text.
  */
 

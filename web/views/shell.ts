@@ -3,7 +3,7 @@
  * language switch, the main region the views replace, the footer with the
  * organisation's help text, and a polite live region for announcements.
  */
-import type { Language, Organisation } from '../../api.js';
+import type { Language, Organisation } from '../../src/reader/api.js';
 import { h } from '../dom.js';
 import { language, setLanguage, t } from '../i18n.js';
 

@@ -1,7 +1,7 @@
 /** The page's strings (templates/reader/*.json, bundled at build time). */
-import type { Language } from '../api.js';
-import nl from '../../../templates/reader/nl.json';
-import en from '../../../templates/reader/en.json';
+import type { Language } from '../src/reader/api.js';
+import nl from '../templates/reader/nl.json';
+import en from '../templates/reader/en.json';
 
 export type MessageKey = keyof typeof nl;
 

@@ -13,7 +13,7 @@ import type {
   ReplySentResponse,
   VerifyRequest,
   VerifyResponse,
-} from '../api.js';
+} from '../src/reader/api.js';
 
 /** A failed call: `code` is the API's error code, or `network`/`server` when there was none. */
 export class ApiFailure extends Error {

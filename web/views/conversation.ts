@@ -3,7 +3,7 @@
  * (each decrypted here under K; shown as text only, never as HTML), then the
  * "Beantwoorden" button or the reply form.
  */
-import type { ReplyCopy } from '../../api.js';
+import type { ReplyCopy } from '../../src/reader/api.js';
 import type { ApiFailure } from '../api.js';
 import { h } from '../dom.js';
 import { safeFileName } from '../filename.js';

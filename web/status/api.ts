@@ -2,7 +2,7 @@
  * Fetch wrappers for the status API (src/reader/api.ts, "status page"). Every
  * request carries `X-Zegel-Reader: 1` and the status token, never the fragment.
  */
-import type { StatusApiError, StatusKeyResponse, StatusResendRequest, StatusResendResponse, StatusResponse, StatusRevokeRequest } from '../../api.js';
+import type { StatusApiError, StatusKeyResponse, StatusResendRequest, StatusResendResponse, StatusResponse, StatusRevokeRequest } from '../../src/reader/api.js';
 
 export class StatusFailure extends Error {
   constructor(

@@ -1,5 +1,5 @@
 /** Dates and sizes per language. Pure (Intl only), so Node tests can import it. */
-import type { Language } from '../api.js';
+import type { Language } from '../src/reader/api.js';
 
 export const TIME_ZONE = 'Europe/Amsterdam';
 

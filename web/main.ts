@@ -9,7 +9,7 @@
  * reload works), never sent or logged (fragment.ts).
  */
 import * as openpgp from 'openpgp';
-import type { Language, OpenResponse, VerifyResponse } from '../api.js';
+import type { Language, OpenResponse, VerifyResponse } from '../src/reader/api.js';
 import * as api from './api.js';
 import { ApiFailure } from './api.js';
 import { base64urlDecode, parseLinkId, unwrapContentKey } from './crypto.js';
@@ -20,7 +20,7 @@ import { accessCodeView, oneTimeCodeView, type CheckContext } from './views/chec
 import { messageView } from './views/message.js';
 import { conversationView } from './views/conversation.js';
 import { encryptBlob, parseReplyCopy } from './views/reply.js';
-import type { ReplyCopy } from '../api.js';
+import type { ReplyCopy } from '../src/reader/api.js';
 import { initShell, setOrganisation, show } from './views/shell.js';
 import { decryptErrorView, errorView, expiredView, loadingView, lockedView, rateLimitedView, revokedView, showUnknown } from './views/status.js';
 

@@ -1,5 +1,5 @@
 /** The decrypted message: headers, body (text, or sanitised HTML in a sandboxed frame), attachments. */
-import type { SecureContent } from '../../../crypto/content.js';
+import type { SecureContent } from '../../src/crypto/content.js';
 import { h } from '../dom.js';
 import { safeFileName } from '../filename.js';
 import { formatDateTime, formatSize } from '../format.js';

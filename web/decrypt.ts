@@ -6,7 +6,7 @@
  * part of it.
  */
 import type * as OpenPGP from 'openpgp';
-import type { SecureContent } from '../../crypto/content.js';
+import type { SecureContent } from '../src/crypto/content.js';
 
 type OpenPGPModule = Pick<typeof OpenPGP, 'readMessage' | 'decrypt' | 'enums'>;
 

@@ -6,7 +6,7 @@
  * copy and attachments in one streamed multipart request.
  */
 import type * as OpenPGP from 'openpgp';
-import type { ReplyCopy } from '../../api.js';
+import type { ReplyCopy } from '../../src/reader/api.js';
 import { ApiFailure } from '../api.js';
 import { h } from '../dom.js';
 import { safeFileName } from '../filename.js';

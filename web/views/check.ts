@@ -1,5 +1,5 @@
 /** The check before a message opens: access code, or a one-time code by e-mail or SMS. */
-import type { Method, VerifyResponse } from '../../api.js';
+import type { Method, VerifyResponse } from '../../src/reader/api.js';
 import * as api from '../api.js';
 import { ApiFailure } from '../api.js';
 import { h, uid } from '../dom.js';

@@ -9,7 +9,7 @@
  * never mint a link. An unknown id and a wrong fragment show the same
  * "link does not work" page.
  */
-import type { Language, StatusRecipient, StatusResponse } from '../../api.js';
+import type { Language, StatusRecipient, StatusResponse } from '../../src/reader/api.js';
 import { base64urlDecode, base64urlEncode, KEY_BYTES, unwrapContentKey } from '../crypto.js';
 import { storageKey, takeFragmentKey } from '../fragment.js';
 import { h } from '../dom.js';
