@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ZegelError } from '../errors.js';
 import { openAdminData } from './data-dir.js';
-import { Directory, DirectoryImportError, LANGUAGES, normaliseTarget, VERIFICATION_METHODS, type DirectoryEntry, type DirectoryPatch } from '../store/directory.js';
+import { Directory, DirectoryImportError, normaliseTarget, type DirectoryEntry, type DirectoryPatch } from '../store/directory.js';
+import { LANGUAGES, VERIFICATION_METHODS } from '../vocabulary.js';
 
 /**
  * `zegel recipients set|import|list|remove` (DESIGN.md, "Contracts → Recipient

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
+import { LANGUAGES, VERIFICATION_METHODS } from '../vocabulary.js';
 
 /**
  * The one configuration schema. Every default lives here; the table in
@@ -63,7 +64,8 @@ const target = z.string().refine((value) => value === 'outbox' || /^smtp:\/\/[^\
   message: 'expected "outbox" or smtp://host:port',
 });
 
-const verificationMethod = z.enum(['none', 'access-code', 'email-code', 'sms-code']);
+const verificationMethod = z.enum(VERIFICATION_METHODS);
+const language = z.enum(LANGUAGES);
 
 const strict = <T extends z.ZodRawShape>(shape: T) => z.object(shape).strict();
 
@@ -173,8 +175,8 @@ export const configSchema = strict({
     replyTo: z.boolean().default(true),
     dkim: strict({ domain, selector: z.string().min(1), privateKeyFile: z.string().min(1) }).optional(),
     language: strict({
-      default: z.enum(['nl', 'en']).default('nl'),
-      byDomain: z.record(z.string(), z.enum(['nl', 'en'])).default({}),
+      default: language.default('nl'),
+      byDomain: z.record(z.string(), language).default({}),
     }).prefault({}),
   }).prefault({}),
   verification: strict({

@@ -6,12 +6,13 @@ import { checkMailbox, composeMail, type ComposedMail, type MailParty } from './
 import { DkimSigner } from './dkim.js';
 import { formatDateTime, formatTimeSoon, oneLine } from './i18n.js';
 import { LANGUAGES, shippedTemplatesDir, Templates, type Language, type MailKind } from './templates.js';
+import { isVerificationMethod, type VerificationMethod } from '../vocabulary.js';
 
 export type { ComposedMail, MailParty } from './compose.js';
 export type { Language } from './templates.js';
 export { shippedTemplatesDir } from './templates.js';
 
-export type VerificationMethod = 'none' | 'access-code' | 'email-code' | 'sms-code';
+export type { VerificationMethod };
 
 export interface NotificationInput {
   language: Language;
@@ -111,7 +112,7 @@ export class Notifier {
   }
 
   async notification(input: NotificationInput): Promise<ComposedMail> {
-    if (!['none', 'access-code', 'email-code', 'sms-code'].includes(input.method)) {
+    if (!isVerificationMethod(input.method)) {
       throw new ZegelError('ZEGEL_NOTIFY_INPUT', `unknown verification method ${JSON.stringify(input.method)}`);
     }
     const org = this.#config.organisation.name;

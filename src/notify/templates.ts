@@ -22,9 +22,9 @@ import { packageDir } from '../package-dir.js';
 import path from 'node:path';
 import Mustache from 'mustache';
 import { ZegelError } from '../errors.js';
+import { LANGUAGES, type Language } from '../vocabulary.js';
 
-export const LANGUAGES = ['nl', 'en'] as const;
-export type Language = (typeof LANGUAGES)[number];
+export { LANGUAGES, type Language };
 
 export const KINDS = ['notification', 'code-mail', 'forgot-notice', 'receipt', 'first-open'] as const;
 export type MailKind = (typeof KINDS)[number];

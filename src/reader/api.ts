@@ -1,6 +1,6 @@
 /**
  * The reader's HTTP API: the contract between the server (src/reader/server.ts)
- * and the page code (src/reader/web/). JSON in and out; every POST must carry
+ * and the page code (web/). JSON in and out; every POST must carry
  * the header `X-Zegel-Reader: 1` (CSRF: a cross-site form cannot set it, and
  * the session cookie is SameSite=Strict); a request whose Sec-Fetch-Site is
  * `cross-site` is refused too. The same rule covers the status page's calls. The browser session is the cookie
@@ -45,8 +45,11 @@
  * the cookie is `__Host-zegel_rs` and answers carry Strict-Transport-Security.
  */
 
-export type Language = 'nl' | 'en';
-export type Method = 'none' | 'access-code' | 'email-code' | 'sms-code';
+import type { Language, VerificationMethod } from '../vocabulary.js';
+
+export type { Language };
+/** A link's verification method: the vocabulary's list (src/vocabulary.ts). */
+export type Method = VerificationMethod;
 export type LinkState = 'pending-check' | 'verified' | 'locked' | 'revoked' | 'expired';
 
 export interface Organisation {
@@ -159,7 +162,7 @@ export interface ReplyCopy {
 }
 
 /*
- * The sender's status page (src/reader/routes/status.ts, src/reader/web/status/).
+ * The sender's status page (src/reader/routes/status.ts, web/status/).
  *
  * - `GET  /s/:statusId`                      the status page shell (the same bytes for every id)
  * - `POST /api/status/:statusId`             → StatusResponse

@@ -3,6 +3,7 @@ import argon2 from 'argon2';
 import { systemClock, type Clock } from '../clock.js';
 import { ZegelError } from '../errors.js';
 import type { Db } from './db.js';
+import { isLanguage, isVerificationMethod, LANGUAGES, VERIFICATION_METHODS, type Language, type VerificationMethod } from '../vocabulary.js';
 
 /**
  * The recipient directory (DESIGN.md, "Contracts → Recipient directory"): per
@@ -12,10 +13,6 @@ import type { Db } from './db.js';
  * `@domain` entry, else the defaults. Access codes are stored only as argon2id.
  */
 
-export const VERIFICATION_METHODS = ['none', 'access-code', 'email-code', 'sms-code'] as const;
-export type VerificationMethod = (typeof VERIFICATION_METHODS)[number];
-export const LANGUAGES = ['nl', 'en'] as const;
-export type Language = (typeof LANGUAGES)[number];
 
 /** Fields `set` changes. Absent (undefined): left as is; `null`: cleared at this level. */
 export interface DirectoryPatch {
@@ -144,12 +141,12 @@ export function normalisePhone(input: string): string {
 }
 
 function checkMethod(value: string): VerificationMethod {
-  if ((VERIFICATION_METHODS as readonly string[]).includes(value)) return value as VerificationMethod;
+  if (isVerificationMethod(value)) return value;
   throw new ZegelError('ZEGEL_DIRECTORY_VALUE', `method ${JSON.stringify(value)}: expected one of ${VERIFICATION_METHODS.join(', ')}`);
 }
 
 function checkLanguage(value: string): Language {
-  if ((LANGUAGES as readonly string[]).includes(value)) return value as Language;
+  if (isLanguage(value)) return value;
   throw new ZegelError('ZEGEL_DIRECTORY_VALUE', `language ${JSON.stringify(value)}: expected one of ${LANGUAGES.join(', ')}`);
 }
 
