@@ -1,3 +1,4 @@
+import { registerWorkers } from './queue/registry.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import { systemClock, type Clock } from './clock.js';
@@ -31,8 +32,10 @@ import { Notifier } from './notify/index.js';
 import { startReader, type RunningReader } from './reader/server.js';
 import { createSmsDriver, type SmsDriver } from './reader/sms.js';
 import { readerAssetsDir } from './reader/assets.js';
-import { createReplyMailer } from './reader/reply-mail.js';
-import { createStatusService } from './reader/status-service.js';
+import { createReplyMailer } from './secure/reply-mail.js';
+import { createStatusService } from './secure/status.js';
+import { createSecureReader, type SecureContext } from './secure/index.js';
+import { secureRepositories } from './store/secure-repositories.js';
 import { Flag, Health } from './ops/health.js';
 import { Metrics } from './ops/metrics.js';
 import { startOpsServer, type OpsServer } from './ops/server.js';
@@ -130,9 +133,9 @@ export class Relay {
     this.blobs = new BlobStore(config.data.dir);
     this.secure = new SecureStore(this.backend.db);
     this.directory = new Directory(this.backend.db, this.clock);
-    this.revocations = new Revocations({ db: this.backend.db, clock: this.clock, blobs: this.blobs, log: this.log });
+    this.revocations = new Revocations({ db: this.backend.db, clock: this.clock, blobs: this.blobs, log: this.log, store: this.backend.committer, events: this.backend.events, shredder: this.backend.shredder });
     this.#purge = new PurgeWorker({ revocations: this.revocations, clock: this.clock, log: this.log, intervalMs: options.purgeIntervalMs });
-    this.audit = new AuditCheckpointWorker({ db: this.backend.db, committer: this.backend.committer, clock: this.clock, log: this.log, dataDir: config.data.dir, signingKeyFile: config.audit.signingKeyFile, intervalMs: config.audit.checkpointInterval, retentionMs: config.retention.audit });
+    this.audit = new AuditCheckpointWorker({ db: this.backend.db, committer: this.backend.committer, events: this.backend.events, clock: this.clock, log: this.log, dataDir: config.data.dir, signingKeyFile: config.audit.signingKeyFile, intervalMs: config.audit.checkpointInterval, retentionMs: config.retention.audit });
     const policy = new RelayPolicy(config);
     const hostname = config.smtp.hostname ?? os.hostname();
     this.notifier = new Notifier({ config, signer: this.signer, hostname });
@@ -194,10 +197,12 @@ export class Relay {
       composeReceipt: (request) => this.notifier.receipt(request),
       metrics,
     });
-    this.backend.queue.work('process', processor.handle, { concurrency: options.processConcurrency ?? config.delivery.concurrency });
-    this.backend.queue.work('secure', secureDelivery.handle, { concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) });
-    this.backend.queue.work('deliver', delivery.handle, { concurrency: config.delivery.concurrency });
-    this.backend.queue.work('purge', this.#purge.handle, { concurrency: 1 });
+    registerWorkers(this.backend.queue, {
+      process: { handle: processor.handle, concurrency: options.processConcurrency ?? config.delivery.concurrency },
+      secure: { handle: secureDelivery.handle, concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) },
+      deliver: { handle: delivery.handle, concurrency: config.delivery.concurrency },
+      purge: { handle: this.#purge.handle, concurrency: 1 },
+    });
     this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs, onAccepted: () => metrics.received(), onAuth: (result) => metrics.smtpAuth(result) });
     if (!policy.senderDomainCheck) {
       this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
@@ -322,11 +327,14 @@ export class Relay {
   /** The recipient reader, with the mails it asks for queued like any relay-made message. */
   #openReader(): Promise<RunningReader> {
     const { config, clock, backend, spool, notifier } = this;
+    const repos = secureRepositories(backend.db);
+    const secure: SecureContext = { store: backend, events: backend.events, repos, clock, onEvent: (event) => this.metrics.readerEvent(event.type) };
     const status = createStatusService({
+      ...secure,
       config,
-      clock,
       log: this.log,
-      backend,
+      messages: backend.messages,
+      shredder: backend.shredder,
       handOff: this.handOff,
       notifier,
       revocations: {
@@ -340,19 +348,15 @@ export class Relay {
       status,
       onVerified: (link) => status.verified(link),
       config,
-      db: backend.db,
+      secure: createSecureReader(secure),
       clock,
       log: this.log,
       secret: this.#secret,
       blobs: this.blobs,
-      events: (event) => {
-        this.metrics.readerEvent(event.type);
-        return backend.transaction((tx) => backend.events.append(tx, event));
-      },
       sms: this.sms,
       accessCodes: async (address) => this.directory.resolve(address, { method: config.verification.default, language: config.notification.language.default }).accessCodeHashes,
       assetsDir: readerAssetsDir(),
-      replyMailer: createReplyMailer({ backend, handOff: this.handOff, spool, clock, signer: this.signer, hostname: config.smtp.hostname ?? os.hostname(), route: 'internal' }),
+      replyMailer: createReplyMailer({ replies: repos.replies, handOff: this.handOff, spool, clock, signer: this.signer, hostname: config.smtp.hostname ?? os.hostname(), route: 'internal' }),
       mailer: {
         sendCode: async (link, code, expiresAt) => {
           const mail = await notifier.codeMail({ language: link.language, to: link.address, code, expiresAt, now: clock.now() });

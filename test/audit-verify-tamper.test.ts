@@ -277,7 +277,7 @@ t.test('retention: records past retention.audit go from the start of the chain, 
   const db = f.open();
   const base = Date.UTC(2026, 0, 5, 9, 0, 0);
   // records 1-3 are older than 2.5 s before base + 5.5 s
-  const result = purgeAudit(db, f.key, base + 5500, 3000);
+  const result = await purgeAudit(db, f.key, base + 5500, 3000);
   t.same(result, { removed: 3, anchor: { seq: 3, hash: (result.anchor?.hash ?? '') } });
   t.same((db.prepare('SELECT seq FROM events ORDER BY seq').all() as Array<{ seq: number }>).map((r) => r.seq), [4, 5, 6, 7]);
   t.match(db.prepare('SELECT type, detail FROM events WHERE seq = 7').get(), { type: 'audit-purged', detail: /"through":3/ });
@@ -285,7 +285,7 @@ t.test('retention: records past retention.audit go from the start of the chain, 
   let verified = verifyChain(db, f.pub);
   t.ok(verified.ok, verified.problem ?? 'intact');
   t.equal(verified.records, 4);
-  t.same(purgeAudit(db, f.key, base + 5500, 3000), { removed: 0 }, 'nothing more past retention');
+  t.same(await purgeAudit(db, f.key, base + 5500, 3000), { removed: 0 }, 'nothing more past retention');
 
   // an attacker cuts record 4 as well and moves the anchor to it: no signed checkpoint names it
   const a = f.attacker();

@@ -1,6 +1,8 @@
 import type crypto from 'node:crypto';
-import type Database from 'better-sqlite3';
-import { canonicalJson } from '../store/messages.js';
+import type { Db } from '../store/db.js';
+import { EventLog } from '../store/events.js';
+import { GroupCommitter } from '../store/group-commit.js';
+import { sqliteTx, type Tx } from '../store/tx.js';
 import { checkpointSync } from './checkpoint.js';
 
 /**
@@ -28,7 +30,13 @@ export interface AuditPurgeResult {
 
 const BATCH = 10_000;
 
-export function purgeAuditSync(db: Database.Database, key: crypto.KeyObject, now: number, retentionMs: number): AuditPurgeResult {
+/**
+ * The purge, in the caller's transaction: reads how far the chain may be cut
+ * (records older than the cutoff, oldest first), signs, and has the event log
+ * cut it (the one writer of the events table: src/store/events.ts).
+ */
+export async function purgeAuditIn(tx: Tx, db: Db, events: EventLog, key: crypto.KeyObject, now: number, retentionMs: number): Promise<AuditPurgeResult> {
+  sqliteTx(tx);
   const cutoff = now - retentionMs;
   let last: { seq: number; hash: string } | undefined;
   let removed = 0;
@@ -41,18 +49,16 @@ export function purgeAuditSync(db: Database.Database, key: crypto.KeyObject, now
   checkpointSync(db, key, now);
   // the anchor checkpoint, signed before the records go
   checkpointSync(db, key, now, { record: last });
-  db.prepare('INSERT INTO audit_anchor (id, seq, hash, at) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at').run(last.seq, last.hash, now);
-  db.exec('DROP TRIGGER events_no_delete');
-  db.prepare('DELETE FROM events WHERE seq <= ?').run(last.seq);
-  db.exec(`CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'events are append-only'); END`);
-  db.prepare('INSERT INTO events (at, message_id, recipient, type, detail) VALUES (?, NULL, NULL, ?, ?)').run(
-    now,
-    'audit-purged',
-    canonicalJson({ through: last.seq, removed, cutoff: new Date(cutoff).toISOString() }),
-  );
+  await events.cutThrough(tx, last, { through: last.seq, removed, cutoff: new Date(cutoff).toISOString() }, now);
   return { removed, anchor: last };
 }
 
-export function purgeAudit(db: Database.Database, key: crypto.KeyObject, now: number, retentionMs: number): AuditPurgeResult {
-  return db.transaction(() => purgeAuditSync(db, key, now, retentionMs)).immediate();
+/** One purge in its own transaction (`zegel audit purge`), with `now` as the time of every record it writes. */
+export async function purgeAudit(db: Db, key: crypto.KeyObject, now: number, retentionMs: number): Promise<AuditPurgeResult> {
+  const committer = new GroupCommitter(db);
+  try {
+    return await committer.transaction((tx) => purgeAuditIn(tx, db, new EventLog(db, { now: () => now }), key, now, retentionMs));
+  } finally {
+    await committer.close();
+  }
 }

@@ -179,9 +179,9 @@ export function registerAuditCommands(program: Command): void {
     .action((options: { config?: string }, command: Command) => {
       const data = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
       const { config } = data;
-      return withDb(data, (db) => {
+      return withDb(data, async (db) => {
         const key = signingKeyMadeIfMissing(config);
-        const result = purgeAudit(db, key, systemClock.now(), config.retention.audit);
+        const result = await purgeAudit(db, key, systemClock.now(), config.retention.audit);
         write(result.anchor ? `removed ${result.removed} records, through record ${result.anchor.seq}; the chain now starts after it\n` : 'nothing past retention.audit\n');
       });
     });

@@ -1,3 +1,4 @@
+import { newJob } from '../queue/registry.js';
 import ms from 'ms';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
@@ -21,7 +22,7 @@ export interface DeliverPayload {
 }
 
 export function deliverJob(messageId: string, route: Route, recipients: number[]): NewJob {
-  return { id: `deliver:${messageId}:${route}`, kind: 'deliver', payload: { messageId, route, recipients } satisfies DeliverPayload };
+  return newJob('deliver', `deliver:${messageId}:${route}`, { messageId, route, recipients });
 }
 
 export interface DeliveryDeps {

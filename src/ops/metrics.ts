@@ -1,3 +1,4 @@
+import { JOB_KINDS } from '../queue/registry.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueueCounts } from '../queue/types.js';
 
@@ -35,7 +36,7 @@ const READER_EVENTS = {
 } as const;
 
 /** Job kinds always reported (0 when empty), so dashboards see a series before the first job. */
-const KNOWN_KINDS = ['process', 'secure', 'deliver', 'purge'];
+const KNOWN_KINDS: readonly string[] = JOB_KINDS;
 
 /** `rules:a,b` → `rules`: the reason without the rule list (rules have their own counter). */
 const reasonLabel = (reason: string): string => reason.split(':', 1)[0] ?? reason;

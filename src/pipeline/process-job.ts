@@ -1,3 +1,4 @@
+import { newJob } from '../queue/registry.js';
 import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
 import type { Spool } from '../spool/spool.js';
@@ -18,7 +19,7 @@ export interface ProcessPayload {
 }
 
 export function processJob(messageId: string, relayOrigin: boolean): NewJob {
-  return { id: `process:${messageId}`, kind: 'process', payload: { messageId, relayOrigin } satisfies ProcessPayload };
+  return newJob('process', `process:${messageId}`, { messageId, relayOrigin });
 }
 
 export interface ProcessDeps {

@@ -1,3 +1,4 @@
+import { newJob } from '../queue/registry.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
@@ -12,9 +13,9 @@ import type { BlobStore } from '../store/blobs.js';
 import type { SecureLinkInsert, SecureStore } from '../store/secure.js';
 import type { SqliteBackend } from '../store/sqlite-backend.js';
 import { encryptContent } from './secure-content.js';
-import { ThreadFinder } from '../reader/reply-thread.js';
+import { ThreadFinder } from '../secure/reply-thread.js';
+import { secureRepositories } from '../store/secure-repositories.js';
 import { mintStatusLink, statusUrl, type MintedStatusLink } from '../reader/status-keys.js';
-import { StatusStore } from '../reader/status-store.js';
 import type { RelayMetrics } from '../ops/metrics.js';
 
 export interface SecurePayload {
@@ -26,7 +27,7 @@ export interface SecurePayload {
 }
 
 export function secureJob(messageId: string, recipients: number[], subjectSensitive: boolean): NewJob {
-  return { id: `secure:${messageId}`, kind: 'secure', payload: { messageId, recipients, subjectSensitive } satisfies SecurePayload };
+  return newJob('secure', `secure:${messageId}`, { messageId, recipients, subjectSensitive });
 }
 
 export type Method = SecureLinkInsert['method'];
@@ -118,17 +119,17 @@ export function readSubjectTags(subject: string, optInTags: readonly string[]): 
  */
 export class SecureDelivery {
   readonly #deps: SecureDeps;
-  readonly #status: StatusStore;
+  readonly #threads: ThreadFinder;
 
   constructor(deps: SecureDeps) {
     this.#deps = deps;
-    this.#status = new StatusStore(deps.backend.db);
+    this.#threads = new ThreadFinder(secureRepositories(deps.backend.db));
   }
 
   /** The conversation an answer continues (In-Reply-To/References name a reader reply or a secure original), if any. */
   async #threadOf(queueId: string): Promise<string | undefined> {
     try {
-      return new ThreadFinder(this.#deps.backend.db).find(await this.#deps.spool.readHeaderBlock(queueId));
+      return await this.#threads.find(await this.#deps.spool.readHeaderBlock(queueId));
     } catch (err) {
       this.#deps.log.warn({ queueId, reason: String((err as { code?: unknown }).code ?? (err as Error).name) }, 'secure job: references not read; the message starts its own thread');
       return undefined;
@@ -255,7 +256,7 @@ export class SecureDelivery {
       }
       if (receipt) {
         const { status } = receipt;
-        this.#status.setStatusSync(secureId, { statusId: status.statusId, tokenHash: status.tokenHash, wrap: status.wrap, kSrv: status.kSrv });
+        secure.setStatusSync(secureId, { statusId: status.statusId, tokenHash: status.tokenHash, wrap: status.wrap, kSrv: status.kSrv });
         await handOff.record(tx, {
           id: receipt.id,
           from: receipt.from,

@@ -68,10 +68,12 @@ interface EventRow {
 }
 
 export class EventLog {
+  readonly #db: Db;
   readonly #clock: Clock;
   readonly #stmt;
 
   constructor(db: Db, clock: Clock) {
+    this.#db = db;
     this.#clock = clock;
     this.#stmt = {
       // the chain's head, read inside the writing transaction
@@ -82,6 +84,8 @@ export class EventLog {
       ),
       insert: db.prepare('INSERT INTO events (seq, at, message_id, recipient, type, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       forMessage: db.prepare('SELECT * FROM events WHERE message_id = ? ORDER BY seq'),
+      setAnchor: db.prepare('INSERT INTO audit_anchor (id, seq, hash, at) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at'),
+      deleteThrough: db.prepare('DELETE FROM events WHERE seq <= ?'),
       lastOf: db.prepare(`SELECT MAX(at) AS at FROM events WHERE message_id = ? AND type = ? AND json_extract(detail, '$.' || ?) = ?`),
     };
   }
@@ -93,13 +97,30 @@ export class EventLog {
   }
 
   /** append, for SQLite repositories already running inside `tx`. */
-  appendSync(tx: Tx, event: EventInput): void {
+  appendSync(tx: Tx, event: EventInput, at = this.#clock.now()): void {
     sqliteTx(tx);
     // the head is read under the write lock this transaction holds, so no other writer can link to the same record
     const head = this.#stmt.head.get() as { last: number | null; prev: string | null; anchor: string | null };
-    const record = { seq: (head.last ?? 0) + 1, at: this.#clock.now(), message_id: event.messageId, recipient: event.recipient ?? null, type: event.type, detail: canonicalJson(event.detail ?? {}) };
+    const record = { seq: (head.last ?? 0) + 1, at, message_id: event.messageId, recipient: event.recipient ?? null, type: event.type, detail: canonicalJson(event.detail ?? {}) };
     const prev = head.prev ?? head.anchor ?? GENESIS_HASH;
     this.#stmt.insert.run(record.seq, record.at, record.message_id, record.recipient, record.type, record.detail, prev, chainHash(prev, record));
+  }
+
+  /**
+   * Removes the start of the chain through `last` (retention.audit; the
+   * caller signed the head and `last` first: src/audit/retention.ts). In the
+   * caller's transaction: `last` becomes the anchor the first kept record
+   * links to, the delete guard is lifted for this one statement (no other
+   * writer ever sees it missing), and an `audit-purged` event is chained.
+   */
+  async cutThrough(tx: Tx, last: { seq: number; hash: string }, detail: Record<string, unknown>, now = this.#clock.now()): Promise<void> {
+    sqliteTx(tx);
+    this.#stmt.setAnchor.run(last.seq, last.hash, now);
+    // DDL is not prepared ahead: a CREATE of a trigger that exists does not even prepare
+    this.#db.exec('DROP TRIGGER events_no_delete');
+    this.#stmt.deleteThrough.run(last.seq);
+    this.#db.exec(`CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'events are append-only'); END`);
+    this.appendSync(tx, { messageId: null, type: 'audit-purged', detail }, now);
   }
 
   /** The events of one message, oldest first. */
