@@ -1,8 +1,8 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Job, JobQueue, JobResult, NewJob } from '../queue/types.js';
-import type { Db } from '../store/db.js';
-import type { Revocations } from '../store/revocation.js';
+import type { Revocations } from '../secure/revocation.js';
+import type { Tx } from '../store/tx.js';
 
 /**
  * The periodic purge job (kind `purge`): expires due messages, applies due
@@ -38,20 +38,12 @@ export function purgeOnceJob(at: number): NewJob {
 }
 
 /**
- * Queues a one-off purge run at `at` straight into the jobs table, for a
- * process without a queue of its own (the CLI): the relay picks it up at its
- * next poll. Idempotent per moment.
+ * Queues a one-off purge run at `at` in the caller's transaction, for a
+ * process without workers of its own (the CLI): the relay picks it up at its
+ * next poll. Idempotent per moment (the job id is deterministic).
  */
-export function queuePurgeOnceSync(db: Db, at: number): void {
-  const job = purgeOnceJob(at);
-  db.prepare('INSERT OR IGNORE INTO jobs (id, kind, payload, run_at, attempts, state, created_at) VALUES (?, ?, ?, ?, 0, ?, ?)').run(
-    job.id,
-    job.kind,
-    JSON.stringify(job.payload),
-    at,
-    'ready',
-    at,
-  );
+export async function queuePurgeOnce(tx: Tx, jobs: { insert(tx: Tx, jobs: NewJob[]): Promise<void> }, at: number): Promise<void> {
+  await jobs.insert(tx, [purgeOnceJob(at)]);
 }
 
 export class PurgeWorker {

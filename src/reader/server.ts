@@ -4,35 +4,34 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { BlobStore } from '../store/blobs.js';
-import type { Db } from '../store/db.js';
-import type { EventInput } from '../store/messages.js';
+import type { SecureReader } from '../secure/index.js';
+import type { LinkView } from '../secure/links.js';
+import type { StatusService } from '../secure/status.js';
+import type { ReplyMailer } from '../secure/reply-mail.js';
 import type { ApiError } from './api.js';
-import { LinkStore, type LinkRow } from './links.js';
 import { registerApi } from './routes/api.js';
 import { ApiFailure } from './routes/errors.js';
 import { registerPages } from './routes/pages.js';
 import { registerStatus } from './routes/status.js';
-import type { StatusService } from './status-service.js';
 import { registerReply } from './routes/reply.js';
-import type { ReplyMailer } from './reply-mail.js';
 import { Sessions } from './sessions.js';
 import type { SmsDriver } from './sms.js';
 import { RATE_LIMIT_PAGE_CSP, rateLimitPage } from './rate-limit-page.js';
 import { RateLimited, registerRateLimits, type RateLimitStore } from './rate-limit.js';
 
-export type { LinkRow } from './links.js';
+/** The link as the reader sees it (src/secure/links.ts). */
+export type LinkRow = LinkView;
 export type { SmsDriver } from './sms.js';
 
 export interface ReaderDeps {
   config: Config;
-  db: Db;
+  /** The secure-delivery domain (src/secure/): links, sessions, codes, replies, and the reader's events. */
+  secure: SecureReader;
   clock: Clock;
   log: Logger;
   /** The relay secret: key of the one-time code HMACs. */
   secret: Buffer;
   blobs: BlobStore;
-  /** Appends to the append-only event table. */
-  events: (e: EventInput) => Promise<void>;
   mailer: {
     sendCode(link: LinkRow, code: string, expiresAt: number): Promise<void>;
     notifyForgot(link: LinkRow, sender: string): Promise<void>;
@@ -46,7 +45,7 @@ export interface ReaderDeps {
   onVerified?: ((link: LinkRow) => Promise<void>) | undefined;
   /** The built page bundle (dist/reader): index.html, reader.js, reader.css … */
   assetsDir: string;
-  /** Queues a recipient's reply to the sender (src/reader/reply-mail.ts); without it replies answer 503. */
+  /** Queues a recipient's reply to the sender (src/secure/reply-mail.ts); without it replies answer 503. */
   replyMailer?: ReplyMailer;
   /** The rate limits' store (the @fastify/rate-limit store contract); absent: the plugin's in-memory store. */
   rateLimitStore?: RateLimitStore;
@@ -147,7 +146,7 @@ export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
     return reply.code(404).type('text/plain; charset=utf-8').send('Not found\n');
   });
 
-  const links = new LinkStore(deps.db);
+  const links = deps.secure.links;
   const sessions = new Sessions(links, deps.clock, deps.secret, https);
   const limits = await registerRateLimits(app, deps.config, log, deps.rateLimitStore);
   registerApi(app, { deps, log, links, sessions, limits });

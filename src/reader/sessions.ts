@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../clock.js';
-import type { LinkStore, SessionRow } from './links.js';
+import type { LinkService } from '../secure/links.js';
+import type { SessionRow } from '../store/sessions.js';
 
 /**
  * Browser sessions of the reader, in two stages.
@@ -46,13 +47,13 @@ export interface ReaderSession {
 }
 
 export class Sessions {
-  readonly #links: LinkStore;
+  readonly #links: LinkService;
   readonly #clock: Clock;
   readonly #key: Buffer;
   readonly #secure: boolean;
   readonly cookieName: string;
 
-  constructor(links: LinkStore, clock: Clock, secret: Buffer, secure: boolean) {
+  constructor(links: LinkService, clock: Clock, secret: Buffer, secure: boolean) {
     this.#links = links;
     this.#clock = clock;
     this.#key = crypto.createHmac('sha256', secret).update('zegel/v1/reader-presession').digest();
@@ -69,11 +70,11 @@ export class Sessions {
   }
 
   /** The live session (stored or pre-session) the cookie names for this link, or undefined. Writes nothing. */
-  find(cookie: string | undefined, linkId: string): ReaderSession | undefined {
+  async find(cookie: string | undefined, linkId: string): Promise<ReaderSession | undefined> {
     if (!cookie) return undefined;
     const now = this.#clock.now();
     if (STORED_VALUE.test(cookie)) {
-      const row: SessionRow | undefined = this.#links.session(hashSessionId(cookie));
+      const row: SessionRow | undefined = await this.#links.session(hashSessionId(cookie));
       if (!row || row.linkId !== linkId || row.expiresAt <= now) return undefined;
       return { idHash: row.idHash, linkId: row.linkId, verifiedAt: row.verifiedAt, expiresAt: row.expiresAt, stored: true };
     }
@@ -88,8 +89,8 @@ export class Sessions {
   }
 
   /** The cookie's session for this link, or a new pre-session (whose value the caller sets). Writes nothing. */
-  findOrStart(cookie: string | undefined, linkId: string): ReaderSession {
-    const existing = this.find(cookie, linkId);
+  async findOrStart(cookie: string | undefined, linkId: string): Promise<ReaderSession> {
+    const existing = await this.find(cookie, linkId);
     if (existing) return existing;
     const r = crypto.randomBytes(32).toString('base64url');
     const expiresAt = this.#clock.now() + SESSION_TTL_MS;
@@ -102,10 +103,10 @@ export class Sessions {
    * one, stored or not, is gone) and the link's open times are set. Returns
    * the new cookie value.
    */
-  verified(previous: ReaderSession): string {
+  async verified(previous: ReaderSession): Promise<string> {
     const value = crypto.randomBytes(32).toString('base64url');
     const now = this.#clock.now();
-    this.#links.storeVerifiedSession({
+    await this.#links.storeVerifiedSession({
       idHash: hashSessionId(value),
       linkId: previous.linkId,
       now,

@@ -1,10 +1,18 @@
 import type { Db } from './db.js';
+import { LinkStore, type SecureLinkInsert, type SecureLinkRow } from './links.js';
+import { sqliteTx, type Tx } from './tx.js';
+
+export type { SecureLinkInsert, SecureLinkRow } from './links.js';
 
 /**
- * Secure messages and their per-recipient links, as the secure job writes
- * them. Rows hold no content and no K_link: only ciphertext blob ids, the
- * wraps W_r and the server halves K_srv_r (DESIGN "Key schedule"). The reader
- * (src/reader/links.ts) reads and updates the check state of the same rows.
+ * The `secure_messages` table: one row per message stored encrypted. Rows
+ * hold no content and no K_link: ciphertext blob ids, the state
+ * (active | revoked | expired), the expiry and a scheduled revocation, the
+ * conversation (thread id, original Message-ID) and the sender's status link
+ * (status id, SHA-256 of its token, W_s and K_srv_s). The only module that
+ * holds SQL for this table; the links are in src/store/links.ts.
+ *
+ * Writes take the caller's transaction first (src/store/tx.ts).
  */
 
 export interface SecureMessageInsert {
@@ -21,19 +29,7 @@ export interface SecureMessageInsert {
   threadId: string;
 }
 
-export interface SecureLinkInsert {
-  id: string;
-  recipientIdx: number;
-  address: string;
-  method: 'none' | 'access-code' | 'email-code' | 'sms-code';
-  phone?: string | undefined;
-  language: 'nl' | 'en';
-  wrap: Buffer;
-  kSrv: Buffer;
-  /** Queue id of the link's notification mail. */
-  notificationId: string;
-}
-
+/** A secure_messages row as stored (snake_case: the CLI and the secure job read it like this). */
 export interface SecureMessageRow {
   id: string;
   queue_id: string;
@@ -43,63 +39,145 @@ export interface SecureMessageRow {
   state: string;
   body_blob: string | null;
   blobs: string;
+  revoke_at: number | null;
+  purged_at: number | null;
+  thread_id: string | null;
+  origin_message_id: string | null;
+  status_id: string | null;
+  status_token_hash: string | null;
+  sender_wrap: Buffer | null;
+  sender_k_srv: Buffer | null;
 }
 
-export interface SecureLinkRow {
-  id: string;
-  message_id: string;
-  recipient_idx: number;
-  address: string;
-  method: string;
-  phone: string | null;
-  language: string;
-  wrap: Buffer | null;
-  k_srv: Buffer | null;
-  state: string;
+export interface StatusLinkSecrets {
+  statusId: string;
+  tokenHash: string;
+  wrap: Buffer;
+  kSrv: Buffer;
 }
 
 export class SecureStore {
   readonly #stmt;
+  /** The links of the same messages (src/store/links.ts): written with the message by the secure job. */
+  readonly #links: LinkStore;
 
-  constructor(db: Db) {
+  constructor(db: Db, links: LinkStore = new LinkStore(db)) {
+    this.#links = links;
     this.#stmt = {
-      insertMessage: db.prepare(
+      insert: db.prepare(
         `INSERT INTO secure_messages (id, queue_id, sender, created_at, expires_at, state, body_blob, blobs, origin_message_id, thread_id)
          VALUES (@id, @queueId, @sender, @createdAt, @expiresAt, 'active', @bodyBlob, @blobs, @originMessageId, @threadId)`,
       ),
-      insertLink: db.prepare(
-        `INSERT INTO secure_links (id, message_id, recipient_idx, address, method, phone, language, wrap, k_srv, state, created_at, notification_id)
-         VALUES (@id, @messageId, @recipientIdx, @address, @method, @phone, @language, @wrap, @kSrv, 'active', @createdAt, @notificationId)`,
-      ),
       byQueueId: db.prepare('SELECT * FROM secure_messages WHERE queue_id = ?'),
       byId: db.prepare('SELECT * FROM secure_messages WHERE id = ?'),
-      links: db.prepare('SELECT * FROM secure_links WHERE message_id = ? ORDER BY recipient_idx, created_at'),
-      ids: db.prepare('SELECT id FROM secure_messages WHERE body_blob IS NOT NULL'),
+      byStatusId: db.prepare('SELECT * FROM secure_messages WHERE status_id = ?'),
+      withBlobs: db.prepare('SELECT id FROM secure_messages WHERE body_blob IS NOT NULL'),
+      setStatus: db.prepare('UPDATE secure_messages SET status_id = ?, status_token_hash = ?, sender_wrap = ?, sender_k_srv = ? WHERE id = ?'),
+      byOrigin: db.prepare('SELECT thread_id, id FROM secure_messages WHERE origin_message_id = ? ORDER BY created_at LIMIT 1'),
+      purge: db.prepare(
+        `UPDATE secure_messages SET state = ?, body_blob = NULL, purged_at = ?, sender_wrap = NULL, sender_k_srv = NULL, revoke_at = NULL
+         WHERE id = ? AND purged_at IS NULL`,
+      ),
+      setState: db.prepare(`UPDATE secure_messages SET state = ? WHERE id = ? AND state = 'active'`),
+      schedule: db.prepare('UPDATE secure_messages SET revoke_at = ? WHERE id = ? AND purged_at IS NULL'),
+      dueExpiry: db.prepare(`SELECT id FROM secure_messages WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?`),
+      dueRevocations: db.prepare('SELECT id FROM secure_messages WHERE revoke_at IS NOT NULL AND revoke_at <= ? AND purged_at IS NULL LIMIT ?'),
+      unpurgedInactive: db.prepare(`SELECT id FROM secure_messages WHERE purged_at IS NULL AND state <> 'active'`),
     };
   }
 
-  /** Records a secure message and its links; call inside the caller's transaction. */
-  insertSync(message: SecureMessageInsert, links: SecureLinkInsert[]): void {
-    this.#stmt.insertMessage.run({ ...message, originMessageId: message.originMessageId ?? null, blobs: JSON.stringify(message.blobs) });
-    for (const link of links) {
-      this.#stmt.insertLink.run({ ...link, phone: link.phone ?? null, messageId: message.id, createdAt: message.createdAt });
-    }
+  /** Records a secure message and its links. */
+  async insert(tx: Tx, message: SecureMessageInsert, links: readonly SecureLinkInsert[]): Promise<void> {
+    sqliteTx(tx);
+    this.#insertRows(message, links);
   }
 
+  /**
+   * Transitional: `insert` for a caller still inside `GroupCommitter.write`
+   * (no Tx handle). Call only inside that write.
+   */
+  insertSync(message: SecureMessageInsert, links: readonly SecureLinkInsert[]): void {
+    this.#insertRows(message, links);
+  }
+
+  #insertRows(message: SecureMessageInsert, links: readonly SecureLinkInsert[]): void {
+    this.#stmt.insert.run({ ...message, originMessageId: message.originMessageId ?? null, blobs: JSON.stringify(message.blobs) });
+    this.#links.insertRows(message.id, message.createdAt, links);
+  }
+
+  /** Records the sender's status link (the secure job, with the message). */
+  async setStatus(tx: Tx, secureId: string, status: StatusLinkSecrets): Promise<void> {
+    sqliteTx(tx);
+    this.#stmt.setStatus.run(status.statusId, status.tokenHash, status.wrap, status.kSrv, secureId);
+  }
+
+  /** Transitional: `setStatus` inside `GroupCommitter.write` (no Tx handle). */
+  setStatusSync(secureId: string, status: StatusLinkSecrets): void {
+    this.#stmt.setStatus.run(status.statusId, status.tokenHash, status.wrap, status.kSrv, secureId);
+  }
+
+  async get(id: string, _tx?: Tx): Promise<SecureMessageRow | undefined> {
+    return this.#stmt.byId.get(id) as SecureMessageRow | undefined;
+  }
+
+  /** Synchronous `byQueueId`, for callers not yet on the async interface (the secure job). */
   byQueueId(queueId: string): SecureMessageRow | undefined {
     return this.#stmt.byQueueId.get(queueId) as SecureMessageRow | undefined;
   }
 
-  get(id: string): SecureMessageRow | undefined {
-    return this.#stmt.byId.get(id) as SecureMessageRow | undefined;
+  async byStatusId(statusId: string): Promise<SecureMessageRow | undefined> {
+    return this.#stmt.byStatusId.get(statusId) as SecureMessageRow | undefined;
   }
 
-  links(secureId: string): SecureLinkRow[] {
-    return this.#stmt.links.all(secureId) as SecureLinkRow[];
+  /** The links of a message (src/store/links.ts), for callers that hold only this store. */
+  links(secureId: string): Promise<SecureLinkRow[]> {
+    return this.#links.ofMessage(secureId);
   }
 
   /** Secure messages whose blobs must exist; any other blob directory is left over from a crash. */
-  idsWithBlobs(): Set<string> {
-    return new Set((this.#stmt.ids.all() as Array<{ id: string }>).map((r) => r.id));
+  async idsWithBlobs(): Promise<Set<string>> {
+    return new Set((this.#stmt.withBlobs.all() as Array<{ id: string }>).map((r) => r.id));
+  }
+
+  /** The thread of the oldest secure message whose original had this Message-ID, or undefined. */
+  async threadOfOrigin(messageId: string): Promise<string | undefined> {
+    const row = this.#stmt.byOrigin.get(messageId) as { thread_id: string | null; id: string } | undefined;
+    return row ? (row.thread_id ?? row.id) : undefined;
+  }
+
+  /**
+   * Purges a message: body blob id, the sender's W_s and K_srv_s and a
+   * scheduled revocation gone, purged_at set, state as given. Only once.
+   */
+  async purge(tx: Tx, secureId: string, state: string, now: number): Promise<void> {
+    sqliteTx(tx);
+    this.#stmt.purge.run(state, now, secureId);
+  }
+
+  /** Sets the state of a message that is still active. */
+  async setState(tx: Tx, secureId: string, state: 'revoked' | 'expired'): Promise<void> {
+    sqliteTx(tx);
+    this.#stmt.setState.run(state, secureId);
+  }
+
+  /** Sets or clears the scheduled revocation of every link; false when the message was purged already. */
+  async scheduleRevoke(tx: Tx, secureId: string, at: number | null): Promise<boolean> {
+    sqliteTx(tx);
+    return this.#stmt.schedule.run(at, secureId).changes > 0;
+  }
+
+  /** Active messages past their expiry, oldest expiry first. */
+  async dueExpiry(now: number, limit: number): Promise<string[]> {
+    return (this.#stmt.dueExpiry.all(now, limit) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  /** Unpurged messages whose scheduled revocation is due. */
+  async dueRevocations(now: number, limit: number): Promise<string[]> {
+    return (this.#stmt.dueRevocations.all(now, limit) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  /** Messages no longer active that were never purged (normally none: a purge follows in the same commit). */
+  async unpurgedInactive(): Promise<string[]> {
+    return (this.#stmt.unpurgedInactive.all() as Array<{ id: string }>).map((r) => r.id);
   }
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Logger } from '../../log.js';
-import type { EventInput, EventType } from '../../store/messages.js';
+import type { EventInput, EventType } from '../../store/events.js';
 import type { CodeSentResponse, ForgotResponse, OpenResponse, VerifyResponse } from '../api.js';
 import {
   accessCodeMatches,
@@ -14,8 +14,8 @@ import {
   maskEmail,
   newCode,
   normaliseCode,
-} from '../checks.js';
-import type { LinkRow, LinkStore } from '../links.js';
+} from '../../secure/checks.js';
+import type { LinkService, LinkView as LinkRow } from '../../secure/links.js';
 import type { ReaderDeps } from '../server.js';
 import type { RateLimits } from '../rate-limit.js';
 import type { ReaderSession, Sessions } from '../sessions.js';
@@ -34,7 +34,7 @@ const verifyBody = z
 export interface ApiContext {
   deps: ReaderDeps;
   log: Logger;
-  links: LinkStore;
+  links: LinkService;
   sessions: Sessions;
   limits: RateLimits;
 }
@@ -49,10 +49,10 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   const forgotSent = new Map<string, number>();
 
   /** The link of the request, or the 404/410 answer; `locked` is left to the route. */
-  function load(request: FastifyRequest): { link: LinkRow; lockedUntil: number | undefined } {
+  async function load(request: FastifyRequest): Promise<{ link: LinkRow; lockedUntil: number | undefined }> {
     const { linkId } = request.params as { linkId: string };
     if (!LINK_ID.test(linkId)) throw unknownLink();
-    const link = links.link(linkId);
+    const link = await links.link(linkId);
     const status = linkStatus(link, clock.now());
     if (!link || status.status === 'unknown') throw unknownLink();
     if (status.status === 'revoked' || status.status === 'expired') throw new ApiFailure(410, { error: status.status });
@@ -62,8 +62,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   const lockedFailure = (until: number) => new ApiFailure(423, { error: 'locked', lockedUntil: new Date(until).toISOString() });
 
   /** The request's session for this link, or a new pre-session: nothing is written for either. */
-  function session(request: FastifyRequest, reply: FastifyReply, link: LinkRow): ReaderSession {
-    const s = sessions.findOrStart(sessions.cookie(request), link.id);
+  async function session(request: FastifyRequest, reply: FastifyReply, link: LinkRow): Promise<ReaderSession> {
+    const s = await sessions.findOrStart(sessions.cookie(request), link.id);
     if (s.fresh) sessions.setCookie(reply, s.fresh);
     return s;
   }
@@ -71,7 +71,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   /** Events carry the queue id, recipient, link id and client IP; never codes, keys or content. */
   function event(link: LinkRow, request: FastifyRequest, type: EventType, detail: Record<string, unknown> = {}): Promise<void> {
     const input: EventInput = { messageId: link.queueId, recipient: link.address, type, detail: { linkId: link.id, clientIp: request.ip, ...detail } };
-    return deps.events(input);
+    return links.record(input);
   }
 
   function destination(link: LinkRow): string | undefined {
@@ -90,8 +90,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   }
 
   app.post('/api/links/:linkId/open', api, async (request, reply): Promise<OpenResponse> => {
-    const { link, lockedUntil } = load(request);
-    const s = session(request, reply, link);
+    const { link, lockedUntil } = await load(request);
+    const s = await session(request, reply, link);
     const org = config.organisation;
     const response: OpenResponse = {
       state: s.verifiedAt !== undefined ? 'verified' : lockedUntil !== undefined ? 'locked' : 'pending-check',
@@ -111,10 +111,10 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   });
 
   app.post('/api/links/:linkId/code', check, async (request, reply): Promise<CodeSentResponse> => {
-    const { link, lockedUntil } = load(request);
+    const { link, lockedUntil } = await load(request);
     if (link.method !== 'email-code' && link.method !== 'sms-code') throw badRequest();
     if (lockedUntil !== undefined) throw lockedFailure(lockedUntil);
-    const s = session(request, reply, link);
+    const s = await session(request, reply, link);
     const channel = link.method === 'sms-code' ? 'sms' : 'email';
     if (channel === 'sms' && !link.phone) {
       log.error({ linkId: link.id }, 'reader: sms-code link without a phone number; no code sent');
@@ -123,16 +123,17 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     const now = clock.now();
     const code = newCode();
     const expiresAt = now + (channel === 'sms' ? ttl.sms : ttl.email);
-    const stored = links.insertCode(
+    const stored = await links.insertCode(
       { linkId: link.id, sessionHash: s.idHash, channel, codeHash: codeHash(deps.secret, link.id, s.idHash, code), createdAt: now, expiresAt },
-      () => codeRetryAfter(links.codesSince(link.id, now - CODE_WINDOW_MS), now),
+      now - CODE_WINDOW_MS,
+      (recent) => codeRetryAfter(recent, now),
     );
     if ('refused' in stored) throw new ApiFailure(429, { error: 'too-many-codes', retryAfter: stored.refused });
     try {
       if (channel === 'sms') await deps.sms.send(link.phone!, smsText(link.language, config.organisation.name, code, ttl.sms));
       else await deps.mailer.sendCode(link, code, expiresAt);
     } catch (err) {
-      links.voidCode(stored.id);
+      await links.voidCode(stored.id);
       // the error text is not logged as is: a gateway or mailer might quote what it was given
       const reason = (err as { code?: unknown }).code ?? (err as Error).name;
       log.warn({ linkId: link.id, channel, reason: String(reason) }, 'reader: code could not be sent; voided');
@@ -146,12 +147,12 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/api/links/:linkId/verify', check, async (request, reply): Promise<VerifyResponse> => {
     const parsed = verifyBody.safeParse(request.body);
     if (!parsed.success) throw badRequest();
-    const { link, lockedUntil } = load(request);
-    const s = session(request, reply, link);
+    const { link, lockedUntil } = await load(request);
+    const s = await session(request, reply, link);
     const now = clock.now();
     if (s.verifiedAt !== undefined) {
       // a verified session keeps its key, also while someone else's tries lock the link
-      links.touch(link.id, now);
+      await links.touch(link.id, now);
       return keyResponse(link);
     }
     if (lockedUntil !== undefined) throw lockedFailure(lockedUntil);
@@ -163,14 +164,14 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
       const code = parsed.data.code?.trim() ?? '';
       if (!code) throw new ApiFailure(400, { error: 'no-code' });
       // counted before it is checked: concurrent tries never test more than maxAttempts codes
-      const attempt = links.reserveAttempt(link.id);
+      const attempt = await links.reserveAttempt(link.id);
       if (attempt > ttl.maxAttempts) return lock(link, request, now);
       if (link.method === 'access-code') {
         passed = await accessCodeMatches(await deps.accessCodes(link.address), code);
       } else {
         const typed = normaliseCode(code);
-        const match = links.liveCodes(link.id, s.idHash, clock.now()).find((c) => codeMatches(c.codeHash, deps.secret, link.id, s.idHash, typed));
-        passed = match !== undefined && links.useCode(match.id);
+        const match = (await links.liveCodes(link.id, s.idHash, clock.now())).find((c) => codeMatches(c.codeHash, deps.secret, link.id, s.idHash, typed));
+        passed = match !== undefined && (await links.useCode(match.id));
       }
       if (!passed) {
         if (attempt >= ttl.maxAttempts) {
@@ -185,7 +186,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
     }
     await deps.onVerified?.(link);
     // the session id rotates: a value planted or seen before the check is worth nothing after it
-    sessions.setCookie(reply, sessions.verified(s));
+    sessions.setCookie(reply, await sessions.verified(s));
     await event(link, request, 'check-passed', { method: link.method });
     log.info({ linkId: link.id, method: link.method }, 'reader: check passed');
     return keyResponse(link);
@@ -193,17 +194,17 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
 
   async function lock(link: LinkRow, request: FastifyRequest, now: number): Promise<never> {
     const until = now + ttl.lockFor;
-    links.lock(link.id, until);
+    await links.lock(link.id, until);
     await event(link, request, 'locked', { lockedUntil: new Date(until).toISOString() });
     log.warn({ linkId: link.id, lockedUntil: new Date(until).toISOString() }, 'reader: link locked after too many wrong tries');
     throw lockedFailure(until);
   }
 
   app.post('/api/links/:linkId/forgot', check, async (request): Promise<ForgotResponse> => {
-    const { link } = load(request);
+    const { link } = await load(request);
     if (link.method !== 'access-code') throw badRequest();
     const now = clock.now();
-    const last = Math.max(forgotSent.get(link.id) ?? -Infinity, links.lastForgot(link.queueId, link.id) ?? -Infinity);
+    const last = Math.max(forgotSent.get(link.id) ?? -Infinity, (await links.lastForgot(link.queueId, link.id)) ?? -Infinity);
     if (now - last < FORGOT_INTERVAL_MS) return { notified: true };
     forgotSent.set(link.id, now);
     try {
@@ -220,8 +221,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
 
   // no automatic HEAD route: a HEAD would record an opened/downloaded event without a download
   app.get('/api/links/:linkId/blobs/:blobId', { exposeHeadRoute: false, ...api }, async (request, reply) => {
-    const { link } = load(request);
-    const s = sessions.find(sessions.cookie(request), link.id);
+    const { link } = await load(request);
+    const s = await sessions.find(sessions.cookie(request), link.id);
     if (!s || s.verifiedAt === undefined) throw new ApiFailure(403, { error: 'not-verified' });
     const { blobId } = request.params as { blobId: string };
     if (!BLOB_ID.test(blobId) || !link.blobIds.includes(blobId)) throw unknownLink();
@@ -231,7 +232,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
       throw unknownLink();
     }
     await event(link, request, blobId === link.bodyBlob ? 'opened' : 'downloaded', { blobId, bytes: size });
-    links.touch(link.id, clock.now());
+    await links.touch(link.id, clock.now());
     return reply.type('application/octet-stream').header('content-length', size).send(deps.blobs.open(link.secureId, blobId));
   });
 }

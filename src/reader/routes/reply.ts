@@ -7,10 +7,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { newSecureId } from '../../crypto/key-schedule.js';
 import type { Logger } from '../../log.js';
 import type { RepliesResponse, ReplyEntry, ReplySentResponse } from '../api.js';
-import { linkStatus } from '../checks.js';
-import { LinkStore, type LinkRow } from '../links.js';
+import { linkStatus } from '../../secure/checks.js';
+import type { LinkView as LinkRow } from '../../secure/links.js';
+import type { ReplyRow } from '../../store/replies.js';
 import { BLOCKED_EXTENSIONS, blockedByContent, CONTENT_HEAD_BYTES, blockedByName, cleanFileName, replySubject } from '../reply-policy.js';
-import type { ReplyAttachmentFile } from '../reply-mail.js';
+import type { ReplyAttachmentFile } from '../../secure/reply-mail.js';
 import type { ReaderDeps } from '../server.js';
 import type { RateLimits } from '../rate-limit.js';
 import type { Sessions } from '../sessions.js';
@@ -51,12 +52,6 @@ export interface ReplyContext {
 
 const DAY_MS = 86400e3;
 
-interface ReplyRow {
-  id: string;
-  created_at: number;
-  blob: string | null;
-}
-
 export function uploadsDir(dataDir: string): string {
   return path.join(dataDir, 'uploads');
 }
@@ -70,55 +65,49 @@ async function drain(stream: AsyncIterable<unknown>): Promise<void> {
 
 export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Promise<void> {
   const { deps, log, sessions, limits } = ctx;
-  const { clock, config, db } = deps;
+  const { clock, config } = deps;
+  const { links, replies } = deps.secure;
   const maxBytes = config.reader.replyMaxSize;
   const { perLink, perDay } = config.reader.replyLimit;
-  const links = new LinkStore(db);
   /** Replies of this process still being received, per link: counted with the stored ones. */
   const inFlight = new Map<string, number>();
   const uploads = uploadsDir(config.data.dir);
   // what a crash left of an upload: nothing refers to it
   await fsp.rm(uploads, { recursive: true, force: true });
   await fsp.mkdir(uploads, { recursive: true, mode: 0o700 });
-  const stmt = {
-    list: db.prepare('SELECT id, created_at, blob FROM secure_replies WHERE link_id = ? AND blob IS NOT NULL ORDER BY created_at, rowid'),
-    one: db.prepare('SELECT id, created_at, blob FROM secure_replies WHERE id = ? AND link_id = ? AND blob IS NOT NULL'),
-    origin: db.prepare('SELECT origin_message_id FROM secure_messages WHERE id = ?'),
-    // every reply row counts, also one whose copy was purged since
-    counts: db.prepare('SELECT COUNT(*) AS total, COUNT(CASE WHEN created_at > ? THEN 1 END) AS day, MIN(CASE WHEN created_at > ? THEN created_at END) AS oldest FROM secure_replies WHERE link_id = ?'),
-  };
 
   /**
    * reader.replyLimit: at most `perLink` replies per link, and `perDay` in any
    * 24 hours. Undefined when one more may be sent; otherwise the refusal,
    * with the seconds until the day's window has room (none: the link is done).
    */
-  function replyLimitReached(linkId: string): ApiFailure | undefined {
+  async function replyLimitReached(linkId: string): Promise<ApiFailure | undefined> {
     const now = clock.now();
-    const row = stmt.counts.get(now - DAY_MS, now - DAY_MS, linkId) as { total: number; day: number; oldest: number | null };
+    // every reply counts, also one whose copy was purged since
+    const counts = await replies.counts(linkId, now - DAY_MS);
     const pending = inFlight.get(linkId) ?? 0;
-    if (row.total + pending >= perLink) return new ApiFailure(429, { error: 'too-many-replies' });
-    if (row.day + pending >= perDay) {
-      const retryAfter = Math.max(1, Math.ceil(((row.oldest ?? now) + DAY_MS - now) / 1000));
+    if (counts.total + pending >= perLink) return new ApiFailure(429, { error: 'too-many-replies' });
+    if (counts.recent + pending >= perDay) {
+      const retryAfter = Math.max(1, Math.ceil(((counts.oldestRecent ?? now) + DAY_MS - now) / 1000));
       return new ApiFailure(429, { error: 'too-many-replies', retryAfter });
     }
     return undefined;
   }
 
   /** The link of a verified session, or the 404/410/403 answer. A lock from others' tries does not stop a verified session. */
-  function verifiedLink(request: FastifyRequest): LinkRow {
+  async function verifiedLink(request: FastifyRequest): Promise<LinkRow> {
     const { linkId } = request.params as { linkId: string };
     if (!LINK_ID.test(linkId)) throw unknownLink();
-    const link = links.link(linkId);
+    const link = await links.link(linkId);
     const status = linkStatus(link, clock.now());
     if (!link || status.status === 'unknown') throw unknownLink();
     if (status.status === 'revoked' || status.status === 'expired') throw new ApiFailure(410, { error: status.status });
-    const s = sessions.find(sessions.cookie(request), link.id);
+    const s = await sessions.find(sessions.cookie(request), link.id);
     if (!s || s.verifiedAt === undefined) throw new ApiFailure(403, { error: 'not-verified' });
     return link;
   }
 
-  const entry = (row: ReplyRow): ReplyEntry => ({ id: row.id, createdAt: new Date(row.created_at).toISOString() });
+  const entry = (row: ReplyRow): ReplyEntry => ({ id: row.id, createdAt: new Date(row.createdAt).toISOString() });
 
   await app.register(async (scope) => {
     await scope.register(fastifyMultipart, { throwFileSizeLimit: false });
@@ -127,15 +116,15 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
     const check = { onRequest: limits.hook('checks', 'linkId') };
 
     scope.get('/api/links/:linkId/replies', { exposeHeadRoute: false, ...api }, async (request): Promise<RepliesResponse> => {
-      const link = verifiedLink(request);
-      return { maxBytes, blockedExtensions: [...BLOCKED_EXTENSIONS], replies: (stmt.list.all(link.id) as ReplyRow[]).map(entry) };
+      const link = await verifiedLink(request);
+      return { maxBytes, blockedExtensions: [...BLOCKED_EXTENSIONS], replies: (await replies.list(link.id)).map(entry) };
     });
 
     scope.get('/api/links/:linkId/replies/:replyId', { exposeHeadRoute: false, ...api }, async (request, reply) => {
-      const link = verifiedLink(request);
+      const link = await verifiedLink(request);
       const { replyId } = request.params as { replyId: string };
       if (!LINK_ID.test(replyId)) throw unknownLink();
-      const row = stmt.one.get(replyId, link.id) as ReplyRow | undefined;
+      const row = await replies.get(replyId, link.id);
       if (!row?.blob) throw unknownLink();
       const size = await deps.blobs.size(link.secureId, row.blob);
       if (size === undefined) throw unknownLink();
@@ -143,7 +132,7 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
     });
 
     scope.post('/api/links/:linkId/replies', check, async (request, reply): Promise<ReplySentResponse> => {
-      const link = verifiedLink(request);
+      const link = await verifiedLink(request);
       const mailer = deps.replyMailer;
       if (!mailer) throw unavailable();
       if (!MAILBOX.test(link.sender)) {
@@ -152,7 +141,7 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
         throw badRequest();
       }
       if (!request.isMultipart()) throw badRequest();
-      const limited = replyLimitReached(link.id);
+      const limited = await replyLimitReached(link.id);
       if (limited) {
         log.info({ linkId: link.id, perLink, perDay }, 'reader: reply refused, the link reached its reply limit');
         if (limited.body.retryAfter !== undefined) reply.header('retry-after', String(limited.body.retryAfter));
@@ -278,7 +267,6 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
 
         await deps.blobs.write(link.secureId, replyId, fs.createReadStream(copyPath));
         blobWritten = true;
-        const origin = stmt.origin.get(link.secureId) as { origin_message_id: string | null } | undefined;
         const queued = await mailer.queue({
           replyId,
           secureId: link.secureId,
@@ -288,12 +276,12 @@ export async function registerReply(app: FastifyInstance, ctx: ReplyContext): Pr
           to: link.sender,
           subject: replySubject(subject),
           text,
-          inReplyTo: origin?.origin_message_id?.trim() || undefined,
+          inReplyTo: link.originMessageId,
           attachments,
           copyBlob: replyId,
         });
         blobWritten = false;
-        links.touch(link.id, clock.now());
+        await links.touch(link.id, clock.now());
         log.info({ linkId: link.id, reply: replyId, mail: queued.queueId, attachments: attachments.length }, 'reader: reply queued for the sender');
         reply.code(201);
         return { reply: { id: replyId, createdAt: new Date(clock.now()).toISOString() } };

@@ -5,8 +5,7 @@ import type { ApiError, Method, StatusApiError, StatusKeyResponse, StatusRecipie
 import { STATUS_TOKEN_HEADER } from '../api.js';
 import type { ReaderDeps } from '../server.js';
 import { STATUS_ID, statusTokenMatches } from '../status-keys.js';
-import type { StatusService } from '../status-service.js';
-import type { StatusMessageRow } from '../status-store.js';
+import type { StatusMessageRow, StatusService } from '../../secure/status.js';
 import type { RateLimits } from '../rate-limit.js';
 import { ApiFailure } from './errors.js';
 
@@ -43,21 +42,21 @@ export function registerStatus(app: FastifyInstance, ctx: { deps: ReaderDeps; lo
   const check = { onRequest: limits.hook('checks', 'statusId') };
   const { clock, config } = deps;
 
-  function load(request: FastifyRequest): StatusMessageRow {
+  async function load(request: FastifyRequest): Promise<StatusMessageRow> {
     const { statusId } = request.params as { statusId: string };
     if (!STATUS_ID.test(statusId)) throw unknown();
     const header = request.headers[STATUS_TOKEN_HEADER];
     const token = typeof header === 'string' ? header.trim() : '';
-    const message = status.store.byStatusId(statusId);
+    const message = await status.store.byStatusId(statusId);
     if (!message || !statusTokenMatches(token, message.statusTokenHash)) throw unknown();
     return message;
   }
 
-  function overview(message: StatusMessageRow): StatusResponse {
+  async function overview(message: StatusMessageRow): Promise<StatusResponse> {
     const now = clock.now();
-    const links = status.store.links(message.id);
-    const downloads = status.store.downloads(message.queueId);
-    const replies = status.store.replies(message.id);
+    const links = await status.store.links(message.id);
+    const downloads = await status.store.downloads(message.queueId);
+    const replies = await status.store.replies(message.id);
     const byRecipient = new Map<number, typeof links>();
     for (const l of links) byRecipient.set(l.recipientIdx, [...(byRecipient.get(l.recipientIdx) ?? []), l]);
     const recipients: StatusRecipient[] = [];
@@ -107,27 +106,27 @@ export function registerStatus(app: FastifyInstance, ctx: { deps: ReaderDeps; lo
   }
 
   /** The link a request names, only when it belongs to this message: a token never reaches another message. */
-  function ownLink(message: StatusMessageRow, linkId: string) {
-    const link = status.store.links(message.id).find((l) => l.id === linkId);
+  async function ownLink(message: StatusMessageRow, linkId: string) {
+    const link = (await status.store.links(message.id)).find((l) => l.id === linkId);
     if (!link) throw unknown();
     return link;
   }
 
-  app.post('/api/status/:statusId', api, async (request): Promise<StatusResponse> => overview(load(request)));
+  app.post('/api/status/:statusId', api, async (request): Promise<StatusResponse> => overview(await load(request)));
 
   app.post('/api/status/:statusId/key', check, async (request): Promise<StatusKeyResponse> => {
-    const message = load(request);
+    const message = await load(request);
     if (message.state !== 'active' || !message.senderWrap || !message.senderKSrv || message.expiresAt <= clock.now()) throw fail(410, 'not-active');
     const { statusId } = request.params as { statusId: string };
     return { secureId: message.id, statusId, wrap: message.senderWrap.toString('base64url'), kSrv: message.senderKSrv.toString('base64url') };
   });
 
   app.post('/api/status/:statusId/revoke', check, async (request): Promise<StatusResponse> => {
-    const message = load(request);
+    const message = await load(request);
     const parsed = revokeBody.safeParse(request.body ?? {});
     if (!parsed.success) throw bad();
     const { linkId } = parsed.data;
-    if (linkId) ownLink(message, linkId);
+    if (linkId) await ownLink(message, linkId);
     let at: number | undefined;
     if (parsed.data.at !== undefined) {
       at = Date.parse(parsed.data.at);
@@ -136,15 +135,15 @@ export function registerStatus(app: FastifyInstance, ctx: { deps: ReaderDeps; lo
       if (at <= now) at = undefined;
     }
     await status.revoke(message, linkId, at);
-    return overview(load(request));
+    return overview(await load(request));
   });
 
   app.post('/api/status/:statusId/resend', check, async (request): Promise<StatusResendResponse> => {
-    const message = load(request);
+    const message = await load(request);
     const parsed = resendBody.safeParse(request.body ?? {});
     if (!parsed.success) throw bad();
     const body = parsed.data;
-    const old = ownLink(message, body.linkId);
+    const old = await ownLink(message, body.linkId);
     const now = clock.now();
     if (message.state !== 'active' || message.expiresAt <= now || old.state !== 'active' || !old.hasWrap) throw fail(410, 'not-active');
     const ok = await status.resend({

@@ -1,9 +1,9 @@
-import type { Db } from '../store/db.js';
+import type { SecureRepositories } from '../store/secure-repositories.js';
 
 /**
  * Which conversation a new secure message belongs to: the sender's answer to
  * a reader reply names the reply's Message-ID (`<replyId@host>`, see
- * reply-mail.ts) or the original's in In-Reply-To/References. The first
+ * src/secure/reply-mail.ts) or the original's in In-Reply-To/References. The first
  * Message-ID found (In-Reply-To first, then References from the newest back)
  * that is a reply's or a secure message's original decides; none: undefined
  * (the message starts its own thread).
@@ -30,25 +30,21 @@ export function referencedIds(headerBlock: Buffer | string): string[] {
 }
 
 export class ThreadFinder {
-  readonly #byReply;
-  readonly #byOrigin;
+  readonly #repos: Pick<SecureRepositories, 'replies' | 'secure'>;
 
-  constructor(db: Db) {
-    this.#byReply = db.prepare(
-      'SELECT m.thread_id AS thread_id, m.id AS id FROM secure_replies r JOIN secure_messages m ON m.id = r.message_id WHERE r.id = ?',
-    );
-    this.#byOrigin = db.prepare(
-      'SELECT thread_id, id FROM secure_messages WHERE origin_message_id = ? ORDER BY created_at LIMIT 1',
-    );
+  constructor(repos: Pick<SecureRepositories, 'replies' | 'secure'>) {
+    this.#repos = repos;
   }
 
   /** The thread id of the first referenced reply or original, or undefined. */
-  find(headerBlock: Buffer | string): string | undefined {
+  async find(headerBlock: Buffer | string): Promise<string | undefined> {
     for (const id of referencedIds(headerBlock)) {
       const local = REPLY_LOCAL.exec(id)?.[1];
-      const row = (local ? this.#byReply.get(local) : undefined) ?? this.#byOrigin.get(id);
-      const found = row as { thread_id: string | null; id: string } | undefined;
-      if (found) return found.thread_id ?? found.id;
+      const replied = local ? await this.#repos.replies.messageOf(local) : undefined;
+      const message = replied ? await this.#repos.secure.get(replied) : undefined;
+      if (message) return message.thread_id ?? message.id;
+      const thread = await this.#repos.secure.threadOfOrigin(id);
+      if (thread) return thread;
     }
     return undefined;
   }

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import argon2 from 'argon2';
-import type { LinkRow } from './links.js';
+import type { LinkView } from './links.js';
 
 /**
  * Recipient checks (DESIGN "Key schedule", "Codes"): one-time codes, access
@@ -67,7 +67,7 @@ export type LinkStatus = { status: 'ok' } | { status: 'unknown' } | { status: 'r
  * a revoked or expired message or link (or a message past its expiry, or with
  * its wrap gone) is gone; a lock is checked last.
  */
-export function linkStatus(link: LinkRow | undefined, now: number): LinkStatus {
+export function linkStatus(link: LinkView | undefined, now: number): LinkStatus {
   if (!link || link.state === 'replaced') return { status: 'unknown' };
   if (link.messageState === 'revoked' || link.state === 'revoked') return { status: 'revoked' };
   if (link.messageState !== 'active' || link.state !== 'active' || link.messageExpiresAt <= now) return { status: 'expired' };

@@ -10,8 +10,7 @@ import { OriginStamper } from '../crypto/origin-stamp.js';
 import type { Route } from '../deliver/deliver-job.js';
 import type { HandOff } from '../deliver/hand-off.js';
 import type { Spool } from '../spool/spool.js';
-import type { SqliteBackend } from '../store/sqlite-backend.js';
-import { sqliteTx } from '../store/tx.js';
+import type { ReplyStore } from '../store/replies.js';
 
 /**
  * A recipient's reply from the reader, made into ordinary mail for the
@@ -59,7 +58,8 @@ export interface ReplyMailer {
 export interface ReplyMailerDeps {
   /** The reply goes to delivery through the hand-off, with its conversation record in the same commit. */
   handOff: HandOff;
-  backend: SqliteBackend;
+  /** The conversation record (secure_replies), written in the mail's commit. */
+  replies: ReplyStore;
   spool: Spool;
   clock: Clock;
   signer: OriginSigner;
@@ -102,10 +102,7 @@ async function writeSpoolFile(spool: Spool, id: string, source: Readable, stampe
 }
 
 export function createReplyMailer(deps: ReplyMailerDeps): ReplyMailer {
-  const { backend, handOff, spool, clock, signer, hostname, route } = deps;
-  const insertReply = backend.db.prepare(
-    'INSERT INTO secure_replies (id, message_id, link_id, created_at, blob, queue_id) VALUES (?, ?, ?, ?, ?, ?)',
-  );
+  const { replies, handOff, spool, clock, signer, hostname, route } = deps;
   return {
     async queue(input) {
       const messageId = replyMessageId(input.replyId, hostname);
@@ -152,10 +149,7 @@ export function createReplyMailer(deps: ReplyMailerDeps): ReplyMailer {
         },
         // spooled above as a stream
         undefined,
-        (tx) => {
-          sqliteTx(tx);
-          insertReply.run(input.replyId, input.secureId, input.linkId, now, input.copyBlob, queueId);
-        },
+        (tx) => replies.insert(tx, { id: input.replyId, messageId: input.secureId, linkId: input.linkId, createdAt: now, blob: input.copyBlob, queueId }),
       );
       return { queueId, messageId };
     },
