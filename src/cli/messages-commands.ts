@@ -7,7 +7,10 @@ import type { Db } from '../store/db.js';
 import { openAdminData } from './data-dir.js';
 import { canonicalJson } from '../store/messages.js';
 import { Revocations, type RevokeResult } from '../store/revocation.js';
-import { queuePurgeOnceSync } from '../pipeline/purge-job.js';
+import { queuePurgeOnce } from '../pipeline/purge-job.js';
+import { SqliteQueue } from '../queue/sqlite.js';
+import { GroupCommitter } from '../store/group-commit.js';
+import { createLogger } from '../log.js';
 import { shredderFor } from '../store/shred.js';
 import { describeHeld, heldMail, HELD_JSON } from './held-mail.js';
 
@@ -230,7 +233,15 @@ export function registerMessagesCommands(program: Command): void {
         );
         if (shredderFor(db).pending) {
           // another connection holds a read open: the relay's purge job truncates the WAL once it lets go
-          queuePurgeOnceSync(db, systemClock.now());
+          // transitional until cli/context.ts: a queue without workers, closed at once (no poll timer left)
+          const committer = new GroupCommitter(db);
+          const queue = new SqliteQueue(db, committer, systemClock, createLogger('silent'));
+          try {
+            await committer.transaction((tx) => queuePurgeOnce(tx, queue, systemClock.now()));
+          } finally {
+            await queue.close(0);
+            await committer.close();
+          }
           process.stderr.write('zegel: another connection holds the database open; the relay finishes erasing the revoked keys from the database files at its next purge run\n');
         }
         if (options.json) {
