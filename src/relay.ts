@@ -9,8 +9,8 @@ import { loadRelaySecret } from './crypto/relay-secret.js';
 import { Delivery } from './deliver/deliver-job.js';
 import { createTransport, type Transport } from './deliver/transport.js';
 import { createLogger, type Logger } from './log.js';
-import { ClassifierService } from './classify/service.js';
-import { shippedRulesDir } from './classify/rules/load.js';
+import type { ClassifierService } from './classify/service.js';
+import { ActiveRules } from './classify/active-rules.js';
 import { DsnSender } from './deliver/dsn-sender.js';
 import { HandOff } from './deliver/hand-off.js';
 import { postmasterAddress } from './deliver/postmaster.js';
@@ -94,7 +94,8 @@ export class Relay {
   #reader: RunningReader | undefined;
   readonly #ingress: Ingress;
   readonly #transports: Transport[];
-  #classifier: ClassifierService | undefined;
+  /** The rule set and its reloads (src/classify/active-rules.ts); undefined when `options.classify` replaces it. */
+  #rules: ActiveRules | undefined;
   #stopped = false;
   /** Prometheus metrics (src/ops/metrics.ts), served on `metrics.listen`. */
   readonly metrics: Metrics;
@@ -110,26 +111,36 @@ export class Relay {
     this.config = config;
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? createLogger(config.log.level);
-    // the rules first: a broken rule set stops start-up before anything is opened
     this.#live = config;
-    if (!options.classify) this.#classifier = this.#newClassifier(config);
+    // the rules first: a broken rule set stops start-up before anything is opened
+    if (!options.classify) {
+      this.#rules = new ActiveRules(config, this.log, {
+        // the metrics exist only after the store opened: the first count is set there
+        loaded: (count) => this.metrics?.rulesLoaded(count),
+        reloaded: (ok) => this.metrics.rulesReload(ok),
+        record: (outcome, rules) =>
+          void this.backend
+            .transaction((tx) => this.backend.events.append(tx, { messageId: null, type: outcome.ok ? 'rules-reloaded' : 'rules-refused', detail: { rules, problems: outcome.problems.length } }))
+            .catch((err: Error) => this.log.error({ err: { message: err.message } }, 'could not record the rules event')),
+      });
+    }
     fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
     this.#secret = loadRelaySecret(config.data.dir);
     this.signer = new OriginSigner(this.#secret);
     this.spool = new Spool(config.data.dir);
     this.backend = new SqliteBackend(config.data.dir, this.clock, this.log, { pollMs: options.pollMs });
     const metrics = (this.metrics = new Metrics({ queueCounts: () => this.backend.queue.counts(), now: () => this.clock.now() }));
+    if (this.#rules) metrics.rulesLoaded(this.#rules.service.rules.rules.length);
     this.health
       .check('store', () => this.backend.ping())
       .check('queue', () => this.#started.value && !this.#stopped)
-      .check('rules', () => options.classify !== undefined || this.#classifier?.rules !== undefined)
+      .check('rules', () => options.classify !== undefined || this.#rules?.service.rules !== undefined)
       .check('started', this.#started.get)
       // held relay-made mail waits for an admin: reported (status degraded), but the relay stays ready
-      .detail('held', () => {
-        const held = this.backend.queue.heldSync();
+      .detail('held', async () => {
+        const held = await this.backend.queue.held();
         return held.length ? { messages: held.length, jobs: held.slice(0, 20).map((j) => j.id), action: 'zegel queue retry <id> | zegel queue delete <id> --force' } : undefined;
       });
-    if (this.#classifier) this.#watchRules(this.#classifier);
     this.blobs = new BlobStore(config.data.dir);
     this.secure = new SecureStore(this.backend.db);
     this.directory = new Directory(this.backend.db, this.clock);
@@ -165,7 +176,7 @@ export class Relay {
       backend: this.backend,
       policy,
       dsn,
-      classify: timed(metrics, options.classify ?? classifyWith(() => this.#classifier!)),
+      classify: timed(metrics, options.classify ?? this.#rules!.classify),
       metrics,
     });
     const delivery = new Delivery({
@@ -234,7 +245,7 @@ export class Relay {
 
   /** The active rules service (replaced when a reload changes rules.dir or classify settings). */
   get classifier(): ClassifierService | undefined {
-    return this.#classifier;
+    return this.#rules?.service;
   }
 
   /** The operations listener's base URL (/healthz, /readyz, /metrics), when `metrics.listen` is not off. */
@@ -252,56 +263,18 @@ export class Relay {
     const plan = planReload(this.#live, next);
     if (plan.applied.includes('log.level')) this.log.level = next.log.level;
     let rules: { ok: boolean; problems: string[] } | undefined;
-    if (this.#classifier) {
-      if (plan.applied.some((key) => key.startsWith('rules.') || key.startsWith('classify.'))) {
-        try {
-          const replacement = this.#newClassifier(next);
-          this.#classifier.close();
-          this.#classifier = replacement;
-          this.#watchRules(replacement);
-          replacement.watch();
-          rules = { ok: true, problems: [] };
-          this.metrics.rulesReload(true);
-        } catch (err) {
-          rules = { ok: false, problems: [(err as Error).message] };
-          this.metrics.rulesReload(false);
-          this.log.error({ rulesDir: next.rules.dir ?? shippedRulesDir(), err: { message: (err as Error).message } }, 'rule set refused; the previous rules stay active');
-          // keep the old settings for these keys, so a later SIGHUP tries again
-          plan.applied = plan.applied.filter((key) => !key.startsWith('rules.') && !key.startsWith('classify.'));
-          next = { ...next, rules: this.#live.rules, classify: this.#live.classify };
-        }
-      } else {
-        rules = this.#classifier.reload();
-      }
+    if (this.#rules) {
+      const changed = plan.applied.some((key) => key.startsWith('rules.') || key.startsWith('classify.'));
+      rules = changed ? this.#rules.replace(next) : this.#rules.reload();
+      // refused: the previous settings stay in effect, so a later SIGHUP tries again
+      if (changed && !rules.ok) plan.applied = plan.applied.filter((key) => !key.startsWith('rules.') && !key.startsWith('classify.'));
     }
-    this.#live = { ...this.#live, log: next.log, rules: next.rules, classify: next.classify };
-    this.log.info({ applied: plan.applied, needsRestart: plan.needsRestart, rules: rules && { ok: rules.ok, count: this.#classifier?.rules.rules.length } }, 'configuration reloaded');
+    const settings = this.#rules?.settings ?? next;
+    this.#live = { ...this.#live, log: next.log, rules: settings.rules, classify: settings.classify };
+    this.log.info({ applied: plan.applied, needsRestart: plan.needsRestart, rules: rules && { ok: rules.ok, count: this.#rules?.service.rules.rules.length } }, 'configuration reloaded');
     if (plan.needsRestart.length) this.log.warn({ keys: plan.needsRestart }, 'these changed settings take effect only after a restart');
     this.metrics.configReload(true);
     return { ...plan, rules };
-  }
-
-  #newClassifier(config: Config): ClassifierService {
-    return new ClassifierService({
-      dir: config.rules.dir ?? shippedRulesDir(),
-      optInTags: config.classify.optInTags,
-      limits: config.classify.limits,
-      log: this.log,
-    });
-  }
-
-  #watchRules(service: ClassifierService): void {
-    this.metrics.rulesLoaded(service.rules.rules.length);
-    service.onReload((outcome) => {
-      this.metrics.rulesReload(outcome.ok);
-      // on the audit trail too: which rule set decided is part of every decision's record
-      this.backend
-        .transaction((tx) =>
-          this.backend.events.append(tx, { messageId: null, type: outcome.ok ? 'rules-reloaded' : 'rules-refused', detail: { rules: service.rules.rules.map((r) => r.id), problems: outcome.problems.length } }),
-        )
-        .catch((err: Error) => this.log.error({ err: { message: err.message } }, 'could not record the rules event'));
-      if (service === this.#classifier) this.metrics.rulesLoaded(service.rules.rules.length);
-    });
   }
 
   get smtpAddress(): { host: string; port: number } {
@@ -372,24 +345,9 @@ export class Relay {
 
   /** Removes spool files that no committed message owns (a crash between fsync and commit). */
   async #recover(): Promise<void> {
-    const owned = await this.backend.messages.spooledIds();
-    let removed = 0;
-    for (const id of await this.spool.list()) {
-      if (!owned.has(id)) {
-        await this.spool.remove(id);
-        removed++;
-      }
-    }
+    const removed = await this.spool.sweep(await this.backend.messages.spooledIds());
     if (removed) this.log.info({ removed }, 'removed spool files of messages that were never accepted');
-    // blobs of a secure job that crashed before its commit: nothing refers to them, the job runs again
-    const secured = await this.secure.idsWithBlobs();
-    let orphans = 0;
-    for (const id of await this.blobs.list()) {
-      if (!secured.has(id)) {
-        await this.blobs.remove(id);
-        orphans++;
-      }
-    }
+    const orphans = await this.blobs.sweep(await this.secure.idsWithBlobs());
     if (orphans) this.log.info({ removed: orphans }, 'removed ciphertext of secure messages that were never committed');
   }
 
@@ -403,7 +361,7 @@ export class Relay {
     this.#stopped = true;
     this.log.info('relay stopping');
     await Promise.all([this.#ingress.close(), this.#reader?.close(), this.backend.queue.close(timeoutMs)]);
-    this.#classifier?.close();
+    this.#rules?.close();
     await this.#ops?.close();
     for (const transport of this.#transports) transport.close();
     // sign the audit chain's head, so the tail written since the last checkpoint is covered too
@@ -418,20 +376,4 @@ export class Relay {
 /** Classification timed into zegel_classify_duration_seconds. */
 function timed(metrics: Metrics, classify: ClassifyMessage): ClassifyMessage {
   return (input) => metrics.timeClassify(() => classify(input));
-}
-
-/** The relay's classification: the rules engine's result, with the blocking rule's description for the DSN. */
-function classifyWith(current: () => ClassifierService): ClassifyMessage {
-  return async ({ open }) => {
-    const service = current();
-    const result = await service.classify(open());
-    const blocking = result.decision === 'block' ? result.matches.find((m) => m.action === 'block') : undefined;
-    const rule = blocking ? service.rules.rules.find((r) => r.id === blocking.rule) : undefined;
-    return {
-      decision: result.decision,
-      subjectSensitive: result.subjectSensitive,
-      matches: result.matches,
-      blockedBy: blocking && rule ? { rule: rule.id, description: rule.description } : undefined,
-    };
-  };
 }

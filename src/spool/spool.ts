@@ -127,6 +127,20 @@ export class Spool {
     }
   }
 
+  /**
+   * Crash recovery at start: removes every spool file no committed message
+   * owns (a crash between the file's fsync and the commit). Returns how many.
+   */
+  async sweep(owned: ReadonlySet<string>): Promise<number> {
+    let removed = 0;
+    for (const id of await this.list()) {
+      if (owned.has(id)) continue;
+      await this.remove(id);
+      removed++;
+    }
+    return removed;
+  }
+
   /** Ids of every spool file on disk (for start-up clean-up). */
   async list(): Promise<string[]> {
     const names = await fsp.readdir(this.dir);

@@ -77,6 +77,21 @@ export class BlobStore {
     }
   }
 
+  /**
+   * Crash recovery at start: removes the ciphertext of secure messages that
+   * were never committed (a secure job that crashed before its commit runs
+   * again with new keys). Returns how many messages' blobs went.
+   */
+  async sweep(committed: ReadonlySet<string>): Promise<number> {
+    let removed = 0;
+    for (const id of await this.list()) {
+      if (committed.has(id)) continue;
+      await this.remove(id);
+      removed++;
+    }
+    return removed;
+  }
+
   /** Removes every blob of a message (idempotent). */
   async remove(secureId: string): Promise<void> {
     await fsp.rm(this.#path(secureId), { recursive: true, force: true });
