@@ -16,6 +16,8 @@ import { openDb, type Db } from '../../src/store/db.js';
 import { GroupCommitter } from '../../src/store/group-commit.js';
 import { EventLog, type EventRecord } from '../../src/store/events.js';
 import { storeView } from './store-view.js';
+import { createSecureReader } from '../../src/secure/index.js';
+import { secureRepositories } from '../../src/store/secure-repositories.js';
 import { merge, tempDir, type Teardown } from './relay.js';
 
 /**
@@ -102,12 +104,11 @@ export class ReaderFixture {
   deps(): ReaderDeps {
     return {
       config: this.config,
-      db: this.db,
+      secure: createSecureReader({ store: this.committer, events: this.eventLog, repos: secureRepositories(this.db), clock: this.clock }),
       clock: this.clock,
       log: this.log,
       secret: this.secret,
       blobs: this.blobs,
-      events: (e) => this.committer.transaction((tx) => this.eventLog.append(tx, e)),
       mailer: {
         sendCode: async (link: LinkRow, code: string, expiresAt: number) => {
           if (this.mailerFails) throw new Error(`smtp down while sending ${code}`);
