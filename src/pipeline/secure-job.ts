@@ -2,6 +2,7 @@ import { newJob } from '../queue/registry.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
+import { phoneOrUndefined } from '../address.js';
 import { findTags, stripTags } from '../classify/engine.js';
 import { newKey, newSecureId, wrapKey } from '../crypto/key-schedule.js';
 import type { HandOff } from '../deliver/hand-off.js';
@@ -95,8 +96,10 @@ export function readSubjectTags(subject: string, optInTags: readonly string[]): 
     if (!match) continue;
     const value = match[2]!.trim();
     if (match[1]!.toLowerCase() === 'sms') {
-      const digits = value.replace(/[\s().-]/g, '');
-      if (/^\+[1-9]\d{7,14}$/.test(digits)) phone = digits;
+      // the directory's normaliser (src/address.ts): a number it would refuse is ignored here,
+      // so the recipient keeps the method the directory or verification.default gives
+      const normalised = phoneOrUndefined(value);
+      if (normalised) phone = normalised;
     } else {
       const ms = parseDuration(value);
       if (ms !== undefined && ms > 0) expiresIn = Math.min(expiresIn ?? ms, ms);
