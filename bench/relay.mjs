@@ -16,6 +16,9 @@
 //   BENCH_LOG_LEVEL Zegel's log.level for the throughput run (default info, as in production)
 //   BENCH_CPU_PROF  a directory: run the Zegel throughput child with --cpu-prof there
 //   BENCH_NO_README 1: print only, leave bench/README.md alone
+//   BENCH_BASELINE  path of another checkout's bin/zegel (built): runs it as an extra path,
+//                   alternating with this one, to compare two versions in the same run
+//   BENCH_BASELINE_LABEL  its name in the table (default: the checkout's git commit)
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
@@ -54,6 +57,10 @@ const FROM = 'sender@org.test';
 const TO = 'rcpt@example.com';
 const IS_ROOT = process.getuid?.() === 0;
 const RUN_TIMEOUT_MS = 10 * 60_000;
+const BASELINE_BIN = process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined;
+const BASELINE_LABEL =
+  process.env.BENCH_BASELINE_LABEL ||
+  (BASELINE_BIN ? spawnSync('git', ['-C', path.dirname(BASELINE_BIN), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'baseline' : undefined);
 
 // ---------------------------------------------------------------- plumbing
 
@@ -371,7 +378,7 @@ async function runDirect() {
 // ---------------------------------------------------------------- 2. Zegel
 
 /** Starts the built relay as a user would: `node bin/zegel start --config FILE`. */
-async function startZegel(name, dir, config, { nodeArgs = [] } = {}) {
+async function startZegel(name, dir, config, { nodeArgs = [], bin = ZEGEL_BIN } = {}) {
   fs.mkdirSync(dir, { recursive: true });
   const configFile = path.join(dir, 'zegel.yaml');
   // JSON is YAML; no dependency needed
@@ -398,7 +405,7 @@ async function startZegel(name, dir, config, { nodeArgs = [] } = {}) {
     }
   };
   // node directly (not through `env` or a shell), so entry.proc.pid is the relay's own pid
-  const entry = startChild(name, process.execPath, [...nodeArgs, ZEGEL_BIN, 'start', '--config', configFile], { env: cleanEnv(), onStderr, onStdout: onStderr });
+  const entry = startChild(name, process.execPath, [...nodeArgs, bin, 'start', '--config', configFile], { env: cleanEnv(), onStderr, onStdout: onStderr });
   const deadline = Date.now() + 30_000;
   const needLine = ['fatal', 'error', 'warn', 'silent'].includes(config.log?.level) === false;
   if (needLine) {
@@ -424,7 +431,7 @@ function zegelConfig(dir, port, sinkPort, { level = 'info', maxMessageSize } = {
   };
 }
 
-async function runZegel() {
+async function runZegel(bin = ZEGEL_BIN) {
   const dir = fs.mkdtempSync(path.join(tmpRoot, 'zegel-'));
   const sink = await startSink('smtp-sink (zegel next hop)');
   let relay;
@@ -432,7 +439,7 @@ async function runZegel() {
     const port = await freePort();
     const nodeArgs = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [];
     if (CPU_PROF) fs.mkdirSync(CPU_PROF, { recursive: true });
-    relay = await startZegel('zegel', dir, zegelConfig(dir, port, sink.port, { level: LOG_LEVEL }), { nodeArgs });
+    relay = await startZegel('zegel', dir, zegelConfig(dir, port, sink.port, { level: LOG_LEVEL }), { nodeArgs: bin === ZEGEL_BIN ? nodeArgs : [], bin });
     const result = await measure('zegel', relay.port, sink, { watchPid: relay.pid });
     result.rss = procStatus(relay.pid);
     result.logs = { ...relay.counts };
@@ -815,7 +822,7 @@ function machine() {
 }
 
 function report(results, m) {
-  const { direct, zegel, postfix, big } = results;
+  const { direct, zegel, postfix, big, baseline } = results;
   const lines = [];
   lines.push(`### Run of ${m.date}`, '');
   lines.push(
@@ -828,13 +835,17 @@ function report(results, m) {
     r
       ? `| ${name} | ${fmtRate(r.accepted)} | ${fmtRate(r.delivered)} | ${r.acceptSec.toFixed(2)} s | ${r.deliverSec.toFixed(2)} s | ${r.cores.toFixed(2)} | ${Number.isNaN(r.processCpu) ? '—' : `${r.processCpu.toFixed(1)} s`} |`
       : `| ${name} | not run | | | | | |`;
-  lines.push(row('direct (smtp-source → smtp-sink)', direct), row('Zegel', zegel), row('Postfix', postfix), '');
+  lines.push(row('direct (smtp-source → smtp-sink)', direct), row('Zegel', zegel), ...(baseline ? [row(`Zegel at ${BASELINE_LABEL} (baseline)`, baseline)] : []), row('Postfix', postfix), '');
   lines.push(
     '¹ machine-wide busy CPU (of ' + m.nproc + ') averaged over the run, smtp-source and smtp-sink included. ² CPU seconds of the Zegel process itself.',
     '',
   );
   lines.push('| ratio | accepted | delivered |', '|---|---:|---:|');
   lines.push(`| Zegel / direct | ${ratio(zegel?.accepted, direct?.accepted)} | ${ratio(zegel?.delivered, direct?.delivered)} |`);
+  if (baseline) {
+    lines.push(`| Zegel at ${BASELINE_LABEL} / direct | ${ratio(baseline.accepted, direct?.accepted)} | ${ratio(baseline.delivered, direct?.delivered)} |`);
+    lines.push(`| Zegel / Zegel at ${BASELINE_LABEL} | ${ratio(zegel?.accepted, baseline.accepted)} | ${ratio(zegel?.delivered, baseline.delivered)} |`);
+  }
   lines.push(`| Postfix / direct | ${ratio(postfix?.accepted, direct?.accepted)} | ${ratio(postfix?.delivered, direct?.delivered)} |`);
   lines.push(`| **Zegel / Postfix** (target ≥ 1) | **${ratio(zegel?.accepted, postfix?.accepted)}** | **${ratio(zegel?.delivered, postfix?.delivered)}** |`, '');
   if (zegel && postfix) {
@@ -869,7 +880,7 @@ function report(results, m) {
   if (zegel?.logs) notes.push(`Zegel logged ${zegel.logs.lines} lines (${zegel.logs.warn} warn, ${zegel.logs.error} error) and ended at VmHWM ${mib(zegel.rss.hwm)} MiB in the throughput run.`);
   if (zegel?.problems?.length) notes.push(`Zegel warnings: \`${zegel.problems[0].replace(/`/g, "'")}\``);
   if (postfix?.postfix) notes.push(`Postfix logged ${postfix.postfix.sent} status=sent, ${postfix.postfix.deferred} deferred, ${postfix.postfix.bounced} bounced.`);
-  for (const [name, r] of Object.entries({ direct, zegel, postfix })) {
+  for (const [name, r] of Object.entries({ direct, zegel, baseline, postfix })) {
     if (r?.runs) notes.push(`${name} runs (accepted/delivered msg/s): ${r.runs.map((x) => `${fmtRate(x.accepted)}/${fmtRate(x.delivered)}`).join(', ')}.`);
   }
   for (const [name, r] of Object.entries({ direct, zegel, postfix })) if (r?.sourceOutput) notes.push(`smtp-source (${name}) printed: \`${r.sourceOutput.slice(0, 200).replace(/\s+/g, ' ')}\``);
@@ -917,7 +928,16 @@ async function main() {
     return aggregate(runs);
   };
   if (ONLY.has('direct')) results.direct = await repeated(runDirect);
-  if (ONLY.has('zegel')) results.zegel = await repeated(runZegel);
+  if (ONLY.has('zegel') && BASELINE_BIN) {
+    // alternating, so drift in the machine's speed hits both versions alike
+    const runs = { zegel: [], baseline: [] };
+    for (let i = 0; i < REPEAT; i++) {
+      runs.zegel.push(await runZegel());
+      runs.baseline.push(await runZegel(BASELINE_BIN));
+    }
+    results.zegel = aggregate(runs.zegel);
+    results.baseline = aggregate(runs.baseline);
+  } else if (ONLY.has('zegel')) results.zegel = await repeated(() => runZegel());
   if (ONLY.has('postfix')) {
     if (!IS_ROOT) log('postfix: skipped (a private Postfix master must be started by root)');
     else results.postfix = await repeated(runPostfix);
