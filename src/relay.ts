@@ -143,7 +143,7 @@ export class Relay {
       });
     this.blobs = new BlobStore(config.data.dir);
     this.secure = new SecureStore(this.backend.db);
-    this.directory = new Directory(this.backend.db, this.clock);
+    this.directory = new Directory(this.backend.db, this.backend.committer, this.clock);
     this.revocations = new Revocations({ db: this.backend.db, clock: this.clock, blobs: this.blobs, log: this.log, store: this.backend.committer, events: this.backend.events, shredder: this.backend.shredder });
     this.#purge = new PurgeWorker({ revocations: this.revocations, clock: this.clock, log: this.log, intervalMs: options.purgeIntervalMs });
     this.audit = new AuditCheckpointWorker({ db: this.backend.db, committer: this.backend.committer, events: this.backend.events, clock: this.clock, log: this.log, dataDir: config.data.dir, signingKeyFile: config.audit.signingKeyFile, intervalMs: config.audit.checkpointInterval, retentionMs: config.retention.audit });
@@ -201,7 +201,7 @@ export class Relay {
       resolveRecipient: async (address) => {
         const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
         const language = config.notification.language.byDomain[domain] ?? config.notification.language.default;
-        const resolved = this.directory.resolve(address, { method: config.verification.default, language });
+        const resolved = await this.directory.resolve(address, { method: config.verification.default, language });
         return { method: resolved.method, phone: resolved.phone, language: resolved.language, hasAccessCode: resolved.accessCodeHashes.length > 0 };
       },
       composeNotification: (request) => this.notifier.notification(request),
@@ -327,7 +327,7 @@ export class Relay {
       secret: this.#secret,
       blobs: this.blobs,
       sms: this.sms,
-      accessCodes: async (address) => this.directory.resolve(address, { method: config.verification.default, language: config.notification.language.default }).accessCodeHashes,
+      accessCodes: async (address) => (await this.directory.resolve(address, { method: config.verification.default, language: config.notification.language.default })).accessCodeHashes,
       assetsDir: readerAssetsDir(),
       replyMailer: createReplyMailer({ replies: repos.replies, handOff: this.handOff, spool, clock, signer: this.signer, hostname: config.smtp.hostname ?? os.hostname(), route: 'internal' }),
       mailer: {

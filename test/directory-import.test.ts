@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import { ManualClock } from '../src/clock.js';
 import { openDb } from '../src/store/db.js';
 import { CsvSyntaxError, Directory, DirectoryImportError, parseCsv, verifyAccessCode } from '../src/store/directory.js';
+import { GroupCommitter } from '../src/store/group-commit.js';
 import { tempDir } from './helpers/relay.js';
 
 /*
@@ -15,8 +16,12 @@ const defaults = { method: 'email-code', language: 'nl' } as const;
 
 function open(t: Test): Directory {
   const db = openDb(tempDir(t, 'zegel-directory-import-'));
-  t.teardown(() => db.close());
-  return new Directory(db, new ManualClock());
+  const store = new GroupCommitter(db);
+  t.teardown(async () => {
+    await store.close();
+    db.close();
+  });
+  return new Directory(db, store, new ManualClock());
 }
 
 async function importError(directory: Directory, text: string, source = 'partners.csv'): Promise<DirectoryImportError> {
@@ -67,7 +72,7 @@ t.test('import: quotes, BOM, CRLF; empty cells are not given; codes stored as ar
   t.same(result, { rows: 3, created: 2, updated: 1 });
 
   t.same(
-    directory.list().map(({ updatedAt: _u, ...e }) => e),
+    (await directory.list()).map(({ updatedAt: _u, ...e }) => e),
     [
       { target: 'jan@example.nl', method: 'sms-code', phone: '+31612345678', language: 'en', hasAccessCode: false, warnings: [] },
       { target: 'piet@example.nl', method: 'none', language: 'nl', hasAccessCode: false, warnings: [] },
@@ -75,7 +80,7 @@ t.test('import: quotes, BOM, CRLF; empty cells are not given; codes stored as ar
     ],
     'merged into the existing entry (its language kept), phone normalised, BOM not part of the first column',
   );
-  const partner = directory.resolve('someone@partner.nl', defaults);
+  const partner = await directory.resolve('someone@partner.nl', defaults);
   t.equal(partner.method, 'access-code');
   t.equal(await verifyAccessCode(partner.accessCodeHashes, 'gedeeld, met "quotes"'), true, 'the quoted code with a comma and quotes');
   t.match(partner.accessCodeHashes[0], /^\$argon2id\$/);
@@ -84,7 +89,7 @@ t.test('import: quotes, BOM, CRLF; empty cells are not given; codes stored as ar
 t.test('import: columns in any order, a subset allowed, target required', async (t) => {
   const directory = open(t);
   t.same(await directory.importCsv('language,target\nen,@example.nl\n'), { rows: 1, created: 1, updated: 0 });
-  t.equal(directory.get('@example.nl')?.language, 'en');
+  t.equal((await directory.get('@example.nl'))?.language, 'en');
 
   const noTarget = await importError(directory, 'method,phone\nnone,\n', 'x.csv');
   t.match(noTarget.message, /^x\.csv:1: no target column/);
@@ -130,18 +135,22 @@ t.test('import: any bad row names FILE:LINE for each problem and imports nothing
   t.match(lines[6], /:11: ok@example\.nl already appears on line 2/);
   t.match(lines[7], /:12: keep@example\.nl: nothing to set/);
 
-  t.same(directory.list().map((e) => e.target), ['keep@example.nl'], 'nothing imported: only the entry from before');
-  t.equal(directory.get('keep@example.nl')?.method, 'none');
-  t.equal(directory.get('@partner.nl'), undefined, 'the good rows were not applied either');
+  t.same((await directory.list()).map((e) => e.target), ['keep@example.nl'], 'nothing imported: only the entry from before');
+  t.equal((await directory.get('keep@example.nl'))?.method, 'none');
+  t.equal(await directory.get('@partner.nl'), undefined, 'the good rows were not applied either');
 
   const syntax = await importError(directory, 'target,method\nok@example.nl,none\n"broken,none\n', 'p.csv');
   t.equal(syntax.message, 'p.csv:3: unterminated quoted cell (a " opened here is never closed)');
-  t.equal(directory.get('ok@example.nl'), undefined);
+  t.equal(await directory.get('ok@example.nl'), undefined);
 });
 
 t.test('import: a failure while writing rolls the whole file back', async (t) => {
   const db = openDb(tempDir(t, 'zegel-directory-import-'));
-  t.teardown(() => db.close());
+  const store = new GroupCommitter(db);
+  t.teardown(async () => {
+    await store.close();
+    db.close();
+  });
   let calls = 0;
   const clock = {
     now: () => {
@@ -149,7 +158,7 @@ t.test('import: a failure while writing rolls the whole file back', async (t) =>
       return 1;
     },
   };
-  const directory = new Directory(db, clock);
+  const directory = new Directory(db, store, clock);
   await t.rejects(directory.importCsv('target,method\na@example.nl,none\nb@example.nl,none\n'), { message: 'disk gone' });
   t.same(db.prepare('SELECT COUNT(*) AS n FROM directory').get(), { n: 0 }, 'the first row is rolled back with the second');
 });

@@ -5,6 +5,7 @@ import { ManualClock } from '../src/clock.js';
 import { ZegelError } from '../src/errors.js';
 import { openDb, type Db } from '../src/store/db.js';
 import { Directory, normalisePhone, normaliseTarget, verifyAccessCode } from '../src/store/directory.js';
+import { GroupCommitter } from '../src/store/group-commit.js';
 import { tempDir } from './helpers/relay.js';
 
 /*
@@ -19,15 +20,19 @@ const defaults = { method: 'email-code', language: 'nl' } as const;
 function open(t: Test): { directory: Directory; db: Db; dir: string; clock: ManualClock } {
   const dir = tempDir(t, 'zegel-directory-');
   const db = openDb(dir);
-  t.teardown(() => db.close());
+  const store = new GroupCommitter(db);
+  t.teardown(async () => {
+    await store.close();
+    db.close();
+  });
   const clock = new ManualClock();
-  return { directory: new Directory(db, clock), db, dir, clock };
+  return { directory: new Directory(db, store, clock), db, dir, clock };
 }
 
 t.test('no entries: everything from the defaults', async (t) => {
   const { directory } = open(t);
-  t.same(directory.resolve('jan@example.nl', defaults), { method: 'email-code', language: 'nl', accessCodeHashes: [], source: 'default' });
-  t.same(directory.resolve('jan@example.nl', { method: 'sms-code', language: 'en' }), { method: 'sms-code', language: 'en', accessCodeHashes: [], source: 'default' });
+  t.same(await directory.resolve('jan@example.nl', defaults), { method: 'email-code', language: 'nl', accessCodeHashes: [], source: 'default' });
+  t.same(await directory.resolve('jan@example.nl', { method: 'sms-code', language: 'en' }), { method: 'sms-code', language: 'en', accessCodeHashes: [], source: 'default' });
 });
 
 t.test('precedence per field: address, then @domain, then defaults', async (t) => {
@@ -36,25 +41,25 @@ t.test('precedence per field: address, then @domain, then defaults', async (t) =
   await directory.set('jan@example.nl', { phone: '+31612345678' });
   await directory.set('piet@example.nl', { method: 'none' });
 
-  t.same(directory.resolve('jan@example.nl', defaults), { method: 'sms-code', phone: '+31612345678', language: 'en', accessCodeHashes: [], source: 'domain' }, 'phone from the address, method and language from the domain');
-  t.same(directory.resolve('piet@example.nl', defaults), { method: 'none', phone: '+31201234567', language: 'en', accessCodeHashes: [], source: 'address' }, 'method from the address, the rest from the domain');
-  t.same(directory.resolve('klaas@example.nl', defaults), { method: 'sms-code', phone: '+31201234567', language: 'en', accessCodeHashes: [], source: 'domain' }, 'an address without an entry gets its domain');
+  t.same(await directory.resolve('jan@example.nl', defaults), { method: 'sms-code', phone: '+31612345678', language: 'en', accessCodeHashes: [], source: 'domain' }, 'phone from the address, method and language from the domain');
+  t.same(await directory.resolve('piet@example.nl', defaults), { method: 'none', phone: '+31201234567', language: 'en', accessCodeHashes: [], source: 'address' }, 'method from the address, the rest from the domain');
+  t.same(await directory.resolve('klaas@example.nl', defaults), { method: 'sms-code', phone: '+31201234567', language: 'en', accessCodeHashes: [], source: 'domain' }, 'an address without an entry gets its domain');
 
   await directory.set('@other.nl', { language: 'en' });
-  t.same(directory.resolve('x@other.nl', defaults), { method: 'email-code', language: 'en', accessCodeHashes: [], source: 'default' }, 'method from verification.default when no level sets it');
+  t.same(await directory.resolve('x@other.nl', defaults), { method: 'email-code', language: 'en', accessCodeHashes: [], source: 'default' }, 'method from verification.default when no level sets it');
   await directory.set('y@other.nl', { method: 'access-code' });
-  t.same(directory.resolve('y@other.nl', { method: 'email-code', language: 'nl' }), { method: 'access-code', language: 'en', accessCodeHashes: [], source: 'address' });
+  t.same(await directory.resolve('y@other.nl', { method: 'email-code', language: 'nl' }), { method: 'access-code', language: 'en', accessCodeHashes: [], source: 'address' });
 });
 
 t.test('@domain matches only that exact domain, not subdomains or parents', async (t) => {
   const { directory } = open(t);
   await directory.set('@example.nl', { method: 'none' });
-  t.equal(directory.resolve('a@example.nl', defaults).method, 'none');
-  t.equal(directory.resolve('a@mail.example.nl', defaults).method, 'email-code', 'a subdomain is not the domain');
-  t.equal(directory.resolve('a@notexample.nl', defaults).method, 'email-code', 'a suffix is not the domain');
+  t.equal((await directory.resolve('a@example.nl', defaults)).method, 'none');
+  t.equal((await directory.resolve('a@mail.example.nl', defaults)).method, 'email-code', 'a subdomain is not the domain');
+  t.equal((await directory.resolve('a@notexample.nl', defaults)).method, 'email-code', 'a suffix is not the domain');
   await directory.set('@zorg.example.nl', { method: 'sms-code' });
-  t.equal(directory.resolve('a@zorg.example.nl', defaults).method, 'sms-code');
-  t.equal(directory.resolve('a@example.nl', defaults).method, 'none', 'a subdomain entry does not reach the parent');
+  t.equal((await directory.resolve('a@zorg.example.nl', defaults)).method, 'sms-code');
+  t.equal((await directory.resolve('a@example.nl', defaults)).method, 'none', 'a subdomain entry does not reach the parent');
 });
 
 t.test('addresses are case-insensitive and stored lower-case', async (t) => {
@@ -64,13 +69,13 @@ t.test('addresses are case-insensitive and stored lower-case', async (t) => {
     db.prepare('SELECT target FROM directory').all(),
     [{ target: 'jan.jansen@example.nl' }],
   );
-  t.equal(directory.resolve('JAN.JANSEN@EXAMPLE.nl', defaults).method, 'none');
-  t.equal(directory.get('jan.jansen@EXAMPLE.NL')?.method, 'none');
+  t.equal((await directory.resolve('JAN.JANSEN@EXAMPLE.nl', defaults)).method, 'none');
+  t.equal((await directory.get('jan.jansen@EXAMPLE.NL'))?.method, 'none');
   await directory.set('@EXAMPLE.nl', { language: 'en' });
-  t.equal(directory.get('@example.nl')?.language, 'en');
-  t.equal(directory.resolve('Other@Example.Nl', defaults).language, 'en');
-  t.equal(directory.remove('JAN.JANSEN@example.nl'), true);
-  t.equal(directory.remove('jan.jansen@example.nl'), false, 'gone');
+  t.equal((await directory.get('@example.nl'))?.language, 'en');
+  t.equal((await directory.resolve('Other@Example.Nl', defaults)).language, 'en');
+  t.equal(await directory.remove('JAN.JANSEN@example.nl'), true);
+  t.equal(await directory.remove('jan.jansen@example.nl'), false, 'gone');
 });
 
 t.test('set merges: only the fields given change; null clears a field at that level', async (t) => {
@@ -82,11 +87,11 @@ t.test('set merges: only the fields given change; null clears a field at that le
   t.same(second, { target: 'jan@example.nl', method: 'sms-code', phone: '+31612345678', language: 'en', hasAccessCode: false, updatedAt: clock.now() }, 'method and phone kept');
   await directory.set('jan@example.nl', { accessCode: 'correct horse battery' });
   await directory.set('jan@example.nl', { method: 'access-code' });
-  const third = directory.get('jan@example.nl');
+  const third = await directory.get('jan@example.nl');
   t.same(third, { target: 'jan@example.nl', method: 'access-code', phone: '+31612345678', language: 'en', hasAccessCode: true, updatedAt: clock.now() }, 'access code kept when another field changes');
   await directory.set('jan@example.nl', { phone: null });
-  t.equal(directory.get('jan@example.nl')?.phone, undefined, 'null clears');
-  t.equal(directory.get('nobody@example.nl'), undefined);
+  t.equal((await directory.get('jan@example.nl'))?.phone, undefined, 'null clears');
+  t.equal(await directory.get('nobody@example.nl'), undefined);
 });
 
 t.test('access codes: stored as argon2id only; verify true and false; domain code shared by every address', async (t) => {
@@ -105,7 +110,7 @@ t.test('access codes: stored as argon2id only; verify true and false; domain cod
     t.equal(bytes.indexOf(Buffer.from(code, 'utf16le')), -1, 'nor as UTF-16');
   }
 
-  const jan = directory.resolve('jan@example.nl', defaults);
+  const jan = await directory.resolve('jan@example.nl', defaults);
   t.equal(jan.accessCodeHashes.length, 2, 'own hash, then the domain hash');
   t.equal(jan.accessCodeHashes[0], rows.find((r) => r.target === 'jan@example.nl')!.access_code, 'own first');
   t.equal(jan.accessCodeHashes[1], rows.find((r) => r.target === '@example.nl')!.access_code, 'domain second');
@@ -115,19 +120,19 @@ t.test('access codes: stored as argon2id only; verify true and false; domain cod
   t.equal(await verifyAccessCode(jan.accessCodeHashes, ''), false, 'empty code');
 
   for (const address of ['piet@example.nl', 'KLAAS@EXAMPLE.NL']) {
-    const r = directory.resolve(address, defaults);
+    const r = await directory.resolve(address, defaults);
     t.equal(r.accessCodeHashes.length, 1, `${address}: only the domain's code`);
     t.equal(await verifyAccessCode(r.accessCodeHashes, shared), true, `${address}: shared code works`);
     t.equal(await verifyAccessCode(r.accessCodeHashes, own), false, `${address}: jan's own code does not`);
   }
-  t.same(directory.resolve('jan@mail.example.nl', defaults).accessCodeHashes, [], 'not for a subdomain');
+  t.same((await directory.resolve('jan@mail.example.nl', defaults)).accessCodeHashes, [], 'not for a subdomain');
 
   t.equal(await verifyAccessCode([], own), false, 'no hashes');
   t.equal(await verifyAccessCode(['not-a-hash', '$argon2id$v=19$garbage'], own), false, 'malformed hashes: false, no throw');
   t.equal(await verifyAccessCode(['not-a-hash', jan.accessCodeHashes[0]!], own), true, 'a malformed hash does not stop the others');
 
-  t.same(Object.keys(directory.get('jan@example.nl')!).sort(), ['hasAccessCode', 'method', 'target', 'updatedAt'], 'get never returns the hash');
-  for (const entry of directory.list()) t.notOk(JSON.stringify(entry).includes('$argon2'), `list ${entry.target}: no hash`);
+  t.same(Object.keys((await directory.get('jan@example.nl'))!).sort(), ['hasAccessCode', 'method', 'target', 'updatedAt'], 'get never returns the hash');
+  for (const entry of await directory.list()) t.notOk(JSON.stringify(entry).includes('$argon2'), `list ${entry.target}: no hash`);
 });
 
 t.test('access code rules', async (t) => {
@@ -139,9 +144,9 @@ t.test('access code rules', async (t) => {
   ] as const) {
     await t.rejects(directory.set('jan@example.nl', { accessCode: code }), { code: 'ZEGEL_DIRECTORY_ACCESS_CODE', message: why });
   }
-  t.equal(directory.get('jan@example.nl'), undefined, 'nothing stored');
+  t.equal(await directory.get('jan@example.nl'), undefined, 'nothing stored');
   await directory.set('jan@example.nl', { accessCode: '12345678' });
-  t.equal(directory.get('jan@example.nl')?.hasAccessCode, true, '8 characters is enough');
+  t.equal((await directory.get('jan@example.nl'))?.hasAccessCode, true, '8 characters is enough');
   const err = await directory.set('jan@example.nl', { accessCode: 'kort' }).then(
     () => undefined,
     (e: unknown) => e,
@@ -165,7 +170,7 @@ t.test('phones: spaces and dashes normalised away, anything else refused', async
   const entry = await directory.set('jan@example.nl', { method: 'sms-code', phone: '+31 6-1234 5678' });
   t.equal(entry.phone, '+31612345678', 'stored normalised');
   await t.rejects(directory.set('jan@example.nl', { phone: '06-12345678' }), { code: 'ZEGEL_DIRECTORY_PHONE' });
-  t.equal(directory.get('jan@example.nl')?.phone, '+31612345678', 'a refused phone changes nothing');
+  t.equal((await directory.get('jan@example.nl'))?.phone, '+31612345678', 'a refused phone changes nothing');
 });
 
 t.test('targets and values are validated', async (t) => {
@@ -178,7 +183,7 @@ t.test('targets and values are validated', async (t) => {
   }
   await t.rejects(directory.set('jan@example.nl', { method: 'sms' }), { code: 'ZEGEL_DIRECTORY_VALUE' });
   await t.rejects(directory.set('jan@example.nl', { language: 'de' }), { code: 'ZEGEL_DIRECTORY_VALUE' });
-  t.same(directory.list(), []);
+  t.same(await directory.list(), []);
 });
 
 t.test('list: every entry, domain first, no codes; warns about sms-code without a phone and access-code without a code', async (t) => {
@@ -190,7 +195,7 @@ t.test('list: every entry, domain first, no codes; warns about sms-code without 
   await directory.set('bob@partner.nl', { method: 'sms-code' });
   await directory.set('@codes.nl', { method: 'access-code' });
   await directory.set('kim@codes.nl', { accessCode: 'kims-eigen-code' });
-  const list = directory.list();
+  const list = await directory.list();
   t.same(
     list.map((e) => e.target),
     ['@codes.nl', 'kim@codes.nl', '@example.nl', 'anne@example.nl', 'zoe@example.nl', '@partner.nl', 'bob@partner.nl'],

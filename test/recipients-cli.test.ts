@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import { stringify } from 'yaml';
 import { openDb } from '../src/store/db.js';
 import { Directory, verifyAccessCode } from '../src/store/directory.js';
+import { GroupCommitter } from '../src/store/group-commit.js';
 import { type CliRun, runZegel } from './helpers/child-relay.js';
 import { tempDir } from './helpers/relay.js';
 
@@ -113,7 +114,9 @@ t.test('access code: only from stdin, stored as argon2id, never printed or store
   const hashes = db.prepare('SELECT access_code FROM directory ORDER BY target').all() as Array<{ access_code: string }>;
   t.equal(hashes.length, 2);
   for (const h of hashes) t.match(h.access_code, /^\$argon2id\$/);
-  const resolved = new Directory(db).resolve('Jan@Partner.nl', { method: 'email-code', language: 'nl' });
+  const store = new GroupCommitter(db);
+  t.teardown(() => store.close());
+  const resolved = await new Directory(db, store).resolve('Jan@Partner.nl', { method: 'email-code', language: 'nl' });
   t.equal(resolved.method, 'access-code');
   t.equal(await verifyAccessCode(resolved.accessCodeHashes, 'Eigen-Code-Jan-1'), true, 'line ending removed from stdin');
   t.equal(await verifyAccessCode(resolved.accessCodeHashes, code), true, 'the domain code opens too');

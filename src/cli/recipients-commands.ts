@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ZegelError } from '../errors.js';
 import { openAdminData } from './data-dir.js';
 import { Directory, DirectoryImportError, normaliseTarget, type DirectoryEntry, type DirectoryPatch } from '../store/directory.js';
+import { GroupCommitter } from '../store/group-commit.js';
 import { LANGUAGES, VERIFICATION_METHODS } from '../vocabulary.js';
 
 /**
@@ -41,7 +42,7 @@ export function registerRecipientsCommands(program: Command): void {
         if (options.accessCodeStdin) patch.accessCode = await readAccessCode();
         const entry = await directory.set(target, patch);
         process.stdout.write(`set ${entry.target}: ${describe(entry)}\n`);
-        const listed = directory.list().find((e) => e.target === entry.target);
+        const listed = (await directory.list()).find((e) => e.target === entry.target);
         for (const warning of listed?.warnings ?? []) process.stderr.write(`warning: ${entry.target}: ${warning}\n`);
       }, { create: true });
     });
@@ -61,7 +62,7 @@ export function registerRecipientsCommands(program: Command): void {
         }
         const result = await directory.importCsv(text, file);
         process.stdout.write(`imported ${file}: ${result.rows} row${result.rows === 1 ? '' : 's'} (${result.created} new, ${result.updated} updated)\n`);
-        for (const entry of directory.list()) {
+        for (const entry of await directory.list()) {
           for (const warning of entry.warnings) process.stderr.write(`warning: ${entry.target}: ${warning}\n`);
         }
       }, { create: true }),
@@ -74,7 +75,7 @@ export function registerRecipientsCommands(program: Command): void {
     .addOption(configOption())
     .action((options: { json?: boolean; config?: string }) =>
       run(options.config, async (directory) => {
-        const entries = directory.list();
+        const entries = await directory.list();
         if (options.json) {
           const out = entries.map((e) => ({
             target: e.target,
@@ -108,7 +109,7 @@ export function registerRecipientsCommands(program: Command): void {
     .action((target: string, options: { config?: string }) =>
       run(options.config, async (directory) => {
         const key = normaliseTarget(target);
-        if (!directory.remove(key)) throw new ZegelError('ZEGEL_DIRECTORY_NOT_FOUND', `no entry for ${key}`);
+        if (!(await directory.remove(key))) throw new ZegelError('ZEGEL_DIRECTORY_NOT_FOUND', `no entry for ${key}`);
         process.stdout.write(`removed ${key}\n`);
       }),
     );
@@ -133,8 +134,10 @@ function describe(entry: DirectoryEntry): string {
  */
 async function run(configFile: string | undefined, fn: (directory: Directory) => Promise<void>, options: { create?: boolean } = {}): Promise<void> {
   const { db } = openAdminData(configFile, options);
+  // writes go through a group committer on this connection, as in the relay (src/store/tx.ts)
+  const store = new GroupCommitter(db);
   try {
-    await fn(new Directory(db));
+    await fn(new Directory(db, store));
   } catch (err) {
     if (err instanceof DirectoryImportError) {
       // FILE:LINE: problem, as editors and grep read them
@@ -145,6 +148,7 @@ async function run(configFile: string | undefined, fn: (directory: Directory) =>
     } else throw err;
     process.exitCode = 1;
   } finally {
+    await store.close();
     db.close();
   }
 }

@@ -3,6 +3,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { ZegelError } from '../errors.js';
 import { normalisePhone, normaliseTarget } from '../address.js';
 import type { Db } from './db.js';
+import { sqliteTx, type Transactor, type Tx } from './tx.js';
 import { isLanguage, isVerificationMethod, LANGUAGES, VERIFICATION_METHODS, type Language, type VerificationMethod } from '../vocabulary.js';
 
 /**
@@ -167,16 +168,35 @@ export async function verifyAccessCode(hashes: readonly string[], code: string):
   return ok;
 }
 
+/**
+ * A validated write with its access code already hashed (argon2 runs before
+ * any transaction: no slow work while the write lock is held). Made by
+ * `Directory.prepare` / `prepareImport`, applied by `put` / `putAll`.
+ */
+export interface PreparedWrite {
+  /** The normalised target. */
+  readonly target: string;
+  readonly patch: StoredPatch;
+}
+
+/**
+ * The `directory` table's repository (src/store/tx.ts): the only module that
+ * holds its SQL. Reads are async and take an optional `tx` to see a
+ * transaction's own writes. Writes take the caller's transaction first
+ * (`put`, `putAll`, `delete`); `set`, `importCsv` and `remove` are the
+ * single-step conveniences the CLI uses: they validate and hash first, then
+ * open one transaction on the store they were given.
+ */
 export class Directory {
-  readonly #db: Db;
+  readonly #store: Transactor;
   readonly #clock: Clock;
   readonly #select;
   readonly #selectAll;
   readonly #upsert;
   readonly #delete;
 
-  constructor(db: Db, clock: Clock = systemClock) {
-    this.#db = db;
+  constructor(db: Db, store: Transactor, clock: Clock = systemClock) {
+    this.#store = store;
     this.#clock = clock;
     this.#select = db.prepare<[string], Row>('SELECT target, method, phone, access_code, language, updated_at FROM directory WHERE target = ?');
     this.#selectAll = db.prepare<[], Row>('SELECT target, method, phone, access_code, language, updated_at FROM directory');
@@ -194,17 +214,57 @@ export class Directory {
    * the fields given change. Returns the entry as stored.
    */
   async set(target: string, patch: DirectoryPatch): Promise<DirectoryEntry> {
-    const key = normaliseTarget(target);
-    const stored = await hashPatch(validatePatch(patch));
-    return this.#db.transaction(() => this.#apply(key, stored).entry)();
+    const write = await this.prepare(target, patch);
+    return this.#store.transaction(async (tx) => (await this.put(tx, write)).entry);
   }
 
   /** Removes the entry for `target`; false if there was none. */
-  remove(target: string): boolean {
+  async remove(target: string): Promise<boolean> {
+    const key = normaliseTarget(target);
+    return this.#store.transaction((tx) => this.delete(tx, key));
+  }
+
+  /**
+   * Applies a CSV file (header `target,method,phone,access_code,language`, any
+   * order, `target` required; an empty cell leaves that field as is) in one
+   * transaction. If any row is bad nothing is applied and a
+   * DirectoryImportError lists every problem as `SOURCE:LINE: problem`.
+   */
+  async importCsv(text: string, source = 'input'): Promise<ImportResult> {
+    const writes = await this.prepareImport(text, source);
+    return this.#store.transaction((tx) => this.putAll(tx, writes));
+  }
+
+  /** Normalises the target, validates the patch and hashes its access code (ZegelError on bad input). */
+  async prepare(target: string, patch: DirectoryPatch): Promise<PreparedWrite> {
+    const key = normaliseTarget(target);
+    return { target: key, patch: await hashPatch(validatePatch(patch)) };
+  }
+
+  /** One merge write (see `set`); `created` tells whether the entry is new. */
+  async put(tx: Tx, write: PreparedWrite): Promise<{ entry: DirectoryEntry; created: boolean }> {
+    sqliteTx(tx);
+    return this.#apply(write.target, write.patch);
+  }
+
+  /** Every write of an import, in order, in the caller's transaction. */
+  async putAll(tx: Tx, writes: readonly PreparedWrite[]): Promise<ImportResult> {
+    sqliteTx(tx);
+    const result: ImportResult = { rows: writes.length, created: 0, updated: 0 };
+    for (const write of writes) {
+      if (this.#apply(write.target, write.patch).created) result.created++;
+      else result.updated++;
+    }
+    return result;
+  }
+
+  /** Removes the entry for `target`; false if there was none. */
+  async delete(tx: Tx, target: string): Promise<boolean> {
+    sqliteTx(tx);
     return this.#delete.run(normaliseTarget(target)).changes > 0;
   }
 
-  get(target: string): DirectoryEntry | undefined {
+  async get(target: string, _tx?: Tx): Promise<DirectoryEntry | undefined> {
     const row = this.#select.get(normaliseTarget(target));
     return row ? toEntry(row) : undefined;
   }
@@ -213,7 +273,7 @@ export class Directory {
    * Every entry, without codes, each domain's `@domain` entry first and then
    * its addresses; `warnings` names settings that leave a recipient no way in.
    */
-  list(): DirectoryListEntry[] {
+  async list(_tx?: Tx): Promise<DirectoryListEntry[]> {
     const rows = this.#selectAll.all();
     const domains = new Map(rows.filter((r) => r.target.startsWith('@')).map((r) => [r.target, r]));
     const sortKey = (r: Row) => [domainOf(r.target), r.target.startsWith('@') ? 0 : 1, r.target] as const;
@@ -243,7 +303,7 @@ export class Directory {
    * matched case-insensitively. Never throws on an odd address: it then gets
    * whatever the levels it can be matched against say.
    */
-  resolve(address: string, defaults: { method: VerificationMethod; language: Language }): ResolvedRecipient {
+  async resolve(address: string, defaults: { method: VerificationMethod; language: Language }, _tx?: Tx): Promise<ResolvedRecipient> {
     let key = address.trim().toLowerCase();
     try {
       key = normaliseTarget(address);
@@ -267,12 +327,10 @@ export class Directory {
   }
 
   /**
-   * Applies a CSV file (header `target,method,phone,access_code,language`, any
-   * order, `target` required; an empty cell leaves that field as is) in one
-   * transaction. If any row is bad nothing is applied and a
-   * DirectoryImportError lists every problem as `SOURCE:LINE: problem`.
+   * Parses and validates a CSV import (see `importCsv`) and hashes its access
+   * codes: every bad row is found before anything is hashed or written.
    */
-  async importCsv(text: string, source = 'input'): Promise<ImportResult> {
+  async prepareImport(text: string, source = 'input'): Promise<PreparedWrite[]> {
     const problems: ImportProblem[] = [];
     let records: CsvRecord[];
     try {
@@ -323,25 +381,17 @@ export class Directory {
     }
     if (problems.length) throw new DirectoryImportError(source, problems);
 
-    // argon2 runs on the thread pool: a few at a time, then one synchronous transaction
-    const stored: StoredPatch[] = new Array(rows.length);
+    // argon2 runs on the thread pool: a few at a time, before the one transaction
+    const writes: PreparedWrite[] = new Array(rows.length);
     let next = 0;
     const worker = async () => {
-      for (let i = next++; i < rows.length; i = next++) stored[i] = await hashPatch(rows[i]!.patch);
+      for (let i = next++; i < rows.length; i = next++) writes[i] = { target: rows[i]!.target, patch: await hashPatch(rows[i]!.patch) };
     };
     await Promise.all(Array.from({ length: Math.min(4, rows.length) }, worker));
-
-    return this.#db.transaction(() => {
-      const result: ImportResult = { rows: rows.length, created: 0, updated: 0 };
-      rows.forEach((row, i) => {
-        if (this.#apply(row.target, stored[i]!).created) result.created++;
-        else result.updated++;
-      });
-      return result;
-    })();
+    return writes;
   }
 
-  /** One merge write; call inside a transaction. */
+  /** One merge write; runs synchronously inside the caller's transaction. */
   #apply(target: string, patch: StoredPatch): { entry: DirectoryEntry; created: boolean } {
     const existing = this.#select.get(target);
     const row: Row = {
