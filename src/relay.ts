@@ -24,7 +24,7 @@ import { BlobStore } from './store/blobs.js';
 import { Directory } from './store/directory.js';
 import { SecureStore } from './store/secure.js';
 import { SecureDelivery } from './pipeline/secure-job.js';
-import { PurgeWorker, purgeOnceJob } from './pipeline/purge-job.js';
+import { PurgeWorker, queuePurgeOnce } from './pipeline/purge-job.js';
 import { AuditCheckpointWorker } from './audit/checkpoint-job.js';
 import { Revocations, type RevokeActor, type RevokeResult } from './store/revocation.js';
 import { queueRelayMail } from './pipeline/relay-mail.js';
@@ -35,7 +35,6 @@ import { readerAssetsDir } from './reader/assets.js';
 import { createReplyMailer } from './secure/reply-mail.js';
 import { createStatusService } from './secure/status.js';
 import { createSecureReader, type SecureContext } from './secure/index.js';
-import { secureRepositories } from './store/secure-repositories.js';
 import { Flag, Health } from './ops/health.js';
 import { Metrics } from './ops/metrics.js';
 import { startOpsServer, type OpsServer } from './ops/server.js';
@@ -142,9 +141,19 @@ export class Relay {
         return held.length ? { messages: held.length, jobs: held.slice(0, 20).map((j) => j.id), action: 'zegel queue retry <id> | zegel queue delete <id> --force' } : undefined;
       });
     this.blobs = new BlobStore(config.data.dir);
-    this.secure = new SecureStore(this.backend.db);
+    this.secure = this.backend.secure.secure;
     this.directory = new Directory(this.backend.db, this.backend.committer, this.clock);
-    this.revocations = new Revocations({ db: this.backend.db, clock: this.clock, blobs: this.blobs, log: this.log, store: this.backend.committer, events: this.backend.events, shredder: this.backend.shredder });
+    this.revocations = new Revocations({
+      db: this.backend.db,
+      clock: this.clock,
+      blobs: this.blobs,
+      log: this.log,
+      store: this.backend,
+      events: this.backend.events,
+      repos: this.backend.secure,
+      shredder: this.backend.shredder,
+      schedulePurgeRun: (tx, at) => queuePurgeOnce(tx, this.backend.queue, at),
+    });
     this.#purge = new PurgeWorker({ revocations: this.revocations, clock: this.clock, log: this.log, intervalMs: options.purgeIntervalMs });
     this.audit = new AuditCheckpointWorker({ db: this.backend.db, committer: this.backend.committer, events: this.backend.events, clock: this.clock, log: this.log, dataDir: config.data.dir, signingKeyFile: config.audit.signingKeyFile, intervalMs: config.audit.checkpointInterval, retentionMs: config.retention.audit });
     const policy = new RelayPolicy(config);
@@ -292,15 +301,13 @@ export class Relay {
    * does not wait for the next periodic run. A moment not after now revokes at once.
    */
   async scheduleRevoke(target: { linkId: string } | { secureId: string }, at: number | null, actor: RevokeActor): Promise<RevokeResult | undefined> {
-    const result = 'linkId' in target ? await this.revocations.scheduleLinkRevoke(target.linkId, at, actor) : await this.revocations.scheduleMessageRevoke(target.secureId, at, actor);
-    if (at !== null && !result) await this.backend.queue.add([purgeOnceJob(at)]);
-    return result;
+    return 'linkId' in target ? this.revocations.scheduleLinkRevoke(target.linkId, at, actor) : this.revocations.scheduleMessageRevoke(target.secureId, at, actor);
   }
 
   /** The recipient reader, with the mails it asks for queued like any relay-made message. */
   #openReader(): Promise<RunningReader> {
     const { config, clock, backend, spool, notifier } = this;
-    const repos = secureRepositories(backend.db);
+    const repos = backend.secure;
     const secure: SecureContext = { store: backend, events: backend.events, repos, clock, onEvent: (event) => this.metrics.readerEvent(event.type) };
     const status = createStatusService({
       ...secure,
@@ -313,8 +320,8 @@ export class Relay {
       revocations: {
         revokeLink: (linkId, actor) => this.revocations.revokeLink(linkId, actor),
         revokeMessage: (secureId, actor) => this.revocations.revokeMessage(secureId, actor),
-        scheduleLinkRevoke: (linkId, at, actor) => this.scheduleRevoke({ linkId }, at, actor),
-        scheduleMessageRevoke: (secureId, at, actor) => this.scheduleRevoke({ secureId }, at, actor),
+        scheduleLinkRevoke: (linkId, at, actor) => this.revocations.scheduleLinkRevoke(linkId, at, actor),
+        scheduleMessageRevoke: (secureId, at, actor) => this.revocations.scheduleMessageRevoke(secureId, at, actor),
       },
     });
     return startReader({

@@ -8,6 +8,9 @@ import { formatDateTime, formatTimeSoon, oneLine } from './i18n.js';
 import { LANGUAGES, shippedTemplatesDir, Templates, type Language, type MailKind } from './templates.js';
 import { isVerificationMethod, type VerificationMethod } from '../vocabulary.js';
 
+/** The Notifier's slice of the configuration: what it reads and nothing more. */
+export type NotifierConfig = Pick<Config, 'notification' | 'organisation'>;
+
 export type { ComposedMail, MailParty } from './compose.js';
 export type { Language } from './templates.js';
 export { shippedTemplatesDir } from './templates.js';
@@ -79,7 +82,7 @@ export interface FirstOpenInput {
 }
 
 export interface NotifierDeps {
-  config: Config;
+  config: NotifierConfig;
   signer: OriginSigner;
   /** For Message-IDs (and the no-reply fallback when no address is configured). */
   hostname: string;
@@ -94,7 +97,7 @@ export interface NotifierDeps {
  * read once, here; a missing template or an unusable key fails construction.
  */
 export class Notifier {
-  readonly #config: Config;
+  readonly #config: NotifierConfig;
   readonly #signer: OriginSigner;
   readonly #hostname: string;
   readonly #templates: Templates;

@@ -15,7 +15,6 @@ import type { SecureLinkInsert, SecureStore } from '../store/secure.js';
 import type { SqliteBackend } from '../store/sqlite-backend.js';
 import { encryptContent } from './secure-content.js';
 import { ThreadFinder } from '../secure/reply-thread.js';
-import { secureRepositories } from '../store/secure-repositories.js';
 import { mintStatusLink, statusUrl, type MintedStatusLink } from '../reader/status-keys.js';
 import type { RelayMetrics } from '../ops/metrics.js';
 
@@ -69,7 +68,8 @@ export interface ReceiptRequest {
 }
 
 export interface SecureDeps {
-  config: Config;
+  /** Its slice of the configuration. */
+  config: Pick<Config, 'classify' | 'notification' | 'organisation' | 'reader' | 'receipts' | 'retention'>;
   clock: Clock;
   log: Logger;
   spool: Spool;
@@ -126,7 +126,7 @@ export class SecureDelivery {
 
   constructor(deps: SecureDeps) {
     this.#deps = deps;
-    this.#threads = new ThreadFinder(secureRepositories(deps.backend.db));
+    this.#threads = new ThreadFinder(deps.backend.secure);
   }
 
   /** The conversation an answer continues (In-Reply-To/References name a reader reply or a secure original), if any. */
@@ -239,7 +239,8 @@ export class SecureDelivery {
 
     // the secure message, its links, every notification with its job and event, the receipt: one commit
     const pending = await backend.transaction(async (tx) => {
-      secure.insertSync(
+      await secure.insert(
+        tx,
         { id: secureId, queueId: messageId, sender: message.mailFrom, createdAt: now, expiresAt, bodyBlob: encrypted.bodyBlob, blobs: encrypted.blobs, originMessageId: message.messageId, threadId },
         links,
       );
@@ -259,7 +260,7 @@ export class SecureDelivery {
       }
       if (receipt) {
         const { status } = receipt;
-        secure.setStatusSync(secureId, { statusId: status.statusId, tokenHash: status.tokenHash, wrap: status.wrap, kSrv: status.kSrv });
+        await secure.setStatus(tx, secureId, { statusId: status.statusId, tokenHash: status.tokenHash, wrap: status.wrap, kSrv: status.kSrv });
         await handOff.record(tx, {
           id: receipt.id,
           from: receipt.from,

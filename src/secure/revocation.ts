@@ -73,6 +73,12 @@ export interface Shredder {
 export interface RevocationDeps extends SecureContext {
   blobs: BlobStore;
   shredder: Shredder;
+  /**
+   * Queues a one-off purge run at `at`, in the transaction that schedules a
+   * revocation, so it applies at that moment rather than at the next periodic
+   * run (the relay passes its job queue; without it, the periodic run applies it).
+   */
+  schedulePurgeRun?: ((tx: Tx, at: number) => Promise<void>) | undefined;
   log?: Logger | undefined;
 }
 
@@ -129,6 +135,7 @@ export class Revocations {
       const message = await this.#message(link.message_id, tx);
       if (!(await this.#ctx.repos.links.scheduleRevoke(tx, linkId, at))) return;
       this.#event(tx, message.queue_id, link.address, 'revoke-scheduled', { actor, linkId, at: at === null ? null : new Date(at).toISOString() });
+      if (at !== null) await this.#ctx.schedulePurgeRun?.(tx, at);
     });
     return undefined;
   }
@@ -140,6 +147,7 @@ export class Revocations {
       const message = await this.#message(secureId, tx);
       if (!(await this.#ctx.repos.secure.scheduleRevoke(tx, secureId, at))) return;
       this.#event(tx, message.queue_id, undefined, 'revoke-scheduled', { actor, at: at === null ? null : new Date(at).toISOString() });
+      if (at !== null) await this.#ctx.schedulePurgeRun?.(tx, at);
     });
     return undefined;
   }

@@ -26,7 +26,8 @@ import { receivedField } from './received.js';
 const MAX_HEADER_BYTES = 1024 * 1024;
 
 export interface IngressDeps {
-  config: Config;
+  /** Its slice of the configuration. */
+  config: Pick<Config, 'smtp'>;
   clock: Clock;
   log: Logger;
   spool: Spool;

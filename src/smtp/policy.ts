@@ -10,7 +10,7 @@ export class RelayPolicy {
   readonly #checkSender: boolean;
   readonly #users: Map<string, string>;
 
-  constructor(config: Config) {
+  constructor(config: Pick<Config, 'smtp' | 'organisation'>) {
     for (const entry of config.smtp.allow) {
       const [address, prefix] = entry.split('/') as [string, string | undefined];
       const type = net.isIPv6(address) ? 'ipv6' : 'ipv4';

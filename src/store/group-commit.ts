@@ -56,11 +56,6 @@ export class GroupCommitter implements Transactor {
     });
   }
 
-  /** Transitional: synchronous work in the next group (code not yet on the repositories). */
-  write<T>(work: () => T): Promise<T> {
-    return this.transaction(() => work());
-  }
-
   /** Commits so far and writes so far, for benchmarks and metrics. */
   get stats(): { commits: number; writes: number } {
     return { commits: this.#commits, writes: this.#writes };

@@ -103,7 +103,7 @@ export class LinkStore {
     this.insertRows(messageId, createdAt, links);
   }
 
-  /** The insert without its transaction check: only for SecureStore.insertSync (transitional). */
+  /** The insert for SecureStore.insert, which checked the transaction already (a message and its links: one write). */
   insertRows(messageId: string, createdAt: number, links: readonly SecureLinkInsert[]): void {
     for (const link of links) {
       this.#stmt.insert.run({ ...link, phone: link.phone ?? null, messageId, createdAt });

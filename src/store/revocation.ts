@@ -1,11 +1,11 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import { Revocations as SecureRevocations } from '../secure/revocation.js';
+import { Revocations as SecureRevocations, type RevocationDeps } from '../secure/revocation.js';
 import type { BlobStore } from './blobs.js';
 import type { Db } from './db.js';
 import { EventLog } from './events.js';
 import { GroupCommitter } from './group-commit.js';
-import { secureRepositories } from './secure-repositories.js';
+import { secureRepositories, type SecureRepositories } from './secure-repositories.js';
 import { shredderFor, type WalShredder } from './shred.js';
 import type { Transactor } from './tx.js';
 
@@ -27,11 +27,14 @@ export class Revocations extends SecureRevocations {
     shredder?: WalShredder | undefined;
     store?: Transactor | undefined;
     events?: EventLog | undefined;
+    repos?: SecureRepositories | undefined;
+    schedulePurgeRun?: RevocationDeps['schedulePurgeRun'];
   }) {
     super({
       store: deps.store ?? new GroupCommitter(deps.db),
       events: deps.events ?? new EventLog(deps.db, deps.clock),
-      repos: secureRepositories(deps.db),
+      repos: deps.repos ?? secureRepositories(deps.db),
+      schedulePurgeRun: deps.schedulePurgeRun,
       clock: deps.clock,
       blobs: deps.blobs,
       log: deps.log,

@@ -83,20 +83,14 @@ export class SecureStore {
       dueExpiry: db.prepare(`SELECT id FROM secure_messages WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?`),
       dueRevocations: db.prepare('SELECT id FROM secure_messages WHERE revoke_at IS NOT NULL AND revoke_at <= ? AND purged_at IS NULL LIMIT ?'),
       unpurgedInactive: db.prepare(`SELECT id FROM secure_messages WHERE purged_at IS NULL AND state <> 'active'`),
+      // admin reads (zegel messages list): see the section at the end
+      adminList: db.prepare('SELECT * FROM secure_messages WHERE (? IS NULL OR lower(sender) = ?) AND created_at >= ? ORDER BY created_at DESC, id'),
     };
   }
 
   /** Records a secure message and its links. */
   async insert(tx: Tx, message: SecureMessageInsert, links: readonly SecureLinkInsert[]): Promise<void> {
     sqliteTx(tx);
-    this.#insertRows(message, links);
-  }
-
-  /**
-   * Transitional: `insert` for a caller still inside `GroupCommitter.write`
-   * (no Tx handle). Call only inside that write.
-   */
-  insertSync(message: SecureMessageInsert, links: readonly SecureLinkInsert[]): void {
     this.#insertRows(message, links);
   }
 
@@ -108,11 +102,6 @@ export class SecureStore {
   /** Records the sender's status link (the secure job, with the message). */
   async setStatus(tx: Tx, secureId: string, status: StatusLinkSecrets): Promise<void> {
     sqliteTx(tx);
-    this.#stmt.setStatus.run(status.statusId, status.tokenHash, status.wrap, status.kSrv, secureId);
-  }
-
-  /** Transitional: `setStatus` inside `GroupCommitter.write` (no Tx handle). */
-  setStatusSync(secureId: string, status: StatusLinkSecrets): void {
     this.#stmt.setStatus.run(status.statusId, status.tokenHash, status.wrap, status.kSrv, secureId);
   }
 
@@ -179,5 +168,13 @@ export class SecureStore {
   /** Messages no longer active that were never purged (normally none: a purge follows in the same commit). */
   async unpurgedInactive(): Promise<string[]> {
     return (this.#stmt.unpurgedInactive.all() as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  // ---- admin reads (zegel messages, src/cli/), added by the CLI's helper: the owner may move or rename them
+
+  /** Secure messages created at or after `since`, newest first; with `sender` only that envelope sender (case-insensitive). */
+  async list(filter: { sender?: string | undefined; since: number }): Promise<SecureMessageRow[]> {
+    const sender = filter.sender?.trim().toLowerCase() ?? null;
+    return this.#stmt.adminList.all(sender, sender, filter.since) as SecureMessageRow[];
   }
 }

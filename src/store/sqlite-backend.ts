@@ -6,6 +6,7 @@ import { openDb, type Db } from './db.js';
 import { EventLog } from './events.js';
 import { GroupCommitter } from './group-commit.js';
 import { MessageRepository, type IncomingMessage } from './messages.js';
+import { secureRepositories, type SecureRepositories } from './secure-repositories.js';
 import { shredderFor, type WalShredder } from './shred.js';
 import type { Transactor, Tx } from './tx.js';
 
@@ -22,6 +23,8 @@ export class SqliteBackend implements Transactor {
   /** The one writer of the audit trail (src/store/events.ts). */
   readonly events: EventLog;
   readonly messages: MessageRepository;
+  /** secure_messages, secure_links, reader_sessions, one_time_codes, secure_replies (src/store/secure-repositories.ts). */
+  readonly secure: SecureRepositories;
   readonly queue: SqliteQueue;
   /** Truncates the WAL after each shred (revocation.ts uses the same one: one per connection). */
   readonly shredder: WalShredder;
@@ -32,6 +35,7 @@ export class SqliteBackend implements Transactor {
     this.committer = new GroupCommitter(this.db);
     this.events = new EventLog(this.db, clock);
     this.messages = new MessageRepository(this.db, this.events, clock);
+    this.secure = secureRepositories(this.db);
     this.queue = new SqliteQueue(this.db, this.committer, clock, log, options);
   }
 

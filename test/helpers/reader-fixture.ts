@@ -190,7 +190,7 @@ export class ReaderFixture {
 
   /** Waits for the group committer so that events written just now can be read. */
   async flush(): Promise<void> {
-    await this.committer.write(() => undefined);
+    await this.committer.transaction(() => undefined);
   }
 
   logs(): string {
