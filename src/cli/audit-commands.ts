@@ -1,15 +1,12 @@
 import crypto from 'node:crypto';
 import { Option, type Command } from 'commander';
-import { CSV_BOM, CSV_HEADER, auditRecords, csvLine, csvRecord, jsonLine, type AuditFilter } from '../audit/export.js';
-import { createCheckpoint, loadPublicKey, loadSigningKey, publicKeyPem } from '../audit/checkpoint.js';
-import { purgeAudit } from '../audit/retention.js';
-import { verifyChain } from '../audit/verify.js';
+import { CSV_BOM, CSV_HEADER, csvLine, csvRecord, jsonLine, type AuditFilter } from '../audit/export.js';
+import { loadPublicKey, loadSigningKey, publicKeyPem } from '../audit/checkpoint.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 import { ZegelError } from '../errors.js';
-import type { Db } from '../store/db.js';
-import { loadAdminConfig, openAdminDb, type AdminData } from './data-dir.js';
+import { EXIT, loadAdminConfig, withStore, type AdminStore } from './context.js';
 
 const configOption = () => new Option('-c, --config <file>', 'YAML configuration file (default: the embedded defaults, data in ./data)');
 
@@ -63,25 +60,6 @@ function signingKeyMadeIfMissing(config: Config): ReturnType<typeof loadSigningK
   return key;
 }
 
-/** The configuration, and which data directory it names (said on stderr). */
-function loadConfig(file: string | undefined): AdminData {
-  return loadAdminConfig(file);
-}
-
-/** Opens the existing database (none: ZEGEL_NO_DATABASE, exit 2), runs `fn`, closes. */
-async function withDb(data: AdminData, fn: (db: Db) => Promise<void> | void): Promise<void> {
-  const db = openAdminDb(data);
-  try {
-    await fn(db);
-  } catch (err) {
-    if (!(err instanceof ZegelError)) throw err;
-    process.stderr.write(`zegel: ${err.code}: ${err.message}\n`);
-    process.exitCode = 2;
-  } finally {
-    db.close();
-  }
-}
-
 function write(text: string): void {
   process.stdout.write(text);
 }
@@ -98,27 +76,32 @@ export function registerAuditCommands(program: Command): void {
     .addOption(new Option('--format <format>', 'output format').choices(['json', 'csv']).default('json'))
     .addOption(configOption())
     .addHelpText('after', EXPORT_HELP)
-    .action((options: { since?: string; until?: string; message?: string; recipient?: string; event?: string; format: 'json' | 'csv'; config?: string }) => {
-      const data = loadConfig(options.config);
-      return withDb(data, (db) => {
-        const filter: AuditFilter = {
-          since: options.since === undefined ? undefined : parseMoment(options.since, '--since'),
-          until: options.until === undefined ? undefined : parseMoment(options.until, '--until'),
-          message: options.message?.trim(),
-          recipient: options.recipient,
-          event: options.event?.trim(),
-        };
-        if (options.format === 'csv') {
-          const out: string[] = [CSV_BOM + csvLine(CSV_HEADER)];
-          for (const r of auditRecords(db, filter)) out.push(csvRecord(r));
-          write(out.join(''));
-        } else {
-          const out: string[] = [];
-          for (const r of auditRecords(db, filter)) out.push(jsonLine(r));
-          write(out.join(''));
-        }
-      });
-    });
+    .action((options: { since?: string; until?: string; message?: string; recipient?: string; event?: string; format: 'json' | 'csv'; config?: string }) =>
+      withStore(
+        options.config,
+        (store, filter) => {
+          if (options.format === 'csv') {
+            const out: string[] = [CSV_BOM + csvLine(CSV_HEADER)];
+            for (const r of store.audit.records(filter)) out.push(csvRecord(r));
+            write(out.join(''));
+          } else {
+            const out: string[] = [];
+            for (const r of store.audit.records(filter)) out.push(jsonLine(r));
+            write(out.join(''));
+          }
+        },
+        {
+          // checked before anything is read: a bad --since/--until cannot run (exit 2)
+          setup: (): AuditFilter => ({
+            since: options.since === undefined ? undefined : parseMoment(options.since, '--since'),
+            until: options.until === undefined ? undefined : parseMoment(options.until, '--until'),
+            message: options.message?.trim(),
+            recipient: options.recipient,
+            event: options.event?.trim(),
+          }),
+        },
+      ),
+    );
 
   audit
     .command('verify')
@@ -127,35 +110,38 @@ export function registerAuditCommands(program: Command): void {
     .addOption(configOption())
     .action((options: { publicKey?: string; config?: string }, command: Command) => {
       const all = command.optsWithGlobals<{ publicKey?: string; config?: string }>();
-      const data = loadConfig(options.config ?? all.config);
-      const { config } = data;
-      return withDb(data, (db) => {
-        let key: crypto.KeyObject;
-        if (options.publicKey) key = loadPublicKey(options.publicKey);
-        else {
-          try {
-            key = crypto.createPublicKey(loadSigningKey({ signingKeyFile: config.audit.signingKeyFile, dataDir: config.data.dir, create: false }).key);
-            process.stderr.write('zegel: checking checkpoints with the signing key next to the data; --public-key FILE checks against a copy kept elsewhere\n');
-          } catch (err) {
-            const count = (db.prepare('SELECT COUNT(*) AS n FROM audit_checkpoints').get() as { n: number }).n;
-            if (count) throw err;
-            key = crypto.generateKeyPairSync('ed25519').publicKey; // nothing signed to check
+      return withStore(
+        options.config ?? all.config,
+        async (store, key) => {
+          const result = await store.audit.verify(key);
+          if (!result.ok) {
+            write(`audit chain broken: ${result.problem}\n`);
+            process.exitCode = EXIT.problem;
+            return;
           }
-        }
-        const result = verifyChain(db, key);
-        if (!result.ok) {
-          write(`audit chain broken: ${result.problem}\n`);
-          process.exitCode = 1;
-          return;
-        }
-        const last = result.lastCheckpoint;
-        write(
-          `audit chain intact: ${result.records} records, ${result.checkpoints} checkpoints, ` +
-            (last ? `last checkpoint at ${new Date(last.at).toISOString()} (record ${last.seq})` : 'no checkpoint yet') +
-            (result.unsigned ? `; ${result.unsigned} records after it are not signed yet` : '') +
-            '\n',
-        );
-      });
+          const last = result.lastCheckpoint;
+          write(
+            `audit chain intact: ${result.records} records, ${result.checkpoints} checkpoints, ` +
+              (last ? `last checkpoint at ${new Date(last.at).toISOString()} (record ${last.seq})` : 'no checkpoint yet') +
+              (result.unsigned ? `; ${result.unsigned} records after it are not signed yet` : '') +
+              '\n',
+          );
+        },
+        {
+          // the key: without it the command cannot run (exit 2), unless nothing was ever signed
+          setup: async (store: AdminStore): Promise<crypto.KeyObject> => {
+            if (options.publicKey) return loadPublicKey(options.publicKey);
+            try {
+              const key = crypto.createPublicKey(loadSigningKey({ signingKeyFile: store.config.audit.signingKeyFile, dataDir: store.dataDir, create: false }).key);
+              process.stderr.write('zegel: checking checkpoints with the signing key next to the data; --public-key FILE checks against a copy kept elsewhere\n');
+              return key;
+            } catch (err) {
+              if (await store.audit.hasCheckpoints()) throw err;
+              return crypto.generateKeyPairSync('ed25519').publicKey; // nothing signed to check
+            }
+          },
+        },
+      );
     });
 
   audit
@@ -163,13 +149,14 @@ export function registerAuditCommands(program: Command): void {
     .description('sign the chain head now (the relay also does this every audit.checkpointInterval)')
     .addOption(configOption())
     .action((options: { config?: string }, command: Command) => {
-      const data = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
-      const { config } = data;
-      return withDb(data, (db) => {
-        const key = signingKeyMadeIfMissing(config);
-        const cp = createCheckpoint(db, key, systemClock.now(), { force: true });
-        write(cp ? `checkpoint ${cp.id}: record ${cp.seq}, ${cp.hash}, at ${new Date(cp.at).toISOString()}\n` : 'nothing to sign: the audit trail is empty\n');
-      });
+      return withStore(
+        options.config ?? command.optsWithGlobals<{ config?: string }>().config,
+        async (store, key) => {
+          const cp = await store.audit.checkpoint(key, systemClock.now(), { force: true });
+          write(cp ? `checkpoint ${cp.id}: record ${cp.seq}, ${cp.hash}, at ${new Date(cp.at).toISOString()}\n` : 'nothing to sign: the audit trail is empty\n');
+        },
+        { setup: (store: AdminStore) => signingKeyMadeIfMissing(store.config) },
+      );
     });
 
   audit
@@ -177,13 +164,14 @@ export function registerAuditCommands(program: Command): void {
     .description('remove records older than retention.audit from the start of the chain (the relay does this with each checkpoint); signs first')
     .addOption(configOption())
     .action((options: { config?: string }, command: Command) => {
-      const data = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
-      const { config } = data;
-      return withDb(data, async (db) => {
-        const key = signingKeyMadeIfMissing(config);
-        const result = await purgeAudit(db, key, systemClock.now(), config.retention.audit);
-        write(result.anchor ? `removed ${result.removed} records, through record ${result.anchor.seq}; the chain now starts after it\n` : 'nothing past retention.audit\n');
-      });
+      return withStore(
+        options.config ?? command.optsWithGlobals<{ config?: string }>().config,
+        async (store, key) => {
+          const result = await store.audit.purge(key, systemClock.now(), store.config.retention.audit);
+          write(result.anchor ? `removed ${result.removed} records, through record ${result.anchor.seq}; the chain now starts after it\n` : 'nothing past retention.audit\n');
+        },
+        { setup: (store: AdminStore) => signingKeyMadeIfMissing(store.config) },
+      );
     });
 
   audit
@@ -191,7 +179,8 @@ export function registerAuditCommands(program: Command): void {
     .description('print the checkpoint public key (PEM); keep a copy outside the data directory')
     .addOption(configOption())
     .action((options: { config?: string }, command: Command) => {
-      const { config } = loadConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
+      // reads no database; a missing key cannot run (exit 2)
+      const { config } = loadAdminConfig(options.config ?? command.optsWithGlobals<{ config?: string }>().config);
       const { key } = loadSigningKey({ signingKeyFile: config.audit.signingKeyFile, dataDir: config.data.dir, create: false });
       write(publicKeyPem(key));
     });

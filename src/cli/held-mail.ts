@@ -1,4 +1,4 @@
-import type { Db } from '../store/db.js';
+import type { AdminStore } from './context.js';
 
 /**
  * Held mail for the admin commands (`zegel queue list`, `zegel messages
@@ -26,32 +26,23 @@ Act on each with zegel queue retry <job> or zegel queue delete <job> --force.`;
 
 const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 
-export function heldMail(db: Db, id?: string): HeldMail[] {
-  const jobs = db.prepare("SELECT id, payload FROM jobs WHERE state = 'held' ORDER BY created_at, id").all() as Array<{ id: string; payload: string }>;
-  const message = db.prepare('SELECT id, origin, mail_from, received_at FROM messages WHERE id = ?');
-  const recipients = db.prepare("SELECT address, attempts, last_reply FROM recipients WHERE message_id = ? AND state = 'pending' ORDER BY idx");
-  const since = db.prepare("SELECT MAX(at) AS at FROM events WHERE message_id = ? AND type = 'held'");
+/** Held mail, oldest first; with `id` only the one whose queue id or job id it is. */
+export async function heldMail(store: AdminStore, id?: string): Promise<HeldMail[]> {
   const out: HeldMail[] = [];
-  for (const job of jobs) {
-    let queueId: string | undefined;
-    try {
-      const payload = JSON.parse(job.payload) as { messageId?: unknown } | null;
-      if (typeof payload?.messageId === 'string') queueId = payload.messageId;
-    } catch {
-      // no message named
-    }
+  for (const job of await store.jobs.held()) {
+    const queueId = job.messageId;
     if (!queueId) continue;
     if (id !== undefined && id !== queueId && id !== job.id) continue;
-    const m = message.get(queueId) as { id: string; origin: string; mail_from: string; received_at: number } | undefined;
+    const m = await store.messages.get(queueId);
     if (!m) continue;
     out.push({
       job: job.id,
       queueId,
       origin: m.origin,
-      sender: m.mail_from,
-      receivedAt: iso(m.received_at)!,
-      heldSince: iso((since.get(queueId) as { at: number | null }).at),
-      recipients: (recipients.all(queueId) as Array<{ address: string; attempts: number; last_reply: string | null }>).map((r) => ({ address: r.address, attempts: r.attempts, lastReply: r.last_reply })),
+      sender: m.mailFrom,
+      receivedAt: iso(m.receivedAt)!,
+      heldSince: iso(await store.events.lastOfType(queueId, 'held')),
+      recipients: (await store.messages.recipients(queueId)).filter((r) => r.state === 'pending').map((r) => ({ address: r.address, attempts: r.attempts, lastReply: r.lastReply ?? null })),
     });
   }
   return out;

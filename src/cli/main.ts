@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { completeHostname, defaultConfig, loadConfigFile, type LoadedConfig } from '../config/load.js';
 import { assertRelayScope, hostnameWarning } from '../config/validate.js';
 import { ZegelError } from '../errors.js';
@@ -6,6 +6,7 @@ import { createLogger } from '../log.js';
 import { hashPassword } from '../smtp/policy.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerClassifyCommands } from './classify-commands.js';
+import { report, usageExit, withWork } from './context.js';
 import { registerMessagesCommands } from './messages-commands.js';
 import { registerQueueCommands } from './queue-commands.js';
 import { registerRecipientsCommands } from './recipients-commands.js';
@@ -74,10 +75,11 @@ async function start(options: { config?: string }): Promise<void> {
 }
 
 export function buildCli(): Command {
+  // every command inherits the override: usage errors exit 2 (the rule in src/cli/context.ts)
   const program = new Command('zegel')
     .description('Zegel secure-mail relay')
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride(usageExit);
   program
     .command('start')
     .description('run the relay (with no --config: the embedded default)')
@@ -99,11 +101,13 @@ export function buildCli(): Command {
   program
     .command('hash-password')
     .description('read a password on standard input and print its argon2id hash for smtp.auth.users')
-    .action(async () => {
-      const password = (await readStdin()).replace(/\r?\n$/, '');
-      if (password.length < 12) throw new ZegelError('ZEGEL_PASSWORD_INPUT', 'the password must be at least 12 characters');
-      process.stdout.write(`${await hashPassword(password)}\n`);
-    });
+    .action(() =>
+      withWork(async () => {
+        const password = (await readStdin()).replace(/\r?\n$/, '');
+        if (password.length < 12) throw new ZegelError('ZEGEL_PASSWORD_INPUT', 'the password must be at least 12 characters');
+        process.stdout.write(`${await hashPassword(password)}\n`);
+      }),
+    );
   registerClassifyCommands(program);
   registerRecipientsCommands(program);
   registerMessagesCommands(program);
@@ -116,17 +120,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildCli().parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      process.exitCode = err.exitCode;
-      return;
-    }
-    if (err instanceof ZegelError) {
-      process.stderr.write(`zegel: ${err.code}: ${err.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    const e = err as NodeJS.ErrnoException;
-    process.stderr.write(`zegel: ${e.code ?? 'ERROR'}: ${e.message}\n`);
-    process.exitCode = 1;
+    // what reaches here happened before a command's work (usage, configuration, start-up): src/cli/context.ts
+    report(err, 'setup');
   }
 }

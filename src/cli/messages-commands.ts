@@ -1,17 +1,11 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/units.js';
 import { ZegelError } from '../errors.js';
-import { BlobStore } from '../store/blobs.js';
-import type { Db } from '../store/db.js';
-import { openAdminData } from './data-dir.js';
-import { canonicalJson } from '../store/messages.js';
-import { Revocations, type RevokeResult } from '../store/revocation.js';
+import type { RevokeResult } from '../store/revocation.js';
 import { queuePurgeOnce } from '../pipeline/purge-job.js';
-import { SqliteQueue } from '../queue/sqlite.js';
-import { GroupCommitter } from '../store/group-commit.js';
-import { createLogger } from '../log.js';
-import { shredderFor } from '../store/shred.js';
+import type { SecureMessageRow } from '../store/secure.js';
+import { withStore, type AdminStore } from './context.js';
 import { describeHeld, heldMail, HELD_JSON } from './held-mail.js';
 
 /**
@@ -20,7 +14,7 @@ import { describeHeld, heldMail, HELD_JSON } from './held-mail.js';
  * content and never keys. There is no admin resend: minting a link needs the
  * content key, which the server cannot unwrap (DESIGN "Key schedule").
  * A problem (unknown id or recipient, bad --since) is one line on stderr and
- * exit code 1; a usage error exits 2.
+ * exit code 1; a usage error exits 2 (the rule of every command: src/cli/context.ts).
  */
 
 const LIST_JSON = `
@@ -47,41 +41,12 @@ the recipient's wrap and K_srv and ends its reader sessions; once no recipient
 can open the message its ciphertext is deleted from disk.
 --json prints {"id", "queueId", "revoked": [{"address", "linkId"}], "state", "purged": boolean}.`;
 
-interface MessageRow {
-  id: string;
-  queue_id: string;
-  created_at: number;
-  sender: string;
-  state: string;
-  expires_at: number;
-  revoke_at: number | null;
-  purged_at: number | null;
-  thread_id: string | null;
-  body_blob: string | null;
-  blobs: string;
-  recipients: number;
-}
-
-interface LinkRow {
-  id: string;
-  address: string;
-  method: string;
-  state: string;
-  revoke_at: number | null;
-  notification_id: string | null;
-  first_opened_at: number | null;
-  last_opened_at: number | null;
-}
-
 const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 /** `2026-01-05 09:00` (UTC) for the human output. */
 const short = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '-' : new Date(ms).toISOString().slice(0, 16).replace('T', ' '));
 
 export function registerMessagesCommands(program: Command): void {
   const messages = program.command('messages').description('secure messages: list, show status (never content), revoke');
-  messages.exitOverride((err) => {
-    throw err.exitCode === 1 ? new CommanderError(2, err.code, err.message) : err;
-  });
   const configOption = () => new Option('-c, --config <file>', 'YAML configuration file (default: the embedded defaults, data in ./data)');
 
   messages
@@ -94,8 +59,8 @@ export function registerMessagesCommands(program: Command): void {
     .addOption(configOption())
     .addHelpText('after', LIST_JSON + HELD_JSON)
     .action((options: { sender?: string; since?: string; json?: boolean; held?: boolean; config?: string }) =>
-      run(options.config, async (db) => {
-        const held = heldMail(db);
+      withStore(options.config, async (store) => {
+        const held = await heldMail(store);
         if (options.held) {
           process.stdout.write(options.json ? `${JSON.stringify(held, null, 2)}\n` : held.length ? describeHeld(held) : 'no held messages\n');
           return;
@@ -103,14 +68,11 @@ export function registerMessagesCommands(program: Command): void {
         // held mail is shown first in the human list: it waits for an admin
         if (!options.json && held.length) process.stdout.write(`${describeHeld(held)}\n`);
         const since = options.since === undefined ? 0 : parseSince(options.since);
-        const sender = options.sender?.trim().toLowerCase() ?? null;
-        const rows = db
-          .prepare(
-            `SELECT m.*, (SELECT COUNT(DISTINCT l.recipient_idx) FROM secure_links l WHERE l.message_id = m.id) AS recipients
-             FROM secure_messages m WHERE (? IS NULL OR lower(m.sender) = ?) AND m.created_at >= ?
-             ORDER BY m.created_at DESC, m.id`,
-          )
-          .all(sender, sender, since) as MessageRow[];
+        const rows = [];
+        for (const m of await store.secure.secure.list({ sender: options.sender, since })) {
+          // recipients, not links: a resent link is a second link of the same recipient
+          rows.push({ ...m, recipients: new Set((await store.secure.links.ofMessage(m.id)).map((l) => l.recipient_idx)).size });
+        }
         if (options.json) {
           const out = rows.map((m) => ({
             id: m.id,
@@ -146,35 +108,31 @@ export function registerMessagesCommands(program: Command): void {
     .addOption(configOption())
     .addHelpText('after', SHOW_JSON)
     .action((id: string, options: { json?: boolean; config?: string }) =>
-      run(options.config, async (db) => {
-        const held = heldMail(db, id);
+      withStore(options.config, async (store) => {
+        const held = await heldMail(store, id);
         if (held.length) {
           process.stdout.write(options.json ? `${JSON.stringify({ state: 'held', ...held[0] }, null, 2)}\n` : describeHeld(held));
           return;
         }
-        const m = find(db, id);
-        const links = db
-          .prepare('SELECT id, address, method, state, revoke_at, notification_id, first_opened_at, last_opened_at FROM secure_links WHERE message_id = ? ORDER BY recipient_idx, created_at')
-          .all(m.id) as LinkRow[];
-        const notification = db.prepare('SELECT state, updated_at FROM recipients WHERE message_id = ? ORDER BY idx LIMIT 1');
-        const downloads = db.prepare(`SELECT COUNT(*) AS n FROM events WHERE message_id = ? AND type = 'downloaded' AND json_extract(detail, '$.linkId') = ?`);
-        const replies = db.prepare('SELECT COUNT(*) AS n FROM secure_replies WHERE link_id = ?');
-        const recipients = links.map((l) => {
-          const n = l.notification_id ? (notification.get(l.notification_id) as { state: string; updated_at: number } | undefined) : undefined;
+        const m = await find(store, id);
+        const recipients = [];
+        for (const l of await store.secure.links.ofMessage(m.id)) {
+          // the notification is the link's own mail: its one recipient's state
+          const n = l.notification_id ? (await store.messages.recipients(l.notification_id))[0] : undefined;
           const state = !n ? 'unknown' : n.state === 'delivered' ? 'delivered' : n.state === 'bounced' ? 'failed' : n.state === 'pending' ? 'queued' : 'unknown';
-          return {
+          recipients.push({
             address: l.address,
             method: l.method,
             linkId: l.id,
             linkState: l.state,
             revokeAt: iso(l.revoke_at),
-            notification: { id: l.notification_id, state, at: n && state !== 'queued' ? iso(n.updated_at) : null },
+            notification: { id: l.notification_id, state, at: n && state !== 'queued' ? iso(n.updatedAt) : null },
             firstOpenedAt: iso(l.first_opened_at),
             lastOpenedAt: iso(l.last_opened_at),
-            downloads: (downloads.get(m.queue_id, l.id) as { n: number }).n,
-            replies: (replies.get(l.id) as { n: number }).n,
-          };
-        });
+            downloads: await store.events.countWith(m.queue_id, 'downloaded', 'linkId', l.id),
+            replies: (await store.secure.replies.counts(l.id, store.clock.now())).total,
+          });
+        }
         const blobs = m.purged_at === null ? blobCount(m.blobs) : 0;
         if (options.json) {
           const out = {
@@ -220,28 +178,21 @@ export function registerMessagesCommands(program: Command): void {
     .addOption(configOption())
     .addHelpText('after', REVOKE_JSON)
     .action((id: string, options: { recipient?: string; json?: boolean; config?: string }, command: Command) =>
-      run(options.config, async (db, dataDir) => {
-        const m = find(db, id);
-        const revocations = new Revocations({ db, clock: systemClock, blobs: new BlobStore(dataDir) });
-        const result = await revocations.revokeMessage(m.id, 'admin', { recipient: options.recipient });
-        db.prepare('INSERT INTO events (at, message_id, recipient, type, detail) VALUES (?, ?, ?, ?, ?)').run(
-          systemClock.now(),
-          m.queue_id,
-          options.recipient?.trim().toLowerCase() ?? null,
-          'admin-action',
-          canonicalJson({ command: `${command.parent?.name() ?? 'messages'} revoke`, secureId: m.id, revoked: result.revoked.map((r) => r.linkId) }),
+      withStore(options.config, async (store) => {
+        const m = await find(store, id);
+        const result = await store.revocations.revokeMessage(m.id, 'admin', { recipient: options.recipient });
+        // after the revocation's own commit (src/secure/revocation.ts has no hook to record it in that transaction)
+        await store.transaction((tx) =>
+          store.events.append(tx, {
+            messageId: m.queue_id,
+            recipient: options.recipient?.trim().toLowerCase(),
+            type: 'admin-action',
+            detail: { command: `${command.parent?.name() ?? 'messages'} revoke`, secureId: m.id, revoked: result.revoked.map((r) => r.linkId) },
+          }),
         );
-        if (shredderFor(db).pending) {
+        if (store.shredPending) {
           // another connection holds a read open: the relay's purge job truncates the WAL once it lets go
-          // transitional until cli/context.ts: a queue without workers, closed at once (no poll timer left)
-          const committer = new GroupCommitter(db);
-          const queue = new SqliteQueue(db, committer, systemClock, createLogger('silent'));
-          try {
-            await committer.transaction((tx) => queuePurgeOnce(tx, queue, systemClock.now()));
-          } finally {
-            await queue.close(0);
-            await committer.close();
-          }
+          await store.transaction((tx) => queuePurgeOnce(tx, store.jobs, store.clock.now()));
           process.stderr.write('zegel: another connection holds the database open; the relay finishes erasing the revoked keys from the database files at its next purge run\n');
         }
         if (options.json) {
@@ -265,8 +216,8 @@ function describeRevoke(result: RevokeResult, recipient: string | undefined): st
 }
 
 /** A secure message by its id or its queue id. */
-function find(db: Db, id: string): MessageRow {
-  const row = db.prepare('SELECT *, 0 AS recipients FROM secure_messages WHERE id = ? OR queue_id = ? LIMIT 1').get(id, id) as MessageRow | undefined;
+async function find(store: AdminStore, id: string): Promise<SecureMessageRow> {
+  const row = (await store.secure.secure.get(id)) ?? store.secure.secure.byQueueId(id);
   if (!row) throw new ZegelError('ZEGEL_MESSAGE_NOT_FOUND', `no secure message ${id}`);
   return row;
 }
@@ -288,19 +239,5 @@ function blobCount(json: string): number {
     return Array.isArray(parsed) ? parsed.length : 0;
   } catch {
     return 0;
-  }
-}
-
-/** Loads the configuration, opens the database, runs `fn`, closes; a ZegelError is one line on stderr and exit 1. */
-async function run(configFile: string | undefined, fn: (db: Db, dataDir: string) => Promise<void>): Promise<void> {
-  const { db, config } = openAdminData(configFile); // says the data directory; refuses to invent a database
-  try {
-    await fn(db, config.data.dir);
-  } catch (err) {
-    if (!(err instanceof ZegelError)) throw err;
-    process.stderr.write(`zegel: ${err.code}: ${err.message}\n`);
-    process.exitCode = 1;
-  } finally {
-    db.close();
   }
 }

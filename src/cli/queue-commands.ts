@@ -1,10 +1,9 @@
-import { Command, CommanderError, Option } from 'commander';
-import { systemClock } from '../clock.js';
+import { Command, Option } from 'commander';
 import { ZegelError } from '../errors.js';
-import type { Db } from '../store/db.js';
-import { openAdminData } from './data-dir.js';
-import { canonicalJson } from '../store/messages.js';
-import { Spool } from '../spool/spool.js';
+import { MESSAGE_JOB_KINDS, isJobKind } from '../queue/registry.js';
+import type { StoredJob } from '../queue/sqlite.js';
+import type { Tx } from '../store/tx.js';
+import { withStore, type AdminStore } from './context.js';
 
 /**
  * `zegel queue list|retry|delete`: the job queue for operators, safe to run
@@ -14,7 +13,7 @@ import { Spool } from '../spool/spool.js';
  * job that carries a message (process, secure, deliver) would leave its
  * recipients without delivery and without a bounce, so it needs --force.
  * A problem (unknown job, refused delete) is one line on stderr and exit 1;
- * a usage error exits 2.
+ * a usage error exits 2 (the rule of every command: src/cli/context.ts).
  *
  * A `held` job is relay-made mail that could not be delivered, not even as a
  * notice to the postmaster (src/deliver/deliver-job.ts): it is never due by
@@ -32,40 +31,11 @@ const LIST_JSON = `
 A held job is undeliverable mail the relay made itself (the postmaster notice
 failed too): it waits for zegel queue retry <id> or zegel queue delete <id> --force.`;
 
-/** Job kinds whose deletion loses a message's onward path. */
-const MAIL_KINDS = new Set(['process', 'secure', 'deliver']);
-
-interface JobRow {
-  id: string;
-  kind: string;
-  payload: string;
-  run_at: number;
-  attempts: number;
-  state: string;
-  created_at: number;
-}
-
-/** An operator problem (exit 1, one line on stderr); codes local to this command. */
-class QueueCliError extends Error {
-  constructor(
-    readonly code: 'ZEGEL_UNKNOWN_JOB' | 'ZEGEL_QUEUE_DELETE_REFUSED',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** Job kinds whose deletion loses a message's onward path (src/queue/registry.ts). */
+const carriesMail = (kind: string): boolean => isJobKind(kind) && MESSAGE_JOB_KINDS.has(kind);
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const short = (ms: number): string => iso(ms).slice(0, 19).replace('T', ' ');
-
-function messageIdOf(row: JobRow): string | null {
-  try {
-    const payload = JSON.parse(row.payload) as { messageId?: unknown } | null;
-    return typeof payload?.messageId === 'string' ? payload.messageId : null;
-  } catch {
-    return null;
-  }
-}
 
 function age(seconds: number): string {
   if (seconds < 120) return `${seconds}s`;
@@ -74,22 +44,19 @@ function age(seconds: number): string {
   return `${Math.floor(seconds / 86400)}d`;
 }
 
-function getJob(db: Db, id: string): JobRow {
-  const row = db.prepare('SELECT id, kind, payload, run_at, attempts, state, created_at FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
-  if (!row) throw new QueueCliError('ZEGEL_UNKNOWN_JOB', `no queued job ${id} (zegel queue list shows the jobs)`);
-  return row;
+async function getJob(store: AdminStore, id: string): Promise<StoredJob> {
+  const job = await store.jobs.get(id);
+  if (!job) throw new ZegelError('ZEGEL_UNKNOWN_JOB', `no queued job ${id} (zegel queue list shows the jobs)`);
+  return job;
 }
 
-/** The admin action on the event table (same shape as `zegel messages revoke`). */
-function recordAdminAction(db: Db, messageId: string | null, detail: Record<string, unknown>): void {
-  db.prepare('INSERT INTO events (at, message_id, recipient, type, detail) VALUES (?, ?, ?, ?, ?)').run(systemClock.now(), messageId, null, 'admin-action', canonicalJson(detail));
+/** The admin action on the audit trail (same shape as `zegel messages revoke`), in the transaction of the change. */
+function recordAdminAction(store: AdminStore, tx: Tx, messageId: string | null, detail: Record<string, unknown>): Promise<void> {
+  return store.events.append(tx, { messageId, type: 'admin-action', detail });
 }
 
 export function registerQueueCommands(program: Command): void {
   const queue = program.command('queue').description('the job queue: list, retry now, delete (with care)');
-  queue.exitOverride((err) => {
-    throw err.exitCode === 1 ? new CommanderError(2, err.code, err.message) : err;
-  });
   const configOption = () => new Option('-c, --config <file>', 'YAML configuration file (default: the embedded defaults, data in ./data)');
 
   queue
@@ -99,21 +66,25 @@ export function registerQueueCommands(program: Command): void {
     .addOption(configOption())
     .addHelpText('after', LIST_JSON)
     .action((options: { json?: boolean; config?: string }) =>
-      run(options.config, async (db) => {
-        const now = systemClock.now();
-        const rows = db.prepare('SELECT id, kind, payload, run_at, attempts, state, created_at FROM jobs ORDER BY run_at, created_at, id').all() as JobRow[];
-        const lastReply = db.prepare("SELECT last_reply FROM recipients WHERE message_id = ? AND state = 'pending' ORDER BY idx LIMIT 1");
-        const jobs = rows.map((row) => ({
-          kind: row.kind,
-          id: row.id,
-          state: row.state === 'held' ? 'held' : row.run_at <= now ? 'due' : 'delayed',
-          attempts: row.attempts,
-          runAt: iso(row.run_at),
-          createdAt: iso(row.created_at),
-          ageSeconds: Math.max(0, Math.floor((now - row.created_at) / 1000)),
-          messageId: messageIdOf(row),
-          reason: row.state === 'held' ? ((lastReply.get(messageIdOf(row)) as { last_reply: string | null } | undefined)?.last_reply ?? null) : null,
-        }));
+      withStore(options.config, async (store) => {
+        const now = store.clock.now();
+        const jobs = [];
+        for (const row of await store.jobs.list()) {
+          const messageId = row.messageId ?? null;
+          const held = row.state === 'held';
+          jobs.push({
+            kind: row.kind,
+            id: row.id,
+            state: held ? 'held' : row.runAt <= now ? 'due' : 'delayed',
+            attempts: row.attempts,
+            runAt: iso(row.runAt),
+            createdAt: iso(row.createdAt),
+            ageSeconds: Math.max(0, Math.floor((now - row.createdAt) / 1000)),
+            messageId,
+            // the held mail's last reply: its first pending recipient's
+            reason: held && messageId ? ((await store.messages.recipients(messageId)).find((r) => r.state === 'pending')?.lastReply ?? null) : null,
+          });
+        }
         if (options.json) {
           process.stdout.write(`${JSON.stringify(jobs, null, 2)}\n`);
           return;
@@ -143,18 +114,18 @@ export function registerQueueCommands(program: Command): void {
     .argument('<id>', 'job id (zegel queue list)')
     .addOption(configOption())
     .action((id: string, options: { config?: string }) =>
-      run(options.config, async (db) => {
-        const job = getJob(db, id);
-        const now = systemClock.now();
+      withStore(options.config, async (store) => {
+        const job = await getJob(store, id);
+        const now = store.clock.now();
         const wasHeld = job.state === 'held';
-        db.transaction(() => {
-          db.prepare("UPDATE jobs SET run_at = ?, state = 'ready' WHERE id = ?").run(now, job.id);
-          recordAdminAction(db, messageIdOf(job), { command: 'queue retry', job: job.id, kind: job.kind, previousRunAt: iso(job.run_at), ...(wasHeld ? { held: true } : {}) });
-        })();
+        await store.transaction(async (tx) => {
+          await store.jobs.retryAt(tx, job.id, now);
+          await recordAdminAction(store, tx, job.messageId ?? null, { command: 'queue retry', job: job.id, kind: job.kind, previousRunAt: iso(job.runAt), ...(wasHeld ? { held: true } : {}) });
+        });
         process.stdout.write(
           wasHeld
             ? `held job ${job.id} is due now (${job.attempts} attempts so far); if it fails again it is held again\n`
-            : `job ${job.id} is due now (was ${short(job.run_at)} UTC, ${job.attempts} attempts so far)\n`,
+            : `job ${job.id} is due now (was ${short(job.runAt)} UTC, ${job.attempts} attempts so far)\n`,
         );
       }),
     );
@@ -166,57 +137,34 @@ export function registerQueueCommands(program: Command): void {
     .option('--force', 'delete a job that carries a message: its pending recipients get neither delivery nor a bounce')
     .addOption(configOption())
     .action((id: string, options: { force?: boolean; config?: string }) =>
-      run(options.config, async (db, dataDir) => {
-        const job = getJob(db, id);
-        const messageId = messageIdOf(job);
-        const carriesMail = MAIL_KINDS.has(job.kind);
-        const pending = messageId
-          ? (db.prepare("SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND state = 'pending'").get(messageId) as { n: number } | undefined)?.n ?? 0
-          : 0;
-        if (carriesMail && !options.force) {
-          throw new QueueCliError(
+      withStore(options.config, async (store) => {
+        const job = await getJob(store, id);
+        const messageId = job.messageId ?? null;
+        const mail = carriesMail(job.kind);
+        const pending = messageId ? await store.messages.pendingCount(messageId) : 0;
+        if (mail && !options.force) {
+          throw new ZegelError(
             'ZEGEL_QUEUE_DELETE_REFUSED',
             `${job.id} is the ${job.kind} job of message ${messageId ?? '?'} (${pending} recipient(s) pending): deleting it stops that mail without delivery or bounce. Use zegel queue retry, or --force to delete anyway`,
           );
         }
         const wasHeld = job.state === 'held';
-        let releaseSpool = false;
-        db.transaction(() => {
-          db.prepare('DELETE FROM jobs WHERE id = ?').run(job.id);
-          recordAdminAction(db, messageId, { command: 'queue delete', job: job.id, kind: job.kind, force: Boolean(options.force), pendingRecipients: pending, ...(wasHeld ? { held: true } : {}) });
-          if (wasHeld && messageId) {
-            // given up by the admin: the held recipients end as bounced, with the action as the reason, and the spool file goes
-            db.prepare("UPDATE recipients SET state = 'bounced', last_reply = ?, updated_at = ? WHERE message_id = ? AND state = 'pending'").run(
-              'held mail deleted by an admin (zegel queue delete --force)',
-              systemClock.now(),
-              messageId,
-            );
-            releaseSpool = db.prepare("UPDATE messages SET spool = NULL, state = 'done' WHERE id = ? AND spool IS NOT NULL").run(messageId).changes === 1;
-          }
-        })();
-        if (releaseSpool && messageId) await new Spool(dataDir).remove(messageId);
+        const releaseSpool = await store.transaction(async (tx) => {
+          await store.jobs.remove(tx, job.id);
+          await recordAdminAction(store, tx, messageId, { command: 'queue delete', job: job.id, kind: job.kind, force: Boolean(options.force), pendingRecipients: pending, ...(wasHeld ? { held: true } : {}) });
+          // given up by the admin: the held recipients end as bounced, with the action as the reason, and the spool file goes
+          return wasHeld && messageId ? store.messages.giveUp(tx, messageId, 'held mail deleted by an admin (zegel queue delete --force)') : false;
+        });
+        if (releaseSpool && messageId) await store.spool.remove(messageId);
         if (wasHeld) {
           process.stdout.write(`deleted held job ${job.id}; message ${messageId ?? '?'} is given up (recorded as admin-action)\n`);
           return;
         }
-        if (carriesMail) {
+        if (mail) {
           process.stderr.write(`zegel: warning: deleted ${job.kind} job ${job.id}; message ${messageId ?? '?'} has ${pending} recipient(s) left pending that will get neither delivery nor a bounce (recorded as admin-action)\n`);
         }
         if (job.kind === 'purge') process.stderr.write('zegel: note: the periodic purge job is scheduled again at the next start\n');
         process.stdout.write(`deleted job ${job.id}\n`);
       }),
     );
-}
-
-async function run(configFile: string | undefined, fn: (db: Db, dataDir: string) => Promise<void>): Promise<void> {
-  const { db, config } = openAdminData(configFile); // says the data directory; refuses to invent a database
-  try {
-    await fn(db, config.data.dir);
-  } catch (err) {
-    if (!(err instanceof ZegelError) && !(err instanceof QueueCliError)) throw err;
-    process.stderr.write(`zegel: ${err.code}: ${err.message}\n`);
-    process.exitCode = 1;
-  } finally {
-    db.close();
-  }
 }

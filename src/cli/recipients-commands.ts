@@ -1,24 +1,18 @@
 import fs from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { ZegelError } from '../errors.js';
-import { openAdminData } from './data-dir.js';
-import { Directory, DirectoryImportError, normaliseTarget, type DirectoryEntry, type DirectoryPatch } from '../store/directory.js';
-import { GroupCommitter } from '../store/group-commit.js';
+import { withStore } from './context.js';
+import { normaliseTarget, type Directory, type DirectoryEntry, type DirectoryPatch } from '../store/directory.js';
 import { LANGUAGES, VERIFICATION_METHODS } from '../vocabulary.js';
 
 /**
  * `zegel recipients set|import|list|remove` (DESIGN.md, "Contracts → Recipient
  * directory"). Access codes come only from standard input, never argv, and are
  * never printed. A problem with the input is one line on stderr and exit code 1;
- * a usage error is commander's message and exit code 2.
+ * a usage error is commander's message and exit code 2 (src/cli/context.ts).
  */
 export function registerRecipientsCommands(program: Command): void {
   const recipients = program.command('recipients').description('the recipient directory: how recipients verify, per address or @domain');
-  // usage errors (unknown option, bad choice, missing argument) exit 2, apart from exit 1 for bad input;
-  // commander itself exits 1 for both. Subcommands inherit this.
-  recipients.exitOverride((err) => {
-    throw err.exitCode === 1 ? new CommanderError(2, err.code, err.message) : err;
-  });
   const configOption = () => new Option('-c, --config <file>', 'YAML configuration file (default: the embedded defaults, data in ./data)');
 
   recipients
@@ -126,31 +120,14 @@ function describe(entry: DirectoryEntry): string {
 }
 
 /**
- * Loads the configuration (its errors are reported as for every command),
- * opens the directory, runs `fn` and closes the database. A ZegelError from
- * `fn` becomes one line per problem on stderr and exit code 1. Only `set` and
- * `import` with --config make the database when there is none yet (filling
- * the directory before the relay's first start); see data-dir.ts.
+ * Runs `fn` on the directory of the admin store (src/cli/context.ts: says the
+ * data directory, refuses to invent a database, one exit-code rule): a
+ * ZegelError from `fn` (an import's problems too) is reported on stderr with
+ * exit code 1. Only `set` and `import` with --config make the database when
+ * there is none yet (filling the directory before the relay's first start).
  */
-async function run(configFile: string | undefined, fn: (directory: Directory) => Promise<void>, options: { create?: boolean } = {}): Promise<void> {
-  const { db } = openAdminData(configFile, options);
-  // writes go through a group committer on this connection, as in the relay (src/store/tx.ts)
-  const store = new GroupCommitter(db);
-  try {
-    await fn(new Directory(db, store));
-  } catch (err) {
-    if (err instanceof DirectoryImportError) {
-      // FILE:LINE: problem, as editors and grep read them
-      process.stderr.write(`${err.message}\n`);
-      process.stderr.write(`zegel: nothing imported (${err.problems.length} problem${err.problems.length === 1 ? '' : 's'})\n`);
-    } else if (err instanceof ZegelError) {
-      process.stderr.write(`zegel: ${err.code}: ${err.message}\n`);
-    } else throw err;
-    process.exitCode = 1;
-  } finally {
-    await store.close();
-    db.close();
-  }
+function run(configFile: string | undefined, fn: (directory: Directory) => Promise<void>, options: { create?: boolean } = {}): Promise<void> {
+  return withStore(configFile, (store) => fn(store.directory), options);
 }
 
 /** The access code from standard input: one line, its line ending removed. */

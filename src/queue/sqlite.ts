@@ -241,4 +241,78 @@ export class SqliteQueue implements JobQueue {
     ]);
     clearTimeout(timer);
   }
+
+  // ---- the operator's view of the jobs table (zegel queue, zegel messages): prepared on first use
+
+  #adminStmt: ReturnType<typeof prepareAdmin> | undefined;
+
+  get #admin(): ReturnType<typeof prepareAdmin> {
+    return (this.#adminStmt ??= prepareAdmin(this.#db));
+  }
+
+  /** Every job in run order (run time, then age, then id), as stored. */
+  async list(_tx?: Tx): Promise<StoredJob[]> {
+    return (this.#admin.list.all() as StoredJobRow[]).map(storedJob);
+  }
+
+  /** One job, or undefined. */
+  async get(id: string, _tx?: Tx): Promise<StoredJob | undefined> {
+    const row = this.#admin.get.get(id) as StoredJobRow | undefined;
+    return row ? storedJob(row) : undefined;
+  }
+
+  /** Makes a job due at `at` and ready (a held one too); false when there is no such job. Call `poke()` after the commit. */
+  async retryAt(tx: Tx, id: string, at: number): Promise<boolean> {
+    sqliteTx(tx);
+    return this.#admin.retry.run(at, id).changes === 1;
+  }
+
+  /** Removes a job whatever its state; false when there is no such job. */
+  async remove(tx: Tx, id: string): Promise<boolean> {
+    sqliteTx(tx);
+    return this.#admin.remove.run(id).changes === 1;
+  }
+}
+
+/** A row of the jobs table as an operator sees it. */
+export interface StoredJob {
+  id: string;
+  kind: string;
+  /** `ready` (due at runAt) or `held` (waits for an admin: src/deliver/deliver-job.ts). */
+  state: string;
+  runAt: number;
+  attempts: number;
+  createdAt: number;
+  /** The queue id in the payload (process, secure, deliver jobs), if any. */
+  messageId: string | undefined;
+}
+
+interface StoredJobRow {
+  id: string;
+  kind: string;
+  payload: string;
+  run_at: number;
+  attempts: number;
+  state: string;
+  created_at: number;
+}
+
+function storedJob(row: StoredJobRow): StoredJob {
+  let messageId: string | undefined;
+  try {
+    const payload = JSON.parse(row.payload) as { messageId?: unknown } | null;
+    if (typeof payload?.messageId === 'string') messageId = payload.messageId;
+  } catch {
+    // a payload that is not JSON names no message
+  }
+  return { id: row.id, kind: row.kind, state: row.state, runAt: row.run_at, attempts: row.attempts, createdAt: row.created_at, messageId };
+}
+
+function prepareAdmin(db: Db) {
+  return {
+    list: db.prepare('SELECT id, kind, payload, run_at, attempts, state, created_at FROM jobs ORDER BY run_at, created_at, id'),
+    get: db.prepare('SELECT id, kind, payload, run_at, attempts, state, created_at FROM jobs WHERE id = ?'),
+    retry: db.prepare("UPDATE jobs SET run_at = ?, state = 'ready' WHERE id = ?"),
+    remove: db.prepare('DELETE FROM jobs WHERE id = ?'),
+  };
 }

@@ -140,4 +140,30 @@ export class EventLog {
     const row = this.#stmt.lastOf.get(messageId, type, field, value) as { at: number | null } | undefined;
     return row?.at ?? undefined;
   }
+
+  // ---- reads for the admin commands (src/cli/): prepared on first use, once per connection
+
+  #adminStmt: ReturnType<typeof prepareAdminReads> | undefined;
+
+  get #admin(): ReturnType<typeof prepareAdminReads> {
+    return (this.#adminStmt ??= prepareAdminReads(this.#db));
+  }
+
+  /** Time of the last event of `type` about a message (e.g. when held mail was held), or undefined. */
+  async lastOfType(messageId: string, type: EventType): Promise<number | undefined> {
+    const row = this.#admin.lastOfType.get(messageId, type) as { at: number | null } | undefined;
+    return row?.at ?? undefined;
+  }
+
+  /** How many events of `type` about a message have `field` = `value` in their detail (e.g. the downloads of one link). */
+  async countWith(messageId: string, type: EventType, field: string, value: string): Promise<number> {
+    return (this.#admin.countWith.get(messageId, type, field, value) as { n: number }).n;
+  }
+}
+
+function prepareAdminReads(db: Db) {
+  return {
+    lastOfType: db.prepare('SELECT MAX(at) AS at FROM events WHERE message_id = ? AND type = ?'),
+    countWith: db.prepare(`SELECT COUNT(*) AS n FROM events WHERE message_id = ? AND type = ? AND json_extract(detail, '$.' || ?) = ?`),
+  };
 }

@@ -132,6 +132,8 @@ export class MessageRepository {
       getRelayMail: db.prepare('SELECT recipients, returned_as FROM relay_mail WHERE message_id = ?'),
       // single use: the one statement that consumes the record also checks that nobody did before
       returnRelayMail: db.prepare('UPDATE relay_mail SET returned_as = ? WHERE message_id = ? AND (returned_as IS NULL OR returned_as = ?)'),
+      // zegel queue delete --force of held mail (giveUp)
+      giveUp: db.prepare(`UPDATE recipients SET state = 'bounced', last_reply = ?, updated_at = ? WHERE message_id = ? AND state = 'pending'`),
     };
   }
 
@@ -291,5 +293,28 @@ export class MessageRepository {
   /** Ids of messages whose spool file is still needed (start-up removes every other spool file). */
   async spooledIds(): Promise<Set<string>> {
     return new Set((this.#stmt.spooled.all() as Array<{ spool: string }>).map((r) => r.spool));
+  }
+
+  // ---- for the admin commands (src/cli/)
+
+  /** How many recipients of a message are still pending. */
+  async pendingCount(messageId: string, _tx?: Tx): Promise<number> {
+    return (this.#stmt.pending.get(messageId) as { n: number }).n;
+  }
+
+  /**
+   * An admin gives up held mail (`zegel queue delete --force`): its pending
+   * recipients end as bounced with `reason` as their last reply, and the
+   * message is done with its spool file released. Records no event: the
+   * caller records its admin-action in the same transaction. Resolves true
+   * when the spool file was still needed (the caller removes it after the commit).
+   */
+  async giveUp(tx: Tx, messageId: string, reason: string): Promise<boolean> {
+    sqliteTx(tx);
+    this.#stmt.giveUp.run(reason, this.#clock.now(), messageId);
+    const row = this.#stmt.getMessage.get(messageId) as MessageRow | undefined;
+    if (!row || row.spool === null) return false;
+    this.#stmt.spoolGone.run(messageId);
+    return true;
   }
 }
