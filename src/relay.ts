@@ -21,10 +21,11 @@ import { RelayPolicy } from './smtp/policy.js';
 import { Spool } from './spool/spool.js';
 import { SqliteBackend } from './store/sqlite-backend.js';
 import { BlobStore } from './store/blobs.js';
-import { Directory } from './store/directory.js';
+import type { Directory } from './store/directory.js';
 import { SecureStore } from './store/secure.js';
 import { SecureDelivery } from './pipeline/secure-job.js';
 import { PurgeWorker, queuePurgeOnce } from './pipeline/purge-job.js';
+import { RecipientResolver } from './pipeline/recipient-settings.js';
 import { AuditCheckpointWorker } from './audit/checkpoint-job.js';
 import { Revocations, type RevokeActor, type RevokeResult } from './store/revocation.js';
 import { queueRelayMail } from './pipeline/relay-mail.js';
@@ -90,6 +91,8 @@ export class Relay {
   readonly sms: SmsDriver;
   readonly #secret: Buffer;
   readonly #startReader: boolean;
+  /** The directory and the defaults, per recipient (src/pipeline/recipient-settings.ts). */
+  readonly #recipients: RecipientResolver;
   #reader: RunningReader | undefined;
   readonly #ingress: Ingress;
   readonly #transports: Transport[];
@@ -142,7 +145,7 @@ export class Relay {
       });
     this.blobs = new BlobStore(config.data.dir);
     this.secure = this.backend.secure.secure;
-    this.directory = new Directory(this.backend.db, this.backend.committer, this.clock);
+    this.directory = this.backend.directory;
     this.revocations = new Revocations({
       db: this.backend.db,
       clock: this.clock,
@@ -198,6 +201,7 @@ export class Relay {
       retry: config.delivery.retry,
       metrics,
     });
+    const recipients = (this.#recipients = new RecipientResolver(this.directory, config));
     const secureDelivery = new SecureDelivery({
       config,
       clock: this.clock,
@@ -207,12 +211,7 @@ export class Relay {
       handOff: this.handOff,
       blobs: this.blobs,
       secure: this.secure,
-      resolveRecipient: async (address) => {
-        const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-        const language = config.notification.language.byDomain[domain] ?? config.notification.language.default;
-        const resolved = await this.directory.resolve(address, { method: config.verification.default, language });
-        return { method: resolved.method, phone: resolved.phone, language: resolved.language, hasAccessCode: resolved.accessCodeHashes.length > 0 };
-      },
+      resolveRecipient: recipients.settings,
       composeNotification: (request) => this.notifier.notification(request),
       composeReceipt: (request) => this.notifier.receipt(request),
       metrics,
@@ -334,7 +333,7 @@ export class Relay {
       secret: this.#secret,
       blobs: this.blobs,
       sms: this.sms,
-      accessCodes: async (address) => (await this.directory.resolve(address, { method: config.verification.default, language: config.notification.language.default })).accessCodeHashes,
+      accessCodes: this.#recipients.accessCodeHashes,
       assetsDir: readerAssetsDir(),
       replyMailer: createReplyMailer({ replies: repos.replies, handOff: this.handOff, spool, clock, signer: this.signer, hostname: config.smtp.hostname ?? os.hostname(), route: 'internal' }),
       mailer: {

@@ -1,4 +1,5 @@
 import { newJob } from '../queue/registry.js';
+import type { Route } from '../vocabulary.js';
 import ms from 'ms';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
@@ -12,7 +13,8 @@ import { enhancedStatus, nextAttempt, type RetryPolicy } from './retry.js';
 import { TransportError, type Envelope, type Transport } from './transport.js';
 import type { RelayMetrics } from '../ops/metrics.js';
 
-export type Route = 'target' | 'internal';
+/** `target` (delivery.target, the outside world) or `internal` (delivery.internalTarget): src/vocabulary.ts. */
+export type { Route } from '../vocabulary.js';
 
 export interface DeliverPayload {
   messageId: string;

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { rfc5322Date } from '../smtp/received.js';
+import type { Language } from '../vocabulary.js';
 
 export interface Bounce {
   address: string;
@@ -51,7 +52,7 @@ const WHY = {
   blocked: { nl: 'tegengehouden door het beleid van uw organisatie', en: "stopped by your organisation's policy" },
 } as const;
 
-function postmasterPart(input: DsnInput, lines: (lang: 'nl' | 'en') => string[]): string {
+function postmasterPart(input: DsnInput, lines: (lang: Language) => string[]): string {
   return [
     'Dit is een bericht van Zegel, de beveiligde mailrelay van uw organisatie, aan de postmaster.',
     '',
@@ -83,7 +84,7 @@ function postmasterPart(input: DsnInput, lines: (lang: 'nl' | 'en') => string[])
 }
 
 function humanPart(input: DsnInput): string {
-  const lines = (lang: 'nl' | 'en') =>
+  const lines = (lang: Language) =>
     input.bounces.flatMap((b) => [
       `  <${wrap(b.address)}> (${WHY[b.reason][lang]}):`,
       `    ${wrap(b.explanation ? b.explanation[lang] : b.reply)}`,

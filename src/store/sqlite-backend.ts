@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import { SqliteQueue } from '../queue/sqlite.js';
 import type { NewJob } from '../queue/types.js';
 import { openDb, type Db } from './db.js';
+import { Directory } from './directory.js';
 import { EventLog } from './events.js';
 import { GroupCommitter } from './group-commit.js';
 import { MessageRepository, type IncomingMessage } from './messages.js';
@@ -25,6 +26,8 @@ export class SqliteBackend implements Transactor {
   readonly messages: MessageRepository;
   /** secure_messages, secure_links, reader_sessions, one_time_codes, secure_replies (src/store/secure-repositories.ts). */
   readonly secure: SecureRepositories;
+  /** The recipient directory (src/store/directory.ts). */
+  readonly directory: Directory;
   readonly queue: SqliteQueue;
   /** Truncates the WAL after each shred (revocation.ts uses the same one: one per connection). */
   readonly shredder: WalShredder;
@@ -36,6 +39,7 @@ export class SqliteBackend implements Transactor {
     this.events = new EventLog(this.db, clock);
     this.messages = new MessageRepository(this.db, this.events, clock);
     this.secure = secureRepositories(this.db);
+    this.directory = new Directory(this.db, this.committer, clock);
     this.queue = new SqliteQueue(this.db, this.committer, clock, log, options);
   }
 
