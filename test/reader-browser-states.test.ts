@@ -5,7 +5,7 @@ import { simpleParser } from 'mailparser';
 import t, { type Test } from 'tap';
 import type { Page } from 'playwright-core';
 import { ManualClock } from '../src/clock.js';
-import type { LogSmsDriver } from '../src/reader/sms.js';
+import type { LogSmsDriver } from '../src/secure/sms.js';
 import { freePort } from './helpers/child-relay.js';
 import { launchBrowser, PHONE } from './helpers/browser.js';
 import { startRelay, waitFor, type TestRelay } from './helpers/relay.js';

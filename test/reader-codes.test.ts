@@ -1,5 +1,5 @@
 import t from 'tap';
-import { LogSmsDriver, smsText } from '../src/reader/sms.js';
+import { LogSmsDriver, smsText } from '../src/secure/sms.js';
 import { Browser, ReaderFixture } from './helpers/reader-fixture.js';
 
 t.test('email code: sent to the masked address, opens the message once', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { hashSessionId } from '../src/reader/sessions.js';
+import { hashSessionId } from '../src/secure/sessions.js';
 import { Browser, ReaderFixture } from './helpers/reader-fixture.js';
 
 /**

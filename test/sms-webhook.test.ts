@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import t from 'tap';
 import { parseConfig } from '../src/config/load.js';
 import { ZegelError } from '../src/errors.js';
-import { createSmsDriver, LogSmsDriver, maskPhone, WebhookSmsDriver } from '../src/reader/sms.js';
+import { createSmsDriver, LogSmsDriver, maskPhone, WebhookSmsDriver } from '../src/secure/sms.js';
 import { Browser, ReaderFixture } from './helpers/reader-fixture.js';
 import { tempDir, type Teardown } from './helpers/relay.js';
 

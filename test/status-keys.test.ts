@@ -1,6 +1,6 @@
 import t from 'tap';
 import { newKey, newSecureId, unwrapKey, wrapKey } from '../src/crypto/key-schedule.js';
-import { mintStatusLink, statusToken, statusTokenHash, statusTokenMatches } from '../src/reader/status-keys.js';
+import { mintStatusLink, statusToken, statusTokenHash, statusTokenMatches } from '../src/secure/status-keys.js';
 import { statusToken as browserToken, wrapContentKey } from '../web/status/keys.js';
 import { unwrapContentKey } from '../web/crypto.js';
 

@@ -1,7 +1,7 @@
 import nodemailer from 'nodemailer';
 import { simpleParser } from 'mailparser';
 import t from 'tap';
-import { statusToken } from '../src/reader/status-keys.js';
+import { statusToken } from '../src/secure/status-keys.js';
 import { launchBrowser } from './helpers/browser.js';
 import { freePort } from './helpers/child-relay.js';
 import { httpFrom } from './helpers/http-from.js';

@@ -3,7 +3,7 @@ import { storeView } from './helpers/store-view.js';
 import { simpleParser } from 'mailparser';
 import t from 'tap';
 import { unwrapKey } from '../src/crypto/key-schedule.js';
-import { statusToken } from '../src/reader/status-keys.js';
+import { statusToken } from '../src/secure/status-keys.js';
 import { freePort } from './helpers/child-relay.js';
 import { launchBrowser } from './helpers/browser.js';
 import { startRelay, waitFor, type Teardown, type TestRelay } from './helpers/relay.js';

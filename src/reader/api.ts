@@ -172,7 +172,7 @@ export interface ReplyCopy {
  *
  * Every request carries `X-Zegel-Reader: 1` and the status token in the header
  * `X-Zegel-Status` (base64url of HKDF-SHA256(K_link_s, "zegel/v1/status" ‖ statusId),
- * src/reader/status-keys.ts); the fragment K_link_s never leaves the browser.
+ * src/secure/status-keys.ts); the fragment K_link_s never leaves the browser.
  * An unknown status id and a wrong token get the same 404 `unknown-link`.
  * Errors are `StatusApiError`.
  */

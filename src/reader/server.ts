@@ -4,24 +4,29 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { BlobStore } from '../store/blobs.js';
+import { LinkAccess } from '../secure/access.js';
 import type { SecureReader } from '../secure/index.js';
 import type { LinkView } from '../secure/links.js';
-import type { StatusService } from '../secure/status.js';
+import { Refusal } from '../secure/refusal.js';
+import { ReplyDesk } from '../secure/reply-desk.js';
 import type { ReplyMailer } from '../secure/reply-mail.js';
-import type { ApiError } from './api.js';
-import { registerApi } from './routes/api.js';
-import { ApiFailure } from './routes/errors.js';
-import { registerPages } from './routes/pages.js';
-import { registerStatus } from './routes/status.js';
-import { registerReply } from './routes/reply.js';
-import { Sessions } from './sessions.js';
-import type { SmsDriver } from './sms.js';
+import { ReaderSessions } from '../secure/sessions.js';
+import type { SmsDriver } from '../secure/sms.js';
+import { StatusPage } from '../secure/status-page.js';
+import type { StatusService } from '../secure/status.js';
+import type { ApiError, Organisation } from './api.js';
+import { apiRoutes } from './routes/api.js';
+import { ApiFailure, refusalAnswer } from './routes/errors.js';
+import { pageRoutes } from './routes/pages.js';
+import { replyRoutes, uploadsDir } from './routes/reply.js';
+import { statusRoutes } from './routes/status.js';
+import { SessionCookie } from './session-cookie.js';
 import { RATE_LIMIT_PAGE_CSP, rateLimitPage } from './rate-limit-page.js';
 import { RateLimited, registerRateLimits, type RateLimitStore } from './rate-limit.js';
 
 /** The link as the reader sees it (src/secure/links.ts). */
 export type LinkRow = LinkView;
-export type { SmsDriver } from './sms.js';
+export type { SmsDriver } from '../secure/sms.js';
 
 export interface ReaderDeps {
   config: Config;
@@ -125,7 +130,9 @@ export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
     }
   });
 
-  app.setErrorHandler((err: FastifyError | ApiFailure | RateLimited, request, reply) => {
+  app.setErrorHandler((thrown: FastifyError | ApiFailure | RateLimited | Refusal, request, reply) => {
+    // the secure domain's refusals get their HTTP answer here (src/reader/routes/errors.ts)
+    const err = thrown instanceof Refusal ? refusalAnswer(thrown) : thrown;
     if (err instanceof RateLimited) {
       reply.code(429).header('retry-after', String(err.retryAfter)).header('cache-control', 'no-store');
       if (request.url.startsWith('/api/')) return reply.send({ error: 'rate-limited', retryAfter: err.retryAfter } satisfies ApiError);
@@ -146,13 +153,38 @@ export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
     return reply.code(404).type('text/plain; charset=utf-8').send('Not found\n');
   });
 
+  // the domain objects the route plugins call (src/secure/); the plugins share only what is registered
+  // above on this root instance: the cookie parser, the JSON parser, the headers and CSRF hook, the error
+  // and not-found handlers, and the rate-limit plugin whose per-route hooks they get as `limits`
+  const { config, clock } = deps;
   const links = deps.secure.links;
-  const sessions = new Sessions(links, deps.clock, deps.secret, https);
-  const limits = await registerRateLimits(app, deps.config, log, deps.rateLimitStore);
-  registerApi(app, { deps, log, links, sessions, limits });
-  await registerReply(app, { deps, log, sessions, limits });
-  registerPages(app, deps.assetsDir, limits);
-  if (deps.status) registerStatus(app, { deps, log, status: deps.status, limits });
+  const cookie = new SessionCookie(https);
+  const access = new LinkAccess({
+    links,
+    sessions: new ReaderSessions(links, clock, deps.secret),
+    clock,
+    config,
+    log,
+    secret: deps.secret,
+    blobs: deps.blobs,
+    mailer: deps.mailer,
+    sms: deps.sms,
+    accessCodes: deps.accessCodes,
+    onVerified: deps.onVerified,
+  });
+  const org = config.organisation;
+  const organisation: Organisation = {
+    name: org.name,
+    ...(org.logoUrl ? { logoUrl: org.logoUrl } : {}),
+    ...(org.colour ? { colour: org.colour } : {}),
+    ...(org.helpText ? { helpText: org.helpText } : {}),
+  };
+  const limits = await registerRateLimits(app, config, log, deps.rateLimitStore);
+  await app.register(apiRoutes, { access, cookie, limits, organisation });
+  const desk = new ReplyDesk({ links, replies: deps.secure.replies, blobs: deps.blobs, clock, log, limit: config.reader.replyLimit, mailer: deps.replyMailer });
+  await app.register(replyRoutes, { access, desk, cookie, limits, log, maxBytes: config.reader.replyMaxSize, uploads: uploadsDir(config.data.dir) });
+  await app.register(pageRoutes, { assetsDir: deps.assetsDir, limits });
+  if (deps.status) await app.register(statusRoutes, { page: new StatusPage(deps.status, clock, organisation), limits });
 
   const { host, port } = deps.config.reader.listen;
   await app.listen({ host, port });

@@ -1,13 +1,22 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { RateLimits } from '../rate-limit.js';
 
 /**
  * The page shell and its assets, read from the reader bundle (`assetsDir`,
  * built by web/). Files are read per request, so a rebuilt bundle
- * is served without a restart; a missing file answers 404 text.
+ * is served without a restart; a missing file answers 404 text. The page
+ * routes have no params schema on purpose: /m/<id> and /s/<id> answer the
+ * same bytes for every id, well-formed or not (the page asks the API, which
+ * checks the id).
  */
+
+export interface PagesPluginOptions {
+  /** The built page bundle (dist/reader). */
+  assetsDir: string;
+  limits: RateLimits;
+}
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -37,7 +46,7 @@ async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply
   return reply.type(TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream').send(bytes);
 }
 
-export function registerPages(app: FastifyInstance, assetsDir: string, limits: RateLimits): void {
+export const pageRoutes: FastifyPluginAsync<PagesPluginOptions> = async (app, { assetsDir, limits }) => {
   const root = path.resolve(assetsDir);
 
   // the same bytes for every id, known or not: the page asks the API
@@ -59,4 +68,4 @@ export function registerPages(app: FastifyInstance, assetsDir: string, limits: R
     reply.header('cache-control', 'no-cache');
     return sendFile(reply, path.join(root, ...segments));
   });
-}
+};

@@ -1,5 +1,5 @@
 /**
- * What a reply from the reader may carry (src/reader/routes/reply.ts). The
+ * What a reply from the reader may carry (checked while src/reader/routes/reply.ts streams an upload). The
  * page checks the same list before it uploads (for a readable message), the
  * server checks again while it streams (the page is not trusted): by file
  * name extension, by the declared content type and by the first bytes
@@ -83,4 +83,12 @@ export function replySubject(original: string): string {
   // eslint-disable-next-line no-control-regex
   const line = original.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 900);
   return /^(re|antw|aw)\s*:/i.test(line) ? line : `Re: ${line}`.trimEnd();
+}
+
+/** First byte of a Zegel blob: a new-format OpenPGP packet, tag 18 (SEIPD). */
+const SEIPD_TAG = 0xd2;
+
+/** The recipient's copy must be ciphertext (its first byte): never store what the page might have sent in clear. */
+export function isEncryptedCopy(firstByte: number | undefined): boolean {
+  return firstByte === SEIPD_TAG;
 }
