@@ -22,7 +22,7 @@ import { Spool } from './spool/spool.js';
 import { SqliteBackend } from './store/sqlite-backend.js';
 import { BlobStore } from './store/blobs.js';
 import type { Directory } from './store/directory.js';
-import { SecureStore } from './store/secure.js';
+import type { SecureRepositories } from './store/secure-repositories.js';
 import { SecureDelivery } from './pipeline/secure-job.js';
 import { PurgeWorker, queuePurgeOnce } from './pipeline/purge-job.js';
 import { RecipientResolver } from './pipeline/recipient-settings.js';
@@ -78,7 +78,7 @@ export class Relay {
   readonly spool: Spool;
   readonly signer: OriginSigner;
   readonly blobs: BlobStore;
-  readonly secure: SecureStore;
+  readonly secure: SecureRepositories['secure'];
   readonly directory: Directory;
   /** Revoke, expiry and purge (src/store/revocation.ts). */
   readonly revocations: Revocations;

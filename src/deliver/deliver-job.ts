@@ -5,7 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
 import type { Spool } from '../spool/spool.js';
-import type { Backend } from '../store/sqlite-backend.js';
+import type { Store as Backend } from '../store/store.js';
 import type { AttemptResult, MessageRecord, RecipientRecord } from '../store/messages.js';
 import type { Bounce } from './dsn.js';
 import { wantsFailureReport, type DsnSender } from './dsn-sender.js';

@@ -5,7 +5,7 @@ import { stampOrigin } from '../crypto/origin-stamp.js';
 import type { Logger } from '../log.js';
 import type { Spool } from '../spool/spool.js';
 import type { MessageRecord, RecipientRecord } from '../store/messages.js';
-import type { Backend } from '../store/sqlite-backend.js';
+import type { Store as Backend } from '../store/store.js';
 import { composeDsn, type Bounce } from './dsn.js';
 import type { HandOff, OutboundMail } from './hand-off.js';
 

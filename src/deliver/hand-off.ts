@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import type { Spool } from '../spool/spool.js';
 import type { EventType } from '../store/events.js';
 import type { MessageOrigin } from '../store/messages.js';
-import type { Backend } from '../store/sqlite-backend.js';
+import type { Store as Backend } from '../store/store.js';
 import type { Tx } from '../store/tx.js';
 import { deliverJob, type Route } from './deliver-job.js';
 

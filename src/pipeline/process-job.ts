@@ -2,7 +2,7 @@ import { newJob } from '../queue/registry.js';
 import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
 import type { Spool } from '../spool/spool.js';
-import type { Backend } from '../store/sqlite-backend.js';
+import type { Store as Backend } from '../store/store.js';
 import type { Decision } from '../store/messages.js';
 import { ZegelError } from '../errors.js';
 import { deliverJob } from '../deliver/deliver-job.js';

@@ -11,8 +11,9 @@ import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
 import type { Spool } from '../spool/spool.js';
 import type { BlobStore } from '../store/blobs.js';
-import type { SecureLinkInsert, SecureStore } from '../store/secure.js';
-import type { SqliteBackend } from '../store/sqlite-backend.js';
+import type { SecureLinkInsert } from '../store/secure.js';
+import type { SecureRepositories } from '../store/secure-repositories.js';
+import type { Store } from '../store/store.js';
 import { encryptContent } from './secure-content.js';
 import { ThreadFinder } from '../secure/reply-thread.js';
 import { mintStatusLink, statusUrl, type MintedStatusLink } from '../reader/status-keys.js';
@@ -73,11 +74,11 @@ export interface SecureDeps {
   clock: Clock;
   log: Logger;
   spool: Spool;
-  backend: SqliteBackend;
+  backend: Store;
   /** Notifications and the receipt go to delivery through the hand-off, in the secure message's commit. */
   handOff: HandOff;
   blobs: BlobStore;
-  secure: SecureStore;
+  secure: SecureRepositories['secure'];
   resolveRecipient: (address: string) => Promise<RecipientSettings>;
   /** Renders one notification; resolves to its Message-ID and raw bytes. */
   composeNotification: (request: NotificationRequest) => Promise<{ messageId: string; raw: Buffer }>;

@@ -10,7 +10,7 @@ import { OriginStamper } from '../crypto/origin-stamp.js';
 import type { Route } from '../deliver/deliver-job.js';
 import type { HandOff } from '../deliver/hand-off.js';
 import type { Spool } from '../spool/spool.js';
-import type { ReplyStore } from '../store/replies.js';
+import type { SecureRepositories } from '../store/secure-repositories.js';
 
 /**
  * A recipient's reply from the reader, made into ordinary mail for the
@@ -59,7 +59,7 @@ export interface ReplyMailerDeps {
   /** The reply goes to delivery through the hand-off, with its conversation record in the same commit. */
   handOff: HandOff;
   /** The conversation record (secure_replies), written in the mail's commit. */
-  replies: ReplyStore;
+  replies: SecureRepositories['replies'];
   spool: Spool;
   clock: Clock;
   signer: OriginSigner;

@@ -12,7 +12,7 @@ import { newQueueId } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Spool } from '../spool/spool.js';
 import { CaptureSmall } from '../spool/spool-cache.js';
-import type { Backend } from '../store/sqlite-backend.js';
+import type { Store as Backend } from '../store/store.js';
 import type { IncomingMessage } from '../store/messages.js';
 import { processJob } from '../pipeline/process-job.js';
 import { installSmtpServerPatches } from './smtp-server-patches.js';

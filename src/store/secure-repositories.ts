@@ -4,6 +4,7 @@ import { LinkStore } from './links.js';
 import { ReplyStore } from './replies.js';
 import { SecureStore } from './secure.js';
 import { SessionStore } from './sessions.js';
+import type { Public } from './store.js';
 
 /**
  * The repositories of secure delivery, one per table group, on one SQLite
@@ -13,11 +14,11 @@ import { SessionStore } from './sessions.js';
  * SQL for these tables.
  */
 export interface SecureRepositories {
-  secure: SecureStore;
-  links: LinkStore;
-  sessions: SessionStore;
-  codes: CodeStore;
-  replies: ReplyStore;
+  secure: Public<SecureStore>;
+  links: Public<LinkStore>;
+  sessions: Public<SessionStore>;
+  codes: Public<CodeStore>;
+  replies: Public<ReplyStore>;
 }
 
 export function secureRepositories(db: Db): SecureRepositories {

@@ -9,7 +9,8 @@ import { GroupCommitter } from './group-commit.js';
 import { MessageRepository, type IncomingMessage } from './messages.js';
 import { secureRepositories, type SecureRepositories } from './secure-repositories.js';
 import { shredderFor, type WalShredder } from './shred.js';
-import type { Transactor, Tx } from './tx.js';
+import type { Store } from './store.js';
+import type { Tx } from './tx.js';
 
 /**
  * The embedded default: the repositories and the job queue on one SQLite
@@ -18,7 +19,7 @@ import type { Transactor, Tx } from './tx.js';
  * (group commit). The repositories' interface is async and transactional
  * (src/store/tx.ts), so a PostgreSQL driver can satisfy the same calls.
  */
-export class SqliteBackend implements Transactor {
+export class SqliteBackend implements Store {
   readonly db: Db;
   readonly committer: GroupCommitter;
   /** The one writer of the audit trail (src/store/events.ts). */
@@ -69,4 +70,5 @@ export class SqliteBackend implements Transactor {
     this.db.close();
   }
 }
-export type Backend = SqliteBackend;
+/** What components depend on: the store interface (src/store/store.ts). */
+export type Backend = Store;
