@@ -7,7 +7,7 @@ import { defaultOutboxDir } from './config/validate.js';
 import { OriginSigner } from './crypto/origin.js';
 import { loadRelaySecret } from './crypto/relay-secret.js';
 import { Delivery } from './deliver/deliver-job.js';
-import { createTransport, type Transport } from './deliver/transport.js';
+import { createRouteTransports, type Transport } from './deliver/transport.js';
 import { createLogger, type Logger } from './log.js';
 import type { ClassifierService } from './classify/service.js';
 import { ActiveRules } from './classify/active-rules.js';
@@ -164,12 +164,8 @@ export class Relay {
     this.notifier = new Notifier({ config, signer: this.signer, hostname });
     this.sms = options.sms ?? createSmsDriver(config, this.log);
     this.#startReader = options.reader ?? true;
-    const transportOptions = { hostname, maxConnections: config.delivery.concurrency, timeout: config.delivery.timeout };
-    const transportPaths = { outboxDir: config.delivery.outboxDir ?? defaultOutboxDir(config.data.dir), dataDir: config.data.dir };
-    const target = createTransport(config.delivery.target, transportPaths, transportOptions);
-    const internalTarget = config.delivery.internalTarget ?? config.delivery.target;
-    const internal = internalTarget === config.delivery.target ? target : createTransport(internalTarget, transportPaths, transportOptions);
-    this.#transports = internal === target ? [target] : [target, internal];
+    const { target, internal, all } = createRouteTransports(config.delivery, { outboxDir: config.delivery.outboxDir ?? defaultOutboxDir(config.data.dir) }, hostname);
+    this.#transports = all;
     this.handOff = new HandOff({ backend: this.backend, spool: this.spool, clock: this.clock });
     const dsn = new DsnSender({
       clock: this.clock,

@@ -195,3 +195,23 @@ export interface TransportPaths {
 export function createTransport(target: string, paths: TransportPaths, options: { hostname: string; maxConnections: number; timeout: number }): Transport {
   return target === 'outbox' ? new OutboxTransport(paths.outboxDir) : new SmtpTransport(target, options);
 }
+
+/** The two routes' transports; one when `delivery.internalTarget` is unset or the same as `delivery.target`. */
+export interface RouteTransports {
+  target: Transport;
+  internal: Transport;
+  /** Each transport once (for closing). */
+  all: Transport[];
+}
+
+export function createRouteTransports(
+  delivery: { target: string; internalTarget?: string | undefined; concurrency: number; timeout: number },
+  paths: TransportPaths,
+  hostname: string,
+): RouteTransports {
+  const options = { hostname, maxConnections: delivery.concurrency, timeout: delivery.timeout };
+  const target = createTransport(delivery.target, paths, options);
+  const internalTarget = delivery.internalTarget ?? delivery.target;
+  const internal = internalTarget === delivery.target ? target : createTransport(internalTarget, paths, options);
+  return { target, internal, all: internal === target ? [target] : [target, internal] };
+}
