@@ -182,7 +182,10 @@ export class LinkAccess {
       const code = typedCode?.trim() ?? '';
       if (!code) throw new Refusal('no-code');
       // counted before it is checked: concurrent tries never test more than maxAttempts codes
-      const attempt = await links.reserveAttempt(link.id);
+      const reserved = await links.reserveAttempt(link.id);
+      // others' tries locked the link since it was read: the same answer as a lock seen at the start
+      if ('lockedUntil' in reserved) throw new Refusal('locked', { lockedUntil: reserved.lockedUntil });
+      const { attempt } = reserved;
       if (attempt > ttl.maxAttempts) return this.#lock(link, visitor, now);
       let passed: boolean;
       if (link.method === 'access-code') {

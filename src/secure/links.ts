@@ -107,10 +107,19 @@ export class LinkService {
   /**
    * Counts one attempt against the link before it is checked, so that
    * concurrent attempts can never test more than maxAttempts codes between
-   * locks. Resolves to the number of attempts counted so far.
+   * locks. Resolves to the number of attempts counted so far, or to the lock
+   * another request's tries set since this one read the link: a lock resets
+   * the count to 0, and a request that read the link before the lock must
+   * not get a fresh allowance from that (with the group commit, its
+   * reservation can be committed after the lock).
    */
-  reserveAttempt(linkId: string): Promise<number> {
-    return this.#ctx.store.transaction((tx) => this.#ctx.repos.links.addFailure(tx, linkId));
+  reserveAttempt(linkId: string): Promise<{ attempt: number } | { lockedUntil: number }> {
+    const { links } = this.#ctx.repos;
+    return this.#ctx.store.transaction(async (tx) => {
+      const row = await links.get(linkId, tx);
+      if (row?.locked_until != null && row.locked_until > this.#ctx.clock.now()) return { lockedUntil: row.locked_until };
+      return { attempt: await links.addFailure(tx, linkId) };
+    });
   }
 
   /** Locks a link: failures reset, every live one-time code of the link void. */
