@@ -31,7 +31,7 @@ import { Revocations, type RevokeActor, type RevokeResult } from './store/revoca
 import { queueRelayMail } from './pipeline/relay-mail.js';
 import { Notifier } from './notify/index.js';
 import { startReader, type RunningReader } from './reader/server.js';
-import { createSmsDriver, type SmsDriver } from './reader/sms.js';
+import { createSmsDriver, type SmsDriver } from './secure/sms.js';
 import { readerAssetsDir } from './reader/assets.js';
 import { createReplyMailer } from './secure/reply-mail.js';
 import { createStatusService } from './secure/status.js';

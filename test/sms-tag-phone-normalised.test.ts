@@ -3,7 +3,7 @@ import { simpleParser } from 'mailparser';
 import t, { type Test } from 'tap';
 import { ManualClock } from '../src/clock.js';
 import { readSubjectTags } from '../src/pipeline/secure-job.js';
-import type { LogSmsDriver } from '../src/reader/sms.js';
+import type { LogSmsDriver } from '../src/secure/sms.js';
 import { freePort } from './helpers/child-relay.js';
 import { startRelay, waitFor, type TestRelay } from './helpers/relay.js';
 import { startSink, type TestSink } from './helpers/sink.js';

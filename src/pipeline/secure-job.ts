@@ -16,7 +16,7 @@ import type { SecureRepositories } from '../store/secure-repositories.js';
 import type { Store } from '../store/store.js';
 import { encryptContent } from './secure-content.js';
 import { ThreadFinder } from '../secure/reply-thread.js';
-import { mintStatusLink, statusUrl, type MintedStatusLink } from '../reader/status-keys.js';
+import { mintStatusLink, statusUrl, type MintedStatusLink } from '../secure/status-keys.js';
 import type { RelayMetrics } from '../ops/metrics.js';
 
 export interface SecurePayload {

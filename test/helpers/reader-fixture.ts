@@ -10,7 +10,7 @@ import type { ConfigInput } from '../../src/config/schema.js';
 import { newKey, newSecureId, wrapKey } from '../../src/crypto/key-schedule.js';
 import type { Method } from '../../src/reader/api.js';
 import { startReader, type LinkRow, type ReaderDeps } from '../../src/reader/server.js';
-import { LogSmsDriver, type SmsDriver } from '../../src/reader/sms.js';
+import { LogSmsDriver, type SmsDriver } from '../../src/secure/sms.js';
 import { BlobStore } from '../../src/store/blobs.js';
 import { openDb, type Db } from '../../src/store/db.js';
 import { GroupCommitter } from '../../src/store/group-commit.js';
