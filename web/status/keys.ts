@@ -1,6 +1,6 @@
 /**
  * The sender's half of the key schedule on the status page, with WebCrypto
- * only (src/reader/status-keys.ts and src/crypto/key-schedule.ts are the
+ * only (src/secure/status-keys.ts and src/crypto/key-schedule.ts are the
  * server's; test/status-keys.test.ts pins them together):
  *
  *   token = HKDF-SHA256(ikm = K_link_s, salt = empty, info = "zegel/v1/status" ‖ statusId, 32 bytes)
