@@ -2,7 +2,7 @@ import t from 'tap';
 import { storeView } from './helpers/store-view.js';
 import nodemailer from 'nodemailer';
 import { ManualClock } from '../src/clock.js';
-import { canonicalJson } from '../src/store/messages.js';
+import { canonicalJson } from '../src/store/events.js';
 import { startRelay, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
 

@@ -4,8 +4,6 @@ import type { Db } from './db.js';
 import type { EventLog } from './events.js';
 import { sqliteTx, type Tx } from './tx.js';
 
-export { canonicalJson, type EventInput, type EventRecord, type EventType } from './events.js';
-
 /** Where a message came from: SMTP ingress, or made by the relay itself (a DSN, a notification, a code mail, a notice). */
 /** `postmaster`: the notice to delivery.postmaster about relay-made mail that could not be delivered (src/deliver/dsn-sender.ts). */
 export type MessageOrigin = 'ingress' | 'dsn' | 'notification' | 'postmaster';
