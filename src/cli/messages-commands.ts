@@ -4,7 +4,7 @@ import { parseDuration } from '../config/units.js';
 import { ZegelError } from '../errors.js';
 import type { RevokeResult } from '../store/revocation.js';
 import { queuePurgeOnce } from '../pipeline/purge-job.js';
-import type { SecureMessageRow } from '../store/secure.js';
+import { blobCount, type SecureMessageRow } from '../store/secure.js';
 import { withStore, type AdminStore } from './context.js';
 import { describeHeld, heldMail, HELD_JSON } from './held-mail.js';
 
@@ -133,7 +133,7 @@ export function registerMessagesCommands(program: Command): void {
             replies: (await store.secure.replies.counts(l.id, store.clock.now())).total,
           });
         }
-        const blobs = m.purged_at === null ? blobCount(m.blobs) : 0;
+        const blobs = m.purged_at === null ? blobCount(m) : 0;
         if (options.json) {
           const out = {
             id: m.id,
@@ -231,13 +231,4 @@ function parseSince(value: string): number {
     if (Number.isFinite(at)) return at;
   }
   throw new ZegelError('ZEGEL_CLI_INPUT', `--since ${JSON.stringify(value)}: give a date (2026-01-05) or a duration (7d, 12h)`);
-}
-
-function blobCount(json: string): number {
-  try {
-    const parsed: unknown = JSON.parse(json);
-    return Array.isArray(parsed) ? parsed.length : 0;
-  } catch {
-    return 0;
-  }
 }

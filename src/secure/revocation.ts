@@ -3,7 +3,7 @@ import type { Logger } from '../log.js';
 import type { BlobStore } from '../store/blobs.js';
 import type { EventType } from '../store/events.js';
 import type { SecureLinkRow } from '../store/links.js';
-import type { SecureMessageRow } from '../store/secure.js';
+import { blobCount, type SecureMessageRow } from '../store/secure.js';
 import type { Tx } from '../store/tx.js';
 import type { SecureContext } from './context.js';
 
@@ -298,7 +298,7 @@ export class Revocations {
     // a message the sender revoked keeps 'revoked' even when its expiry passes before the purge
     const finalState = message.state === 'active' ? state : message.state;
     await repos.secure.purge(tx, message.id, finalState, clock.now());
-    this.#event(tx, message.queue_id, undefined, 'purged', { reason: state, blobs: blobCount(message.blobs), replies });
+    this.#event(tx, message.queue_id, undefined, 'purged', { reason: state, blobs: blobCount(message), replies });
     return true;
   }
 
@@ -316,14 +316,5 @@ export class Revocations {
       // the next purge run removes them again
       this.#ctx.log?.warn({ secureId: result.secureId, err: { message: (err as Error).message } }, 'could not remove the blobs of a purged message yet');
     }
-  }
-}
-
-function blobCount(json: string): number {
-  try {
-    const parsed: unknown = JSON.parse(json);
-    return Array.isArray(parsed) ? parsed.length : 0;
-  } catch {
-    return 0;
   }
 }

@@ -58,13 +58,18 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-interface EventRow {
+export interface EventRow {
   seq: number;
   at: number;
   message_id: string;
   recipient: string | null;
   type: EventType;
   detail: string;
+}
+
+/** An `events` row as the record callers see. */
+export function toEventRecord(row: EventRow): EventRecord {
+  return { seq: row.seq, at: row.at, messageId: row.message_id, recipient: row.recipient ?? undefined, type: row.type, detail: JSON.parse(row.detail) as Record<string, unknown> };
 }
 
 export class EventLog {
@@ -125,14 +130,7 @@ export class EventLog {
 
   /** The events of one message, oldest first. */
   async forMessage(messageId: string): Promise<EventRecord[]> {
-    return (this.#stmt.forMessage.all(messageId) as EventRow[]).map((row) => ({
-      seq: row.seq,
-      at: row.at,
-      messageId: row.message_id,
-      recipient: row.recipient ?? undefined,
-      type: row.type,
-      detail: JSON.parse(row.detail) as Record<string, unknown>,
-    }));
+    return (this.#stmt.forMessage.all(messageId) as EventRow[]).map(toEventRecord);
   }
 
   /** Time of the last event of `type` about a message whose detail has `field` = `value` (e.g. the last forgot-code of a link). */

@@ -60,7 +60,7 @@ export interface AttemptResult {
   remoteMta?: string | undefined;
 }
 
-interface MessageRow {
+export interface MessageRow {
   id: string;
   received_at: number;
   mail_from: string;
@@ -75,7 +75,7 @@ interface MessageRow {
   spool: string | null;
 }
 
-interface RecipientRow {
+export interface RecipientRow {
   message_id: string;
   idx: number;
   address: string;
@@ -90,6 +90,41 @@ interface RecipientRow {
 }
 
 const opt = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
+
+/** A `messages` row as the record callers see (the row's shape is this module's alone). */
+export function toMessageRecord(row: MessageRow): MessageRecord {
+  return {
+    id: row.id,
+    receivedAt: row.received_at,
+    mailFrom: row.mail_from,
+    clientIp: opt(row.client_ip),
+    helo: opt(row.helo),
+    size: row.size,
+    messageId: opt(row.message_id),
+    origin: row.origin,
+    envId: opt(row.env_id),
+    ret: opt(row.ret),
+    state: row.state,
+    spool: row.spool !== null,
+  };
+}
+
+/** A `recipients` row as the record callers see. */
+export function toRecipientRecord(row: RecipientRow): RecipientRecord {
+  return {
+    messageId: row.message_id,
+    idx: row.idx,
+    address: row.address,
+    notify: row.notify ? row.notify.split(',') : undefined,
+    orcpt: opt(row.orcpt),
+    decision: opt(row.decision),
+    state: row.state,
+    attempts: row.attempts,
+    lastReply: opt(row.last_reply),
+    remoteMta: opt(row.remote_mta),
+    updatedAt: row.updated_at,
+  };
+}
 
 /**
  * The owner of the `messages`, `recipients` and `relay_mail` tables: every
@@ -177,21 +212,7 @@ export class MessageRepository {
 
   #get(id: string): MessageRecord | undefined {
     const row = this.#stmt.getMessage.get(id) as MessageRow | undefined;
-    if (!row) return undefined;
-    return {
-      id: row.id,
-      receivedAt: row.received_at,
-      mailFrom: row.mail_from,
-      clientIp: opt(row.client_ip),
-      helo: opt(row.helo),
-      size: row.size,
-      messageId: opt(row.message_id),
-      origin: row.origin,
-      envId: opt(row.env_id),
-      ret: opt(row.ret),
-      state: row.state,
-      spool: row.spool !== null,
-    };
+    return row ? toMessageRecord(row) : undefined;
   }
 
   async recipients(messageId: string, _tx?: Tx): Promise<RecipientRecord[]> {
@@ -199,19 +220,7 @@ export class MessageRepository {
   }
 
   #recipients(messageId: string): RecipientRecord[] {
-    return (this.#stmt.getRecipients.all(messageId) as RecipientRow[]).map((row) => ({
-      messageId: row.message_id,
-      idx: row.idx,
-      address: row.address,
-      notify: row.notify ? row.notify.split(',') : undefined,
-      orcpt: opt(row.orcpt),
-      decision: opt(row.decision),
-      state: row.state,
-      attempts: row.attempts,
-      lastReply: opt(row.last_reply),
-      remoteMta: opt(row.remote_mta),
-      updatedAt: row.updated_at,
-    }));
+    return (this.#stmt.getRecipients.all(messageId) as RecipientRow[]).map(toRecipientRecord);
   }
 
   /** Stores the decision for each recipient (idempotent: a second run writes the same and records no event twice). */

@@ -49,6 +49,16 @@ export interface SecureMessageRow {
   sender_k_srv: Buffer | null;
 }
 
+/** How many attachment blobs a secure message row lists (its `blobs` column, JSON); 0 when unreadable. */
+export function blobCount(row: Pick<SecureMessageRow, 'blobs'>): number {
+  try {
+    const parsed: unknown = JSON.parse(row.blobs);
+    return Array.isArray(parsed) ? parsed.length : 0;
+  } catch {
+    return 0;
+  }
+}
+
 export interface StatusLinkSecrets {
   statusId: string;
   tokenHash: string;
