@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import type { Job, JobQueue, JobResult, NewJob } from '../queue/types.js';
 import type { Revocations } from '../secure/revocation.js';
 import type { Tx } from '../store/tx.js';
+import { newJob } from '../queue/registry.js';
 
 /**
  * The periodic purge job (kind `purge`): expires due messages, applies due
@@ -29,12 +30,12 @@ export interface PurgePayload {
 
 /** The chain's job for the slot that contains `at`. */
 export function purgeJob(at: number, intervalMs = PURGE_INTERVAL_MS, runAt = at): NewJob {
-  return { id: `purge:${Math.floor(at / intervalMs)}`, kind: 'purge', payload: {} satisfies PurgePayload, runAt };
+  return newJob('purge', `purge:${Math.floor(at / intervalMs)}`, {}, runAt);
 }
 
 /** A one-off purge run at `at` (deterministic per moment). */
 export function purgeOnceJob(at: number): NewJob {
-  return { id: `purge-at:${at}`, kind: 'purge', payload: { once: true } satisfies PurgePayload, runAt: at };
+  return newJob('purge', `purge-at:${at}`, { once: true }, at);
 }
 
 /**
@@ -73,6 +74,6 @@ export class PurgeWorker {
     this.#log.debug({ job: job.id, ...report }, 'purge job ran');
     if (job.payload?.once) return { status: 'done' };
     const slot = Math.floor(this.#clock.now() / this.#intervalMs) + 1;
-    return { status: 'done', next: [{ id: `purge:${slot}`, kind: 'purge', payload: {}, runAt: slot * this.#intervalMs }] };
+    return { status: 'done', next: [newJob('purge', `purge:${slot}`, {}, slot * this.#intervalMs)] };
   };
 }
