@@ -43,7 +43,7 @@ export interface RateLimits {
   hook(group: LimitGroup, target?: LimitTarget): onRequestAsyncHookHandler[];
 }
 
-export async function registerRateLimits(app: FastifyInstance, config: Config, log: Logger, store?: RateLimitStore): Promise<RateLimits> {
+export async function registerRateLimits(app: FastifyInstance, config: Pick<Config, 'reader'>, log: Logger, store?: RateLimitStore): Promise<RateLimits> {
   const settings = config.reader.rateLimit;
   if (!settings.enabled) return { hook: () => [] };
   // global: false: no route is limited unless it asks (every route here asks, through hook())

@@ -29,7 +29,8 @@ export type LinkRow = LinkView;
 export type { SmsDriver } from '../secure/sms.js';
 
 export interface ReaderDeps {
-  config: Config;
+  /** Its slice of the configuration. */
+  config: Pick<Config, 'data' | 'organisation' | 'reader' | 'verification'>;
   /** The secure-delivery domain (src/secure/): links, sessions, codes, replies, and the reader's events. */
   secure: SecureReader;
   clock: Clock;

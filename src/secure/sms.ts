@@ -98,7 +98,7 @@ export class WebhookSmsDriver implements SmsDriver {
  * webhook driver lacks `url` or `tokenFile`, ZEGEL_CONFIG_UNREADABLE when the
  * token file cannot be read or is empty.
  */
-export function createSmsDriver(config: Config, log: Logger, options: { timeoutMs?: number } = {}): SmsDriver {
+export function createSmsDriver(config: Pick<Config, 'verification'>, log: Logger, options: { timeoutMs?: number } = {}): SmsDriver {
   const sms = config.verification.sms;
   if (sms.driver === 'log') return new LogSmsDriver(log);
   if (!sms.url || !sms.tokenFile) {

@@ -92,7 +92,8 @@ export interface StatusService {
 }
 
 export interface StatusServiceDeps extends SecureContext {
-  config: Config;
+  /** Its slice of the configuration. */
+  config: Pick<Config, 'notification' | 'organisation' | 'reader' | 'receipts'>;
   log: Logger;
   /** The notifications' delivery state (recipients of the notification's queued message). */
   messages: Pick<MessageRepository, 'recipients'>;
