@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Relay benchmark: Zegel against a direct smtp-source → smtp-sink baseline and a
-// private Postfix relay, plus Zegel's peak RSS while relaying one 500 MB message.
+// private Postfix relay, Zegel's secure path (a BSN, two external recipients:
+// two notifications and a receipt per message), plus Zegel's peak RSS while
+// relaying one 500 MB message.
 // Run with `npm run bench:relay` (it builds first). Everything runs on
 // 127.0.0.1; every child is stopped and every temporary directory removed at
 // the end, also on failure or Ctrl-C. Results go to stdout and into
@@ -12,9 +14,10 @@
 //   BENCH_SIZE      payload bytes per message     (default 2048)
 //   BENCH_BIG_MB    size of the big message, MiB  (default 500; 0 skips it)
 //   BENCH_REPEAT    throughput runs per path; the table shows medians (default 1)
-//   BENCH_ONLY      comma list of direct,zegel,postfix,big (default: all)
+//   BENCH_ONLY      comma list of direct,zegel,secure,postfix,big (default: all)
 //   BENCH_LOG_LEVEL Zegel's log.level for the throughput run (default info, as in production)
 //   BENCH_CPU_PROF  a directory: run the Zegel throughput child with --cpu-prof there
+//                   (the secure path's child writes into DIR/secure)
 //   BENCH_NO_README 1: print only, leave bench/README.md alone
 //   BENCH_BASELINE  path of another checkout's bin/zegel (built): runs it as an extra path,
 //                   alternating with this one, to compare two versions in the same run
@@ -50,11 +53,17 @@ const SESSIONS = intEnv('BENCH_SESSIONS', 20);
 const SIZE = intEnv('BENCH_SIZE', 2048);
 const BIG_MB = intEnv('BENCH_BIG_MB', 500);
 const REPEAT = Math.max(1, intEnv('BENCH_REPEAT', 1));
-const ONLY = new Set((process.env.BENCH_ONLY || 'direct,zegel,postfix,big').split(',').map((s) => s.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY || 'direct,zegel,secure,postfix,big').split(',').map((s) => s.trim()));
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL || 'info';
 const CPU_PROF = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 const FROM = 'sender@org.test';
 const TO = 'rcpt@example.com';
+// The secure path: smtp-source -r 2 sends to TO and 2TO (2rcpt@example.com), both
+// external; the body carries a BSN that passes the 11-check (the shipped rule
+// `bsn` encrypts it), so each message yields two notifications and the sender's receipt.
+const SECURE_RECIPIENTS = 2;
+const SECURE_MAILS = SECURE_RECIPIENTS + 1;
+const SECURE_BSN = '123456782';
 const IS_ROOT = process.getuid?.() === 0;
 const RUN_TIMEOUT_MS = 10 * 60_000;
 const BASELINE_BIN = process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined;
@@ -318,32 +327,57 @@ async function startSink(name) {
 // ---------------------------------------------------------------- the common measurement
 
 /**
+ * CPU seconds (user + system) of this process's children that have exited and
+ * been reaped (cutime + cstime of /proc/self/stat): over a span in which only
+ * smtp-source exits, the difference is smtp-source's own CPU time.
+ */
+function reapedChildrenCpuSeconds() {
+  try {
+    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / clkTck();
+  } catch {
+    return NaN;
+  }
+}
+
+/**
  * Runs smtp-source with the fixed arguments against `port` and waits until the
  * sink has counted every message. Accepted = messages / smtp-source wall time;
  * delivered = messages / time from smtp-source start until the sink's count.
  * `watchPid` (optional): a process whose CPU time is reported too.
+ * `sourceArgs` (optional): extra smtp-source arguments (the secure path's -r and -F).
+ * `mailsPerMessage`: what the sink must count per message sent (the secure
+ * path: two notifications and a receipt), so delivered = messages / time until
+ * the sink counted messages × mailsPerMessage.
  */
-async function measure(label, port, sink, { watchPid } = {}) {
+async function measure(label, port, sink, { watchPid, sourceArgs = ['-l', String(SIZE)], mailsPerMessage = 1 } = {}) {
   const background = await backgroundCores();
   if (background > 0.25) log(`${label}: warning: ${background.toFixed(2)} cores busy before the run (other processes); figures will be low`);
-  const args = ['-s', String(SESSIONS), '-m', String(MESSAGES), '-l', String(SIZE), '-f', FROM, '-t', TO, `127.0.0.1:${port}`];
+  const args = ['-s', String(SESSIONS), '-m', String(MESSAGES), ...sourceArgs, '-f', FROM, '-t', TO, `127.0.0.1:${port}`];
   const cpu0 = machineCpuSeconds();
   const proc0 = watchPid ? processCpuSeconds(watchPid) : NaN;
+  const sink0 = processCpuSeconds(sink.entry.proc.pid);
+  const reaped0 = reapedChildrenCpuSeconds();
   const baseline = sink.count;
-  log(`${label}: smtp-source ${args.join(' ')}`);
+  const expected = MESSAGES * mailsPerMessage;
+  log(`${label}: smtp-source ${args.join(' ')}${mailsPerMessage > 1 ? ` (waiting for ${expected} mails at the sink)` : ''}`);
   const started = performance.now();
-  const delivered = sink.reached(baseline + MESSAGES);
+  const delivered = sink.reached(baseline + expected);
   delivered.catch(() => undefined);
   const source = startChild(`smtp-source → ${label}`, SMTP_SOURCE, args);
   const timer = setTimeout(() => stopChild(source, 1000), RUN_TIMEOUT_MS);
   const code = await source.exited;
   const acceptedAt = performance.now();
   clearTimeout(timer);
+  // smtp-source has been reaped by now (the exit event comes after waitpid)
+  const sourceCpu = reapedChildrenCpuSeconds() - reaped0;
   if (code !== 0) throw new Error(`smtp-source into ${label} exited with ${code}:\n${source.tail.text}`);
   const cpuAccepted = machineCpuSeconds();
   const deliveredAt = await delivered;
   const cpu1 = machineCpuSeconds();
   const proc1 = watchPid ? processCpuSeconds(watchPid) : NaN;
+  const sink1 = processCpuSeconds(sink.entry.proc.pid);
   const acceptSec = (acceptedAt - started) / 1000;
   const deliverSec = (deliveredAt - started) / 1000;
   const result = {
@@ -352,17 +386,26 @@ async function measure(label, port, sink, { watchPid } = {}) {
     deliverSec,
     accepted: MESSAGES / acceptSec,
     delivered: MESSAGES / deliverSec,
+    mailsPerMessage,
     // busy cores, machine-wide, over the whole run (accept + drain)
     cores: (cpu1 - cpu0) / Math.max(deliverSec, acceptSec),
     coresWhileAccepting: (cpuAccepted - cpu0) / acceptSec,
     processCpu: proc1 - proc0,
+    sinkCpu: sink1 - sink0,
+    sourceCpu,
     background,
     sourceOutput: source.tail.text.trim(),
   };
-  log(`${label}: accepted ${result.accepted.toFixed(0)} msg/s (${acceptSec.toFixed(2)} s), delivered ${result.delivered.toFixed(0)} msg/s (${deliverSec.toFixed(2)} s), ${result.cores.toFixed(2)} cores busy`);
+  log(
+    `${label}: accepted ${result.accepted.toFixed(0)} msg/s (${acceptSec.toFixed(2)} s), delivered ${result.delivered.toFixed(0)} msg/s (${deliverSec.toFixed(2)} s), ${result.cores.toFixed(2)} cores busy` +
+      `${watchPid ? `; relay CPU ${result.processCpu.toFixed(1)} s (${msPer(result.processCpu)} ms/msg)` : ''}; smtp-sink ${msPer(result.sinkCpu)} ms/msg, smtp-source ${msPer(result.sourceCpu)} ms/msg`,
+  );
   if (result.sourceOutput) log(`${label}: smtp-source said: ${result.sourceOutput.slice(0, 500)}`);
   return result;
 }
+
+/** CPU seconds over the run → milliseconds per message sent, as text. */
+const msPer = (seconds) => (Number.isFinite(seconds) ? ((seconds * 1000) / MESSAGES).toFixed(2) : 'n/a');
 
 // ---------------------------------------------------------------- 1. direct
 
@@ -421,14 +464,50 @@ async function startZegel(name, dir, config, { nodeArgs = [], bin = ZEGEL_BIN } 
   return { entry, port, pid: entry.proc.pid, counts, firstProblems, stop: (graceMs = 40_000) => stopChild(entry, graceMs) };
 }
 
-function zegelConfig(dir, port, sinkPort, { level = 'info', maxMessageSize } = {}) {
+function zegelConfig(dir, port, sinkPort, { level = 'info', maxMessageSize, readerPort } = {}) {
   return {
     organisation: { name: 'Zegel bench', domains: ['org.test'] },
     smtp: { listen: `127.0.0.1:${port}`, hostname: 'zegel.bench.test', ...(maxMessageSize ? { maxMessageSize } : {}) },
     delivery: { target: `smtp://127.0.0.1:${sinkPort}`, concurrency: 20 },
     data: { dir: path.join(dir, 'data') },
     log: { level },
+    // the secure path: the links in the notifications point at this reader
+    ...(readerPort ? { reader: { listen: `127.0.0.1:${readerPort}`, publicUrl: `http://127.0.0.1:${readerPort}` } } : {}),
   };
+}
+
+/**
+ * The secure path's relay: a reader for the links, the sender's receipt on
+ * (the default, stated here because the count depends on it), and relay-made
+ * mail to the internal route on the same sink, so that one sink counts the two
+ * notifications (external route) and the receipt (to sender@org.test, internal
+ * route) of every message.
+ */
+function secureConfig(dir, port, sinkPort, readerPort, { level = 'info' } = {}) {
+  const config = zegelConfig(dir, port, sinkPort, { level, readerPort });
+  config.delivery.internalTarget = config.delivery.target;
+  config.receipts = { sender: true };
+  return config;
+}
+
+/**
+ * The secure path's message for `smtp-source -F` (it sends the file's header
+ * and body as they are, appending CRLF to each line): a BSN in the body and
+ * filler lines like smtp-source's own up to about BENCH_SIZE bytes of body. No
+ * Message-ID: every message is the same file, and the relay needs none.
+ */
+function secureMessageFile(dir) {
+  const header = [`From: Bench <${FROM}>`, `To: <${TO}>, <${SECURE_RECIPIENTS}${TO}>`, 'Subject: Dossier overdracht', 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=us-ascii', ''];
+  const body = [`Graag uw reactie op het dossier van de client met BSN ${SECURE_BSN}.`];
+  let bytes = body[0].length + 2;
+  for (let i = 1; bytes < SIZE; i++) {
+    const line = `${i}${'X'.repeat(79 - String(i).length)}`.slice(0, Math.max(1, SIZE - bytes - 2));
+    body.push(line);
+    bytes += line.length + 2;
+  }
+  const file = path.join(dir, 'secure-message.txt');
+  fs.writeFileSync(file, `${[...header, ...body].join('\n')}\n`);
+  return file;
 }
 
 async function runZegel(bin = ZEGEL_BIN) {
@@ -450,6 +529,45 @@ async function runZegel(bin = ZEGEL_BIN) {
       const code = await relay.stop();
       if (code !== 0) log(`zegel exited with ${code} on SIGTERM`);
     }
+    await sink.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- 2b. Zegel, secure path
+
+/**
+ * Every message carries a BSN and goes to two external recipients, so the
+ * relay encrypts it, stores the secure message and sends two notifications
+ * and the sender's receipt. Delivered = messages / time until the sink counted
+ * all three mails of every message (not the 250s).
+ */
+async function runSecure() {
+  const dir = fs.mkdtempSync(path.join(tmpRoot, 'zegel-secure-'));
+  const sink = await startSink('smtp-sink (zegel secure next hop)');
+  let relay;
+  let result;
+  try {
+    const port = await freePort();
+    const readerPort = await freePort();
+    const profDir = CPU_PROF ? path.join(CPU_PROF, 'secure') : undefined;
+    if (profDir) fs.mkdirSync(profDir, { recursive: true });
+    const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+    relay = await startZegel('zegel (secure)', dir, secureConfig(dir, port, sink.port, readerPort, { level: LOG_LEVEL }), { nodeArgs });
+    const file = secureMessageFile(dir);
+    result = await measure('secure', relay.port, sink, { watchPid: relay.pid, sourceArgs: ['-r', String(SECURE_RECIPIENTS), '-F', file], mailsPerMessage: SECURE_MAILS });
+    result.rss = procStatus(relay.pid);
+    result.logs = { ...relay.counts };
+    result.problems = relay.firstProblems;
+    return result;
+  } finally {
+    if (relay) {
+      const code = await relay.stop();
+      if (code !== 0) log(`zegel (secure) exited with ${code} on SIGTERM`);
+    }
+    // counted after the relay stopped: more than three mails per message would be
+    // something else (a DSN, a notice), and the report says so
+    if (result) result.sinkCount = sink.count;
     await sink.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -785,7 +903,7 @@ const median = (values) => {
 function aggregate(runs) {
   if (runs.length === 1) return runs[0];
   const out = { ...runs[0], runs };
-  for (const key of ['accepted', 'delivered', 'acceptSec', 'deliverSec', 'cores', 'coresWhileAccepting', 'processCpu']) out[key] = median(runs.map((r) => r[key]));
+  for (const key of ['accepted', 'delivered', 'acceptSec', 'deliverSec', 'cores', 'coresWhileAccepting', 'processCpu', 'sinkCpu', 'sourceCpu']) out[key] = median(runs.map((r) => r[key]));
   out.background = Math.max(...runs.map((r) => r.background));
   return out;
 }
@@ -822,12 +940,13 @@ function machine() {
 }
 
 function report(results, m) {
-  const { direct, zegel, postfix, big, baseline } = results;
+  const { direct, zegel, secure, postfix, big, baseline } = results;
   const lines = [];
   lines.push(`### Run of ${m.date}`, '');
   lines.push(
     `Machine: ${m.nproc} cores (${m.model}), ${m.memGiB} GiB RAM, Linux ${m.kernel}; Node ${m.node}; Postfix ${m.postfix}; temp dirs on ${m.tmp}.`,
-    `Load: smtp-source -s ${SESSIONS} -m ${MESSAGES} -l ${SIZE}, one message per connection; Zegel log.level ${LOG_LEVEL}${REPEAT > 1 ? `; ${REPEAT} runs per path, medians shown` : '; one run per path'}.`,
+    `Load: smtp-source -s ${SESSIONS} -m ${MESSAGES} -l ${SIZE}, one message per connection; Zegel log.level ${LOG_LEVEL}${REPEAT > 1 ? `; ${REPEAT} runs per path, medians shown` : '; one run per path'}.` +
+      (secure ? ` Secure path: smtp-source -s ${SESSIONS} -m ${MESSAGES} -r ${SECURE_RECIPIENTS} -F (a BSN in a ~${SIZE}-byte body, two external recipients); delivered = ${MESSAGES} / time until the sink counted ${MESSAGES * SECURE_MAILS} mails (two notifications and the sender's receipt per message).` : ''),
     '',
   );
   lines.push('| path | accepted msg/s | delivered msg/s | accept time | deliver time | busy cores¹ | relay CPU² |', '|---|---:|---:|---:|---:|---:|---:|');
@@ -835,9 +954,17 @@ function report(results, m) {
     r
       ? `| ${name} | ${fmtRate(r.accepted)} | ${fmtRate(r.delivered)} | ${r.acceptSec.toFixed(2)} s | ${r.deliverSec.toFixed(2)} s | ${r.cores.toFixed(2)} | ${Number.isNaN(r.processCpu) ? '—' : `${r.processCpu.toFixed(1)} s`} |`
       : `| ${name} | not run | | | | | |`;
-  lines.push(row('direct (smtp-source → smtp-sink)', direct), row('Zegel', zegel), ...(baseline ? [row(`Zegel at ${BASELINE_LABEL} (baseline)`, baseline)] : []), row('Postfix', postfix), '');
   lines.push(
-    '¹ machine-wide busy CPU (of ' + m.nproc + ') averaged over the run, smtp-source and smtp-sink included. ² CPU seconds of the Zegel process itself.',
+    row('direct (smtp-source → smtp-sink)', direct),
+    row('Zegel', zegel),
+    ...(baseline ? [row(`Zegel at ${BASELINE_LABEL} (baseline)`, baseline)] : []),
+    ...(ONLY.has('secure') ? [row('Zegel secure³', secure)] : []),
+    row('Postfix', postfix),
+    '',
+  );
+  lines.push(
+    '¹ machine-wide busy CPU (of ' + m.nproc + ') averaged over the run, smtp-source and smtp-sink included. ² CPU seconds of the Zegel process itself.' +
+      (ONLY.has('secure') ? ` ³ every message with a BSN to two external recipients; delivered = complete secure deliveries per second (both notifications and the receipt of a message at the sink).` : ''),
     '',
   );
   lines.push('| ratio | accepted | delivered |', '|---|---:|---:|');
@@ -847,11 +974,24 @@ function report(results, m) {
     lines.push(`| Zegel / Zegel at ${BASELINE_LABEL} | ${ratio(zegel?.accepted, baseline.accepted)} | ${ratio(zegel?.delivered, baseline.delivered)} |`);
   }
   lines.push(`| Postfix / direct | ${ratio(postfix?.accepted, direct?.accepted)} | ${ratio(postfix?.delivered, direct?.delivered)} |`);
-  lines.push(`| **Zegel / Postfix** (target ≥ 1) | **${ratio(zegel?.accepted, postfix?.accepted)}** | **${ratio(zegel?.delivered, postfix?.delivered)}** |`, '');
+  lines.push(`| **Zegel / Postfix** (target ≥ 1) | **${ratio(zegel?.accepted, postfix?.accepted)}** | **${ratio(zegel?.delivered, postfix?.delivered)}** |`);
+  if (ONLY.has('secure')) lines.push(`| **Zegel secure / Zegel plain** (target ≥ 0.5 delivered) | ${ratio(secure?.accepted, zegel?.accepted)} | **${ratio(secure?.delivered, zegel?.delivered)}** |`);
+  lines.push('');
   if (zegel && postfix) {
     const okA = zegel.accepted >= postfix.accepted;
     const okD = zegel.delivered >= postfix.delivered;
     lines.push(`Throughput target (Zegel ≥ Postfix): accepted ${okA ? 'met' : '**not met**'}, delivered ${okD ? 'met' : '**not met**'}.`, '');
+  }
+  if (secure && zegel) lines.push(`Secure target (Zegel secure ≥ 0.5× Zegel plain, delivered): ${secure.delivered >= 0.5 * zegel.delivered ? 'met' : '**not met**'}.`, '');
+  if (zegel || secure || direct) {
+    const perMsg = (r, key) => (r && Number.isFinite(r[key]) ? `${msPer(r[key])} ms` : 'n/a');
+    const plainOk = zegel && Number.isFinite(zegel.processCpu) ? (zegel.processCpu * 1000) / MESSAGES <= 1.5 : undefined;
+    lines.push(
+      `CPU per message (process CPU seconds / ${MESSAGES} messages): **Zegel plain ${perMsg(zegel, 'processCpu')}** (target ≤ 1.5 ms: ${plainOk === undefined ? 'n/a' : plainOk ? 'met' : '**not met**'})` +
+        `${baseline ? `, Zegel at ${BASELINE_LABEL} ${perMsg(baseline, 'processCpu')}` : ''}, Zegel secure ${perMsg(secure, 'processCpu')}; ` +
+        `direct path of the same run: smtp-sink ${perMsg(direct, 'sinkCpu')}, smtp-source ${perMsg(direct, 'sourceCpu')}.`,
+      '',
+    );
   }
   if (big) {
     const ok = big.hwm <= 200 * 1024 * 1024;
@@ -870,7 +1010,7 @@ function report(results, m) {
     '',
   );
   const notes = [];
-  const bg = Object.entries({ direct, zegel, postfix, big }).filter(([, r]) => r && typeof r.background === 'number');
+  const bg = Object.entries({ direct, zegel, secure, postfix, big }).filter(([, r]) => r && typeof r.background === 'number');
   if (bg.length) {
     const busy = bg.some(([, r]) => r.background > 0.25);
     notes.push(
@@ -879,11 +1019,13 @@ function report(results, m) {
   }
   if (zegel?.logs) notes.push(`Zegel logged ${zegel.logs.lines} lines (${zegel.logs.warn} warn, ${zegel.logs.error} error) and ended at VmHWM ${mib(zegel.rss.hwm)} MiB in the throughput run.`);
   if (zegel?.problems?.length) notes.push(`Zegel warnings: \`${zegel.problems[0].replace(/`/g, "'")}\``);
+  if (secure?.logs) notes.push(`Zegel secure logged ${secure.logs.lines} lines (${secure.logs.warn} warn, ${secure.logs.error} error) and ended at VmHWM ${mib(secure.rss.hwm)} MiB; its sink counted ${secure.sinkCount} mails for ${MESSAGES * SECURE_MAILS} expected by the end of the run.`);
+  if (secure?.problems?.length) notes.push(`Zegel secure warnings: \`${secure.problems[0].replace(/`/g, "'")}\``);
   if (postfix?.postfix) notes.push(`Postfix logged ${postfix.postfix.sent} status=sent, ${postfix.postfix.deferred} deferred, ${postfix.postfix.bounced} bounced.`);
-  for (const [name, r] of Object.entries({ direct, zegel, baseline, postfix })) {
+  for (const [name, r] of Object.entries({ direct, zegel, baseline, secure, postfix })) {
     if (r?.runs) notes.push(`${name} runs (accepted/delivered msg/s): ${r.runs.map((x) => `${fmtRate(x.accepted)}/${fmtRate(x.delivered)}`).join(', ')}.`);
   }
-  for (const [name, r] of Object.entries({ direct, zegel, postfix })) if (r?.sourceOutput) notes.push(`smtp-source (${name}) printed: \`${r.sourceOutput.slice(0, 200).replace(/\s+/g, ' ')}\``);
+  for (const [name, r] of Object.entries({ direct, zegel, secure, postfix })) if (r?.sourceOutput) notes.push(`smtp-source (${name}) printed: \`${r.sourceOutput.slice(0, 200).replace(/\s+/g, ' ')}\``);
   if (notes.length) lines.push(...notes.map((n) => `- ${n}`), '');
   return lines.join('\n');
 }
@@ -938,6 +1080,7 @@ async function main() {
     results.zegel = aggregate(runs.zegel);
     results.baseline = aggregate(runs.baseline);
   } else if (ONLY.has('zegel')) results.zegel = await repeated(() => runZegel());
+  if (ONLY.has('secure')) results.secure = await repeated(runSecure);
   if (ONLY.has('postfix')) {
     if (!IS_ROOT) log('postfix: skipped (a private Postfix master must be started by root)');
     else results.postfix = await repeated(runPostfix);
