@@ -12,6 +12,7 @@ import { wantsFailureReport, type DsnSender } from './dsn-sender.js';
 import { enhancedStatus, nextAttempt, type RetryPolicy } from './retry.js';
 import { TransportError, type Envelope, type Transport } from './transport.js';
 import type { RelayMetrics } from '../ops/metrics.js';
+import type { Tx } from '../store/tx.js';
 
 /** `target` (delivery.target, the outside world) or `internal` (delivery.internalTarget): src/vocabulary.ts. */
 export type { Route } from '../vocabulary.js';
@@ -145,22 +146,25 @@ export class Delivery {
     // a held recipient stays pending (its spool file stays) until an admin acts
     if (held?.idx.size) for (const r of results) if (held.idx.has(r.idx)) r.outcome = 'deferred';
     const heldResults = held?.idx.size ? results.filter((r) => held.idx.has(r.idx)) : [];
-    // the outcomes and, for held recipients, their `held` events: one commit
-    const stillPending = await backend.transaction(async (tx) => {
-      const left = await backend.messages.recordAttempt(tx, messageId, results, { route: transport.name });
+    // the outcomes, for held recipients their `held` events, and the job's new state: one commit
+    let stillPending = -1;
+    const record = async (tx: Tx): Promise<void> => {
+      stillPending = await backend.messages.recordAttempt(tx, messageId, results, { route: transport.name });
       for (const r of heldResults) {
         const rcpt = pending.find((p) => p.idx === r.idx)!;
         await backend.events.append(tx, { messageId, recipient: rcpt.address, type: 'held', detail: { job: job.id, reason: held!.reason, reply: r.reply, remoteMta: r.remoteMta } });
       }
-      return left;
-    });
+    };
+    // the spool file goes once no recipient needs it, after the commit that says so
+    const afterCommit = async (): Promise<void> => {
+      if (stillPending === 0) await spool.remove(messageId);
+    };
     if (held?.idx.size) {
       this.#hold(job, message, heldResults, held.reason);
-      return { status: 'held' };
+      return { status: 'held', record };
     }
-    if (retry?.action === 'retry') return { status: 'retry', runAt: retry.at };
-    if (stillPending === 0) await spool.remove(messageId);
-    return { status: 'done' };
+    if (retry?.action === 'retry') return { status: 'retry', runAt: retry.at, record };
+    return { status: 'done', record, afterCommit };
   };
 
   /**

@@ -98,12 +98,12 @@ export class HandOff {
       throw err;
     }
     if (!recorded) await spool.remove(mail.id).catch(() => undefined);
-    else backend.queue.poke();
+    else backend.queue.poke('deliver');
     return result;
   }
 
   /** Wakes the delivery workers after a transaction that recorded mail through `record`. */
   poke(): void {
-    this.#deps.backend.queue.poke();
+    this.#deps.backend.queue.poke('deliver');
   }
 }

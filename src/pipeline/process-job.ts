@@ -11,6 +11,7 @@ import type { RelayPolicy } from '../smtp/policy.js';
 import type { ClassifyMessage, Verdict } from './decide.js';
 import { secureJob } from './secure-job.js';
 import type { RelayMetrics } from '../ops/metrics.js';
+import type { Tx } from '../store/tx.js';
 
 export interface ProcessPayload {
   messageId: string;
@@ -78,8 +79,8 @@ export class Processor {
       else [decision, reason] = [verdict.decision, rules.length ? `rules:${rules.join(',')}` : 'no-findings'];
       return { idx: recipient.idx, address: recipient.address, decision, reason };
     });
-    // the classification and the decisions: one commit
-    await backend.transaction(async (tx) => {
+    // the classification and the decisions; on the normal path they commit with the job's completion and its next jobs
+    const record = async (tx: Tx): Promise<void> => {
       if (!relayOrigin && message.state === 'queued') {
         await backend.events.append(tx, {
           messageId,
@@ -88,7 +89,7 @@ export class Processor {
         });
       }
       await backend.messages.recordDecisions(tx, messageId, decisions);
-    });
+    };
     this.#deps.metrics?.decided(decisions, verdict.matches);
     const idxOf = (d: Decision) => decisions.filter((x) => x.decision === d).map((x) => x.idx);
     const deliver = idxOf('deliver');
@@ -110,13 +111,15 @@ export class Processor {
       processedInWords(verdict.decision, relayOrigin, { recipients: decisions.length, internal, delivered: deliver.length, encrypted: encrypt.length }),
     );
     if (verdict.decision === 'block') {
+      // the decisions first: the DSN names the blocking rule, then every recipient bounces
+      await backend.transaction(record);
       await this.#block(messageId, verdict);
       return { status: 'done' };
     }
     const next: NewJob[] = [];
     if (deliver.length) next.push(deliverJob(messageId, 'target', deliver));
     if (encrypt.length) next.push(secureJob(messageId, encrypt, verdict.subjectSensitive));
-    return { status: 'done', next };
+    return { status: 'done', next, record };
   };
 
   /** Bounces every recipient of a blocked message and tells the sender which rule stopped it. */

@@ -18,6 +18,7 @@ import { encryptContent } from './secure-content.js';
 import { ThreadFinder } from '../secure/reply-thread.js';
 import { mintStatusLink, statusUrl, type MintedStatusLink } from '../secure/status-keys.js';
 import type { RelayMetrics } from '../ops/metrics.js';
+import type { Tx } from '../store/tx.js';
 
 export interface SecurePayload {
   messageId: string;
@@ -238,8 +239,10 @@ export class SecureDelivery {
     contentKey.fill(0);
     const threadId = (await this.#threadOf(messageId)) ?? secureId;
 
-    // the secure message, its links, every notification with its job and event, the receipt: one commit
-    const pending = await backend.transaction(async (tx) => {
+    // the secure message, its links, every notification with its job and event, the receipt, and this
+    // job's completion: one commit
+    let pending = -1;
+    const record = async (tx: Tx): Promise<void> => {
       await secure.insert(
         tx,
         { id: secureId, queueId: messageId, sender: message.mailFrom, createdAt: now, expiresAt, bodyBlob: encrypted.bodyBlob, blobs: encrypted.blobs, originMessageId: message.messageId, threadId },
@@ -275,16 +278,18 @@ export class SecureDelivery {
           event: { about: messageId, recipient: receipt.to, type: 'mail-queued', detail: { mail: receipt.id, kind: 'receipt', status: status.statusId } },
         });
       }
-      return backend.messages.recordAttempt(
+      pending = await backend.messages.recordAttempt(
         tx,
         messageId,
         notifications.map((n) => ({ idx: n.idx, outcome: 'encrypted' as const, reply: `stored encrypted as ${secureId}` })),
         { secureId, blobs: encrypted.blobs.length },
       );
-    });
-    backend.queue.poke();
-    if (pending === 0) await spool.remove(messageId);
-    log.info({ queueId: messageId, secureId, recipients: notifications.length, blobs: encrypted.blobs.length, ms: Date.now() - started }, 'message stored encrypted, notifications queued');
-    return { status: 'done' };
+    };
+    const afterCommit = async (): Promise<void> => {
+      backend.queue.poke('deliver');
+      log.info({ queueId: messageId, secureId, recipients: notifications.length, blobs: encrypted.blobs.length, ms: Date.now() - started }, 'message stored encrypted, notifications queued');
+      if (pending === 0) await spool.remove(messageId);
+    };
+    return { status: 'done', record, afterCommit };
   };
 }

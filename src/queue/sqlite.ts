@@ -50,6 +50,8 @@ export class SqliteQueue implements JobQueue {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #pumping = false;
+  #pokeAll = false;
+  #poked = new Set<string>();
 
   constructor(db: Db, committer: GroupCommitter, clock: Clock, log: Logger, options: { pollMs?: number } = {}) {
     this.#db = db;
@@ -90,7 +92,7 @@ export class SqliteQueue implements JobQueue {
   async add(jobs: NewJob[]): Promise<void> {
     if (!jobs.length) return;
     await this.#committer.transaction((tx) => this.insert(tx, jobs));
-    this.poke();
+    this.poke([...new Set(jobs.map((j) => j.kind))]);
   }
 
   work<P>(kind: string, handler: JobHandler<P>, options: { concurrency: number }): void {
@@ -99,14 +101,26 @@ export class SqliteQueue implements JobQueue {
     this.poke();
   }
 
-  /** Looks for due jobs on the next turn of the event loop; many pokes in one turn cost one look. */
-  poke(): void {
-    if (this.#closed || this.#pumping) return;
+  /**
+   * Looks for due jobs on the next turn of the event loop; many pokes in one
+   * turn cost one look per kind. With `kinds`, only those workers look (a
+   * look is one indexed query): intake wakes `process`, a finished job its
+   * own kind and the kinds of the jobs it added.
+   */
+  poke(kinds?: string | readonly string[]): void {
+    if (this.#closed) return;
+    if (kinds === undefined) this.#pokeAll = true;
+    else for (const kind of typeof kinds === 'string' ? [kinds] : kinds) this.#poked.add(kind);
+    if (this.#pumping) return;
     this.#pumping = true;
     setImmediate(() => {
       this.#pumping = false;
+      const all = this.#pokeAll;
+      const poked = this.#poked;
+      this.#pokeAll = false;
+      this.#poked = new Set();
       if (this.#closed) return;
-      for (const worker of this.#workers.values()) this.#pump(worker);
+      for (const worker of this.#workers.values()) if (all || poked.has(worker.kind)) this.#pump(worker);
     });
   }
 
@@ -129,15 +143,16 @@ export class SqliteQueue implements JobQueue {
         attempts: row.attempts,
         createdAt: row.created_at,
       };
-      const run = this.#run(worker, job).finally(() => {
+      const run = this.#run(worker, job).then((kinds) => {
         worker.running.delete(job.id);
-        this.poke();
+        this.poke(kinds);
       });
       worker.running.set(job.id, run);
     }
   }
 
-  async #run(worker: Worker, job: Job): Promise<void> {
+  /** Runs one job and stores its outcome; resolves to the kinds to look at next (its own: a slot is free; those it added). */
+  async #run(worker: Worker, job: Job): Promise<string[]> {
     let result: JobResult;
     try {
       result = await worker.handler(job);
@@ -146,33 +161,30 @@ export class SqliteQueue implements JobQueue {
       this.#log.error({ job: job.id, kind: job.kind, err: { code: (err as { code?: string }).code, message: (err as Error).message } }, 'job failed unexpectedly; will retry');
       result = { status: 'retry', runAt };
     }
+    const next = result.status === 'done' ? (result.next ?? []) : [];
     try {
-      if (result.status === 'done') {
-        const next = result.next ?? [];
-        await this.#committer.transaction((tx) => {
-          sqliteTx(tx);
+      // the handler's rows and the job's new state: one commit
+      await this.#committer.transaction(async (tx) => {
+        if (result.record) await result.record(tx);
+        sqliteTx(tx);
+        if (result.status === 'done') {
           this.#complete.run(job.id);
           this.#insertJobs(next);
-        });
-      } else if (result.status === 'held') {
-        await this.#committer.transaction((tx) => {
-          sqliteTx(tx);
-          this.#hold.run(job.id);
-        });
-      } else {
-        const runAt = result.runAt;
-        await this.#committer.transaction((tx) => {
-          sqliteTx(tx);
-          this.#reschedule.run(runAt, job.id);
-        });
-      }
+        } else if (result.status === 'held') this.#hold.run(job.id);
+        else this.#reschedule.run(result.runAt, job.id);
+      });
     } catch (err) {
       // The outcome could not be stored: the job stays as it was and runs again
       // later. Handlers are idempotent, so that is safe; the pause keeps a full
       // disk from turning into a busy loop.
       this.#cooldown.set(job.id, this.#clock.now() + 5_000);
       this.#log.error({ job: job.id, kind: job.kind, err: { message: (err as Error).message } }, 'could not store job outcome');
+      return [job.kind];
     }
+    if (result.afterCommit) {
+      await result.afterCommit().catch((err: Error) => this.#log.warn({ job: job.id, kind: job.kind, err: { message: err.message } }, 'job clean-up after its commit failed; start-up sweeps what is left'));
+    }
+    return [job.kind, ...new Set(next.map((j) => j.kind))];
   }
 
   async counts(): Promise<QueueCounts[]> {

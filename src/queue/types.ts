@@ -1,3 +1,5 @@
+import type { Tx } from '../store/tx.js';
+
 /**
  * The durable job contract. Drivers (SQLite now, BullMQ later) run the same
  * contract tests; callers see only this interface.
@@ -27,7 +29,22 @@ export interface Job<P = unknown> {
   createdAt: number;
 }
 
-export type JobResult =
+/**
+ * What a job's outcome writes besides the job itself. `record` runs inside
+ * the transaction that completes, reschedules or holds the job, so the
+ * handler's own rows (decisions, delivery outcomes, events) and the job's
+ * new state commit together: one commit per job run instead of two, and no
+ * window in which the rows say done while the job is still due. `afterCommit`
+ * runs once that commit is durable (removing a file the rows released). If
+ * the commit fails, neither happened and the job runs again.
+ */
+export interface JobOutcomeWrites {
+  record?: ((tx: Tx) => Promise<unknown>) | undefined;
+  afterCommit?: (() => Promise<void>) | undefined;
+}
+
+export type JobResult = JobOutcomeWrites &
+  (
   /** Finished; `next` jobs are added atomically with the completion where the driver can. */
   | { status: 'done'; next?: NewJob[] }
   /** Not finished; run again at `runAt` (clock milliseconds). */
@@ -37,7 +54,8 @@ export type JobResult =
    * queue in the `held` state (never due) until an admin makes it due again
    * (`zegel queue retry`) or deletes it (`zegel queue delete --force`).
    */
-  | { status: 'held' };
+  | { status: 'held' }
+  );
 
 export type JobHandler<P = unknown> = (job: Job<P>) => Promise<JobResult>;
 
@@ -56,8 +74,8 @@ export interface JobQueue {
   add(jobs: NewJob[]): Promise<void>;
   /** Starts taking jobs of one kind; at most `concurrency` run at once. */
   work<P>(kind: string, handler: JobHandler<P>, options: { concurrency: number }): void;
-  /** Looks for due jobs now (after the clock moved, or new work elsewhere). */
-  poke(): void;
+  /** Looks for due jobs now (after the clock moved, or new work elsewhere); with kinds, only for those. */
+  poke(kinds?: string | readonly string[]): void;
   counts(): Promise<QueueCounts[]>;
   /** The held jobs, oldest first (for readiness detail and metrics). */
   held(): Promise<HeldJob[]>;

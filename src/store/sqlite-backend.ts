@@ -54,7 +54,7 @@ export class SqliteBackend implements Store {
       await this.messages.insertReceived(tx, message);
       await this.queue.insert(tx, [firstJob]);
     });
-    this.queue.poke();
+    this.queue.poke(firstJob.kind);
   }
 
   /** The database answers (readiness). */
