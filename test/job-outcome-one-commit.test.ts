@@ -1,6 +1,6 @@
 import nodemailer from 'nodemailer';
 import { pino } from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ManualClock } from '../src/clock.js';
 import type { JobResult } from '../src/queue/types.js';
 import { SqliteBackend } from '../src/store/sqlite-backend.js';
@@ -17,7 +17,7 @@ import { storeView } from './helpers/store-view.js';
  */
 const silent = pino({ level: 'silent' });
 
-function backendFor(t: Parameters<Parameters<typeof t.test>[1]>[0], clock: ManualClock): SqliteBackend {
+function backendFor(t: Test, clock: ManualClock): SqliteBackend {
   const backend = new SqliteBackend(tempDir(t, 'zegel-outcome-'), clock, silent, { pollMs: 25 });
   t.teardown(async () => {
     await backend.queue.close(10);
