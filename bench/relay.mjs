@@ -444,7 +444,7 @@ async function startZegel(name, dir, config, { nodeArgs = [], bin = ZEGEL_BIN } 
       const level = m ? Number(m[1]) : 0;
       if (level >= 50) counts.error++;
       else if (level >= 40) counts.warn++;
-      if (level >= 40 && firstProblems.length < 5 && !line.includes('sender-domain check is off')) firstProblems.push(line.slice(0, 400));
+      if (level >= 40 && firstProblems.length < 5 && !line.includes('sender-domain check is off') && !line.includes('made an audit signing key')) firstProblems.push(line.slice(0, 400));
     }
   };
   // node directly (not through `env` or a shell), so entry.proc.pid is the relay's own pid
