@@ -694,11 +694,11 @@ function report(r, m) {
   const lines = [`### Run of ${m.date}`, ''];
   lines.push(
     `Machine: ${m.nproc} cores (${m.model}), ${m.memGiB} GiB RAM, Linux ${m.kernel}; Node ${m.node}; Fastify ${m.fastify}; temp dirs on ${m.tmp}.`,
-    `Load: ${CLIENTS} clients from ${ADDRESSES ? `${Math.min(ADDRESSES, CLIENTS)} addresses (127.0.0.2 …)` : '127.0.0.1'}, one keep-alive connection each; ${SEQUENCES} sequences per client per phase, ${ROUNDS} rounds (static, reader, plain) after ${WARMUP} warm-up sequences; reader log.level ${LOG_LEVEL}; rate limits on, raised. Load average before: ${r.loadBefore.toFixed(2)}.`,
+    `Load: ${CLIENTS} clients from ${ADDRESSES ? `${Math.min(ADDRESSES, CLIENTS)} addresses (127.0.0.2 …)` : '127.0.0.1'}, one keep-alive connection each; ${SEQUENCES} sequences per client per phase, ${ROUNDS} rounds (static, reader, plain) after ${WARMUP} warm-up sequences; reader log.level ${LOG_LEVEL}; rate limits on, raised. Busy cores in the second before the run (nothing of ours running): ${r.busyBefore.toFixed(2)}.`,
     '',
   );
   if (BLOB_HWM) lines.push(`**Experiment BENCH_BLOB_HWM=${BLOB_HWM}**: the reader's blob streams read ${BLOB_HWM} bytes at a time (a BlobStore subclass in the bench, not the shipped code).`, '');
-  if (r.loadBefore > Number(m.nproc) / 2) lines.push(`**The machine was busy before the run** (load average ${r.loadBefore.toFixed(2)} on ${m.nproc} cores): other processes share the cores with the reader and the clients; read the ratios, not the absolute figures.`, '');
+  if (r.busyBefore > 0.25) lines.push(`**The machine was busy before the run** (${r.busyBefore.toFixed(2)} of ${m.nproc} cores): other processes share the cores with the reader and the clients; read the ratios, not the absolute figures.`, '');
   if (r.latency) {
     const L = r.latency;
     const row = (what, s, base) => `| ${what} | ${s.n} | ${ms(s.p50)} | ${ms(s.p90)} | ${ms(s.p99)} | ${ms(s.max)} | ${base ? x(s.p99 / base.p99) : ''} |`;
@@ -809,7 +809,10 @@ async function main() {
   const urls = await reader.ready;
   const pid = reader.proc.pid;
   log(`reader ${urls.url} (pid ${pid}), plain Fastify ${urls.plainUrl}; RSS ${mib(procStatus(pid).rss)} MiB`);
-  const result = { loadBefore: os.loadavg()[0], rssStart: procStatus(pid).rss };
+  // busy cores machine-wide in one second in which the bench does nothing: other work that skews the figures
+  const c0 = machineCpuSeconds();
+  await sleep(1000);
+  const result = { busyBefore: machineCpuSeconds() - c0, rssStart: procStatus(pid).rss };
   if (ONLY.has('latency')) {
     result.latency = await latencyBench(urls, data, staticName, pid);
     const L = result.latency;
