@@ -11,6 +11,9 @@ import { PRIVATE_FILE_MODE, ensurePrivateDir } from './file-modes.js';
  * exists is whole. Ids are base64url (no path separators); anything else is refused.
  * Directories are 0700 and blob files 0600, whatever the umask (file-modes.ts).
  */
+/** One read of a blob for a download (see `open`). */
+export const BLOB_READ_BYTES = 1 << 20;
+
 export class BlobStore {
   readonly dir: string;
 
@@ -56,8 +59,14 @@ export class BlobStore {
     return bytes;
   }
 
+  /**
+   * Reads a blob for a download in 1 MiB pieces, the size of one OpenPGP AEAD
+   * chunk (src/crypto/payload.ts): with the 64 KiB default a 200 MiB download
+   * over loopback ran at about a sixth of a disk read (bench/reader.mjs); the
+   * cost is 1 MiB of buffer per download in flight.
+   */
   open(secureId: string, blobId: string): Readable {
-    return fs.createReadStream(this.#path(secureId, blobId));
+    return fs.createReadStream(this.#path(secureId, blobId), { highWaterMark: BLOB_READ_BYTES });
   }
 
   async size(secureId: string, blobId: string): Promise<number | undefined> {
