@@ -35,6 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { median } from './proc.mjs';
 import { writeResults } from './results.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -65,11 +66,6 @@ function log(message) {
   process.stderr.write(`[bench] ${message}\n`);
 }
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 const mib = (bytes) => (bytes / 1024 / 1024).toFixed(0);
 const maxRssBytes = () => process.resourceUsage().maxRSS * 1024;
 

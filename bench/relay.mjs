@@ -30,6 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { backgroundCores, clkTck, machineCpuSeconds, median, processCpuSeconds, procStatus } from './proc.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -213,59 +214,6 @@ function cleanEnv() {
   delete env.NODE_OPTIONS;
   for (const key of Object.keys(env)) if (key.startsWith('TAP') || key.startsWith('_TAPJS')) delete env[key];
   return env;
-}
-
-/** Machine-wide busy CPU time in seconds (all cores), from /proc/stat. */
-function machineCpuSeconds() {
-  try {
-    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
-    const f = line.trim().split(/\s+/).slice(1).map(Number);
-    const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
-    const total = f.reduce((a, b) => a + b, 0);
-    return (total - idle) / clkTck();
-  } catch {
-    return NaN;
-  }
-}
-
-/** Busy cores machine-wide over `ms` while we do nothing: other work that would skew the figures. */
-async function backgroundCores(ms = 1000) {
-  const c0 = machineCpuSeconds();
-  const t0 = performance.now();
-  await sleep(ms);
-  return (machineCpuSeconds() - c0) / ((performance.now() - t0) / 1000);
-}
-
-let ticks;
-function clkTck() {
-  if (ticks === undefined) {
-    try {
-      ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-    } catch {
-      ticks = 100;
-    }
-  }
-  return ticks;
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function processCpuSeconds(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / clkTck();
-  } catch {
-    return NaN;
-  }
-}
-
-function procStatus(pid) {
-  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key) => {
-    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
-    return m ? Number(m[1]) * 1024 : NaN;
-  };
-  return { name: /^Name:\s+(.*)$/m.exec(text)?.[1], hwm: kb('VmHWM'), rss: kb('VmRSS') };
 }
 
 // ---------------------------------------------------------------- smtp-sink
@@ -510,16 +458,24 @@ function secureMessageFile(dir) {
   return file;
 }
 
-async function runZegel(bin = ZEGEL_BIN) {
-  const dir = fs.mkdtempSync(path.join(tmpRoot, 'zegel-'));
-  const sink = await startSink('smtp-sink (zegel next hop)');
+/**
+ * One throughput run through a fresh relay with a fresh sink and data
+ * directory: `prepare` gives the relay's configuration and what `measure`
+ * sends; the result carries the relay's memory, log counts and, counted after
+ * the relay stopped, what reached the sink.
+ */
+async function runRelay(name, label, { bin = ZEGEL_BIN, profDir, prepare }) {
+  const dir = fs.mkdtempSync(path.join(tmpRoot, `${label}-`));
+  const sink = await startSink(`smtp-sink (${name} next hop)`);
   let relay;
+  let result;
   try {
     const port = await freePort();
-    const nodeArgs = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [];
-    if (CPU_PROF) fs.mkdirSync(CPU_PROF, { recursive: true });
-    relay = await startZegel('zegel', dir, zegelConfig(dir, port, sink.port, { level: LOG_LEVEL }), { nodeArgs: bin === ZEGEL_BIN ? nodeArgs : [], bin });
-    const result = await measure('zegel', relay.port, sink, { watchPid: relay.pid });
+    if (profDir) fs.mkdirSync(profDir, { recursive: true });
+    const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+    const { config, measureOptions = {} } = await prepare(dir, port, sink.port);
+    relay = await startZegel(name, dir, config, { nodeArgs, bin });
+    result = await measure(label, relay.port, sink, { watchPid: relay.pid, ...measureOptions });
     result.rss = procStatus(relay.pid);
     result.logs = { ...relay.counts };
     result.problems = relay.firstProblems;
@@ -527,11 +483,23 @@ async function runZegel(bin = ZEGEL_BIN) {
   } finally {
     if (relay) {
       const code = await relay.stop();
-      if (code !== 0) log(`zegel exited with ${code} on SIGTERM`);
+      if (code !== 0) log(`${name} exited with ${code} on SIGTERM`);
     }
+    // counted after the relay stopped: more mails than expected would be
+    // something else (a DSN, a notice), and the report says so
+    if (result) result.sinkCount = sink.count;
     await sink.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The plain path; `bin` is this checkout's relay or the baseline's (only this one is profiled). */
+function runZegel(bin = ZEGEL_BIN) {
+  return runRelay('zegel', 'zegel', {
+    bin,
+    profDir: bin === ZEGEL_BIN ? CPU_PROF : undefined,
+    prepare: (dir, port, sinkPort) => ({ config: zegelConfig(dir, port, sinkPort, { level: LOG_LEVEL }) }),
+  });
 }
 
 // ---------------------------------------------------------------- 2b. Zegel, secure path
@@ -542,35 +510,14 @@ async function runZegel(bin = ZEGEL_BIN) {
  * and the sender's receipt. Delivered = messages / time until the sink counted
  * all three mails of every message (not the 250s).
  */
-async function runSecure() {
-  const dir = fs.mkdtempSync(path.join(tmpRoot, 'zegel-secure-'));
-  const sink = await startSink('smtp-sink (zegel secure next hop)');
-  let relay;
-  let result;
-  try {
-    const port = await freePort();
-    const readerPort = await freePort();
-    const profDir = CPU_PROF ? path.join(CPU_PROF, 'secure') : undefined;
-    if (profDir) fs.mkdirSync(profDir, { recursive: true });
-    const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
-    relay = await startZegel('zegel (secure)', dir, secureConfig(dir, port, sink.port, readerPort, { level: LOG_LEVEL }), { nodeArgs });
-    const file = secureMessageFile(dir);
-    result = await measure('secure', relay.port, sink, { watchPid: relay.pid, sourceArgs: ['-r', String(SECURE_RECIPIENTS), '-F', file], mailsPerMessage: SECURE_MAILS });
-    result.rss = procStatus(relay.pid);
-    result.logs = { ...relay.counts };
-    result.problems = relay.firstProblems;
-    return result;
-  } finally {
-    if (relay) {
-      const code = await relay.stop();
-      if (code !== 0) log(`zegel (secure) exited with ${code} on SIGTERM`);
-    }
-    // counted after the relay stopped: more than three mails per message would be
-    // something else (a DSN, a notice), and the report says so
-    if (result) result.sinkCount = sink.count;
-    await sink.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+function runSecure() {
+  return runRelay('zegel (secure)', 'secure', {
+    profDir: CPU_PROF ? path.join(CPU_PROF, 'secure') : undefined,
+    prepare: async (dir, port, sinkPort) => ({
+      config: secureConfig(dir, port, sinkPort, await freePort(), { level: LOG_LEVEL }),
+      measureOptions: { sourceArgs: ['-r', String(SECURE_RECIPIENTS), '-F', secureMessageFile(dir)], mailsPerMessage: SECURE_MAILS },
+    }),
+  });
 }
 
 // ---------------------------------------------------------------- 3. Postfix
@@ -892,12 +839,6 @@ async function runBig() {
 }
 
 // ---------------------------------------------------------------- report
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 /** Several runs of one path: medians of the figures; the rest from the first run. */
 function aggregate(runs) {

@@ -1,0 +1,67 @@
+// What the benchmarks read from /proc, and their one median: CPU seconds of a
+// process and of the whole machine, a process's memory, and how busy the
+// machine was before a run. Shared by bench/relay.mjs and bench/reader.mjs.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+let ticks;
+/** Clock ticks per second (getconf CLK_TCK; 100 when it cannot be read). */
+export function clkTck() {
+  if (ticks === undefined) {
+    try {
+      ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticks = 100;
+    }
+  }
+  return ticks;
+}
+
+/** CPU seconds (user + system) a process has used so far; NaN when it is gone. */
+export function processCpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clkTck();
+  } catch {
+    return NaN;
+  }
+}
+
+/** Machine-wide busy CPU time in seconds (all cores), from /proc/stat. */
+export function machineCpuSeconds() {
+  try {
+    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
+    const total = f.reduce((a, b) => a + b, 0);
+    return (total - idle) / clkTck();
+  } catch {
+    return NaN;
+  }
+}
+
+/** Busy cores machine-wide over `ms` while we do nothing: other work that would skew the figures. */
+export async function backgroundCores(ms = 1000) {
+  const c0 = machineCpuSeconds();
+  const t0 = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return (machineCpuSeconds() - c0) / ((performance.now() - t0) / 1000);
+}
+
+/** A process's name, peak (VmHWM) and current (VmRSS) resident memory in bytes. */
+export function procStatus(pid) {
+  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : NaN;
+  };
+  return { name: /^Name:\s+(.*)$/m.exec(text)?.[1], hwm: kb('VmHWM'), rss: kb('VmRSS') };
+}
+
+export const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
