@@ -7,10 +7,13 @@ import nodemailer from 'nodemailer';
 import t, { type Test } from 'tap';
 import { GENESIS_HASH, chainHash, type ChainFields } from '../src/audit/chain.js';
 import { createCheckpoint, loadSigningKey, publicKeyPem } from '../src/audit/checkpoint.js';
-import { purgeAudit } from '../src/audit/retention.js';
+import type { AuditPurgeResult } from '../src/audit/retention.js';
+import { AuditTrail } from '../src/audit/trail.js';
 import { verifyChain } from '../src/audit/verify.js';
 import { ManualClock } from '../src/clock.js';
 import { openDb, type Db } from '../src/store/db.js';
+import { EventLog } from '../src/store/events.js';
+import { GroupCommitter } from '../src/store/group-commit.js';
 import { runZegel } from './helpers/child-relay.js';
 import { startRelay, tempDir, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
@@ -72,6 +75,16 @@ function fixture(t: Test, options: { checkpoint?: boolean } = {}): Fixture {
 }
 
 const zegel = (args: string[]) => runZegel(args);
+
+/** One retention purge on the fixture's database, in its own group commit, with `now` as the time of what it writes. */
+async function purgeAudit(db: Db, key: crypto.KeyObject, now: number, retentionMs: number): Promise<AuditPurgeResult> {
+  const committer = new GroupCommitter(db);
+  try {
+    return await new AuditTrail(db, committer, new EventLog(db, { now: () => now })).purge(key, now, retentionMs);
+  } finally {
+    await committer.close();
+  }
+}
 
 function configFile(t: Test, dataDir: string): string {
   const file = path.join(path.dirname(dataDir), 'zegel.yaml');

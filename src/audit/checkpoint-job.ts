@@ -3,10 +3,10 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Db } from '../store/db.js';
 import type { EventLog } from '../store/events.js';
-import type { GroupCommitter } from '../store/group-commit.js';
-import { sqliteTx } from '../store/tx.js';
-import { checkpointSync, keyId, loadSigningKey, publicKeyPem } from './checkpoint.js';
-import { purgeAuditIn, type AuditPurgeResult } from './retention.js';
+import type { Transactor } from '../store/tx.js';
+import { keyId, loadSigningKey, publicKeyPem } from './checkpoint.js';
+import type { AuditPurgeResult } from './retention.js';
+import { AuditTrail } from './trail.js';
 
 /**
  * The periodic audit checkpoint: signs the chain head every
@@ -16,9 +16,8 @@ import { purgeAuditIn, type AuditPurgeResult } from './retention.js';
  * the chain (src/audit/retention.ts), which signs before it removes.
  */
 export class AuditCheckpointWorker {
-  readonly #db: Db;
-  readonly #committer: GroupCommitter;
-  readonly #events: EventLog;
+  /** Signing and purging, the same code `zegel audit checkpoint|purge` runs. */
+  readonly #trail: AuditTrail;
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #intervalMs: number;
@@ -26,11 +25,9 @@ export class AuditCheckpointWorker {
   readonly #retentionMs: number;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(deps: { db: Db; committer: GroupCommitter; events: EventLog; clock: Clock; log: Logger; dataDir: string; signingKeyFile?: string | undefined; intervalMs: number; retentionMs: number }) {
+  constructor(deps: { db: Db; committer: Transactor; events: EventLog; clock: Clock; log: Logger; dataDir: string; signingKeyFile?: string | undefined; intervalMs: number; retentionMs: number }) {
     this.#retentionMs = deps.retentionMs;
-    this.#db = deps.db;
-    this.#committer = deps.committer;
-    this.#events = deps.events;
+    this.#trail = new AuditTrail(deps.db, deps.committer, deps.events);
     this.#clock = deps.clock;
     this.#log = deps.log;
     this.#intervalMs = deps.intervalMs;
@@ -59,15 +56,12 @@ export class AuditCheckpointWorker {
 
   /** Signs the head now, durably; undefined when there is nothing new to sign. */
   checkpoint(options: { force?: boolean } = {}): Promise<{ seq: number; hash: string } | undefined> {
-    return this.#committer.transaction((tx) => {
-      sqliteTx(tx);
-      return checkpointSync(this.#db, this.#key, this.#clock.now(), options);
-    });
+    return this.#trail.checkpoint(this.#key, this.#clock.now(), options);
   }
 
   /** Removes records past retention.audit from the start of the chain, signing first. */
   purge(): Promise<AuditPurgeResult> {
-    return this.#committer.transaction((tx) => purgeAuditIn(tx, this.#db, this.#events, this.#key, this.#clock.now(), this.#retentionMs));
+    return this.#trail.purge(this.#key, this.#clock.now(), this.#retentionMs);
   }
 
   /** One run: the retention purge, then the checkpoint. Errors are logged, never thrown (a timer calls this). */

@@ -1,7 +1,6 @@
 import type crypto from 'node:crypto';
 import type { Db } from '../store/db.js';
-import { EventLog } from '../store/events.js';
-import { GroupCommitter } from '../store/group-commit.js';
+import type { EventLog } from '../store/events.js';
 import { sqliteTx, type Tx } from '../store/tx.js';
 import { checkpointSync } from './checkpoint.js';
 
@@ -51,14 +50,4 @@ export async function purgeAuditIn(tx: Tx, db: Db, events: EventLog, key: crypto
   checkpointSync(db, key, now, { record: last });
   await events.cutThrough(tx, last, { through: last.seq, removed, cutoff: new Date(cutoff).toISOString() }, now);
   return { removed, anchor: last };
-}
-
-/** One purge in its own transaction (`zegel audit purge`), with `now` as the time of every record it writes. */
-export async function purgeAudit(db: Db, key: crypto.KeyObject, now: number, retentionMs: number): Promise<AuditPurgeResult> {
-  const committer = new GroupCommitter(db);
-  try {
-    return await committer.transaction((tx) => purgeAuditIn(tx, db, new EventLog(db, { now: () => now }), key, now, retentionMs));
-  } finally {
-    await committer.close();
-  }
 }

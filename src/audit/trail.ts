@@ -1,6 +1,6 @@
 import type crypto from 'node:crypto';
 import type { Db } from '../store/db.js';
-import { EventLog } from '../store/events.js';
+import type { EventLog } from '../store/events.js';
 import { sqliteTx, type Transactor } from '../store/tx.js';
 import { checkpointSync, type CheckpointRow } from './checkpoint.js';
 import { auditRecords, type AuditFilter, type AuditRecord } from './export.js';
@@ -8,20 +8,23 @@ import { purgeAuditIn, type AuditPurgeResult } from './retention.js';
 import { verifyChain, type VerifyResult } from './verify.js';
 
 /**
- * The audit trail as the admin commands (`zegel audit …`, src/cli/) reach it:
- * export, verify, sign the head, purge past retention. Writes run in the
- * store's transactions (the group committer the CLI's context opened), never
- * in a transaction of their own; reads are the audit module's own
+ * The audit trail as the relay's checkpoint timer (src/audit/checkpoint-job.ts)
+ * and the admin commands (`zegel audit …`, src/cli/) reach it: export,
+ * verify, sign the head, purge past retention. Writes run in the store's
+ * transactions (the relay's or the CLI context's group committer), never in
+ * a transaction of their own; reads are the audit module's own
  * (src/audit/export.ts, verify.ts).
  */
 export class AuditTrail {
   readonly #db: Db;
   readonly #store: Transactor;
+  readonly #events: EventLog;
   readonly #checkpoints;
 
-  constructor(db: Db, store: Transactor) {
+  constructor(db: Db, store: Transactor, events: EventLog) {
     this.#db = db;
     this.#store = store;
+    this.#events = events;
     this.#checkpoints = db.prepare('SELECT COUNT(*) AS n FROM audit_checkpoints');
   }
 
@@ -50,6 +53,6 @@ export class AuditTrail {
 
   /** Removes records past `retentionMs` from the start of the chain (signing first), with `now` as the time of every record it writes. */
   purge(key: crypto.KeyObject, now: number, retentionMs: number): Promise<AuditPurgeResult> {
-    return this.#store.transaction((tx) => purgeAuditIn(tx, this.#db, new EventLog(this.#db, { now: () => now }), key, now, retentionMs));
+    return this.#store.transaction((tx) => purgeAuditIn(tx, this.#db, this.#events, key, now, retentionMs));
   }
 }

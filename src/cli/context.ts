@@ -131,7 +131,7 @@ export function openAdminStore(data: AdminData, options: { create?: boolean | un
     jobs: backend.queue,
     secure: backend.secure,
     directory: new Directory(backend.db, backend.committer, clock),
-    audit: new AuditTrail(backend.db, backend.committer),
+    audit: new AuditTrail(backend.db, backend.committer, backend.events),
     revocations,
     spool: new Spool(data.dataDir),
     get shredPending() {
