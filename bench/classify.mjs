@@ -35,7 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { median } from './proc.mjs';
+import { intEnv, median, runMain } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -44,13 +44,6 @@ const README = path.join(root, 'bench', 'README.md');
 const DIST = path.join(root, 'dist', 'src');
 const MEDICAL_LIST = 'rules/lists/medical.txt';
 
-const intEnv = (name, dflt, min = 0) => {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number ≥ ${min}, got ${raw}`);
-  return n;
-};
 
 const MB = 1e6;
 const BODY_MB = intEnv('BENCH_BODY_MB', 100, 1);
@@ -948,19 +941,5 @@ async function main() {
 if (process.argv[2] === '--generate') {
   await generate(process.argv[3], JSON.parse(process.argv[4]));
 } else {
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.once(signal, () => {
-      log(`${signal}: stopping`);
-      cleanup();
-      process.exit(130);
-    });
-  }
-  try {
-    await main();
-  } catch (err) {
-    log(`failed: ${err.stack ?? err}`);
-    process.exitCode = 1;
-  } finally {
-    cleanup();
-  }
+  await runMain(main, cleanup, log);
 }

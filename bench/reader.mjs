@@ -81,7 +81,7 @@ import { performance } from 'node:perf_hooks';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { machineCpuSeconds, median, processCpuSeconds, procStatus } from './proc.mjs';
+import { intEnv, machineCpuSeconds, median, processCpuSeconds, procStatus, runMain } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -90,13 +90,6 @@ const DIST = path.join(root, 'dist', 'src');
 const ASSETS = path.join(root, 'dist', 'reader');
 const SELF = fileURLToPath(import.meta.url);
 
-const intEnv = (name, dflt) => {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number, got ${raw}`);
-  return n;
-};
 const ONLY = new Set((process.env.BENCH_ONLY || 'latency,verify,big').split(',').map((s) => s.trim()));
 const CLIENTS = Math.max(1, intEnv('BENCH_CLIENTS', 20));
 const ADDRESSES = Math.min(250, intEnv('BENCH_ADDRESSES', 20));
@@ -802,19 +795,5 @@ async function main() {
 if (process.argv[2] === '--reader') {
   await readerChild(process.argv[3], process.argv[4], process.argv[5], process.argv[6]);
 } else {
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.once(signal, () => {
-      log(`${signal}: stopping`);
-      cleanup();
-      process.exit(130);
-    });
-  }
-  try {
-    await main();
-  } catch (err) {
-    log(`failed: ${err.stack ?? err}`);
-    process.exitCode = 1;
-  } finally {
-    cleanup();
-  }
+  await runMain(main, cleanup, log);
 }

@@ -30,7 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { backgroundCores, clkTck, machineCpuSeconds, median, processCpuSeconds, procStatus } from './proc.mjs';
+import { backgroundCores, clkTck, intEnv, machineCpuSeconds, median, processCpuSeconds, procStatus } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -42,13 +42,6 @@ const SMTP_SOURCE = '/usr/sbin/smtp-source';
 const POSTFIX = '/usr/sbin/postfix';
 const POSTCONF = '/usr/sbin/postconf';
 
-const intEnv = (name, dflt) => {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number, got ${raw}`);
-  return n;
-};
 const MESSAGES = intEnv('BENCH_MESSAGES', 5000);
 const SESSIONS = intEnv('BENCH_SESSIONS', 20);
 const SIZE = intEnv('BENCH_SIZE', 2048);

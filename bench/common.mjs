@@ -1,6 +1,7 @@
-// What the benchmarks read from /proc, and their one median: CPU seconds of a
-// process and of the whole machine, a process's memory, and how busy the
-// machine was before a run. Shared by bench/relay.mjs and bench/reader.mjs.
+// What the benchmarks share: their knobs (whole numbers from the
+// environment), what they read from /proc (CPU seconds of a process and of
+// the whole machine, a process's memory, how busy the machine was before a
+// run), the median, and how a script runs its main and cleans up.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -65,3 +66,34 @@ export const median = (values) => {
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 };
+
+/** A whole-number knob from the environment (`dflt` when unset or empty). */
+export function intEnv(name, dflt, min = 0) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number${min ? ` ≥ ${min}` : ''}, got ${raw}`);
+  return n;
+}
+
+/**
+ * Runs a benchmark's main: a signal stops it (cleanup, exit 130), a failure
+ * is logged with its stack and exits 1, and cleanup runs at the end either way.
+ */
+export async function runMain(main, cleanup, log) {
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(signal, () => {
+      log(`${signal}: stopping`);
+      cleanup();
+      process.exit(130);
+    });
+  }
+  try {
+    await main();
+  } catch (err) {
+    log(`failed: ${err.stack ?? err}`);
+    process.exitCode = 1;
+  } finally {
+    cleanup();
+  }
+}
