@@ -196,6 +196,11 @@ export function originalSpan(norm: NormalisedText, start: number, end: number): 
  * The canonical form of a listed term: folded, every run of characters that are
  * not letters or digits turned into one space, trimmed. Two terms with the same
  * key match exactly the same text. '' when the term has no letters or digits.
+ * A prefix term (one that ends in `*`, see PREFIX_MARK) keeps the `*` at the
+ * end of its key: `Nier*` → `nier*`, `Chronische  nier*` → `chronische nier*`,
+ * so `nier` and `nier*` are two terms. Whether a `*` stands where it may is
+ * prefixTermProblem's business; termKey itself treats any other `*` as a
+ * separator, like every other character that is not a letter or digit.
  */
 export function termKey(term: string): string {
   let out = '';
@@ -211,5 +216,50 @@ export function termKey(term: string): string {
       }
     }
   }
-  return out;
+  return out !== '' && term.trim().endsWith(PREFIX_MARK) ? out + PREFIX_MARK : out;
+}
+
+/** The mark that makes a term a prefix term: `nier*`. */
+export const PREFIX_MARK = '*';
+
+/** Letters or digits (after folding) a prefix term needs before its `*`, in its last word. */
+export const MIN_PREFIX_LETTERS = 4;
+
+/** True for the key of a prefix term (termKey ends in `*`). */
+export function isPrefixKey(key: string): boolean {
+  return key.endsWith(PREFIX_MARK);
+}
+
+/**
+ * Why a listed term is not a valid term, or undefined when it is. Only the
+ * prefix syntax can be wrong: a `*` may only end a term, directly after a
+ * letter or digit, once, and the word it ends needs at least
+ * MIN_PREFIX_LETTERS letters or digits after folding (`nier*`, `chronische
+ * nier*`; not `ni*er`, `nier**`, `nier *`, `nie*`). A term without a `*` is
+ * always valid (one without letters or digits is dropped elsewhere).
+ */
+export function prefixTermProblem(term: string): string | undefined {
+  const t = term.trim();
+  const at = t.indexOf(PREFIX_MARK);
+  if (at === -1) return undefined;
+  const quoted = JSON.stringify(t);
+  if (t.endsWith('**')) return `bad prefix term ${quoted}: a prefix term ends in one * (nier*), not **`;
+  if (at !== t.length - 1) return `bad prefix term ${quoted}: a * may only end a term (nier*), not stand inside or before it`;
+  const body = t.slice(0, -1);
+  // the last word of the term: the folded letters or digits right before the *
+  let letters = 0;
+  const chars = [...body];
+  for (let i = chars.length - 1; i >= 0; i--) {
+    const f = foldCodePoint(chars[i]?.codePointAt(0) ?? 0);
+    if (f === '') continue; // a combining mark or soft hyphen belongs to the word
+    let word = true;
+    for (const c of f) if (!isWordChar(c)) word = false;
+    if (!word) break;
+    letters += [...f].length;
+  }
+  if (letters === 0) return `bad prefix term ${quoted}: the * must follow a letter or digit directly (nier*, not nier * or nier-*)`;
+  if (letters < MIN_PREFIX_LETTERS) {
+    return `bad prefix term ${quoted}: too short, a prefix needs at least ${MIN_PREFIX_LETTERS} letters or digits before the * (this one has ${letters})`;
+  }
+  return undefined;
 }

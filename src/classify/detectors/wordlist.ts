@@ -3,11 +3,33 @@
  * stored as one dense Int32Array (a DFA: failure links are resolved at build
  * time), so the scan is one table lookup per character.
  *
- * Matching rules (see also normalise.ts):
+ * Matching rules (see also normalise.ts, and docs/classification.md):
  * - Case and diacritics are folded: `Patiënt` matches the term `patient`.
  * - Whole words only: a letter or digit directly before or after a match means
  *   no match. `dialyse` does not match inside `dialysecentrum`; Dutch compounds
- *   that matter must be listed themselves.
+ *   that matter must be listed themselves, or matched by a prefix term.
+ * - Prefix terms: a term that ends in `*` (`nier*`) matches every word that
+ *   STARTS with it: `nier`, `nieren`, `nierfalen`, `Nierdialyse`. The left edge
+ *   is still a word start (`nier*` does not match `binnier` or `aanierstuk`),
+ *   only the right edge is open. In a phrase only the last word can be a prefix
+ *   (`chronische nier*` matches `chronische nierinsufficiëntie`). The `*` may
+ *   only end a term, once, directly after a letter or digit, and that last word
+ *   needs at least MIN_PREFIX_LETTERS (4) letters or digits after folding:
+ *   `a*` or `nie*` would flag far too many words. prefixTermProblem
+ *   (normalise.ts) says what is wrong with a term; the automaton refuses such a
+ *   term and `zegel rules lint` reports it with its list file and line.
+ * - What a hit of a prefix term reports: the term as listed (`nier*`, also its
+ *   Hit.key, so the engine counts `nier*` as ONE distinct term however many
+ *   different words it matched), and offsets from the first letter of the term
+ *   to the end of the whole word it matched: the text between them is
+ *   `nierdialyse`, not `nier`.
+ * - One word, one hit: a match inside a longer match is not reported (see
+ *   dropContained), and when several terms match exactly the same span, a
+ *   whole-word term wins over a prefix term and a longer prefix over a shorter
+ *   one. With `nier`, `nierfalen` and `nier*` listed, `nier` reports `nier`,
+ *   `nierfalen` reports `nierfalen` and `nierstenen` reports `nier*`; a text
+ *   with all three words has three distinct terms. With only `nier*` listed the
+ *   same text has one.
  * - Inside terms, every run of characters that are not letters or digits
  *   (spaces, line breaks, hyphens, slashes, punctuation) is one separator, and
  *   matches any such run in the text: `ggz-instelling` matches `GGZ instelling`
@@ -21,13 +43,17 @@
  * How it works: the folded text is seen as a sequence of symbols, one per
  * letter or digit plus one SEP per run of separators, with a SEP before the
  * first and after the last character. Each term is compiled as
- * SEP letters… SEP, so whole-word matching costs nothing extra. Offsets of the
- * last symbols are kept in a small ring buffer so that hits report offsets
- * into the ORIGINAL text: `start` is the first letter of the term, `end` is
- * just before the separator that follows it.
+ * SEP letters… SEP, so whole-word matching costs nothing extra; a prefix term
+ * as SEP letters… (no SEP after it), so it has its output at a state inside
+ * the trie and the scan stays one table lookup per character. Hits report
+ * offsets into the ORIGINAL text: `start` is the first letter of the term
+ * (found by walking back from the end when a match is reported; matches are
+ * rare), `end` is just before the separator that follows the matched word.
+ * For a prefix term that end is found by reading on to the end of the word,
+ * only when it matched.
  */
 import type { Detector, Hit } from '../types.js';
-import { foldCodePoint, isWordChar, termKey, wordAfter, wordBefore } from '../normalise.js';
+import { foldCodePoint, isPrefixKey, isWordChar, prefixTermProblem, termKey, wordAfter, wordBefore } from '../normalise.js';
 
 const SEP = 0;
 /** A letter or digit that occurs in no term. */
@@ -42,21 +68,30 @@ const SLOW = -2;
 
 /** Largest automaton we build (entries of the dense table, 4 bytes each). */
 const MAX_TABLE_ENTRIES = 1 << 27;
+/** Above every prefix term's rank base: ranks are MAX_RANK − key length. */
+const MAX_RANK = 1 << 30;
 
-/** One match of the automaton: `term` indexes `AhoCorasick.terms`. */
+/**
+ * One match of the automaton: `term` indexes `AhoCorasick.terms`; `rank`
+ * orders matches of exactly the same span (lower first: whole-word terms, then
+ * prefix terms, longer prefixes first), see dropContained.
+ */
 export interface WordMatch {
   term: number;
   start: number;
   end: number;
+  rank: number;
 }
 
 export class AhoCorasick {
   /** The terms as listed (the first spelling of each key), in list order. */
   readonly terms: readonly string[];
-  /** termKey() of each term. */
+  /** termKey() of each term (a prefix term's key ends in `*`). */
   readonly keys: readonly string[];
   /** Longest key, in UTF-16 units. */
   readonly maxKeyLength: number;
+  /** Per term: its rank among matches of the same span (WordMatch.rank). */
+  readonly ranks: Int32Array;
 
   readonly #symbolOf = new Map<number, number>();
   readonly #nSym: number;
@@ -70,16 +105,21 @@ export class AhoCorasick {
   readonly #termAt: Int32Array;
   /** Per state: the nearest proper suffix state with a term, or -1. */
   readonly #dict: Int32Array;
-  /** Per term: its length in symbols, without the two SEPs around it. */
+  /** Per term: its length in symbols, without the SEP before and after it. */
   readonly #letters: Int32Array;
+  /** Per term: 1 for a prefix term (`nier*`), 0 for a whole-word term. */
+  readonly #prefix: Uint8Array;
   /** Per BMP code unit: its symbol, or UNKNOWN / SLOW. Filled lazily. */
   readonly #cls = new Int32Array(0x10000).fill(UNKNOWN);
 
+  /** Throws for a term with a misplaced `*` or a too short prefix (prefixTermProblem). */
   constructor(terms: readonly string[]) {
     const listed: string[] = [];
     const keys: string[] = [];
     const seen = new Set<string>();
     for (const term of terms) {
+      const problem = prefixTermProblem(term);
+      if (problem !== undefined) throw new Error(problem);
       const key = termKey(term);
       if (key === '' || seen.has(key)) continue;
       seen.add(key);
@@ -95,7 +135,8 @@ export class AhoCorasick {
     for (const key of keys) {
       maxKey = Math.max(maxKey, key.length);
       const syms = [SEP];
-      for (const ch of key) {
+      const prefix = isPrefixKey(key);
+      for (const ch of prefix ? key.slice(0, -1) : key) {
         if (ch === ' ') {
           syms.push(SEP);
           continue;
@@ -108,13 +149,16 @@ export class AhoCorasick {
         }
         syms.push(sym);
       }
-      syms.push(SEP);
+      if (!prefix) syms.push(SEP);
       patterns.push(syms);
     }
     this.maxKeyLength = maxKey;
     const nSym = this.#symbolOf.size + FIRST_LETTER;
     this.#nSym = nSym;
-    this.#letters = Int32Array.from(patterns, (p) => p.length - 2);
+    this.#prefix = Uint8Array.from(keys, (k) => (isPrefixKey(k) ? 1 : 0));
+    this.#letters = Int32Array.from(patterns, (p, t) => p.length - (this.#prefix[t] ? 1 : 2));
+    // Whole-word terms first (rank 0), then prefix terms, the longest prefix first.
+    this.ranks = Int32Array.from(keys, (k) => (isPrefixKey(k) ? MAX_RANK - k.length : 0));
 
     // Trie.
     const children: Map<number, number>[] = [new Map()];
@@ -213,7 +257,11 @@ export class AhoCorasick {
     return out;
   }
 
-  /** Every match of every term, overlapping ones included, in order of their end. */
+  /**
+   * Every match of every term, overlapping ones included, in the order the
+   * scan recognised them (whole-word terms at the separator after them,
+   * prefix terms at their last letter).
+   */
   findAll(text: string): WordMatch[] {
     const out: WordMatch[] = [];
     const cls = this.#cls;
@@ -232,7 +280,7 @@ export class AhoCorasick {
           const syms = this.#symbols(cp);
           for (let k = 0; k < syms.length; k++) {
             const next = delta[row + syms[k]!]!;
-            if (next < 0 && ~next !== row) this.#report(~next, text, i, out, syms.slice(0, k));
+            if (next < 0 && ~next !== row) this.#report(~next, text, i, out, syms, k);
             row = next < 0 ? ~next : next;
           }
           if (cp > 0xffff) i++;
@@ -245,33 +293,76 @@ export class AhoCorasick {
         continue;
       }
       // An edge into a state with output; a loop (a second separator) reports nothing new.
-      if (~next !== row) this.#report(~next, text, i, out);
+      if (~next !== row) this.#report(~next, text, i, out, [sym], 0);
       row = ~next;
     }
     // The virtual separator after the text.
     const next = delta[row + SEP]!;
-    if (next < 0 && ~next !== row) this.#report(~next, text, n, out);
+    if (next < 0 && ~next !== row) this.#report(~next, text, n, out, [SEP], 0);
     return out;
   }
 
   /**
-   * Reports the terms that end in the state of `row`, their separator at
-   * `end`; `head`: the symbols of the character at `end` before that separator.
+   * Reports the terms that end in the state of `row`, entered on symbol
+   * `syms[k]` of the character at `at` (`syms`: all symbols of that character,
+   * or the one symbol of an ordinary character). A state entered on a SEP has
+   * whole-word terms only, which end before `at`; one entered on a letter has
+   * prefix terms only, whose match runs on to the end of the word.
    */
-  #report(row: number, text: string, end: number, out: WordMatch[], head: number[] = []): void {
+  #report(row: number, text: string, at: number, out: WordMatch[], syms: readonly number[], k: number): void {
     const s = row / this.#nSym;
+    let wordEnd = -1;
     for (let st = this.#termAt[s]! >= 0 ? s : this.#dict[s]!; st >= 0; st = this.#dict[st]!) {
       const term = this.#termAt[st]!;
-      const start = this.#start(text, end, this.#letters[term]!, head);
-      out.push({ term, start, end: Math.max(end, start + 1) });
+      const rank = this.ranks[term]!;
+      if (this.#prefix[term]) {
+        const start = this.#start(text, at, this.#letters[term]!, syms.slice(0, k + 1));
+        if (wordEnd < 0) wordEnd = this.#wordEnd(text, at, syms, k);
+        out.push({ term, start, end: wordEnd, rank });
+      } else {
+        const start = this.#start(text, at, this.#letters[term]!, syms.slice(0, k));
+        out.push({ term, start, end: Math.max(at, start + 1), rank });
+      }
     }
   }
 
   /**
-   * Where a term of `count` symbols that ends before the separator at `end`
-   * starts: walks back over the text, symbol by symbol as the scan saw them
-   * (ignorable characters skipped, runs of separators as one), to the
-   * character of its first letter. Matches are rare; the scan keeps no offsets.
+   * The end of the word whose symbol `syms[k]` of the character at `at` the
+   * scan just read: just before the next separator as the scan sees it
+   * (ignorable characters inside or at the end of the word belong to it), or
+   * the end of the text.
+   */
+  #wordEnd(text: string, at: number, syms: readonly number[], k: number): number {
+    const first = text.codePointAt(at) ?? 0;
+    let i = at + (first > 0xffff ? 2 : 1);
+    // The rest of a character that folds to several symbols (ß → ss): a separator in it ends the word after it.
+    for (let r = k + 1; r < syms.length; r++) if (syms[r] === SEP) return i;
+    const cls = this.#cls;
+    const n = text.length;
+    while (i < n) {
+      const unit = text.charCodeAt(i);
+      let sym = cls[unit]!;
+      if (sym === UNKNOWN) sym = this.#classify(unit);
+      if (sym === SEP) return i;
+      if (sym !== SLOW) {
+        i++;
+        continue;
+      }
+      const cp = text.codePointAt(i) ?? unit;
+      const rest = this.#symbols(cp);
+      if (rest[0] === SEP) return i;
+      i += cp > 0xffff ? 2 : 1;
+      if (rest.includes(SEP)) return i;
+    }
+    return n;
+  }
+
+  /**
+   * Where a term of `count` symbols starts that ends with the symbols `head`
+   * of the character at `end` (none: it ends before `end`): walks back over
+   * `head` and then the text, symbol by symbol as the scan saw them (ignorable
+   * characters skipped, runs of separators as one), to the character of its
+   * first letter. Matches are rare; the scan keeps no offsets.
    */
   #start(text: string, end: number, count: number, head: number[]): number {
     let seen = 0;
@@ -308,11 +399,15 @@ export class AhoCorasick {
 
 /**
  * Drops matches that lie inside a longer match, so that one mention of
- * `ziekte van Alzheimer` counts as one term, not also as `alzheimer`.
+ * `ziekte van Alzheimer` counts as one term, not also as `alzheimer`, and
+ * `chronische nierziekte` (term `chronische nier*`) not also as `nier*`.
+ * Of matches with exactly the same span one is kept, the lowest `rank`
+ * (WordMatch.rank: a whole-word term before a prefix term, a longer prefix
+ * before a shorter one): `nierfalen` is the term `nierfalen`, not also `nier*`.
  * Partly overlapping matches are both kept. Returns matches in text order.
  */
-export function dropContained<M extends { start: number; end: number }>(matches: M[]): M[] {
-  const sorted = [...matches].sort((a, b) => a.start - b.start || b.end - a.end);
+export function dropContained<M extends { start: number; end: number; rank?: number }>(matches: M[]): M[] {
+  const sorted = [...matches].sort((a, b) => a.start - b.start || b.end - a.end || (a.rank ?? 0) - (b.rank ?? 0));
   const kept: M[] = [];
   let maxEnd = -1;
   for (const m of sorted) {
@@ -325,8 +420,9 @@ export function dropContained<M extends { start: number; end: number }>(matches:
 
 /**
  * A detector for a word list. Hit.key and Hit.excerpt are the term as listed
- * (its first spelling when several fold to the same key), so the engine counts
- * distinct terms by key. A match inside a longer match is not reported.
+ * (its first spelling when several fold to the same key; `nier*` for a prefix
+ * term, never the word of the text), so the engine counts distinct terms by
+ * key. A match inside a longer match is not reported.
  */
 export class WordListDetector implements Detector {
   readonly automaton: AhoCorasick;
@@ -335,6 +431,9 @@ export class WordListDetector implements Detector {
   constructor(terms: readonly string[]) {
     this.automaton = new AhoCorasick(terms);
     // Originals may be longer than keys (whitespace runs, marks); this covers ordinary text.
+    // A prefix term's hit runs on to the end of its word, but whether it is a hit is
+    // settled within this length from its start, which is what the engine's chunk
+    // borders need (engine.ts accepts a hit by where it starts).
     this.maxMatchLength = 2 * this.automaton.maxKeyLength + 32;
   }
 
@@ -376,19 +475,20 @@ export class MergedWordLists {
 
   /** Hits of each list (in the order given to the constructor) in `text`. */
   find(text: string): Hit[][] {
-    const per: Array<Array<{ start: number; end: number; term: string }>> = Array.from({ length: this.#lists }, () => []);
+    const per: Array<Array<{ start: number; end: number; rank: number; term: string }>> = Array.from({ length: this.#lists }, () => []);
     for (const m of this.#ac.findAll(text)) {
       const owners = this.#owners[m.term] as Array<number | string>;
-      for (let k = 0; k < owners.length; k += 2) per[owners[k] as number]?.push({ start: m.start, end: m.end, term: owners[k + 1] as string });
+      for (let k = 0; k < owners.length; k += 2) per[owners[k] as number]?.push({ start: m.start, end: m.end, rank: m.rank, term: owners[k + 1] as string });
     }
     return per.map((matches) => dropContained(matches).map((m) => ({ start: m.start, end: m.end, excerpt: m.term, key: m.term })));
   }
 }
 
 /**
- * True when one of the automaton's terms, as a whole word of `text`, ends at
- * most `proximity` characters before `start` or begins at most `proximity`
- * characters after `end`. Only a window around the match is scanned.
+ * True when one of the automaton's terms, as a whole word of `text` (a prefix
+ * term: at the start of a word), ends at most `proximity` characters before
+ * `start` or begins at most `proximity` characters after `end`. Only a window
+ * around the match is scanned.
  */
 export function keywordWithin(keywords: AhoCorasick, text: string, start: number, end: number, proximity: number): boolean {
   const margin = proximity + 2 * keywords.maxKeyLength + 16;
@@ -397,8 +497,8 @@ export function keywordWithin(keywords: AhoCorasick, text: string, start: number
   for (const k of keywords.findAll(text.slice(from, to))) {
     const ks = from + k.start;
     const ke = from + k.end;
-    // The window may cut a word: check the boundaries in the whole text.
-    if (wordBefore(text, ks) || wordAfter(text, ke)) continue;
+    // The window may cut a word: check the boundaries in the whole text (a prefix term's word may go on).
+    if (wordBefore(text, ks) || (!isPrefixKey(keywords.keys[k.term] as string) && wordAfter(text, ke))) continue;
     const gap = ke <= start ? start - ke : ks >= end ? ks - end : 0;
     if (gap <= proximity) return true;
   }

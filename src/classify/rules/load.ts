@@ -5,6 +5,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } fro
 import type { z } from 'zod';
 import { ZegelError } from '../../errors.js';
 import { createDetector, parseWordList, type DetectorSpec } from '../detectors/index.js';
+import { prefixTermProblem } from '../normalise.js';
 import { prepareRules } from '../engine.js';
 import type { Action, Detector, Scope } from '../types.js';
 import { ruleFileSchema, type RuleSource } from './schema.js';
@@ -13,7 +14,11 @@ import { ruleFileSchema, type RuleSource } from './schema.js';
  * Loads a rules directory: every `*.yaml` / `*.yml` file in it (in name
  * order) plus the word lists the rules name, read from `lists/<name>.txt`.
  * Every problem is reported as `file:line: problem`; a set with any problem is
- * refused as a whole (the relay then keeps its previous set).
+ * refused as a whole (the relay then keeps its previous set). A term that
+ * misuses the prefix syntax (`ni*er`, `nier**`, `nie*`: normalise.ts
+ * prefixTermProblem) is reported at its own line: in `lists/<name>.txt` for a
+ * list (once, however many rules use the list), in the rule file for `terms:`
+ * and a regex rule's `keywords:`.
  */
 
 export interface RuleProblem {
@@ -102,7 +107,7 @@ export function compileRuleDir(dir: string): { ruleSet: RuleSet | undefined; pro
       const first = seen.get(source.id);
       if (first) report(at('id'), `duplicate rule id (first defined at ${first.file}:${first.line})`);
       else seen.set(source.id, { file, line: at('id') });
-      const compiled = compileRule(source, at, report, lists, { file, line: at() });
+      const compiled = compileRule(source, at, report, (p) => problems.push(p), lists, { file, line: at() });
       if (compiled) rules.push(compiled);
     });
   }
@@ -118,6 +123,7 @@ function compileRule(
   source: RuleSource,
   at: LineOf,
   report: (line: number, problem: string) => void,
+  reportElsewhere: (problem: RuleProblem) => void,
   lists: WordLists,
   where: { file: string; line: number },
 ): CompiledRule | undefined {
@@ -126,6 +132,12 @@ function compileRule(
     ok = false;
     report(line, problem);
   };
+  /** Word-list terms written in the rule (`terms:`, `keywords:`): each a valid term. */
+  const checkTerms = (key: 'terms' | 'keywords', terms: readonly string[] | undefined) =>
+    terms?.forEach((term, i) => {
+      const problem = prefixTermProblem(term);
+      if (problem !== undefined) fail(at('detector', key, i), `detector.${key}[${i}]: ${problem}`);
+    });
 
   // action or thresholds
   let thresholds: Threshold[] = [];
@@ -171,18 +183,25 @@ function compileRule(
         fail(at('detector'), 'a wordlist detector needs list (a name from lists/) or terms');
         return undefined;
       }
+      checkTerms('terms', d.terms);
       const terms = [...(d.terms ?? [])];
       if (d.list) {
         const listed = lists.get(d.list);
         if ('missing' in listed) fail(at('detector', 'list'), `unknown word list "${d.list}" (no lists/${d.list}.txt)`);
         else if ('error' in listed) fail(at('detector', 'list'), `cannot read word list "${d.list}": ${listed.error}`);
-        else if (!listed.terms.length) fail(at('detector', 'list'), `word list "${d.list}" has no terms`);
+        else if (listed.problems.length) {
+          // reported at the list's own lines, by the first rule that names it
+          ok = false;
+          if (!listed.reported) listed.problems.forEach(reportElsewhere);
+          listed.reported = true;
+        } else if (!listed.terms.length) fail(at('detector', 'list'), `word list "${d.list}" has no terms`);
         else terms.push(...listed.terms);
       }
       return ok ? withDetector({ kind: 'wordlist', terms }, at('detector')) : undefined;
     }
     case 'regex': {
       if (d.proximity !== undefined && !d.keywords) fail(at('detector', 'proximity'), 'proximity needs keywords');
+      checkTerms('keywords', d.keywords);
       const spec: DetectorSpec = { kind: 'regex', pattern: d.pattern };
       if (d.flags !== undefined) spec.flags = d.flags;
       if (d.checksum !== undefined) spec.checksum = d.checksum;
@@ -205,7 +224,22 @@ function compileRule(
   }
 }
 
-type ListResult = { terms: string[] } | { missing: true } | { error: string };
+type ListResult = { terms: string[]; problems: RuleProblem[]; reported: boolean } | { missing: true } | { error: string };
+
+/**
+ * The terms that misuse the prefix syntax in a word list's text, at their
+ * lines. Lines, comments and trimming as parseWordList reads them.
+ */
+function listTermProblems(file: string, text: string): RuleProblem[] {
+  const problems: RuleProblem[] = [];
+  text.split(/\r\n|\r|\n/).forEach((raw, i) => {
+    const hash = raw.indexOf('#');
+    const term = (hash === -1 ? raw : raw.slice(0, hash)).trim();
+    const problem = term === '' ? undefined : prefixTermProblem(term);
+    if (problem !== undefined) problems.push({ file, line: i + 1, problem });
+  });
+  return problems;
+}
 
 /** Word lists by name, each read once; problems are reported by the rules that name them. */
 class WordLists {
@@ -220,7 +254,9 @@ class WordLists {
     let result = this.#cache.get(name);
     if (!result) {
       try {
-        result = { terms: parseWordList(fs.readFileSync(path.join(this.#dir, `${name}.txt`), 'utf8')) };
+        const file = path.join(this.#dir, `${name}.txt`);
+        const text = fs.readFileSync(file, 'utf8');
+        result = { terms: parseWordList(text), problems: listTermProblems(file, text), reported: false };
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         result = code === 'ENOENT' || code === 'ENOTDIR' ? { missing: true } : { error: (err as Error).message };

@@ -35,7 +35,7 @@ export const detectorSchema = z.discriminatedUnion(
       kind: z.literal('wordlist'),
       /** A shipped or admin list: lists/<name>.txt. */
       list: listNameSchema.optional(),
-      /** Extra terms written in the rule itself. */
+      /** Extra terms written in the rule itself; `nier*` is a prefix term, as in a list (load.ts checks the syntax). */
       terms: z.array(z.string().trim().min(1)).min(1).optional(),
     }),
     strict({
@@ -44,7 +44,7 @@ export const detectorSchema = z.discriminatedUnion(
       pattern: z.string().min(1),
       flags: z.string().regex(/^(?!.*(.).*\1)[imsu]*$/, 'expected flags from i, m, s, u, each at most once').optional(),
       checksum: z.enum(['elfproef', 'mod97', 'luhn']).optional(),
-      /** A hit counts only with one of these words close by. */
+      /** A hit counts only with one of these words close by (whole words; `patiënt*` a prefix term). */
       keywords: z.array(z.string().trim().min(1)).min(1).optional(),
       /** How close (characters) a keyword must be; needs `keywords`. */
       proximity: z.number().int().min(1).max(1000).optional(),
