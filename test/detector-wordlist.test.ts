@@ -21,6 +21,8 @@ t.test('normalisation: case, diacritics, marks, compatibility forms', async (t) 
   t.equal(termKey('  GGZ-Instelling '), 'ggz instelling');
   t.equal(termKey("Alzheimer's disease"), 'alzheimer s disease');
   t.equal(termKey('--'), '');
+  t.equal(termKey('Nier*'), 'nier*', 'a prefix term keeps its * (wordlist-prefix-terms.test.ts)');
+  t.equal(termKey(' GGZ-Instell* '), 'ggz instell*');
 });
 
 t.test('normalisation keeps offsets into the original text', async (t) => {
@@ -132,6 +134,8 @@ t.test('edge cases', async (t) => {
   t.same(found(['a'], '\uD800a\uDC00'), [['a', 'a']], 'lone surrogates are separators');
   t.same(found(['ij'], 'ĳ'), [['ij', 'ĳ']], 'ligature expands');
   t.same(found(['𝐀𝐃𝐇𝐃'], 'adhd'), [['𝐀𝐃𝐇𝐃', 'adhd']]);
+  t.same(found(['nier'], 'nier* nierfalen*'), [['nier', 'nier']], 'a * in the text is a separator; only a listed term can be a prefix');
+  t.same(found(['nier', 'nier*'], 'nierfalen'), [['nier*', 'nierfalen']], 'nier and nier* are two terms');
 });
 
 /** Reference matcher: split the folded text into words and compare word sequences. */

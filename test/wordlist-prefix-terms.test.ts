@@ -268,6 +268,16 @@ t.test('merged lists and chunk borders change nothing for prefix terms', async (
   t.pass('150 texts agree');
 });
 
+t.test('a prefix term as a regex rule keyword', async (t) => {
+  const det = createDetector({ kind: 'regex', pattern: 'P\\d{7}', keywords: ['patiënt*'], proximity: 20 });
+  const keys = (text: string) => det.find(text).map((h) => h.key);
+  t.same(keys('Patiëntnummer: P1234567'), ['P1234567'], 'a word that starts with the keyword');
+  t.same(keys('P7654321 hoort bij de PATIENTENKAART'), ['P7654321'], 'after the match, folded');
+  t.same(keys('Zorgpatiëntnummer: P1234567'), [], 'not inside a word');
+  t.same(keys(`P1234567 patiënt${'x'.repeat(300)}`), ['P1234567'], 'a keyword word longer than the window around the match');
+  t.same(keys(`patiënt${'x'.repeat(300)} P1234567`), [], 'its end is too far before the match');
+});
+
 t.test('the prefix syntax: what is refused and why', async (t) => {
   t.equal(termKey('Nier*'), 'nier*');
   t.equal(termKey('  Chronische   Nier* '), 'chronische nier*');
