@@ -3,7 +3,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { ZegelError } from '../errors.js';
 import { splitFields } from '../smtp/header-guard.js';
 import { ORIGIN_PLACEHOLDER, sameBodyHash, type OriginSigner, type OriginSubject } from './origin.js';
-import { RelaxedBodyHash, bodyOf, relaxedBodyHash } from './relaxed-body.js';
+import { RelaxedBodyHash, bodyOf, relaxedBodyHash, relaxedBodyHashSync } from './relaxed-body.js';
 
 /**
  * Putting X-Zegel-Origin into a mail the relay composes. The mark covers the
@@ -43,10 +43,15 @@ function missing(): ZegelError {
 
 /** Returns `raw` with its X-Zegel-Origin placeholder replaced by the mark for this body, Message-ID and recipients. */
 export async function stampOrigin(signer: OriginSigner, raw: Buffer, subject: OriginSubject): Promise<Buffer> {
+  return stampOriginSync(signer, raw, subject);
+}
+
+/** `stampOrigin` in one synchronous pass, for a mail held in memory. */
+export function stampOriginSync(signer: OriginSigner, raw: Buffer, subject: OriginSubject): Buffer {
   const end = raw.indexOf(HEADER_END);
   const at = placeholderOffset(raw.subarray(0, end === -1 ? raw.length : end + 2));
   if (at === -1) throw missing();
-  const value = signer.sign(subject, await relaxedBodyHash(bodyOf(raw)));
+  const value = signer.sign(subject, relaxedBodyHashSync(bodyOf(raw)));
   const out = Buffer.from(raw);
   out.write(value.slice(3), at, 'latin1');
   return out;

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import RelaxedBody from 'nodemailer/lib/dkim/relaxed-body';
 
 /**
@@ -49,9 +50,78 @@ export function bodyOf(raw: Buffer): Buffer {
   return end === -1 ? Buffer.alloc(0) : raw.subarray(end + 4);
 }
 
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const TAB = 0x09;
+
+/**
+ * The relaxed canonical form of a body held in memory, in one synchronous
+ * pass: the same rules as nodemailer's streaming canonicaliser above (a bare
+ * LF ends a line; a CR not followed by LF is content; spaces and tabs before a
+ * line end are dropped and runs of them inside a line become one space; empty
+ * lines at the end are dropped; a non-empty body ends in CRLF).
+ * `test/relaxed-body-hash-sync.test.ts` proves it hashes every body to the
+ * streaming class's digest. For the relay's own small mails, where the
+ * stream's setup and event hops cost more than the hashing (issue 15).
+ */
+export function relaxedCanonical(body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(body.length * 2 + 2);
+  let at = 0;
+  // empty lines since the last line with content: written only when content follows them
+  let pendingEmpty = 0;
+  let lineHasContent = false;
+  let pendingWsp = false;
+  let pendingCr = false;
+  const content = (c: number): void => {
+    if (!lineHasContent) {
+      while (pendingEmpty > 0) {
+        out[at++] = CR;
+        out[at++] = LF;
+        pendingEmpty--;
+      }
+      lineHasContent = true;
+    }
+    if (pendingWsp) {
+      out[at++] = SP;
+      pendingWsp = false;
+    }
+    out[at++] = c;
+  };
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c === LF) {
+      if (lineHasContent) {
+        out[at++] = CR;
+        out[at++] = LF;
+        lineHasContent = false;
+      } else pendingEmpty++;
+      pendingWsp = false;
+      pendingCr = false;
+      continue;
+    }
+    if (pendingCr) {
+      content(CR);
+      pendingCr = false;
+    }
+    if (c === CR) pendingCr = true;
+    else if (c === SP || c === TAB) pendingWsp = true;
+    else content(c);
+  }
+  if (pendingCr) content(CR);
+  if (lineHasContent) {
+    out[at++] = CR;
+    out[at++] = LF;
+  }
+  return out.subarray(0, at);
+}
+
+/** SHA-256 of the relaxed canonical form of a body held in memory (synchronous). */
+export function relaxedBodyHashSync(body: Buffer): Buffer {
+  return crypto.createHash('sha256').update(relaxedCanonical(body)).digest();
+}
+
 /** The relaxed body hash of a body held in memory. */
 export async function relaxedBodyHash(body: Buffer): Promise<Buffer> {
-  const hash = new RelaxedBodyHash();
-  hash.update(body);
-  return hash.digest();
+  return relaxedBodyHashSync(body);
 }

@@ -1,9 +1,10 @@
 import crypto from 'node:crypto';
 import MailComposer, { type MailComposerAlternative } from 'nodemailer/lib/mail-composer';
 import { ORIGIN_PLACEHOLDER, type OriginSigner } from '../crypto/origin.js';
-import { stampOrigin } from '../crypto/origin-stamp.js';
+import { stampOriginSync } from '../crypto/origin-stamp.js';
 import { ZegelError } from '../errors.js';
 import type { DkimSigner } from './dkim.js';
+import { buildMimeSync } from './mime-build.js';
 import type { Language } from './templates.js';
 
 export interface MailParty {
@@ -64,20 +65,15 @@ export function newMessageId(hostname: string): string {
 }
 
 /**
- * A mail the relay makes itself: multipart/alternative (text first, then
- * HTML), Content-Language, Auto-Submitted: auto-generated and X-Zegel-Origin
- * over its Message-ID, body and envelope recipient; DKIM-signed when a signer is given. No List-Unsubscribe:
- * these mails are transactional. Exactly one address in To.
+ * The nodemailer composer for one relay-made mail, before its origin mark:
+ * multipart/alternative (text first, then HTML), Content-Language,
+ * Auto-Submitted and the X-Zegel-Origin placeholder. Exported for
+ * `test/notify-mime-build-same-bytes.test.ts`, which builds it both ways.
  */
-export async function composeMail(input: ComposeInput): Promise<ComposedMail> {
-  const to = checkMailbox(input.to, 'the recipient');
-  const envelopeFrom = checkMailbox(input.envelopeFrom, 'the envelope sender');
-  checkMailbox(input.from.address, 'the From address');
-  if (input.replyTo) checkMailbox(input.replyTo.address, 'the Reply-To address');
-  const messageId = newMessageId(input.hostname);
-  const composer = new MailComposer({
+export function mailComposer(input: Omit<ComposeInput, 'signer' | 'dkim' | 'hostname' | 'envelopeFrom'>, messageId: string): MailComposer {
+  return new MailComposer({
     from: { name: input.from.name ?? '', address: input.from.address },
-    to: { name: '', address: to },
+    to: { name: '', address: input.to },
     ...(input.replyTo ? { replyTo: { name: input.replyTo.name ?? '', address: input.replyTo.address } } : {}),
     subject: input.subject,
     messageId,
@@ -93,7 +89,23 @@ export async function composeMail(input: ComposeInput): Promise<ComposedMail> {
     disableFileAccess: true,
     disableUrlAccess: true,
   });
-  let raw = await stampOrigin(input.signer, await composer.compile().build(), { messageId, recipients: [to] });
+}
+
+/**
+ * A mail the relay makes itself: multipart/alternative (text first, then
+ * HTML), Content-Language, Auto-Submitted: auto-generated and X-Zegel-Origin
+ * over its Message-ID, body and envelope recipient; DKIM-signed when a signer is given. No List-Unsubscribe:
+ * these mails are transactional. Exactly one address in To.
+ */
+export async function composeMail(input: ComposeInput): Promise<ComposedMail> {
+  const to = checkMailbox(input.to, 'the recipient');
+  const envelopeFrom = checkMailbox(input.envelopeFrom, 'the envelope sender');
+  checkMailbox(input.from.address, 'the From address');
+  if (input.replyTo) checkMailbox(input.replyTo.address, 'the Reply-To address');
+  const messageId = newMessageId(input.hostname);
+  const composer = mailComposer({ ...input, to }, messageId);
+  // built in one synchronous pass (src/notify/mime-build.ts: the same bytes as composer.compile().build())
+  let raw = stampOriginSync(input.signer, buildMimeSync(composer.compile()), { messageId, recipients: [to] });
   if (input.dkim) raw = await input.dkim.sign(raw);
   return { messageId, from: envelopeFrom, to, raw };
 }

@@ -5,20 +5,41 @@ export const TIME_ZONE = 'Europe/Amsterdam';
 
 const LOCALE: Record<Language, string> = { nl: 'nl-NL', en: 'en-GB' };
 
-const dateTime = (lang: Language) =>
-  new Intl.DateTimeFormat(LOCALE[lang], {
-    timeZone: TIME_ZONE,
-    weekday: 'long',
-    day: 'numeric',
-    month: 'long',
-    year: 'numeric',
-    hour: '2-digit',
-    minute: '2-digit',
-  });
+/*
+ * The formatters are made once per language and kept: constructing an
+ * Intl.DateTimeFormat (locale data, time zone) cost about 30 µs, more than
+ * formatting with it, and every notification and receipt formats a date
+ * (issue 15). A formatter holds no state between calls.
+ */
+const formatters = <T>(make: (lang: Language) => T): ((lang: Language) => T) => {
+  const made = new Map<Language, T>();
+  return (lang) => {
+    let formatter = made.get(lang);
+    if (!formatter) {
+      formatter = make(lang);
+      made.set(lang, formatter);
+    }
+    return formatter;
+  };
+};
 
-const timeOnly = (lang: Language) => new Intl.DateTimeFormat(LOCALE[lang], { timeZone: TIME_ZONE, hour: '2-digit', minute: '2-digit' });
+const dateTime = formatters(
+  (lang) =>
+    new Intl.DateTimeFormat(LOCALE[lang], {
+      timeZone: TIME_ZONE,
+      weekday: 'long',
+      day: 'numeric',
+      month: 'long',
+      year: 'numeric',
+      hour: '2-digit',
+      minute: '2-digit',
+    }),
+);
 
-const dayKey = (ms: number) => new Intl.DateTimeFormat('en-CA', { timeZone: TIME_ZONE, year: 'numeric', month: '2-digit', day: '2-digit' }).format(ms);
+const timeOnly = formatters((lang) => new Intl.DateTimeFormat(LOCALE[lang], { timeZone: TIME_ZONE, hour: '2-digit', minute: '2-digit' }));
+
+const dayFormat = new Intl.DateTimeFormat('en-CA', { timeZone: TIME_ZONE, year: 'numeric', month: '2-digit', day: '2-digit' });
+const dayKey = (ms: number) => dayFormat.format(ms);
 
 /** `donderdag 14 mei 2026 om 14:05` / `Thursday, 14 May 2026 at 14:05` (Amsterdam time). */
 export function formatDateTime(ms: number, lang: Language): string {
