@@ -13,6 +13,10 @@
  * unit, the span of the ORIGINAL text it came from, so a match in folded text is
  * reported with offsets into the original (`originalSpan`). Detectors never
  * report offsets into folded text.
+ *
+ * Terms: termKey is a listed term's canonical form; a prefix term (`nier*`,
+ * see detectors/wordlist.ts) keeps its `*`, and prefixTermProblem says what
+ * is wrong with a misplaced `*` or a too short prefix.
  */
 
 /** Letters that NFKD leaves alone but that readers treat as a base letter plus decoration. */
