@@ -939,7 +939,7 @@ function report(results, m) {
   }
   lines.push(
     `Method: each path gets a fresh \`smtp-sink -c\` as next hop (and a fresh relay or Postfix with an empty queue); accepted = ${MESSAGES} / wall time of smtp-source (every message got its 250), delivered = ${MESSAGES} / time from the start of smtp-source until the sink counted ${MESSAGES} (the sink counts at the "." ending DATA, so "delivered" can come out a hair above "accepted" on the direct path). ` +
-      'Zegel: `node bin/zegel start` with `delivery.concurrency: 20`, SQLite `synchronous=FULL`, spool fsync on; Postfix: Debian defaults plus the settings listed in bench/relay.mjs. ' +
+      'Zegel: `node bin/zegel start` with `delivery.concurrency: 20`, SQLite WAL flushed (fdatasync) before each commit is answered, spool fsync on; Postfix: Debian defaults plus the settings listed in bench/relay.mjs. ' +
       'Peak RSS: `VmHWM` from /proc/<pid>/status of the relay\'s Node process (started directly, not through a wrapper) after the big message reached the sink.',
     '',
   );

@@ -4,49 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { PRIVATE_FILE_MODE, ensurePrivateDirSync } from '../store/file-modes.js';
 import { SpoolCache } from './spool-cache.js';
-
-/**
- * Coalesces fsync of one directory: callers that arrive while a sync runs
- * share the next one, so a burst of new spool files costs two directory
- * fsyncs, not one per file. A caller's promise resolves only after a sync
- * that started after its call.
- */
-class DirSyncer {
-  readonly #dir: string;
-  #current: Promise<void> | undefined;
-  #next: Promise<void> | undefined;
-
-  constructor(dir: string) {
-    this.#dir = dir;
-  }
-
-  sync(): Promise<void> {
-    if (!this.#current) {
-      this.#current = this.#run().finally(() => {
-        this.#current = undefined;
-      });
-      return this.#current;
-    }
-    if (!this.#next) {
-      this.#next = this.#current
-        .catch(() => undefined)
-        .then(() => {
-          this.#next = undefined;
-          return this.sync();
-        });
-    }
-    return this.#next;
-  }
-
-  async #run(): Promise<void> {
-    const handle = await fsp.open(this.#dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  }
-}
+import { CoalescedSync } from '../store/coalesced-sync.js';
 
 /**
  * The plaintext spool: one file per accepted message under `<data.dir>/spool`.
@@ -56,12 +14,21 @@ class DirSyncer {
 export class Spool {
   readonly dir: string;
   readonly cache = new SpoolCache();
-  readonly #syncer: DirSyncer;
+  /** A burst of new spool files costs two directory fsyncs, not one per file. */
+  readonly #syncer: CoalescedSync;
 
   constructor(dataDir: string) {
     this.dir = path.join(dataDir, 'spool');
     ensurePrivateDirSync(this.dir);
-    this.#syncer = new DirSyncer(this.dir);
+    const dir = this.dir;
+    this.#syncer = new CoalescedSync(async () => {
+      const handle = await fsp.open(dir, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    });
   }
 
   pathOf(id: string): string {

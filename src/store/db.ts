@@ -231,8 +231,11 @@ export const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
  * Opens the SQLite database; the one opener of every process (the relay and
  * each CLI command), so that none forgets a setting the relay's promises rest on:
  *
- * - WAL with synchronous=FULL: a committed transaction survives a power cut,
- *   not only a process crash;
+ * - WAL with synchronous=NORMAL, and every write goes through a group
+ *   committer that flushes the WAL (fdatasync) before any caller hears of
+ *   its commit (group-commit.ts, wal-sync.ts): together what synchronous=FULL
+ *   promises, a committed transaction survives a power cut, with the flush
+ *   off the main thread;
  * - secure_delete=ON: deleted cells and freed pages are overwritten with
  *   zeros, so a shredded wrap or K_srv leaves no copy in the file's free
  *   space (the WAL is truncated after each shred, shred.ts);
@@ -247,7 +250,7 @@ export function openDb(dataDir: string): Db {
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
+    db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
     db.pragma('secure_delete = ON');

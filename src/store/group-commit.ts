@@ -1,6 +1,7 @@
 import type { Db } from './db.js';
 import { ZegelError } from '../errors.js';
 import { SqliteTx, type Transactor, type Tx } from './tx.js';
+import { WalSync } from './wal-sync.js';
 
 interface Pending {
   work: (tx: Tx) => unknown;
@@ -12,8 +13,12 @@ interface Pending {
  * Group commit for SQLite: the embedded store's `transaction` (src/store/tx.ts).
  *
  * Transactions that arrive within a short window (2 ms) are collected and
- * committed in one SQLite transaction (one WAL fsync with synchronous=FULL),
- * and every caller's promise settles only after that commit is on disk. Each
+ * committed in one SQLite transaction, and every caller's promise settles
+ * only after that commit is on disk: the WAL is flushed with fdatasync on
+ * libuv's thread pool after COMMIT (wal-sync.ts; what `synchronous = FULL`
+ * would do inside COMMIT on the main thread). While a group's flush runs,
+ * the event loop serves sessions and the next group may commit; groups that
+ * commit during one flush share the next. Each
  * piece of work runs in its own savepoint with its own `Tx` handle, so one
  * failing piece rolls back alone; a failing COMMIT rejects the whole group.
  *
@@ -22,6 +27,12 @@ interface Pending {
  * of the event loop: no request handler or timer can run between BEGIN and
  * COMMIT and see a half-done group. Groups never overlap: the next one starts
  * after the previous has committed.
+ *
+ * A failed flush leaves the store refusing every later write
+ * (`ZEGEL_STORE_WRITE`, readiness fails): after a failed fsync the kernel may
+ * have dropped the dirty pages, so nothing written since can be trusted to be
+ * on disk until a restart re-reads the database (the lesson of PostgreSQL's
+ * "fsyncgate").
  */
 export class GroupCommitter implements Transactor {
   readonly #db: Db;
@@ -32,12 +43,17 @@ export class GroupCommitter implements Transactor {
   #closed = false;
   #commits = 0;
   #writes = 0;
+  readonly #wal: WalSync | undefined;
+  /** Groups committed whose flush has not finished yet. */
+  readonly #syncing = new Set<Promise<void>>();
+  #failed: ZegelError | undefined;
 
   readonly #tx;
 
-  constructor(db: Db, options: { windowMs?: number } = {}) {
+  constructor(db: Db, options: { windowMs?: number; wal?: WalSync } = {}) {
     this.#db = db;
     this.#windowMs = options.windowMs ?? 2;
+    this.#wal = db.memory ? undefined : (options.wal ?? new WalSync(db.name));
     // prepared once: a write costs two statement steps, not two SQL parses
     this.#tx = {
       begin: db.prepare('BEGIN IMMEDIATE'),
@@ -50,6 +66,7 @@ export class GroupCommitter implements Transactor {
 
   transaction<T>(work: (tx: Tx) => Promise<T> | T): Promise<T> {
     if (this.#closed) return Promise.reject(new ZegelError('ZEGEL_STORE_WRITE', 'store is closed'));
+    if (this.#failed) return Promise.reject(this.#failed);
     return new Promise<T>((resolve, reject) => {
       this.#pending.push({ work, resolve: resolve as (value: unknown) => void, reject });
       this.#schedule();
@@ -61,13 +78,20 @@ export class GroupCommitter implements Transactor {
     return { commits: this.#commits, writes: this.#writes };
   }
 
-  /** Commits what is queued, then refuses new work. */
+  /** Set when a flush of the WAL failed: every later write is refused until a restart. */
+  get failed(): ZegelError | undefined {
+    return this.#failed;
+  }
+
+  /** Commits and flushes what is queued, then refuses new work. */
   async close(): Promise<void> {
     this.#closed = true;
-    while (this.#flushing || this.#pending.length) {
+    while (this.#flushing || this.#pending.length || this.#syncing.size) {
       if (this.#flushing) await this.#flushing;
-      else await this.#flush();
+      else if (this.#pending.length) await this.#flush();
+      else await Promise.all(this.#syncing);
     }
+    await this.#wal?.close();
   }
 
   #schedule(): void {
@@ -132,10 +156,24 @@ export class GroupCommitter implements Transactor {
     }
     this.#commits++;
     this.#writes += batch.length;
-    batch.forEach((item, i) => {
-      const result = results[i]!;
-      if (result.ok) item.resolve(result.value);
-      else item.reject(result.error);
-    });
+    const settle = () =>
+      batch.forEach((item, i) => {
+        const result = results[i]!;
+        if (result.ok) item.resolve(result.value);
+        else item.reject(result.error);
+      });
+    if (!this.#wal) return settle();
+    // nobody hears of the commit before it is on disk; the next group need not wait for that
+    const refuse = (failure: ZegelError) => batch.forEach((item) => item.reject(failure));
+    const syncing = this.#wal.sync().then(
+      // a later flush that succeeds does not vouch for pages an earlier failed one may have lost
+      () => (this.#failed ? refuse(this.#failed) : settle()),
+      (error: unknown) => {
+        this.#failed ??= new ZegelError('ZEGEL_STORE_WRITE', `store flush failed, writes refused until a restart: ${(error as Error).message}`, { cause: error });
+        refuse(this.#failed);
+      },
+    );
+    this.#syncing.add(syncing);
+    void syncing.finally(() => this.#syncing.delete(syncing));
   }
 }

@@ -59,7 +59,8 @@ export class SqliteBackend implements Store {
 
   /** The database answers (readiness). */
   async ping(): Promise<boolean> {
-    return this.db.open && this.db.prepare('SELECT 1').get() !== undefined;
+    // a failed WAL flush refuses every write until a restart (group-commit.ts)
+    return this.db.open && !this.committer.failed && this.db.prepare('SELECT 1').get() !== undefined;
   }
 
   async close(): Promise<void> {
