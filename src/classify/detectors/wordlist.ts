@@ -109,6 +109,8 @@ export class AhoCorasick {
   readonly #letters: Int32Array;
   /** Per term: 1 for a prefix term (`nier*`), 0 for a whole-word term. */
   readonly #prefix: Uint8Array;
+  /** One symbol, as the symbols of an ordinary character for #report (no array per match). */
+  readonly #oneSymbol: number[] = [0];
   /** Per BMP code unit: its symbol, or UNKNOWN / SLOW. Filled lazily. */
   readonly #cls = new Int32Array(0x10000).fill(UNKNOWN);
 
@@ -222,6 +224,11 @@ export class AhoCorasick {
     this.#dict = dict;
   }
 
+  #one(sym: number): number[] {
+    this.#oneSymbol[0] = sym;
+    return this.#oneSymbol;
+  }
+
   /** Symbol of one folded code point. */
   #symbolOfFolded(cp: number): number {
     const sym = this.#symbolOf.get(cp);
@@ -293,12 +300,12 @@ export class AhoCorasick {
         continue;
       }
       // An edge into a state with output; a loop (a second separator) reports nothing new.
-      if (~next !== row) this.#report(~next, text, i, out, [sym], 0);
+      if (~next !== row) this.#report(~next, text, i, out, this.#one(sym), 0);
       row = ~next;
     }
     // The virtual separator after the text.
     const next = delta[row + SEP]!;
-    if (next < 0 && ~next !== row) this.#report(~next, text, n, out, [SEP], 0);
+    if (next < 0 && ~next !== row) this.#report(~next, text, n, out, this.#one(SEP), 0);
     return out;
   }
 
@@ -316,11 +323,11 @@ export class AhoCorasick {
       const term = this.#termAt[st]!;
       const rank = this.ranks[term]!;
       if (this.#prefix[term]) {
-        const start = this.#start(text, at, this.#letters[term]!, syms.slice(0, k + 1));
+        const start = this.#start(text, at, this.#letters[term]!, syms, k + 1);
         if (wordEnd < 0) wordEnd = this.#wordEnd(text, at, syms, k);
         out.push({ term, start, end: wordEnd, rank });
       } else {
-        const start = this.#start(text, at, this.#letters[term]!, syms.slice(0, k));
+        const start = this.#start(text, at, this.#letters[term]!, syms, k);
         out.push({ term, start, end: Math.max(at, start + 1), rank });
       }
     }
@@ -358,25 +365,39 @@ export class AhoCorasick {
   }
 
   /**
-   * Where a term of `count` symbols starts that ends with the symbols `head`
-   * of the character at `end` (none: it ends before `end`): walks back over
-   * `head` and then the text, symbol by symbol as the scan saw them (ignorable
-   * characters skipped, runs of separators as one), to the character of its
-   * first letter. Matches are rare; the scan keeps no offsets.
+   * Where a term of `count` symbols starts that ends with the first
+   * `headLength` symbols `head` of the character at `end` (none: it ends
+   * before `end`): walks back over them and then the text, symbol by symbol
+   * as the scan saw them (ignorable characters skipped, runs of separators as
+   * one), to the character of its first letter. Matches are rare; the scan
+   * keeps no offsets.
    */
-  #start(text: string, end: number, count: number, head: number[]): number {
+  #start(text: string, end: number, count: number, head: readonly number[], headLength: number): number {
     let seen = 0;
     let afterSep = true;
-    for (let k = head.length - 1; k >= 0; k--) {
+    for (let k = headLength - 1; k >= 0; k--) {
       if (head[k] === SEP) {
         if (afterSep) continue;
         afterSep = true;
       } else afterSep = false;
       if (++seen === count) return end;
     }
+    const cls = this.#cls;
     for (let j = end - 1; j >= 0; j--) {
       let at = j;
       let cp = text.charCodeAt(j);
+      // An ordinary character: one symbol (or none), straight from the class table.
+      let sym = cls[cp]!;
+      if (sym === UNKNOWN) sym = this.#classify(cp);
+      if (sym >= 0 && sym !== IGNORABLE) {
+        if (sym === SEP) {
+          if (afterSep) continue;
+          afterSep = true;
+        } else afterSep = false;
+        if (++seen === count) return at;
+        continue;
+      }
+      if (sym === IGNORABLE) continue;
       if (cp >= 0xdc00 && cp <= 0xdfff && j > 0) {
         const hi = text.charCodeAt(j - 1);
         if (hi >= 0xd800 && hi <= 0xdbff) {
