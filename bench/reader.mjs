@@ -71,10 +71,11 @@
 //                     fs.createReadStream's 64 KiB); the section says when it was set
 //   BENCH_CPU_PROF    a directory: run the reader child with --cpu-prof there
 //   BENCH_NO_README   1: print only, leave bench/README.md alone
-import { spawn, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -533,14 +534,124 @@ async function verifyBench(urls, data, reader, readerPid) {
   return { run, tries: samples.seq.length, open: stats(samples.open), code: stats(samples.code), verify: stats(samples.verify), seq: stats(samples.seq), delivered: stats(samples.delivered) };
 }
 
+// ---------------------------------------------------------------- download client
+
+/**
+ * The big download's client: one fresh connection from `localAddress`, the
+ * answer parsed by hand (status line, headers, Content-Length; a chunked or
+ * length-less answer is refused), the body read with net's `onread` into one
+ * 1 MiB buffer that is reused for every read (no buffer per read, no 'data'
+ * events, no HTTP parser per piece) and counted; with `hash`, also SHA-256
+ * hashed. It resolves when Content-Length body bytes arrived (more is an
+ * error). This is what a client that does nothing with the bytes costs: Node's
+ * http client allocates a buffer per 64 KiB read and emits a 'data' event
+ * for each, which on 2 shared cores took as much CPU as the reader itself.
+ */
+const downloadBuffer = Buffer.allocUnsafe(MiB);
+function download(base, urlPath, { cookie, localAddress, hash = false }) {
+  const url = new URL(base);
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    let head = Buffer.alloc(0);
+    let res;
+    let length = 0;
+    let done = false;
+    const sha = hash ? crypto.createHash('sha256') : undefined;
+    const body = [];
+    const fail = (err) => {
+      if (done) return;
+      done = true;
+      socket.destroy();
+      reject(err);
+    };
+    const onread = (n, buffer) => {
+      if (done) return false;
+      let piece = buffer.subarray(0, n);
+      if (!res) {
+        head = Buffer.concat([head, piece]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return true;
+        const lines = head.subarray(0, end).toString('latin1').split('\r\n');
+        const headers = {};
+        for (const line of lines.slice(1)) {
+          const colon = line.indexOf(':');
+          headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+        }
+        if (headers['transfer-encoding'] || headers['content-length'] === undefined) {
+          fail(new Error(`download: an answer without Content-Length (${headers['transfer-encoding'] ?? 'no length'})`));
+          return false;
+        }
+        res = { status: Number(lines[0].split(' ')[1]), headers, bytes: 0, headersMs: performance.now() - t0 };
+        length = Number(headers['content-length']);
+        piece = head.subarray(end + 4);
+      }
+      res.bytes += piece.length;
+      sha?.update(piece);
+      if (res.status !== 200) body.push(Buffer.from(piece));
+      if (res.bytes > length) {
+        fail(new Error(`download: more than Content-Length ${length} bytes`));
+        return false;
+      }
+      if (res.bytes === length) {
+        done = true;
+        res.ms = performance.now() - t0;
+        socket.destroy();
+        if (sha) res.sha256 = sha.digest('hex');
+        if (res.status !== 200) res.text = Buffer.concat(body).toString('utf8');
+        resolve(res);
+        return false;
+      }
+      return true;
+    };
+    const socket = net.connect({ host: url.hostname, port: Number(url.port), localAddress, onread: { buffer: downloadBuffer, callback: onread } });
+    socket.on('error', fail);
+    socket.on('end', () => fail(new Error(`download: connection ended after ${res?.bytes ?? 0} of ${length} body bytes`)));
+    socket.write(`GET ${urlPath} HTTP/1.1\r\nHost: ${url.host}\r\n${cookie ? `Cookie: zegel_rs=${cookie}\r\n` : ''}Connection: close\r\n\r\n`);
+  });
+}
+
+/** `curl -o /dev/null` of the same URL (an independent client, for comparison); undefined without curl. */
+function curlDownload(base, urlPath, { cookie, localAddress }) {
+  return new Promise((resolve, reject) => {
+    const args = ['-sS', '-o', '/dev/null', '--interface', localAddress, '-w', '%{http_code} %{size_download} %{time_starttransfer} %{time_total}'];
+    if (cookie) args.push('-H', `Cookie: zegel_rs=${cookie}`);
+    args.push(`${base}${urlPath}`);
+    const t0 = performance.now();
+    execFile('curl', args, { encoding: 'utf8' }, (err, stdout) => {
+      if (err) return err.code === 'ENOENT' ? resolve(undefined) : reject(err);
+      const [status, bytes, firstByte, total] = stdout.trim().split(' ').map(Number);
+      resolve({ status, bytes, ms: performance.now() - t0, curlMs: total * 1000, headersMs: firstByte * 1000 });
+    });
+  });
+}
+
+function sha256File(file) {
+  return new Promise((resolve, reject) => {
+    const hash = crypto.createHash('sha256');
+    fs.createReadStream(file, { highWaterMark: MiB })
+      .on('data', (chunk) => hash.update(chunk))
+      .on('end', () => resolve(hash.digest('hex')))
+      .on('error', reject);
+  });
+}
+
 async function bigBench(urls, data, readerPid) {
   const { links, attachment } = data.big;
   const file = data.blobPath(data.big.secureId, attachment.id);
   const c = new Client(0, urls.url);
-  const plainClient = new Client(0, urls.plainUrl);
+  const nodeClient = new Client(0, urls.url);
   expect(await c.request('GET', `/m/${links[0]}`), 200, 'page');
   expect(await c.request('POST', `/api/links/${links[0]}/open`), 200, 'open');
   expect(await c.request('POST', `/api/links/${links[0]}/verify`), 200, 'verify (none)');
+  nodeClient.cookie = c.cookie;
+  const blobPath = `/api/links/${links[0]}/blobs/${attachment.id}`;
+  const opts = { cookie: c.cookie, localAddress: c.address };
+  // the bytes: one download hashed against the file (untimed), then the timed ones count them
+  const [fileSha, checked] = await Promise.all([sha256File(file), download(urls.url, blobPath, { ...opts, hash: true })]);
+  if (checked.status !== 200 || checked.sha256 !== fileSha) throw new Error(`big: the download differs from the blob file (HTTP ${checked.status}, ${checked.bytes} bytes)`);
+  log(`big: a download hashed against the blob file: the same ${checked.bytes} bytes (SHA-256 ${fileSha.slice(0, 16)}…)`);
+  const headers = checked.headers;
+  let curlMissing = false;
   const runs = [];
   const canReset = (() => {
     try {
@@ -550,12 +661,19 @@ async function bigBench(urls, data, readerPid) {
       return false;
     }
   })();
+  const clientCpu = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  };
+  const speed = (bytes, ms) => bytes / MiB / (ms / 1000);
   for (let r = 0; r < BIG_REPEAT; r++) {
-    // disk: the same file, read as the BlobStore reads it, into a sink that drops the bytes
+    // disk: the same file with fs.createReadStream's defaults, into a sink that drops the bytes
     let diskBytes = 0;
+    let cc = clientCpu();
     const d0 = performance.now();
     await pipeline(fs.createReadStream(file), new Writable({ write(chunk, _enc, cb) { diskBytes += chunk.length; cb(); } }));
     const diskS = (performance.now() - d0) / 1000;
+    const diskCpu = clientCpu() - cc;
     // download through the reader
     await sleep(200); // let the reader's heap settle after the previous run
     if (canReset) fs.writeFileSync(`/proc/${readerPid}/clear_refs`, '5');
@@ -568,42 +686,75 @@ async function bigBench(urls, data, readerPid) {
         /* gone */
       }
     }, 20);
-    const cpu0 = processCpuSeconds(readerPid);
-    const res = expect(await c.request('GET', `/api/links/${links[0]}/blobs/${attachment.id}`), 200, 'attachment');
+    let cpu0 = processCpuSeconds(readerPid);
+    cc = clientCpu();
+    const res = await download(urls.url, blobPath, opts);
+    const downloadClientCpu = clientCpu() - cc;
     clearInterval(sampler);
+    const readerCpu = processCpuSeconds(readerPid) - cpu0;
     const after = procStatus(readerPid);
-    // reference: the same file from the plain Fastify in the reader's process (no checks, no events)
-    const plainRes = expect(await plainClient.request('GET', '/big.bin', { base: new URL(urls.plainUrl) }), 200, 'plain big');
-    if (res.bytes !== attachment.bytes || diskBytes !== attachment.bytes) throw new Error(`big: ${res.bytes} bytes over HTTP, ${diskBytes} from disk, expected ${attachment.bytes}`);
+    if (res.status !== 200 || res.bytes !== attachment.bytes || diskBytes !== attachment.bytes) throw new Error(`big: HTTP ${res.status}, ${res.bytes} bytes over HTTP, ${diskBytes} from disk, expected ${attachment.bytes}`);
+    // the cross-check: curl, the same URL, the same client address
+    cpu0 = processCpuSeconds(readerPid);
+    const curl = curlMissing ? undefined : await curlDownload(urls.url, blobPath, opts);
+    const curlReaderCpu = processCpuSeconds(readerPid) - cpu0;
+    if (curl === undefined) curlMissing = true;
+    else if (curl.status !== 200 || curl.bytes !== attachment.bytes) throw new Error(`big: curl got HTTP ${curl.status}, ${curl.bytes} bytes`);
+    // reference: Node's http client ('data' events), as this bench used before
+    cpu0 = processCpuSeconds(readerPid);
+    cc = clientCpu();
+    const nodeRes = expect(await nodeClient.request('GET', blobPath), 200, 'attachment (Node http client)');
+    const nodeClientCpu = clientCpu() - cc;
+    const nodeReaderCpu = processCpuSeconds(readerPid) - cpu0;
+    // reference: the same file from the plain Fastify route in the reader's process (no checks, no events), same client
+    const plainRes = await download(urls.plainUrl, '/big.bin', { localAddress: c.address });
+    if (nodeRes.bytes !== attachment.bytes || plainRes.bytes !== attachment.bytes) throw new Error(`big: ${nodeRes.bytes} bytes (Node http), ${plainRes.bytes} (plain Fastify), expected ${attachment.bytes}`);
     const peak = Math.max(canReset ? after.hwm : 0, peakSampled, after.rss);
     const run = {
       diskMBs: attachment.bytes / MiB / diskS,
-      httpMBs: attachment.bytes / MiB / (res.ms / 1000),
+      diskCpu,
+      httpMBs: speed(attachment.bytes, res.ms),
       httpS: res.ms / 1000,
-      plainMBs: plainRes.bytes / MiB / (plainRes.ms / 1000),
       // answer headers: the link and session checks, the `downloaded` event and the link's touch (two commits)
       headersMs: res.headersMs,
-      streamMBs: attachment.bytes / MiB / ((res.ms - res.headersMs) / 1000),
-      diskS,
+      streamMBs: speed(attachment.bytes, res.ms - res.headersMs),
+      clientCpu: downloadClientCpu,
+      curlMBs: curl ? speed(attachment.bytes, curl.ms) : NaN,
+      curlReaderCpu,
+      nodeMBs: speed(attachment.bytes, nodeRes.ms),
+      nodeClientCpu,
+      nodeReaderCpu,
+      plainMBs: speed(plainRes.bytes, plainRes.ms),
       rssBefore: before.rss,
       peak,
       growth: peak - before.rss,
-      readerCpu: processCpuSeconds(readerPid) - cpu0,
+      readerCpu,
     };
     runs.push(run);
-    log(`big ${r + 1}/${BIG_REPEAT}: disk ${run.diskMBs.toFixed(0)} MiB/s, download ${run.httpMBs.toFixed(0)} MiB/s (headers after ${run.headersMs.toFixed(0)} ms, then ${run.streamMBs.toFixed(0)} MiB/s; plain Fastify ${run.plainMBs.toFixed(0)} MiB/s), reader RSS ${(run.rssBefore / MiB).toFixed(0)} → peak ${(run.peak / MiB).toFixed(0)} MiB`);
+    log(`big ${r + 1}/${BIG_REPEAT}: disk ${run.diskMBs.toFixed(0)} MiB/s, download ${run.httpMBs.toFixed(0)} MiB/s (headers after ${run.headersMs.toFixed(0)} ms, then ${run.streamMBs.toFixed(0)} MiB/s; reader CPU ${run.readerCpu.toFixed(2)} s, client ${run.clientCpu.toFixed(2)} s); curl ${run.curlMBs.toFixed(0)} MiB/s; Node http client ${run.nodeMBs.toFixed(0)} MiB/s; plain Fastify ${run.plainMBs.toFixed(0)} MiB/s; reader RSS ${(run.rssBefore / MiB).toFixed(0)} → peak ${(run.peak / MiB).toFixed(0)} MiB`);
   }
   c.close();
-  plainClient.close();
+  nodeClient.close();
+  const med = (key) => median(runs.map((r) => r[key]));
   return {
     bytes: attachment.bytes,
-    plainMBs: median(runs.map((r) => r.plainMBs)),
+    headers,
+    curlMissing,
     runs,
     canReset,
-    diskMBs: median(runs.map((r) => r.diskMBs)),
-    httpMBs: median(runs.map((r) => r.httpMBs)),
+    diskMBs: med('diskMBs'),
+    httpMBs: med('httpMBs'),
+    curlMBs: curlMissing ? NaN : med('curlMBs'),
+    nodeMBs: med('nodeMBs'),
+    plainMBs: med('plainMBs'),
+    readerCpu: med('readerCpu'),
+    clientCpu: med('clientCpu'),
+    diskCpu: med('diskCpu'),
+    curlReaderCpu: med('curlReaderCpu'),
+    nodeReaderCpu: med('nodeReaderCpu'),
+    nodeClientCpu: med('nodeClientCpu'),
     growth: Math.max(...runs.map((r) => r.growth)),
-    growthMedian: median(runs.map((r) => r.growth)),
+    growthMedian: med('growth'),
   };
 }
 
@@ -690,14 +841,20 @@ function report(r, m) {
     const B = r.big;
     const speed = B.httpMBs / B.diskMBs;
     const growthMB = B.growth / 1e6;
+    const s2 = (v) => (Number.isFinite(v) ? v.toFixed(2) : '—');
     lines.push(
       `**Big attachment**: ${(B.bytes / MiB).toFixed(1)} MiB of ciphertext (${BIG_MB} MiB plaintext), ${BIG_REPEAT} download / disk-read pairs, medians: download **${B.httpMBs.toFixed(0)} MiB/s**, \`fs.createReadStream\` of the same file **${B.diskMBs.toFixed(0)} MiB/s** → **${x(speed)}** (target ≥ ${TARGET_BIG_SPEED}×: ${met(speed >= TARGET_BIG_SPEED)}). ` +
         `Reader RSS growth during a download: **${mib(B.growth)} MiB** at most (${growthMB.toFixed(0)} MB; target ≤ ${TARGET_RSS_MB} MB: ${met(growthMB <= TARGET_RSS_MB)}), median ${mib(B.growthMedian)} MiB.`,
       '',
+      `- Client of the download: the bench's own (\`download()\` in bench/reader.mjs: one connection from ${ADDRESSES ? '127.0.0.2' : '127.0.0.1'}, the answer's head parsed by hand, the body read with net's \`onread\` into one reused 1 MiB buffer and counted against Content-Length). Before the timed runs one download was SHA-256-hashed against the blob file: the same bytes.`,
+      B.curlMissing
+        ? '- Cross-check: curl not found, skipped.'
+        : `- Cross-check, same run, same URL and client address: \`curl -o /dev/null\` **${B.curlMBs.toFixed(0)} MiB/s** (${x(B.curlMBs / B.diskMBs)} of the disk read). Reference: Node's http client ('data' events of up to 64 KiB, as this bench used before) ${B.nodeMBs.toFixed(0)} MiB/s (${x(B.nodeMBs / B.diskMBs)}).`,
+      `- CPU seconds per 200 MiB (medians): reader ${s2(B.readerCpu)} with the bench's client (the client ${s2(B.clientCpu)}), ${s2(B.curlReaderCpu)} with curl, ${s2(B.nodeReaderCpu)} with Node's http client (the client ${s2(B.nodeClientCpu)}); the disk read itself ${s2(B.diskCpu)}. Client and reader share the 2 cores.`,
       `- Reader RSS: ${mib(r.rssStart)} MiB after start, ${mib(r.rssBeforeBig)} MiB before the first download (after the phases above); growth = peak during a download − RSS just before it.`,
-      `- Reference, no target: the same file from a plain Fastify route in the reader's process (no checks, no events), right after each download: ${B.plainMBs.toFixed(0)} MiB/s (median); the reader's download is ${x(B.httpMBs / B.plainMBs)} of it.`,
-      `- Runs (disk MiB/s / download MiB/s / answer headers after ms / MiB/s from then on / plain Fastify MiB/s / reader RSS before → peak MiB / reader CPU s): ${B.runs.map((x) => `${x.diskMBs.toFixed(0)} / ${x.httpMBs.toFixed(0)} / ${x.headersMs.toFixed(0)} / ${x.streamMBs.toFixed(0)} / ${x.plainMBs.toFixed(0)} / ${mib(x.rssBefore)} → ${mib(x.peak)} / ${x.readerCpu.toFixed(2)}`).join('; ')}.`,
-      `- Peak: ${B.canReset ? 'VmHWM after resetting it (clear_refs 5) before each download, and' : 'clear_refs not writable: only'} VmRSS sampled every 20 ms. Both reads come from the page cache (the blob was just written), the download through one keep-alive connection to this process, which drops the bytes.`,
+      `- Reference, no target: the same file from a plain Fastify route in the reader's process (\`reply.send(fs.createReadStream(file))\`, no checks, no events), the bench's client: ${B.plainMBs.toFixed(0)} MiB/s (median); the reader's download is ${x(B.httpMBs / B.plainMBs)} of it.`,
+      `- Runs (disk MiB/s / download MiB/s / answer headers after ms / MiB/s from then on / curl MiB/s / Node http client MiB/s / plain Fastify MiB/s / reader RSS before → peak MiB / reader CPU s): ${B.runs.map((x) => `${x.diskMBs.toFixed(0)} / ${x.httpMBs.toFixed(0)} / ${x.headersMs.toFixed(0)} / ${x.streamMBs.toFixed(0)} / ${Number.isFinite(x.curlMBs) ? x.curlMBs.toFixed(0) : '—'} / ${x.nodeMBs.toFixed(0)} / ${x.plainMBs.toFixed(0)} / ${mib(x.rssBefore)} → ${mib(x.peak)} / ${x.readerCpu.toFixed(2)}`).join('; ')}.`,
+      `- Peak: ${B.canReset ? 'VmHWM after resetting it (clear_refs 5) before each download, and' : 'clear_refs not writable: only'} VmRSS sampled every 20 ms. All reads come from the page cache (the blob was just written); each download is one fresh connection to the reader's process, and the client drops the bytes.`,
       '',
     );
   }

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
+import fsp, { type FileHandle } from 'node:fs/promises';
+import { ServerResponse } from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,8 +12,10 @@ import { PRIVATE_FILE_MODE, ensurePrivateDir } from './file-modes.js';
  * exists is whole. Ids are base64url (no path separators); anything else is refused.
  * Directories are 0700 and blob files 0600, whatever the umask (file-modes.ts).
  */
-/** One read of a blob for a download (see `open`). */
+/** One read of a blob for a download (see `BlobReadStream`). */
 export const BLOB_READ_BYTES = 1 << 20;
+/** Read buffers a download to an HTTP response takes turns with: one is read into while the other is sent. */
+export const BLOB_SEND_BUFFERS = 2;
 
 export class BlobStore {
   readonly dir: string;
@@ -59,14 +62,9 @@ export class BlobStore {
     return bytes;
   }
 
-  /**
-   * Reads a blob for a download in 1 MiB pieces, the size of one OpenPGP AEAD
-   * chunk (src/crypto/payload.ts): with the 64 KiB default a 200 MiB download
-   * over loopback ran at about a sixth of a disk read (bench/reader.mjs); the
-   * cost is 1 MiB of buffer per download in flight.
-   */
-  open(secureId: string, blobId: string): Readable {
-    return fs.createReadStream(this.#path(secureId, blobId), { highWaterMark: BLOB_READ_BYTES });
+  /** Reads a blob (for a download: see BlobReadStream). The file is opened on the first read. */
+  open(secureId: string, blobId: string): BlobReadStream {
+    return new BlobReadStream(this.#path(secureId, blobId));
   }
 
   async size(secureId: string, blobId: string): Promise<number | undefined> {
@@ -104,5 +102,137 @@ export class BlobStore {
   /** Removes every blob of a message (idempotent). */
   async remove(secureId: string): Promise<void> {
     await fsp.rm(this.#path(secureId), { recursive: true, force: true });
+  }
+}
+
+/**
+ * A blob file as a Readable, read BLOB_READ_BYTES (1 MiB, one OpenPGP AEAD
+ * chunk) at a time.
+ *
+ * Piped into an HTTP response (Fastify's `reply.send(stream)` pipes it), it
+ * reads into BLOB_SEND_BUFFERS buffers of its own in turn and hands each to
+ * `response.write`, reusing a buffer only once that write's callback has
+ * run: the socket has then passed its bytes to the kernel. A download thus
+ * allocates two buffers instead of a fresh one per read; fresh megabytes
+ * (page faults, zeroing, garbage collection of external memory) were most of
+ * the reader's CPU in a 200 MiB download (bench/README.md, "Reader
+ * benchmark"). Memory per download stays at most BLOB_SEND_BUFFERS reads.
+ * Only an http.ServerResponse gets this: its write copies into the socket,
+ * where another Writable might keep the chunk it was given (a collector that
+ * pushes chunks into an array). Any other consumer (`pipe` into something
+ * else, 'data', `read()`, async iteration) gets a fresh buffer per read.
+ *
+ * The bytes are the file's, unchanged: a blob is immutable once written
+ * (tmp + rename), and a file shorter than its size at open is an error, as
+ * the promised Content-Length could not be kept.
+ */
+export class BlobReadStream extends Readable {
+  readonly path: string;
+  #file: Promise<{ handle: FileHandle; size: number }> | undefined;
+  /** Next file position the read path reads. */
+  #position = 0;
+  /** 'send': piped into a response, the send loop owns the file. */
+  #mode: 'idle' | 'read' | 'send' = 'idle';
+
+  constructor(file: string) {
+    // one read buffered ahead for the read path, as fs.createReadStream with this highWaterMark
+    super({ highWaterMark: BLOB_READ_BYTES });
+    this.path = file;
+  }
+
+  /** Opens the file once, with its size at that moment. */
+  #open(): Promise<{ handle: FileHandle; size: number }> {
+    this.#file ??= (async () => {
+      const handle = await fsp.open(this.path, 'r');
+      try {
+        return { handle, size: (await handle.stat()).size };
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
+    })();
+    return this.#file;
+  }
+
+  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
+    if (this.#mode !== 'idle' || !(destination instanceof ServerResponse)) return super.pipe(destination, options);
+    this.#mode = 'send';
+    destination.emit('pipe', this);
+    void this.#send(destination, options?.end !== false);
+    return destination;
+  }
+
+  async #send(response: ServerResponse, end: boolean): Promise<void> {
+    let gone = false;
+    let left!: () => void;
+    const closed = new Promise<void>((resolve) => {
+      left = () => {
+        gone = true;
+        resolve();
+      };
+    });
+    response.once('close', left);
+    try {
+      const { handle, size } = await this.#open();
+      const bytes = Math.min(BLOB_READ_BYTES, size);
+      const buffers: Buffer[] = [];
+      /** Per buffer: settles when the socket has taken the bytes last written from it. */
+      const sent: Array<Promise<void> | undefined> = [];
+      for (let position = 0, i = 0; position < size; i = (i + 1) % BLOB_SEND_BUFFERS) {
+        if (sent[i]) await Promise.race([sent[i], closed]);
+        if (gone || this.destroyed) return;
+        const buffer = (buffers[i] ??= Buffer.allocUnsafeSlow(bytes));
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(bytes, size - position), position);
+        if (bytesRead === 0) throw new Error(`blob file ended at byte ${position} of ${size}`);
+        if (gone || this.destroyed) return;
+        position += bytesRead;
+        const chunk = bytesRead === bytes ? buffer : buffer.subarray(0, bytesRead);
+        // the callback also runs when the write fails (the connection went): 'close' ends the loop then
+        sent[i] = new Promise<void>((resolve) => response.write(chunk, () => resolve()));
+      }
+      // as Readable#pipe does: this stream's 'end' first (Fastify waits for it), then the response's;
+      // autoDestroy closes the file after 'end'
+      if (end) this.once('end', () => response.end());
+      this.push(null);
+      this.resume();
+    } catch (err) {
+      this.destroy(err as Error);
+    } finally {
+      response.off('close', left);
+      // the client went away: release the file (Fastify destroys this stream too; once is enough)
+      if (gone && !this.destroyed) this.destroy();
+    }
+  }
+
+  override _read(): void {
+    if (this.#mode === 'send') return;
+    this.#mode = 'read';
+    this.#open()
+      .then(async ({ handle, size }) => {
+        const want = Math.min(BLOB_READ_BYTES, size - this.#position);
+        if (want <= 0) {
+          this.push(null);
+          return;
+        }
+        const buffer = Buffer.allocUnsafeSlow(want);
+        const { bytesRead } = await handle.read(buffer, 0, want, this.#position);
+        if (bytesRead === 0) throw new Error(`blob file ended at byte ${this.#position} of ${size}`);
+        this.#position += bytesRead;
+        this.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+      })
+      .catch((err: Error) => this.destroy(err));
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    // FileHandle.close waits for a read still under way on the handle
+    const file = this.#file;
+    if (!file) return callback(err);
+    file.then(
+      ({ handle }) => handle.close(),
+      () => undefined,
+    ).then(
+      () => callback(err),
+      (closeErr: Error) => callback(err ?? closeErr),
+    );
   }
 }
