@@ -9,6 +9,14 @@ import type { BlobStore } from '../store/blobs.js';
 export interface EncryptedContent {
   bodyBlob: string;
   blobs: Array<{ id: string; bytes: number }>;
+  /**
+   * The body blob on its way to disk: it settles once the blob is durable
+   * (or failed). The caller awaits it with its own writes (the notifications'
+   * spool files), so the fsyncs run side by side, and before it commits.
+   */
+  bodyWritten: Promise<void>;
+  /** The message's In-Reply-To and References header lines as sent (folding kept), for threading. */
+  references: string;
   /** The decoded Subject header as the sender wrote it, tags included. */
   subject: string;
   /** Display name and address of the From header, for the notification's "Jan de Vries via …". */
@@ -44,12 +52,19 @@ export async function encryptContent(input: EncryptContentInput): Promise<Encryp
   const stored: Array<{ id: string; bytes: number }> = [];
   const attachments: SecureContent['attachments'] = [];
   let headers: Map<string, unknown> = new Map();
+  let references = '';
   let text: string | undefined;
   let html: string | undefined;
   let failure: unknown;
 
   parser.on('headers', (h: Map<string, unknown>) => {
     headers = h;
+  });
+  parser.on('headerLines', (lines: Array<{ key: string; line: string }>) => {
+    references = lines
+      .filter((l) => l.key === 'in-reply-to' || l.key === 'references')
+      .map((l) => l.line)
+      .join('\r\n');
   });
   parser.on('data', (data: AttachmentStream | MessageText) => {
     if (data.type === 'text') {
@@ -102,8 +117,13 @@ export async function encryptContent(input: EncryptContentInput): Promise<Encryp
     ...(html !== undefined ? { html } : {}),
   };
   const bodyBlob = newSecureId();
-  const ciphertext = await encryptBytes(contentKey, Buffer.from(JSON.stringify(content), 'utf8'));
-  const bytes = await blobs.write(secureId, bodyBlob, Readable.from([Buffer.from(ciphertext)]));
-  stored.unshift({ id: bodyBlob, bytes });
-  return { bodyBlob, blobs: stored, subject, from: { name: first?.name || undefined, address: first?.address } };
+  const ciphertext = Buffer.from(await encryptBytes(contentKey, Buffer.from(JSON.stringify(content), 'utf8')));
+  // not awaited here: the caller writes its notifications meanwhile and awaits both (bodyWritten)
+  const bodyWritten = blobs.write(secureId, bodyBlob, Readable.from([ciphertext])).then((bytes) => {
+    if (bytes !== ciphertext.length) throw new Error(`body blob of ${secureId}: wrote ${bytes} of ${ciphertext.length} bytes`);
+  });
+  // handled here so a failure before the caller awaits it is no unhandled rejection; the caller still gets it
+  bodyWritten.catch(() => undefined);
+  stored.unshift({ id: bodyBlob, bytes: ciphertext.length });
+  return { bodyBlob, blobs: stored, bodyWritten, references, subject, from: { name: first?.name || undefined, address: first?.address } };
 }

@@ -131,10 +131,15 @@ export class SecureDelivery {
     this.#threads = new ThreadFinder(deps.backend.secure);
   }
 
-  /** The conversation an answer continues (In-Reply-To/References name a reader reply or a secure original), if any. */
-  async #threadOf(queueId: string): Promise<string | undefined> {
+  /**
+   * The conversation an answer continues (In-Reply-To/References name a reader reply or a secure
+   * original), if any. `references` are those header lines as the parse of the message saw them
+   * (no second read of the spool file).
+   */
+  async #threadOf(queueId: string, references: string): Promise<string | undefined> {
+    if (!references) return undefined;
     try {
-      return await this.#threads.find(await this.#deps.spool.readHeaderBlock(queueId));
+      return await this.#threads.find(references);
     } catch (err) {
       this.#deps.log.warn({ queueId, reason: String((err as { code?: unknown }).code ?? (err as Error).name) }, 'secure job: references not read; the message starts its own thread');
       return undefined;
@@ -181,63 +186,83 @@ export class SecureDelivery {
     const address = [encrypted.from.address, message.mailFrom, config.notification.noReplyAddress].find((a): a is string => !!a && mailbox.test(a));
     const sender = { name: encrypted.from.name ?? (address ? undefined : config.organisation.name), address: address ?? `no-reply@${config.organisation.domains[0] ?? 'localhost'}` };
 
+    // Every file this job writes (the body blob, each notification, the receipt) goes to disk side by
+    // side, and all of them are durable before the commit: the fsyncs overlap instead of queueing one
+    // after the other (issue 15). On any failure, what was written goes again and the job retries.
+    const writes: Array<Promise<void>> = [encrypted.bodyWritten];
+    const spooled: string[] = [];
+    const spoolWrite = (id: string, raw: Buffer): void => {
+      spooled.push(id);
+      writes.push(spool.write(id, raw));
+    };
     const links: SecureLinkInsert[] = [];
     const notifications: Array<{ id: string; idx: number; address: string; messageId: string; size: number; method: Method; linkId: string }> = [];
-    for (const rcpt of recipients) {
-      const settings = await this.#deps.resolveRecipient(rcpt.address);
-      let { method } = settings;
-      let phone = settings.phone;
-      if (tags.phone && recipients.length === 1) [method, phone] = ['sms-code', tags.phone];
-      if (method === 'sms-code' && !phone) {
-        log.warn({ queueId: messageId, recipient: rcpt.idx }, 'sms-code without a phone number: the recipient gets an e-mail code instead');
-        method = 'email-code';
-      }
-      if (method === 'access-code' && !settings.hasAccessCode) {
-        log.warn({ queueId: messageId, recipient: rcpt.idx }, 'access-code without a code on record: the recipient gets an e-mail code instead');
-        method = 'email-code';
-      }
-      const linkId = newSecureId();
-      const kLink = newKey();
-      const kSrv = newKey();
-      const id = `${messageId}-n${rcpt.idx}`;
-      links.push({ id: linkId, recipientIdx: rcpt.idx, address: rcpt.address, method, phone, language: settings.language, wrap: wrapKey(contentKey, kLink, kSrv, secureId, linkId), kSrv, notificationId: id });
-      const link = `${config.reader.publicUrl.replace(/\/+$/, '')}/m/${linkId}#${kLink.toString('base64url')}`;
-      const mail = await this.#deps.composeNotification({
-        language: settings.language,
-        to: rcpt.address,
-        sender,
-        subject: tags.stripped,
-        subjectSensitive: job.payload.subjectSensitive ?? false,
-        link,
-        method,
-        expiresAt,
-        now,
-      });
-      // the only place K_link is written: the notification, until the next hop accepts it
-      await spool.write(id, mail.raw);
-      notifications.push({ id, idx: rcpt.idx, address: rcpt.address, messageId: mail.messageId, size: mail.raw.length, method, linkId });
-    }
-    // the sender's receipt with the status link (K_link_s only in that mail, like a recipient's K_link)
     let receipt: { id: string; status: MintedStatusLink; messageId: string; from: string; size: number; to: string } | undefined;
-    if (this.#deps.composeReceipt && config.receipts.sender && message.mailFrom && mailbox.test(message.mailFrom)) {
-      const status = mintStatusLink(contentKey, secureId);
-      const mail = await this.#deps.composeReceipt({
-        language: config.notification.language.default,
-        to: message.mailFrom,
-        recipients: notifications.map((n) => ({ address: n.address, method: n.method })),
-        subject: tags.stripped,
-        subjectSensitive: job.payload.subjectSensitive ?? false,
-        link: statusUrl(config.reader.publicUrl, status.statusId, status.kLink),
-        expiresAt,
-        now,
-      });
-      status.kLink.fill(0);
-      const id = `${messageId}-receipt`;
-      await spool.write(id, mail.raw);
-      receipt = { id, status, messageId: mail.messageId, from: mail.from, size: mail.raw.length, to: message.mailFrom };
+    let threadId: string;
+    try {
+      for (const rcpt of recipients) {
+        const settings = await this.#deps.resolveRecipient(rcpt.address);
+        let { method } = settings;
+        let phone = settings.phone;
+        if (tags.phone && recipients.length === 1) [method, phone] = ['sms-code', tags.phone];
+        if (method === 'sms-code' && !phone) {
+          log.warn({ queueId: messageId, recipient: rcpt.idx }, 'sms-code without a phone number: the recipient gets an e-mail code instead');
+          method = 'email-code';
+        }
+        if (method === 'access-code' && !settings.hasAccessCode) {
+          log.warn({ queueId: messageId, recipient: rcpt.idx }, 'access-code without a code on record: the recipient gets an e-mail code instead');
+          method = 'email-code';
+        }
+        const linkId = newSecureId();
+        const kLink = newKey();
+        const kSrv = newKey();
+        const id = `${messageId}-n${rcpt.idx}`;
+        links.push({ id: linkId, recipientIdx: rcpt.idx, address: rcpt.address, method, phone, language: settings.language, wrap: wrapKey(contentKey, kLink, kSrv, secureId, linkId), kSrv, notificationId: id });
+        const link = `${config.reader.publicUrl.replace(/\/+$/, '')}/m/${linkId}#${kLink.toString('base64url')}`;
+        const mail = await this.#deps.composeNotification({
+          language: settings.language,
+          to: rcpt.address,
+          sender,
+          subject: tags.stripped,
+          subjectSensitive: job.payload.subjectSensitive ?? false,
+          link,
+          method,
+          expiresAt,
+          now,
+        });
+        // the only place K_link is written: the notification, until the next hop accepts it
+        spoolWrite(id, mail.raw);
+        notifications.push({ id, idx: rcpt.idx, address: rcpt.address, messageId: mail.messageId, size: mail.raw.length, method, linkId });
+      }
+      // the sender's receipt with the status link (K_link_s only in that mail, like a recipient's K_link)
+      if (this.#deps.composeReceipt && config.receipts.sender && message.mailFrom && mailbox.test(message.mailFrom)) {
+        const status = mintStatusLink(contentKey, secureId);
+        const mail = await this.#deps.composeReceipt({
+          language: config.notification.language.default,
+          to: message.mailFrom,
+          recipients: notifications.map((n) => ({ address: n.address, method: n.method })),
+          subject: tags.stripped,
+          subjectSensitive: job.payload.subjectSensitive ?? false,
+          link: statusUrl(config.reader.publicUrl, status.statusId, status.kLink),
+          expiresAt,
+          now,
+        });
+        status.kLink.fill(0);
+        const id = `${messageId}-receipt`;
+        spoolWrite(id, mail.raw);
+        receipt = { id, status, messageId: mail.messageId, from: mail.from, size: mail.raw.length, to: message.mailFrom };
+      }
+      contentKey.fill(0);
+      threadId = (await this.#threadOf(messageId, encrypted.references)) ?? secureId;
+      const failed = (await Promise.allSettled(writes)).find((w): w is PromiseRejectedResult => w.status === 'rejected');
+      if (failed) throw failed.reason;
+    } catch (err) {
+      contentKey.fill(0);
+      // nothing refers to these files yet; a retry starts again with new keys
+      await Promise.allSettled(writes);
+      await Promise.allSettled([blobs.remove(secureId), ...spooled.map((id) => spool.remove(id))]);
+      throw err;
     }
-    contentKey.fill(0);
-    const threadId = (await this.#threadOf(messageId)) ?? secureId;
 
     // the secure message, its links, every notification with its job and event, the receipt, and this
     // job's completion: one commit
