@@ -46,13 +46,25 @@
 //     limited per link), opens the link, asks for a code (POST …/code) and
 //     verifies it (POST …/verify); the code comes from the mailer callback.
 //     Reported separately, no target.
-//  3. big download: a BENCH_BIG_MB MiB attachment (ciphertext) downloaded by
-//     one verified client, against fs.createReadStream of the same blob file
-//     into a discarding sink in this process, alternating, BENCH_BIG_REPEAT
-//     times (medians). The reader child's peak RSS is reset before each
-//     download (/proc/<pid>/clear_refs, "5") and read from VmHWM after it
-//     (VmRSS is also sampled every 20 ms). Targets: download ≥ 0.5× the disk
-//     read's speed; reader RSS growth ≤ 150 MB.
+//  3. big download: a BENCH_BIG_MB MiB attachment (ciphertext) through the
+//     reader's blob route for one verified client, against fs.createReadStream
+//     of the same blob file (its defaults: 64 KiB reads) into a discarding sink
+//     in this process; BENCH_BIG_REPEAT rounds, medians. The client is the
+//     script's own `download()`: a fresh connection, the answer's head parsed
+//     by hand, the body read with net's `onread` into one reused 1 MiB buffer
+//     and counted against Content-Length (before the rounds, one download is
+//     SHA-256-hashed against the file). Node's http client costs more CPU than
+//     the reader on 2 shared cores (a buffer and a 'data' event per 64 KiB), so
+//     it is only a reference row now. Each round also runs, in this order,
+//     `curl -o /dev/null` of the same URL (cross-check), Node's http client,
+//     and three plain Fastify routes in the reader's process streaming the
+//     same file without checks (fs.createReadStream with 64 KiB and with
+//     1 MiB reads, BlobReadStream), with the reader's CPU (user, system) and
+//     minor page faults per transfer. The reader child's peak RSS is reset
+//     before each download through the reader (/proc/<pid>/clear_refs, "5")
+//     and read from VmHWM after it (VmRSS is also sampled every 20 ms).
+//     Targets: download ≥ 0.5× the disk read's speed; reader RSS growth
+//     ≤ 150 MB. BENCH_ONLY=big runs only this part.
 //
 // Knobs (environment):
 //   BENCH_CLIENTS     concurrent clients                        (default 20)
@@ -63,12 +75,13 @@
 //   BENCH_BODY_KB     size of the body blob, KiB                (default 50)
 //   BENCH_VERIFY      e-mail-code tries per client              (default 10; 0 skips)
 //   BENCH_BIG_MB      attachment size, MiB                      (default 200; 0 skips)
-//   BENCH_BIG_REPEAT  download / disk-read pairs                (default 5)
+//   BENCH_BIG_REPEAT  rounds of the big download                (default 5)
 //   BENCH_ONLY        comma list of latency,verify,big          (default: all)
 //   BENCH_LOG_LEVEL   the reader's log level                    (default info)
-//   BENCH_BLOB_HWM    experiment: bytes per read of the reader's blob streams (a BlobStore
-//                     whose open() passes this highWaterMark; default: the shipped BlobStore,
-//                     fs.createReadStream's 64 KiB); the section says when it was set
+//   BENCH_BLOB_HWM    experiment: the reader's blob streams are fs.createReadStream with this
+//                     highWaterMark (a BlobStore subclass in the bench; 1048576 is how the reader
+//                     read before BlobReadStream, commit b4eb617); default: the shipped BlobStore.
+//                     The section says when it was set
 //   BENCH_CPU_PROF    a directory: run the reader child with --cpu-prof there
 //   BENCH_NO_README   1: print only, leave bench/README.md alone
 import { execFile, execFileSync, spawn } from 'node:child_process';
@@ -82,7 +95,7 @@ import { performance } from 'node:perf_hooks';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { intEnv, machineCpuSeconds, median, processCpuSeconds, procStatus, runMain } from './common.mjs';
+import { clkTck, intEnv, machineCpuSeconds, median, processCpuSeconds, procStatus, runMain } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -126,7 +139,7 @@ const dist = (file) => import(pathToFileURL(path.join(DIST, file)).href);
 async function readerChild(dataDir, assetsDir, staticFile, bigFile) {
   const { parseConfig } = await dist('config/load.js');
   const { SqliteBackend } = await dist('store/sqlite-backend.js');
-  const { BlobStore } = await dist('store/blobs.js');
+  const { BlobStore, BlobReadStream, BLOB_READ_BYTES } = await dist('store/blobs.js');
   const { createSecureReader } = await dist('secure/index.js');
   const { startReader } = await dist('reader/server.js');
   const { LogSmsDriver } = await dist('secure/sms.js');
@@ -164,8 +177,16 @@ async function readerChild(dataDir, assetsDir, staticFile, bigFile) {
   const size = fs.statSync(staticFile).size;
   const plain = Fastify({ logger: false });
   plain.get('/static.bin', async (_request, reply) => reply.type('application/octet-stream').header('content-length', size).send(fs.createReadStream(staticFile)));
-  // the big attachment's blob file, streamed without any of the reader's checks: the HTTP ceiling (reference)
-  if (bigFile) plain.get('/big.bin', async (_request, reply) => reply.type('application/octet-stream').header('content-length', fs.statSync(bigFile).size).send(fs.createReadStream(bigFile)));
+  // the big attachment's blob file, streamed without any of the reader's checks (references): Fastify's usual
+  // way (fs.createReadStream, 64 KiB reads), the reader's stream before BlobReadStream (1 MiB reads, a fresh
+  // buffer each), and BlobReadStream itself
+  if (bigFile) {
+    const bigSize = fs.statSync(bigFile).size;
+    const send = (stream) => async (_request, reply) => reply.type('application/octet-stream').header('content-length', bigSize).send(stream());
+    plain.get('/big-64k.bin', send(() => fs.createReadStream(bigFile)));
+    plain.get('/big-1m.bin', send(() => fs.createReadStream(bigFile, { highWaterMark: BLOB_READ_BYTES })));
+    plain.get('/big-blob.bin', send(() => new BlobReadStream(bigFile)));
+  }
   await plain.listen({ host: '127.0.0.1', port: 0 });
   const plainUrl = `http://127.0.0.1:${plain.server.address().port}`;
   process.on('message', async (m) => {
@@ -179,7 +200,7 @@ async function readerChild(dataDir, assetsDir, staticFile, bigFile) {
   process.send({ type: 'ready', url: reader.url, plainUrl });
 }
 
-/** The experiment BENCH_BLOB_HWM: BlobStore with open() reading BLOB_HWM bytes at a time (not the shipped code). */
+/** The experiment BENCH_BLOB_HWM: open() is fs.createReadStream reading BLOB_HWM bytes at a time, a fresh buffer each (not the shipped code). */
 function blobStoreWithReadSize(BlobStore) {
   return class extends BlobStore {
     open(secureId, blobId) {
@@ -534,6 +555,13 @@ async function verifyBench(urls, data, reader, readerPid) {
   return { run, tries: samples.seq.length, open: stats(samples.open), code: stats(samples.code), verify: stats(samples.verify), seq: stats(samples.seq), delivered: stats(samples.delivered) };
 }
 
+/** User and system CPU seconds and minor page faults of a process so far (/proc/<pid>/stat). */
+function procTimes(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { minflt: Number(f[7]), user: Number(f[11]) / clkTck(), system: Number(f[12]) / clkTck() };
+}
+
 // ---------------------------------------------------------------- download client
 
 /**
@@ -635,6 +663,22 @@ function sha256File(file) {
   });
 }
 
+/**
+ * The transfers of one big-download round, in this order, each of the whole
+ * blob: key, what, and how (resolves { status, bytes, ms, headersMs }).
+ */
+function bigTransfers(urls, blobPath, opts, nodeClient) {
+  const plain = (file) => () => download(urls.plainUrl, file, { localAddress: opts.localAddress });
+  return [
+    ['reader', "bench client → reader `GET /api/links/<id>/blobs/<attachment>` (**the target**)", () => download(urls.url, blobPath, opts)],
+    ['curl', 'curl -o /dev/null → reader, same URL (cross-check; curl\'s own time_total)', () => curlDownload(urls.url, blobPath, opts)],
+    ['node', "Node's http client ('data' events) → reader, same URL (the client this bench used before)", () => nodeClient.request('GET', blobPath)],
+    ['plain64k', 'bench client → plain Fastify route, `fs.createReadStream` (64 KiB reads)', plain('/big-64k.bin')],
+    ['plain1m', 'bench client → plain Fastify route, `fs.createReadStream` with 1 MiB reads (the reader\'s stream before)', plain('/big-1m.bin')],
+    ['plainBlob', 'bench client → plain Fastify route, `BlobReadStream` (the reader\'s stream now)', plain('/big-blob.bin')],
+  ];
+}
+
 async function bigBench(urls, data, readerPid) {
   const { links, attachment } = data.big;
   const file = data.blobPath(data.big.secureId, attachment.id);
@@ -650,9 +694,6 @@ async function bigBench(urls, data, readerPid) {
   const [fileSha, checked] = await Promise.all([sha256File(file), download(urls.url, blobPath, { ...opts, hash: true })]);
   if (checked.status !== 200 || checked.sha256 !== fileSha) throw new Error(`big: the download differs from the blob file (HTTP ${checked.status}, ${checked.bytes} bytes)`);
   log(`big: a download hashed against the blob file: the same ${checked.bytes} bytes (SHA-256 ${fileSha.slice(0, 16)}…)`);
-  const headers = checked.headers;
-  let curlMissing = false;
-  const runs = [];
   const canReset = (() => {
     try {
       fs.writeFileSync(`/proc/${readerPid}/clear_refs`, '5');
@@ -666,95 +707,84 @@ async function bigBench(urls, data, readerPid) {
     return (u.user + u.system) / 1e6;
   };
   const speed = (bytes, ms) => bytes / MiB / (ms / 1000);
+  const transfers = bigTransfers(urls, blobPath, opts, nodeClient);
+  let curlMissing = false;
+  const rounds = [];
   for (let r = 0; r < BIG_REPEAT; r++) {
+    const round = {};
     // disk: the same file with fs.createReadStream's defaults, into a sink that drops the bytes
     let diskBytes = 0;
     let cc = clientCpu();
     const d0 = performance.now();
     await pipeline(fs.createReadStream(file), new Writable({ write(chunk, _enc, cb) { diskBytes += chunk.length; cb(); } }));
-    const diskS = (performance.now() - d0) / 1000;
-    const diskCpu = clientCpu() - cc;
-    // download through the reader
-    await sleep(200); // let the reader's heap settle after the previous run
-    if (canReset) fs.writeFileSync(`/proc/${readerPid}/clear_refs`, '5');
-    const before = procStatus(readerPid);
-    let peakSampled = before.rss;
-    const sampler = setInterval(() => {
-      try {
-        peakSampled = Math.max(peakSampled, procStatus(readerPid).rss);
-      } catch {
-        /* gone */
+    round.disk = { mbs: speed(diskBytes, performance.now() - d0), clientCpu: clientCpu() - cc };
+    if (diskBytes !== attachment.bytes) throw new Error(`big: ${diskBytes} bytes from disk, expected ${attachment.bytes}`);
+    for (const [key, what, run] of transfers) {
+      if (key === 'curl' && curlMissing) continue;
+      let rss;
+      if (key === 'reader') {
+        await sleep(200); // let the reader's heap settle after the previous transfer
+        if (canReset) fs.writeFileSync(`/proc/${readerPid}/clear_refs`, '5');
+        const before = procStatus(readerPid);
+        rss = { before: before.rss, sampled: before.rss };
+        rss.sampler = setInterval(() => {
+          try {
+            rss.sampled = Math.max(rss.sampled, procStatus(readerPid).rss);
+          } catch {
+            /* gone */
+          }
+        }, 20);
       }
-    }, 20);
-    let cpu0 = processCpuSeconds(readerPid);
-    cc = clientCpu();
-    const res = await download(urls.url, blobPath, opts);
-    const downloadClientCpu = clientCpu() - cc;
-    clearInterval(sampler);
-    const readerCpu = processCpuSeconds(readerPid) - cpu0;
-    const after = procStatus(readerPid);
-    if (res.status !== 200 || res.bytes !== attachment.bytes || diskBytes !== attachment.bytes) throw new Error(`big: HTTP ${res.status}, ${res.bytes} bytes over HTTP, ${diskBytes} from disk, expected ${attachment.bytes}`);
-    // the cross-check: curl, the same URL, the same client address
-    cpu0 = processCpuSeconds(readerPid);
-    const curl = curlMissing ? undefined : await curlDownload(urls.url, blobPath, opts);
-    const curlReaderCpu = processCpuSeconds(readerPid) - cpu0;
-    if (curl === undefined) curlMissing = true;
-    else if (curl.status !== 200 || curl.bytes !== attachment.bytes) throw new Error(`big: curl got HTTP ${curl.status}, ${curl.bytes} bytes`);
-    // reference: Node's http client ('data' events), as this bench used before
-    cpu0 = processCpuSeconds(readerPid);
-    cc = clientCpu();
-    const nodeRes = expect(await nodeClient.request('GET', blobPath), 200, 'attachment (Node http client)');
-    const nodeClientCpu = clientCpu() - cc;
-    const nodeReaderCpu = processCpuSeconds(readerPid) - cpu0;
-    // reference: the same file from the plain Fastify route in the reader's process (no checks, no events), same client
-    const plainRes = await download(urls.plainUrl, '/big.bin', { localAddress: c.address });
-    if (nodeRes.bytes !== attachment.bytes || plainRes.bytes !== attachment.bytes) throw new Error(`big: ${nodeRes.bytes} bytes (Node http), ${plainRes.bytes} (plain Fastify), expected ${attachment.bytes}`);
-    const peak = Math.max(canReset ? after.hwm : 0, peakSampled, after.rss);
-    const run = {
-      diskMBs: attachment.bytes / MiB / diskS,
-      diskCpu,
-      httpMBs: speed(attachment.bytes, res.ms),
-      httpS: res.ms / 1000,
-      // answer headers: the link and session checks, the `downloaded` event and the link's touch (two commits)
-      headersMs: res.headersMs,
-      streamMBs: speed(attachment.bytes, res.ms - res.headersMs),
-      clientCpu: downloadClientCpu,
-      curlMBs: curl ? speed(attachment.bytes, curl.ms) : NaN,
-      curlReaderCpu,
-      nodeMBs: speed(attachment.bytes, nodeRes.ms),
-      nodeClientCpu,
-      nodeReaderCpu,
-      plainMBs: speed(plainRes.bytes, plainRes.ms),
-      rssBefore: before.rss,
-      peak,
-      growth: peak - before.rss,
-      readerCpu,
-    };
-    runs.push(run);
-    log(`big ${r + 1}/${BIG_REPEAT}: disk ${run.diskMBs.toFixed(0)} MiB/s, download ${run.httpMBs.toFixed(0)} MiB/s (headers after ${run.headersMs.toFixed(0)} ms, then ${run.streamMBs.toFixed(0)} MiB/s; reader CPU ${run.readerCpu.toFixed(2)} s, client ${run.clientCpu.toFixed(2)} s); curl ${run.curlMBs.toFixed(0)} MiB/s; Node http client ${run.nodeMBs.toFixed(0)} MiB/s; plain Fastify ${run.plainMBs.toFixed(0)} MiB/s; reader RSS ${(run.rssBefore / MiB).toFixed(0)} → peak ${(run.peak / MiB).toFixed(0)} MiB`);
+      const t0 = procTimes(readerPid);
+      cc = clientCpu();
+      const res = await run();
+      const ccpu = clientCpu() - cc;
+      const t1 = procTimes(readerPid);
+      if (res === undefined) {
+        curlMissing = true;
+        continue;
+      }
+      if (res.status !== 200 || res.bytes !== attachment.bytes) throw new Error(`big, ${what}: HTTP ${res.status}, ${res.bytes} bytes, expected ${attachment.bytes}`);
+      const ms = res.curlMs ?? res.ms;
+      round[key] = {
+        mbs: speed(res.bytes, ms),
+        headersMs: res.headersMs,
+        streamMBs: speed(res.bytes, ms - res.headersMs),
+        readerCpu: t1.user - t0.user + (t1.system - t0.system),
+        readerUser: t1.user - t0.user,
+        readerSystem: t1.system - t0.system,
+        readerFaults: t1.minflt - t0.minflt,
+        clientCpu: key === 'curl' ? NaN : ccpu,
+      };
+      if (rss) {
+        clearInterval(rss.sampler);
+        const after = procStatus(readerPid);
+        const peak = Math.max(canReset ? after.hwm : 0, rss.sampled, after.rss);
+        Object.assign(round[key], { rssBefore: rss.before, peak, growth: peak - rss.before });
+      }
+    }
+    rounds.push(round);
+    const R = round.reader;
+    log(`big ${r + 1}/${BIG_REPEAT}: disk ${round.disk.mbs.toFixed(0)} MiB/s; download ${R.mbs.toFixed(0)} MiB/s (headers after ${R.headersMs.toFixed(0)} ms; reader CPU ${R.readerCpu.toFixed(2)} s, client ${R.clientCpu.toFixed(2)} s; RSS ${mib(R.rssBefore)} → ${mib(R.peak)} MiB); ` +
+      transfers.slice(1).map(([key]) => `${key} ${round[key] ? round[key].mbs.toFixed(0) : '—'}`).join(', ') + ' MiB/s');
   }
   c.close();
   nodeClient.close();
-  const med = (key) => median(runs.map((r) => r[key]));
+  const med = (key, field) => median(rounds.map((r) => r[key]?.[field]).filter((v) => v !== undefined));
+  const rows = transfers
+    .filter(([key]) => rounds.some((r) => r[key]))
+    .map(([key, what]) => ({ key, what, ...Object.fromEntries(['mbs', 'readerCpu', 'readerUser', 'readerSystem', 'readerFaults', 'clientCpu', 'headersMs', 'streamMBs'].map((f) => [f, med(key, f)])) }));
   return {
     bytes: attachment.bytes,
-    headers,
     curlMissing,
-    runs,
     canReset,
-    diskMBs: med('diskMBs'),
-    httpMBs: med('httpMBs'),
-    curlMBs: curlMissing ? NaN : med('curlMBs'),
-    nodeMBs: med('nodeMBs'),
-    plainMBs: med('plainMBs'),
-    readerCpu: med('readerCpu'),
-    clientCpu: med('clientCpu'),
-    diskCpu: med('diskCpu'),
-    curlReaderCpu: med('curlReaderCpu'),
-    nodeReaderCpu: med('nodeReaderCpu'),
-    nodeClientCpu: med('nodeClientCpu'),
-    growth: Math.max(...runs.map((r) => r.growth)),
-    growthMedian: med('growth'),
+    rounds,
+    rows,
+    diskMBs: med('disk', 'mbs'),
+    diskCpu: med('disk', 'clientCpu'),
+    httpMBs: med('reader', 'mbs'),
+    growth: Math.max(...rounds.map((r) => r.reader.growth)),
+    growthMedian: med('reader', 'growth'),
   };
 }
 
@@ -798,7 +828,7 @@ function report(r, m) {
     `Load: ${CLIENTS} clients from ${ADDRESSES ? `${Math.min(ADDRESSES, CLIENTS)} addresses (127.0.0.2 …)` : '127.0.0.1'}, one keep-alive connection each; ${SEQUENCES} sequences per client per phase, ${ROUNDS} rounds (static, reader, plain) after ${WARMUP} warm-up sequences; reader log.level ${LOG_LEVEL}; rate limits on, raised. Busy cores in the second before the run (nothing of ours running): ${r.busyBefore.toFixed(2)}.`,
     '',
   );
-  if (BLOB_HWM) lines.push(`**Experiment BENCH_BLOB_HWM=${BLOB_HWM}**: the reader's blob streams read ${BLOB_HWM} bytes at a time (a BlobStore subclass in the bench, not the shipped code).`, '');
+  if (BLOB_HWM) lines.push(`**Experiment BENCH_BLOB_HWM=${BLOB_HWM}**: the reader's blob streams are \`fs.createReadStream\` reading ${BLOB_HWM} bytes at a time into a fresh buffer each (a BlobStore subclass in the bench, not the shipped code).`, '');
   if (r.busyBefore > 0.25) lines.push(`**The machine was busy before the run** (${r.busyBefore.toFixed(2)} of ${m.nproc} cores): other processes share the cores with the reader and the clients; read the ratios, not the absolute figures.`, '');
   if (r.latency) {
     const L = r.latency;
@@ -842,19 +872,23 @@ function report(r, m) {
     const speed = B.httpMBs / B.diskMBs;
     const growthMB = B.growth / 1e6;
     const s2 = (v) => (Number.isFinite(v) ? v.toFixed(2) : '—');
+    const curl = B.rows.find((row) => row.key === 'curl');
     lines.push(
-      `**Big attachment**: ${(B.bytes / MiB).toFixed(1)} MiB of ciphertext (${BIG_MB} MiB plaintext), ${BIG_REPEAT} download / disk-read pairs, medians: download **${B.httpMBs.toFixed(0)} MiB/s**, \`fs.createReadStream\` of the same file **${B.diskMBs.toFixed(0)} MiB/s** → **${x(speed)}** (target ≥ ${TARGET_BIG_SPEED}×: ${met(speed >= TARGET_BIG_SPEED)}). ` +
+      `**Big attachment**: ${(B.bytes / MiB).toFixed(1)} MiB of ciphertext (${BIG_MB} MiB plaintext), ${BIG_REPEAT} rounds, medians: download **${B.httpMBs.toFixed(0)} MiB/s**, \`fs.createReadStream\` of the same file **${B.diskMBs.toFixed(0)} MiB/s** → **${x(speed)}** (target ≥ ${TARGET_BIG_SPEED}×: ${met(speed >= TARGET_BIG_SPEED)}); ` +
+        (curl ? `cross-check \`curl -o /dev/null\` ${curl.mbs.toFixed(0)} MiB/s → ${x(curl.mbs / B.diskMBs)}. ` : 'curl not found: no cross-check. ') +
         `Reader RSS growth during a download: **${mib(B.growth)} MiB** at most (${growthMB.toFixed(0)} MB; target ≤ ${TARGET_RSS_MB} MB: ${met(growthMB <= TARGET_RSS_MB)}), median ${mib(B.growthMedian)} MiB.`,
       '',
-      `- Client of the download: the bench's own (\`download()\` in bench/reader.mjs: one connection from ${ADDRESSES ? '127.0.0.2' : '127.0.0.1'}, the answer's head parsed by hand, the body read with net's \`onread\` into one reused 1 MiB buffer and counted against Content-Length). Before the timed runs one download was SHA-256-hashed against the blob file: the same bytes.`,
-      B.curlMissing
-        ? '- Cross-check: curl not found, skipped.'
-        : `- Cross-check, same run, same URL and client address: \`curl -o /dev/null\` **${B.curlMBs.toFixed(0)} MiB/s** (${x(B.curlMBs / B.diskMBs)} of the disk read). Reference: Node's http client ('data' events of up to 64 KiB, as this bench used before) ${B.nodeMBs.toFixed(0)} MiB/s (${x(B.nodeMBs / B.diskMBs)}).`,
-      `- CPU seconds per 200 MiB (medians): reader ${s2(B.readerCpu)} with the bench's client (the client ${s2(B.clientCpu)}), ${s2(B.curlReaderCpu)} with curl, ${s2(B.nodeReaderCpu)} with Node's http client (the client ${s2(B.nodeClientCpu)}); the disk read itself ${s2(B.diskCpu)}. Client and reader share the 2 cores.`,
-      `- Reader RSS: ${mib(r.rssStart)} MiB after start, ${mib(r.rssBeforeBig)} MiB before the first download (after the phases above); growth = peak during a download − RSS just before it.`,
-      `- Reference, no target: the same file from a plain Fastify route in the reader's process (\`reply.send(fs.createReadStream(file))\`, no checks, no events), the bench's client: ${B.plainMBs.toFixed(0)} MiB/s (median); the reader's download is ${x(B.httpMBs / B.plainMBs)} of it.`,
-      `- Runs (disk MiB/s / download MiB/s / answer headers after ms / MiB/s from then on / curl MiB/s / Node http client MiB/s / plain Fastify MiB/s / reader RSS before → peak MiB / reader CPU s): ${B.runs.map((x) => `${x.diskMBs.toFixed(0)} / ${x.httpMBs.toFixed(0)} / ${x.headersMs.toFixed(0)} / ${x.streamMBs.toFixed(0)} / ${Number.isFinite(x.curlMBs) ? x.curlMBs.toFixed(0) : '—'} / ${x.nodeMBs.toFixed(0)} / ${x.plainMBs.toFixed(0)} / ${mib(x.rssBefore)} → ${mib(x.peak)} / ${x.readerCpu.toFixed(2)}`).join('; ')}.`,
-      `- Peak: ${B.canReset ? 'VmHWM after resetting it (clear_refs 5) before each download, and' : 'clear_refs not writable: only'} VmRSS sampled every 20 ms. All reads come from the page cache (the blob was just written); each download is one fresh connection to the reader's process, and the client drops the bytes.`,
+      `Each round, in this order (medians; CPU seconds per transfer of the whole file; reader = the reader's process, the plain Fastify routes run in it too; client = this script):`,
+      '',
+      '| transfer | MiB/s | × disk | reader CPU s (user + system) | reader minor faults | client CPU s |',
+      '|---|---:|---:|---:|---:|---:|',
+      `| disk: \`fs.createReadStream\` (64 KiB reads) into a sink that drops the bytes | ${B.diskMBs.toFixed(0)} | 1.00× | — | — | ${s2(B.diskCpu)} |`,
+      ...B.rows.map((row) => `| ${row.what} | ${row.mbs.toFixed(0)} | ${x(row.mbs / B.diskMBs)} | ${s2(row.readerCpu)} (${s2(row.readerUser)} + ${s2(row.readerSystem)}) | ${row.readerFaults.toFixed(0)} | ${s2(row.clientCpu)} |`),
+      '',
+      `- The bench client: \`download()\` in bench/reader.mjs, one fresh connection from ${ADDRESSES ? '127.0.0.2' : '127.0.0.1'} per transfer, the answer's head parsed by hand, the body read with net's \`onread\` into one reused 1 MiB buffer and counted against Content-Length. Before the timed rounds one download through the reader was SHA-256-hashed against the blob file: the same bytes. The reader's answer headers came after ${ms(B.rows[0].headersMs)} ms (median: the link and session checks, the \`downloaded\` event and the link's touch); from there ${B.rows[0].streamMBs.toFixed(0)} MiB/s.`,
+      `- Reader RSS: ${mib(r.rssStart)} MiB after start, ${mib(r.rssBeforeBig)} MiB before the first download (after the phases above); growth = peak during a download through the reader with the bench client − RSS just before it. Peak: ${B.canReset ? 'VmHWM after resetting it (clear_refs 5) before each download, and' : 'clear_refs not writable: only'} VmRSS sampled every 20 ms.`,
+      `- Rounds (disk / download MiB/s, reader RSS before → peak MiB): ${B.rounds.map((x) => `${x.disk.mbs.toFixed(0)} / ${x.reader.mbs.toFixed(0)}, ${mib(x.reader.rssBefore)} → ${mib(x.reader.peak)}`).join('; ')}.`,
+      '- All reads come from the page cache (the blob was just written); client and reader share the machine\'s cores.',
       '',
     );
   }
@@ -883,8 +917,10 @@ const MARKERS = {
     "the same Fastify instance (the reader's `/assets/` route), same clients, alternating rounds; target p99 ≤ 3×",
     "the static file's p99; (2) the e-mail-code path (open + code + verify, the code from the mailer callback),",
     'no target; (3) a 200 MiB attachment download against `fs.createReadStream` of the same blob file, target',
-    "≥ 0.5× its speed, with the reader's RSS growth (VmHWM after clear_refs) ≤ 150 MB. Method and knobs: the",
-    'header of `bench/reader.mjs` and docs/benchmarks.md ("Reader benchmark"). Each run adds a section below',
+    "≥ 0.5× its speed, with the reader's RSS growth (VmHWM after clear_refs) ≤ 150 MB; the client is the bench's",
+    "own lean one (net `onread` into one reused buffer), with `curl -o /dev/null` and Node's http client in the same",
+    'rounds for comparison. Method and knobs: the header of `bench/reader.mjs` and docs/benchmarks.md ("Reader',
+    'benchmark"). Each run adds a section below',
     '(newest first, the last five kept).',
     '',
     '## Reader results',
