@@ -3,6 +3,7 @@
 // before/after tables in bench/README.md. No dependencies.
 //
 //   node bench/profile-summary.mjs FILE.cpuprofile|DIR [--top N] [--markdown]
+//   node bench/profile-summary.mjs --compare BEFORE AFTER [--per N] [--top N] [--markdown]
 //
 // A directory means every .cpuprofile in it (largest first; --cpu-prof writes
 // one per thread). For each profile it prints:
@@ -24,6 +25,11 @@
 //       with the function anywhere on the stack, counted once per sample):
 //       which of our calls the time under them adds up to.
 //
+// --compare takes two profiles (files, or directories holding one main-thread
+// profile each: the largest) and prints (a) and (c) side by side, as shares and,
+// with --per N (messages in each run), as milliseconds of the main thread per
+// message, which stay comparable when the two runs took different times.
+//
 // Samples are weighted by the time V8 recorded for them (the delta to the next
 // sample), so a profile with an uneven sampling interval is still read right.
 
@@ -36,24 +42,30 @@ const SPECIAL = new Set(['(garbage collector)', '(idle)', '(program)']);
 
 function usage(message) {
   if (message) process.stderr.write(`profile-summary: ${message}\n`);
-  process.stderr.write('usage: node bench/profile-summary.mjs FILE.cpuprofile|DIR [--top N] [--markdown]\n');
+  process.stderr.write('usage: node bench/profile-summary.mjs FILE.cpuprofile|DIR [--top N] [--markdown]\n       node bench/profile-summary.mjs --compare BEFORE AFTER [--per N] [--top N] [--markdown]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const options = { top: 15, markdown: false, inputs: [] };
+  const options = { top: 15, markdown: false, compare: false, per: undefined, inputs: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--top') {
       const n = Number(argv[++i]);
       if (!Number.isInteger(n) || n < 1) usage('--top needs a whole number ≥ 1');
       options.top = n;
+    } else if (arg === '--per') {
+      const n = Number(argv[++i]);
+      if (!Number.isInteger(n) || n < 1) usage('--per needs a whole number ≥ 1 (messages in each run)');
+      options.per = n;
     } else if (arg === '--markdown') options.markdown = true;
+    else if (arg === '--compare') options.compare = true;
     else if (arg === '-h' || arg === '--help') usage();
     else if (arg.startsWith('-')) usage(`unknown option ${arg}`);
     else options.inputs.push(arg);
   }
   if (!options.inputs.length) usage('no profile given');
+  if (options.compare && options.inputs.length !== 2) usage('--compare takes exactly two profiles: before and after');
   return options;
 }
 
@@ -227,18 +239,52 @@ function print(file, summary, { top, markdown }) {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
+function load(file) {
+  let profile;
+  try {
+    profile = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    usage(`${file}: not a readable .cpuprofile (${err.message})`);
+  }
+  if (!Array.isArray(profile.nodes) || !Array.isArray(profile.samples)) usage(`${file}: not a .cpuprofile (no nodes and samples)`);
+  return profile;
+}
+
+/** Two profiles side by side: categories and top self-time functions, as shares and (with `per`) ms per message. */
+function compare([beforeFile, afterFile], { top, markdown, per }) {
+  const [before, after] = [summarise(load(beforeFile)), summarise(load(afterFile))];
+  const out = [];
+  const cell = (row) => (row ? (per ? `${pct(row.share)} (${(row.ms / per).toFixed(2)} ms)` : pct(row.share)) : '—');
+  const table = (title, names, pick) => {
+    const rows = names.map((name) => [name, cell(pick(before, name)), cell(pick(after, name))]);
+    if (markdown) {
+      out.push(`| ${title} | before | after |`, '|---|---:|---:|');
+      for (const row of rows) out.push(`| ${row.join(' | ')} |`);
+    } else {
+      const width = Math.max(title.length, ...rows.map((r) => r[0].length));
+      out.push(`${title.padEnd(width)}  ${'before'.padStart(20)} ${'after'.padStart(20)}`);
+      for (const row of rows) out.push(`${row[0].padEnd(width)}  ${row[1].padStart(20)} ${row[2].padStart(20)}`);
+    }
+    out.push('');
+  };
+  const seconds = (s) => `${(s.totalMs / 1000).toFixed(2)} s${per ? `, ${(s.totalMs / per).toFixed(2)} ms per message` : ''}`;
+  out.push(`before: ${relative(path.resolve(beforeFile))} (${seconds(before)})`, `after: ${relative(path.resolve(afterFile))} (${seconds(after)})`, '');
+  const categories = [...new Set([...before.categories, ...after.categories].filter((c) => c.share >= 0.005).map((c) => c.name))];
+  categories.sort((a, b) => (before.categories.find((c) => c.name === b)?.ms ?? 0) - (before.categories.find((c) => c.name === a)?.ms ?? 0));
+  table('category (first project or package frame)', categories, (s, name) => s.categories.find((c) => c.name === name));
+  const label = (f) => (markdown ? `\`${f.name}\` ${f.where}` : `${f.name}  ${f.where}`);
+  const functions = [...new Set([...before.functions.slice(0, top), ...after.functions.slice(0, top)].map(label))];
+  const find = (s, name) => s.functions.find((f) => label(f) === name);
+  functions.sort((a, b) => (find(before, b)?.ms ?? 0) - (find(before, a)?.ms ?? 0));
+  table(`functions by self time (top ${top} of either)`, functions, find);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const options = parseArgs(process.argv.slice(2));
-  for (const input of options.inputs) {
-    for (const file of profilesOf(input)) {
-      let profile;
-      try {
-        profile = JSON.parse(fs.readFileSync(file, 'utf8'));
-      } catch (err) {
-        usage(`${file}: not a readable .cpuprofile (${err.message})`);
-      }
-      if (!Array.isArray(profile.nodes) || !Array.isArray(profile.samples)) usage(`${file}: not a .cpuprofile (no nodes and samples)`);
-      print(file, summarise(profile), options);
-    }
+  if (options.compare) {
+    compare(options.inputs.map((input) => profilesOf(input)[0]), options);
+  } else {
+    for (const input of options.inputs) for (const file of profilesOf(input)) print(file, summarise(load(file)), options);
   }
 }
