@@ -35,7 +35,7 @@ for (const m of ruleDoc.matchAll(/- id: ([a-z0-9-]+)\n(?:(?!\n {2}- id:)[\s\S])*
 const ownerOfKey = new Map<string, string>();
 
 /** Rules whose one term is enough, and rules that need two distinct terms (advice at one). */
-const ONE_TERM = ['personal-words', 'health-diagnosis', 'mental-health', 'youth-protection', 'criminal-record', 'origin', 'political', 'union-membership', 'sexual-life', 'genetic-biometric'];
+const ONE_TERM = ['personal-words', 'health-diagnosis', 'mental-health', 'youth-protection', 'criminal-record', 'origin', 'religion', 'political', 'union-membership', 'sexual-life', 'genetic-biometric'];
 const TWO_TERMS = ['medical-words', 'youth-care-words', 'criminal-words', 'religion-words'];
 const ADVICE_ONLY = ['care-setting', 'identity-document'];
 
