@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { cleanEnv } from './helpers/child-relay.js';
 import { tempDir } from './helpers/relay.js';
 import { run } from './helpers/smtp-client.js';
@@ -69,7 +69,7 @@ interface ScanLine {
 }
 
 /** Decisions of `zegel scan --json` for every mail of a set, by id. */
-async function scanSet(t: Parameters<typeof tempDir>[0], mails: Labelled[]): Promise<Map<string, ScanLine>> {
+async function scanSet(t: Test, mails: Labelled[]): Promise<Map<string, ScanLine>> {
   const dir = tempDir(t, 'zegel-vocabulary-');
   const files = mails.map((m) => {
     const file = path.join(dir, `${m.id.replace(/[^A-Za-z0-9._-]/g, '_')}.eml`);
