@@ -22,6 +22,8 @@
 // Knobs (environment):
 //   BENCH_RULES_DIR   another rules directory (e.g. an older commit's rules/,
 //                     for before/after figures)             (default: rules/)
+//   BENCH_RULES_NAME  how the report names BENCH_RULES_DIR (e.g. "rules/ of
+//                     commit d74059c")                (default: its path)
 //   BENCH_LABEL       a few words for the run's heading     (default: none)
 //   BENCH_SETS_DIR    where positive.jsonl and neutral.jsonl are
 //                                              (default: test/fixtures/vocabulary)
@@ -184,7 +186,7 @@ function report(r, m) {
   const { pos, neu } = r;
   const posEnc = pos.filter((x) => x.decision === 'encrypt').length;
   const neuEnc = neu.filter((x) => x.decision === 'encrypt').length;
-  const rulesText = r.shipped ? 'the shipped rules/' : `rules from ${path.relative(root, r.dir) || r.dir}`;
+  const rulesText = r.shipped ? 'the shipped rules/' : process.env.BENCH_RULES_NAME || `rules from ${r.dir}`;
   L.push(`### Run of ${m.date}${LABEL ? ` (${LABEL})` : ''}`, '');
   L.push(
     `Machine: ${m.nproc} cores (${m.model}), ${m.memGiB} GiB RAM, Linux ${m.kernel}; Node ${m.node}; shared with other work. ` +
