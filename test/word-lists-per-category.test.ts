@@ -183,6 +183,17 @@ t.test('the classic traps do not encrypt on their own', async (t) => {
     'Staar je niet blind op de cijfers; de verwachtingen waren overspannen.',
     'De energietransitie en de transitie naar duurzame inkoop staan op de agenda.',
     'Vrijdag is de sponsorloop voor het Diabetes Fonds; ook KWF collecteert.',
+    'Ik kreeg bijna een hartaanval toen ik de factuur zag.',
+    'Dit voorstel is een amputatie van het cultuurbudget.',
+    'Twee moeders en twee vaders rijden mee naar de excursie; de klas bezoekt de moskee.',
+    'Het Alzheimer Café organiseert een avond over dementie voor mantelzorgers.',
+    'De griepprik wordt gegeven door de bedrijfsarts en een verpleegkundige van de arbodienst.',
+    'Wachttijden polikliniek dermatologie, cardiologie en orthopedie; de huisartsen in de regio zijn geïnformeerd.',
+    'Training Meldcode huiselijk geweld en kindermishandeling door een trainer van Veilig Thuis.',
+    'De jaarcijfers van het Openbaar Ministerie: meer strafbeschikkingen en minder verdachten.',
+    'Spreekuur van de vakbondsconsulent in de kantine over de nieuwe cao.',
+    'Backlog grooming is on Tuesday; the local branch of the bank opens at nine.',
+    'Neem een geldig identiteitsbewijs of paspoort mee; each student needs a valid passport.',
   ];
   for (const text of traps) {
     const r = await scan(text);
