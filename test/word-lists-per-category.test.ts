@@ -194,6 +194,9 @@ t.test('the classic traps do not encrypt on their own', async (t) => {
     'Spreekuur van de vakbondsconsulent in de kantine over de nieuwe cao.',
     'Backlog grooming is on Tuesday; the local branch of the bank opens at nine.',
     'Neem een geldig identiteitsbewijs of paspoort mee; each student needs a valid passport.',
+    'De cliënt beheert zijn eigen medicatie en bespreekt wijzigingen met zijn behandelaar.',
+    'Iedere werknemer kan zijn vakbond inschakelen; niemand wordt afgewezen om zijn afkomst, zijn geloof of zijn geaardheid.',
+    'Er is een tolk Arabisch aanwezig bij de informatieavond voor nieuwe inwoners.',
   ];
   for (const text of traps) {
     const r = await scan(text);
