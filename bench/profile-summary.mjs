@@ -228,7 +228,7 @@ function print(file, summary, { top, markdown }) {
   table('project area (first project frame)', summary.areas.map((c) => [c.name, pct(c.share), c.ms.toFixed(0)]), ['share', 'ms']);
   table(
     `top ${top} functions by self time`,
-    summary.functions.slice(0, top).map((f) => [markdown ? `\`${f.name}\` ${f.where}` : `${f.name}  ${f.where}`, pct(f.share), f.ms.toFixed(0)]),
+    summary.functions.slice(0, top).map((f) => [(markdown ? `\`${f.name}\` ${f.where}` : `${f.name}  ${f.where}`).trim(), pct(f.share), f.ms.toFixed(0)]),
     ['share', 'ms'],
   );
   table(
@@ -272,7 +272,7 @@ function compare([beforeFile, afterFile], { top, markdown, per }) {
   const categories = [...new Set([...before.categories, ...after.categories].filter((c) => c.share >= 0.005).map((c) => c.name))];
   categories.sort((a, b) => (before.categories.find((c) => c.name === b)?.ms ?? 0) - (before.categories.find((c) => c.name === a)?.ms ?? 0));
   table('category (first project or package frame)', categories, (s, name) => s.categories.find((c) => c.name === name));
-  const label = (f) => (markdown ? `\`${f.name}\` ${f.where}` : `${f.name}  ${f.where}`);
+  const label = (f) => (markdown ? `\`${f.name}\` ${f.where}` : `${f.name}  ${f.where}`).trim();
   const functions = [...new Set([...before.functions.slice(0, top), ...after.functions.slice(0, top)].map(label))];
   const find = (s, name) => s.functions.find((f) => label(f) === name);
   functions.sort((a, b) => (find(before, b)?.ms ?? 0) - (find(before, a)?.ms ?? 0));
