@@ -1,11 +1,13 @@
+import crypto from 'node:crypto';
 import t from 'tap';
 import { simpleParser } from 'mailparser';
 import { parseConfig } from '../src/config/load.js';
 import { OriginSigner } from '../src/crypto/origin.js';
 import { RelaxedBodyHash, bodyOf } from '../src/crypto/relaxed-body.js';
-import { mailComposer, newMessageId, type ComposeInput } from '../src/notify/compose.js';
+import { mailComposer, newMessageId, textPart, type ComposeInput } from '../src/notify/compose.js';
+import { ORIGIN_PLACEHOLDER } from '../src/crypto/origin.js';
 import { Notifier, shippedTemplatesDir } from '../src/notify/index.js';
-import { buildMimeSync } from '../src/notify/mime-build.js';
+import { buildAlternativeSync, buildMimeSync } from '../src/notify/mime-build.js';
 import { Templates, type Language, type MailKind } from '../src/notify/templates.js';
 
 /*
@@ -17,6 +19,11 @@ import { Templates, type Language, type MailKind } from '../src/notify/templates
  * pushes nodemailer into its other encodings: non-ASCII names and subjects
  * (encoded words, folding), a text part nodemailer must quote-print, an HTML
  * part it base64-encodes, and a part longer than its 64 KiB encoder slices.
+ *
+ * For plain ASCII addresses the relay writes the mail without MailComposer at
+ * all (buildAlternativeSync); that must be the same mail as MailComposer's up
+ * to the random boundary, for the cases below and for generated names,
+ * subjects and bodies.
  */
 
 const templates = new Templates(shippedTemplatesDir());
@@ -163,4 +170,81 @@ t.test('one Notifier, recipients interleaved in Dutch and English: each mail its
     hash.update(bodyOf(mail.raw));
     t.ok(expected?.equals(await hash.digest()), `${p.to}: and for its body, hashed by ingress's streaming canonicaliser`);
   }
+});
+
+/** The mail with its multipart boundary replaced, for comparing two builds. */
+const unbounded = (raw: Buffer): string => {
+  const text = raw.toString('latin1');
+  const boundary = /boundary="([^"]+)"/.exec(text)?.[1] ?? '';
+  return boundary ? text.split(boundary).join('BOUNDARY') : text;
+};
+
+function direct(input: Omit<ComposeInput, 'signer' | 'dkim' | 'hostname' | 'envelopeFrom'>, messageId: string): Buffer | undefined {
+  const text = textPart(input.text);
+  return buildAlternativeSync({
+    headers: [
+      ['Content-Language', input.language],
+      ['Auto-Submitted', 'auto-generated'],
+      ['X-Zegel-Origin', ORIGIN_PLACEHOLDER],
+    ],
+    from: input.from,
+    to: input.to,
+    replyTo: input.replyTo,
+    subject: input.subject,
+    messageId,
+    date: new Date(input.now),
+    text: 'raw' in text && typeof text.raw === 'string' ? { raw: text.raw } : { content: input.text },
+    html: input.html,
+    baseBoundary: crypto.randomBytes(8).toString('hex'),
+  });
+}
+
+const withComposer = (input: Parameters<typeof direct>[0], messageId: string): Buffer => buildMimeSync(mailComposer(input, messageId).compile());
+
+t.test('written directly: the same mail as MailComposer up to the boundary, for every case above', async (t) => {
+  for (const c of cases) {
+    const rendered = templates.render(c.kind, c.lang, c.view);
+    const input = { ...c.parties, subject: rendered.subject, text: rendered.text, html: rendered.html, language: c.lang, now: NOW };
+    const messageId = newMessageId('relay.voorbeeldzorg.nl');
+    const built = direct(input, messageId);
+    t.ok(built, `${c.name}: written directly`);
+    t.equal(unbounded(built!), unbounded(withComposer(input, messageId)), `${c.name}: same bytes up to the boundary`);
+    t.match(built!.toString('latin1'), /boundary="--_NmP-[0-9a-f]{16}-Part_1"/, `${c.name}: a boundary of nodemailer's form with 64 random bits`);
+  }
+});
+
+t.test('written directly: generated names, subjects and bodies give the same bytes as MailComposer', async (t) => {
+  const pieces = ['Jan', 'de', 'Vries', 'é', 'Ø', '"', "'", '<', '>', '(', ')', ',', ';', ':', '@', '\\', '=?', '?=', '_', '.', '-', 'Ελλάδα', '中文', '😀', '  ', '\t', 'x'.repeat(40), '=', '&', '#'];
+  const pick = (n: number) => Array.from({ length: crypto.randomInt(0, n) }, () => pieces[crypto.randomInt(pieces.length)]).join(crypto.randomInt(2) ? ' ' : '');
+  const differ: string[] = [];
+  for (let i = 0; i < 400; i++) {
+    const name = pick(8);
+    const lang: Language = crypto.randomInt(2) ? 'nl' : 'en';
+    const input = {
+      from: { name: name ? `${name} via Voorbeeldzorg` : '', address: 'no-reply@voorbeeldzorg.nl' },
+      to: `ontvanger${i}@example.org`,
+      replyTo: crypto.randomInt(2) ? { name, address: 'jan.de-vries+zorg@voorbeeldzorg.nl' } : undefined,
+      subject: pick(30).replace(/\t/g, ' ') || 'Beveiligd bericht',
+      text: `${pick(60)}\n\n${LINK}\n${pick(200)}\n`,
+      html: `<p>${pick(80)}</p>\n<a href="${LINK}">${pick(5)}</a>\n`,
+      language: lang,
+      now: NOW + i * 60_000,
+    };
+    const messageId = newMessageId('relay.voorbeeldzorg.nl');
+    const built = direct(input, messageId);
+    if (!built) {
+      differ.push(`${i}: not written directly`);
+      continue;
+    }
+    if (unbounded(built) !== unbounded(withComposer(input, messageId))) differ.push(JSON.stringify(input));
+  }
+  t.same(differ, [], 'no generated mail differs');
+});
+
+t.test('addresses nodemailer would rewrite (upper-case or IDN domain, quoted local part): left to MailComposer', async (t) => {
+  const base = { subject: 'Dossier', text: 'Tekst\n', html: '<p>Tekst</p>\n', language: 'nl' as const, now: NOW };
+  for (const to of ['piet@Example.ORG', 'piet@zorg-ë.nl', '"piet jan"@example.org', 'piet@[127.0.0.1]']) {
+    t.equal(direct({ ...base, from: { name: 'Voorbeeldzorg', address: 'no-reply@voorbeeldzorg.nl' }, to }, '<a@b>'), undefined, to);
+  }
+  t.equal(direct({ ...base, from: { name: 'X', address: 'no-reply@Voorbeeldzorg.nl' }, to: 'piet@example.org' }, '<a@b>'), undefined, 'an upper-case From domain');
 });

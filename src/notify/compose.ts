@@ -4,7 +4,7 @@ import { ORIGIN_PLACEHOLDER, type OriginSigner } from '../crypto/origin.js';
 import { stampOriginSync } from '../crypto/origin-stamp.js';
 import { ZegelError } from '../errors.js';
 import type { DkimSigner } from './dkim.js';
-import { buildMimeSync } from './mime-build.js';
+import { buildAlternativeSync, buildMimeSync } from './mime-build.js';
 import type { Language } from './templates.js';
 
 export interface MailParty {
@@ -52,16 +52,16 @@ export function checkMailbox(address: string, what: string): string {
  * over 76 characters, and a link usually is one). Anything else is left to
  * nodemailer (quoted-printable).
  */
-function textPart(text: string): MailComposerAlternative {
+export function textPart(text: string): MailComposerAlternative {
   const lines = text.replace(/\r\n?/g, '\n').split('\n');
   if (!/^[\x20-\x7e\n\t]*$/.test(lines.join('\n')) || lines.some((line) => line.length > 900)) return { content: text };
   return { raw: `Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n${lines.join('\r\n')}` };
 }
 
 /** `<128 random bits, base64url>@<hostname>` in angle brackets. */
-export function newMessageId(hostname: string): string {
+export function newMessageId(hostname: string, random: Buffer = crypto.randomBytes(16)): string {
   const host = hostname.replace(/[^A-Za-z0-9.-]/g, '') || 'localhost';
-  return `<${crypto.randomBytes(16).toString('base64url')}@${host}>`;
+  return `<${random.subarray(0, 16).toString('base64url')}@${host}>`;
 }
 
 /**
@@ -102,10 +102,30 @@ export async function composeMail(input: ComposeInput): Promise<ComposedMail> {
   const envelopeFrom = checkMailbox(input.envelopeFrom, 'the envelope sender');
   checkMailbox(input.from.address, 'the From address');
   if (input.replyTo) checkMailbox(input.replyTo.address, 'the Reply-To address');
-  const messageId = newMessageId(input.hostname);
-  const composer = mailComposer({ ...input, to }, messageId);
-  // built in one synchronous pass (src/notify/mime-build.ts: the same bytes as composer.compile().build())
-  let raw = stampOriginSync(input.signer, buildMimeSync(composer.compile()), { messageId, recipients: [to] });
+  // one draw for the Message-ID (16 bytes) and the multipart boundary (8 bytes, as nodemailer's own)
+  const random = crypto.randomBytes(24);
+  const messageId = newMessageId(input.hostname, random);
+  // written directly when the addresses allow it, else through MailComposer; both in one synchronous
+  // pass and the same bytes (src/notify/mime-build.ts)
+  const text = textPart(input.text);
+  const built =
+    buildAlternativeSync({
+      headers: [
+        ['Content-Language', input.language],
+        ['Auto-Submitted', 'auto-generated'],
+        ['X-Zegel-Origin', ORIGIN_PLACEHOLDER],
+      ],
+      from: input.from,
+      to,
+      replyTo: input.replyTo,
+      subject: input.subject,
+      messageId,
+      date: new Date(input.now),
+      text: 'raw' in text && typeof text.raw === 'string' ? { raw: text.raw } : { content: input.text },
+      html: input.html,
+      baseBoundary: random.subarray(16).toString('hex'),
+    }) ?? buildMimeSync(mailComposer({ ...input, to }, messageId).compile());
+  let raw = stampOriginSync(input.signer, built, { messageId, recipients: [to] });
   if (input.dkim) raw = await input.dkim.sign(raw);
   return { messageId, from: envelopeFrom, to, raw };
 }
