@@ -178,7 +178,6 @@ export class SecureDelivery {
       await blobs.remove(secureId);
       throw err;
     }
-    this.#deps.metrics?.encrypted(Date.now() - started);
     const tags = readSubjectTags(encrypted.subject, config.classify.optInTags);
     const expiresAt = now + Math.min(config.retention.messages, tags.expiresIn ?? Infinity);
     // who the notification names: the From header, else the envelope sender, else the organisation's no-reply address
@@ -256,6 +255,8 @@ export class SecureDelivery {
       threadId = (await this.#threadOf(messageId, encrypted.references)) ?? secureId;
       const failed = (await Promise.allSettled(writes)).find((w): w is PromiseRejectedResult => w.status === 'rejected');
       if (failed) throw failed.reason;
+      // encrypted and stored: the body blob is durable (its write ran beside the notifications')
+      this.#deps.metrics?.encrypted(Date.now() - started);
     } catch (err) {
       contentKey.fill(0);
       // nothing refers to these files yet; a retry starts again with new keys
