@@ -197,6 +197,8 @@ t.test('the classic traps do not encrypt on their own', async (t) => {
     'De cliënt beheert zijn eigen medicatie en bespreekt wijzigingen met zijn behandelaar.',
     'Iedere werknemer kan zijn vakbond inschakelen; niemand wordt afgewezen om zijn afkomst, zijn geloof of zijn geaardheid.',
     'Er is een tolk Arabisch aanwezig bij de informatieavond voor nieuwe inwoners.',
+    'De jaarcijfers: 120 ondertoezichtstellingen, 40 uithuisplaatsingen en 300 taakstraffen in de regio.',
+    'Vacature: gedragswetenschapper voor de gesloten jeugdhulp; ervaring met jeugdreclassering is een pré.',
   ];
   for (const text of traps) {
     const r = await scan(text);
