@@ -53,10 +53,16 @@ t.test('medical: at least 400 distinct normalised terms, Dutch and English', asy
   }
 });
 
-t.test('personal: citizen-number and identity-document words', async (t) => {
+t.test('personal: citizen numbers, document numbers and copies; identity-documents: the bare document names', async (t) => {
   const personal = matching('personal');
-  for (const must of ['bsn', 'burgerservicenummer', 'sofinummer', 'sofi nummer', 'citizen service number', 'paspoortnummer', 'paspoort', 'identiteitskaart', 'id kaart', 'rijbewijsnummer', 'documentnummer', 'vreemdelingendocument', 'verblijfsvergunningnummer', 'v nummer', 'social security number', 'passport number']) {
+  for (const must of ['bsn', 'burgerservicenummer', 'sofinummer', 'sofi nummer', 'citizen service number', 'paspoortnummer', 'kopie van het paspoort', 'rijbewijsnummer', 'documentnummer', 'vreemdelingendocument', 'verblijfsvergunningnummer', 'v nummer', 'social security number', 'passport number']) {
     t.not(personal(must).length, 0, `${must}: listed, or reached by a prefix term`);
+  }
+  // the bare names are in every "bring a valid ID" notice: advice only, in their own list
+  const documents = matching('identity-documents');
+  for (const name of ['paspoort', 'identiteitskaart', 'id kaart']) {
+    t.same(personal(name), [], `personal does not match the bare '${name}'`);
+    t.not(documents(name).length, 0, `identity-documents matches '${name}'`);
   }
 });
 
@@ -86,5 +92,5 @@ t.test('ordinary office mail stays clear of both lists', async (t) => {
   // the words found, whether a whole-word term or a prefix term (`medicati*`) lists them
   const words = (hits: { start: number; end: number }[]) => hits.map((h) => care.slice(h.start, h.end));
   t.same(words(medical.find(care)), ['huisarts', 'GGZ-instelling', 'medicatie', 'antidepressiva']);
-  t.same(words(personal.find(care)), ['paspoort']);
+  t.same(words(personal.find(care)), ['kopie van het paspoort']);
 });
