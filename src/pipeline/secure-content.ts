@@ -24,7 +24,8 @@ export interface EncryptedContent {
 }
 
 export interface EncryptContentInput {
-  source: Readable;
+  /** The spooled message: its bytes when held in memory (the spool's cache), else a stream of the file. */
+  source: Readable | Buffer;
   contentKey: Buffer;
   secureId: string;
   blobs: BlobStore;
@@ -97,7 +98,18 @@ export async function encryptContent(input: EncryptContentInput): Promise<Encryp
     })();
   });
 
-  await pipeline(input.source, parser);
+  if (Buffer.isBuffer(input.source)) {
+    // a message in memory goes to the parser in one write: no stream pipeline to set up and tear down
+    const done = new Promise<void>((resolve, reject) => {
+      parser.once('error', reject);
+      parser.once('end', resolve);
+    });
+    parser.end(input.source);
+    parser.resume();
+    await done;
+  } else {
+    await pipeline(input.source, parser);
+  }
   if (failure) throw failure;
 
   const date = headers.get('date');

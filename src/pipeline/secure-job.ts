@@ -167,7 +167,7 @@ export class SecureDelivery {
     let encrypted;
     try {
       encrypted = await encryptContent({
-        source: spool.read(messageId, message.size),
+        source: ((source) => ('bytes' in source ? source.bytes : spool.read(messageId, message.size)))(spool.source(messageId)),
         contentKey,
         secureId,
         blobs,
