@@ -29,13 +29,13 @@
 //   BENCH_ONLY        comma list of body,attachments            (default: both)
 //   BENCH_KEEP        1: keep the temporary directory (its path is printed)
 //   BENCH_NO_README   1: print only, leave bench/README.md alone
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { intEnv, median, runMain } from './common.mjs';
+import { intEnv, machine, median, runMain } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -789,29 +789,8 @@ async function benchAttachments(z, cases, result) {
   }
 }
 
-function machine() {
-  const meminfo = fs.readFileSync('/proc/meminfo', 'utf8');
-  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0);
-  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
-  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? (os.cpus()[0]?.model || 'unknown');
-  const run = (cmd, args, fallback) => {
-    try {
-      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return fallback;
-    }
-  };
-  let fsType = run('df', ['-T', os.tmpdir()], '').split('\n')[1]?.split(/\s+/)[1] ?? '';
-  return {
-    date: run('date', ['-u'], new Date().toUTCString()),
-    nproc: run('nproc', [], String(os.cpus().length)),
-    model,
-    memGiB: (memKb / 1024 / 1024).toFixed(1),
-    kernel: os.release(),
-    node: process.version,
-    rg: rgVersion() ?? 'rg not installed',
-    tmp: `${os.tmpdir()}${fsType ? ` (${fsType})` : ''}`,
-  };
+function runMachine() {
+  return { ...machine(), rg: rgVersion() ?? 'rg not installed' };
 }
 
 /** Load average of the last minute, as a hint that something else was running. */
@@ -906,7 +885,7 @@ const writeReadme = (section) => writeResults(README, MARKERS, section);
 async function main() {
   if (!fs.existsSync(path.join(DIST, 'classify', 'engine.js'))) throw new Error('dist/ is missing: run `npm run build` (npm run bench:classify does)');
   tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'zegel-bench-classify-'));
-  const m = machine();
+  const m = runMachine();
   log(`${m.date}; ${m.nproc} cores; Node ${m.node}; ${m.rg}; temp ${tmpRoot}`);
   log(`generating test data (${ONLY.has('body') ? `${BODY_MB} MB body` : 'no body'}${ONLY.has('attachments') ? ', PDF, XLSX, ZIP' : ''}) in a child process`);
   const manifest = await runGenerator(tmpRoot);

@@ -1,9 +1,11 @@
 // What the benchmarks share: their knobs (whole numbers from the
 // environment), what they read from /proc (CPU seconds of a process and of
 // the whole machine, a process's memory, how busy the machine was before a
-// run), the median, and how a script runs its main and cleans up.
+// run), the machine a run's section names, the median, and how a script runs
+// its main and cleans up.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 let ticks;
@@ -96,4 +98,29 @@ export async function runMain(main, cleanup, log) {
   } finally {
     cleanup();
   }
+}
+
+/** A command's trimmed output, or `fallback` when it cannot run. */
+export function commandOutput(cmd, args, fallback, options = {}) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], ...options }).trim();
+  } catch {
+    return fallback;
+  }
+}
+
+/** What every results section names: date, cores, CPU model, memory, kernel, Node, the temp directory and its file system. */
+export function machine() {
+  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
+  const model = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? (os.cpus()[0]?.model || 'unknown');
+  const fsType = commandOutput('df', ['-T', os.tmpdir()], '').split('\n')[1]?.split(/\s+/)[1] ?? '';
+  return {
+    date: commandOutput('date', ['-u'], new Date().toUTCString()),
+    nproc: commandOutput('nproc', [], String(os.cpus().length)),
+    model,
+    memGiB: (memKb / 1024 / 1024).toFixed(1),
+    kernel: os.release(),
+    node: process.version,
+    tmp: `${os.tmpdir()}${fsType ? ` (${fsType})` : ''}`,
+  };
 }

@@ -84,7 +84,7 @@
 //                     The section says when it was set
 //   BENCH_CPU_PROF    a directory: run the reader child with --cpu-prof there
 //   BENCH_NO_README   1: print only, leave bench/README.md alone
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -95,7 +95,7 @@ import { performance } from 'node:perf_hooks';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { clkTck, intEnv, machineCpuSeconds, median, processCpuSeconds, procStatus, runMain } from './common.mjs';
+import { clkTck, intEnv, machine, machineCpuSeconds, median, processCpuSeconds, procStatus, runMain } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -790,30 +790,9 @@ async function bigBench(urls, data, readerPid) {
 
 // ---------------------------------------------------------------- report
 
-function machine() {
-  const meminfo = fs.readFileSync('/proc/meminfo', 'utf8');
-  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0);
-  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
-  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? (os.cpus()[0]?.model || 'unknown');
-  const run = (cmd, args, fallback) => {
-    try {
-      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return fallback;
-    }
-  };
-  const fsType = run('df', ['-T', os.tmpdir()], '').split('\n')[1]?.split(/\s+/)[1] ?? '';
+function runMachine() {
   const fastify = JSON.parse(fs.readFileSync(path.join(root, 'node_modules', 'fastify', 'package.json'), 'utf8')).version;
-  return {
-    date: run('date', ['-u'], new Date().toUTCString()),
-    nproc: run('nproc', [], String(os.cpus().length)),
-    model,
-    memGiB: (memKb / 1024 / 1024).toFixed(1),
-    kernel: os.release(),
-    node: process.version,
-    fastify,
-    tmp: `${os.tmpdir()}${fsType ? ` (${fsType})` : ''}`,
-  };
+  return { ...machine(), fastify };
 }
 
 const ms = (v) => (Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v.toFixed(1)) : '—');
@@ -932,7 +911,7 @@ async function main() {
     if (!fs.existsSync(f)) throw new Error(`${path.relative(root, f)} is missing: run \`npm run build\` (npm run bench:reader does)`);
   }
   tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'zegel-bench-reader-'));
-  const m = machine();
+  const m = runMachine();
   log(`${m.date}; ${m.nproc} cores; Node ${m.node}; Fastify ${m.fastify}; temp ${tmpRoot}`);
   const dataDir = path.join(tmpRoot, 'data');
   const assetsDir = path.join(tmpRoot, 'assets');

@@ -22,7 +22,7 @@
 //   BENCH_BASELINE  path of another checkout's bin/zegel (built): runs it as an extra path,
 //                   alternating with this one, to compare two versions in the same run
 //   BENCH_BASELINE_LABEL  its name in the table (default: the checkout's git commit)
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -30,7 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { backgroundCores, clkTck, intEnv, machineCpuSeconds, median, processCpuSeconds, procStatus } from './common.mjs';
+import { backgroundCores, clkTck, intEnv, machine, machineCpuSeconds, median, processCpuSeconds, procStatus } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -846,31 +846,9 @@ const mib = (bytes) => (bytes / 1024 / 1024).toFixed(0);
 const fmtRate = (r) => (r ? r.toFixed(0) : 'n/a');
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
 
-function machine() {
-  const meminfo = fs.readFileSync('/proc/meminfo', 'utf8');
-  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0);
-  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
-  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown';
+function runMachine() {
   const postfix = spawnSync(POSTCONF, ['-h', 'mail_version'], { encoding: 'utf8' }).stdout?.trim() || 'not found';
-  let date;
-  try {
-    date = execFileSync('date', ['-u'], { encoding: 'utf8' }).trim();
-  } catch {
-    date = new Date().toUTCString();
-  }
-  let nproc;
-  try {
-    nproc = execFileSync('nproc', { encoding: 'utf8' }).trim();
-  } catch {
-    nproc = String(os.cpus().length);
-  }
-  let fsType = '';
-  try {
-    fsType = execFileSync('df', ['-T', os.tmpdir()], { encoding: 'utf8' }).trim().split('\n')[1]?.split(/\s+/)[1] ?? '';
-  } catch {
-    // not important
-  }
-  return { date, nproc, memGiB: (memKb / 1024 / 1024).toFixed(1), model, node: process.version, postfix, kernel: os.release(), tmp: `${os.tmpdir()}${fsType ? ` (${fsType})` : ''}` };
+  return { ...machine(), postfix };
 }
 
 function report(results, m) {
@@ -995,7 +973,7 @@ async function main() {
   for (const tool of [SMTP_SINK, SMTP_SOURCE]) if (!fs.existsSync(tool)) throw new Error(`${tool} not found (Debian package postfix)`);
   if (!fs.existsSync(path.join(root, 'dist', 'src', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm run bench:relay does)');
   tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'zegel-bench-'));
-  const m = machine();
+  const m = runMachine();
   log(`${m.date}; ${m.nproc} cores; Node ${m.node}; Postfix ${m.postfix}; temp ${tmpRoot}`);
   const results = {};
   const repeated = async (run) => {

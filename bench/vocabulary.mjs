@@ -29,13 +29,12 @@
 //                                              (default: test/fixtures/vocabulary)
 //   BENCH_NO_README   1: print only, leave bench/README.md alone
 //   BENCH_KEEP        1: keep the temporary directory (its path is printed)
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { runMain } from './common.mjs';
+import { commandOutput, machine, runMain } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -157,27 +156,12 @@ function byCategory(results) {
   return [...cats].sort((a, b) => a[0].localeCompare(b[0]));
 }
 
-function machine() {
-  const meminfo = fs.readFileSync('/proc/meminfo', 'utf8');
-  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0);
-  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
-  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? (os.cpus()[0]?.model || 'unknown');
-  const run = (cmd, args, fallback) => {
-    try {
-      return execFileSync(cmd, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return fallback;
-    }
-  };
+/** The machine, and the commit whose lists were measured (dirty: rules/ had uncommitted changes). */
+function runMachine() {
   return {
-    date: run('date', ['-u'], new Date().toUTCString()),
-    nproc: run('nproc', [], String(os.cpus().length)),
-    model,
-    memGiB: (memKb / 1024 / 1024).toFixed(1),
-    kernel: os.release(),
-    node: process.version,
-    commit: run('git', ['rev-parse', '--short', 'HEAD'], 'unknown'),
-    dirty: run('git', ['status', '--porcelain', '--', 'rules'], '') !== '',
+    ...machine(),
+    commit: commandOutput('git', ['rev-parse', '--short', 'HEAD'], 'unknown', { cwd: root }),
+    dirty: commandOutput('git', ['status', '--porcelain', '--', 'rules'], '', { cwd: root }) !== '',
   };
 }
 
@@ -254,7 +238,7 @@ async function main() {
     ruleIds: z.rules.rules.map((x) => x.id),
     lists: listStats(z),
   };
-  const section = report(r, machine());
+  const section = report(r, runMachine());
   process.stdout.write(`${section}\n`);
   if (process.env.BENCH_NO_README === '1') log('BENCH_NO_README=1: bench/README.md left alone');
   else {
