@@ -1,5 +1,5 @@
 import fastifyCookie from '@fastify/cookie';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
@@ -79,6 +79,17 @@ export const CONTENT_SECURITY_POLICY =
 /** HSTS of every answer when publicUrl is https: one year. */
 export const STRICT_TRANSPORT_SECURITY = 'max-age=31536000';
 
+/** The headers every answer of the reader carries, also the router's own refusals. */
+function securityHeaders(reply: FastifyReply, https: boolean, url: string): void {
+  reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
+  reply.header('referrer-policy', 'no-referrer');
+  reply.header('x-content-type-options', 'nosniff');
+  reply.header('x-frame-options', 'DENY');
+  reply.header('cross-origin-opener-policy', 'same-origin');
+  if (https) reply.header('strict-transport-security', STRICT_TRANSPORT_SECURITY);
+  if (url.startsWith('/api/')) reply.header('cache-control', 'no-store');
+}
+
 /** True for localhost, 127.0.0.0/8 and ::1 (URL.hostname form). */
 export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
@@ -94,10 +105,25 @@ export function isLoopbackHost(hostname: string): boolean {
 export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
   const log = deps.log.child({ component: 'reader' });
   const { trustedProxies, publicUrl } = deps.config.reader;
-  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT, trustProxy: trustedProxies.length ? trustedProxies : false, return503OnClosing: true });
-  await app.register(fastifyCookie);
   const publicURL = new URL(publicUrl);
   const https = publicURL.protocol === 'https:';
+  const app = Fastify({
+    logger: false,
+    bodyLimit: BODY_LIMIT,
+    trustProxy: trustedProxies.length ? trustedProxies : false,
+    return503OnClosing: true,
+    // a URL the router cannot take (bad percent-encoding, a parameter over
+    // maxParamLength) is answered before any hook runs: give it the same
+    // headers as every other answer, and do not echo the path back
+    frameworkErrors: (err, request, raw) => {
+      const reply = raw as FastifyReply;
+      securityHeaders(reply, https, request.url);
+      const status = err.statusCode === 414 ? 414 : 400;
+      if (request.url.startsWith('/api/')) return reply.code(status).send({ error: 'bad-request' } satisfies ApiError);
+      return reply.code(status).type('text/plain; charset=utf-8').send(status === 414 ? 'Address too long / Adres te lang\n' : 'Bad address / Ongeldig adres\n');
+    },
+  });
+  await app.register(fastifyCookie);
   if (!https && !isLoopbackHost(publicURL.hostname)) {
     log.warn({ publicUrl }, 'reader: publicUrl is plain http on a non-loopback address: links, codes and cookies travel unencrypted and browsers refuse WebCrypto; use https');
   }
@@ -115,13 +141,7 @@ export async function startReader(deps: ReaderDeps): Promise<RunningReader> {
   });
 
   app.addHook('onRequest', async (request, reply) => {
-    reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
-    reply.header('referrer-policy', 'no-referrer');
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('x-frame-options', 'DENY');
-    reply.header('cross-origin-opener-policy', 'same-origin');
-    if (https) reply.header('strict-transport-security', STRICT_TRANSPORT_SECURITY);
-    if (request.url.startsWith('/api/')) reply.header('cache-control', 'no-store');
+    securityHeaders(reply, https, request.url);
     // one CSRF rule for the reader and the status page: every write carries the header a
     // cross-site form cannot set, and a browser that says the call is cross-site is refused
     if (request.method !== 'GET' && request.method !== 'HEAD') {
