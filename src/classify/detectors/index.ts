@@ -7,6 +7,7 @@ import { termKey } from '../normalise.js';
 import { BsnDetector } from './bsn.js';
 import { IbanDetector } from './iban.js';
 import { RegexDetector, type Checksum } from './regex.js';
+import { MeasuredValuesDetector } from './measured.js';
 import { createWordListDetector } from './wordlist.js';
 
 export { PatternError } from './regex.js';
@@ -14,6 +15,7 @@ export { PatternError } from './regex.js';
 export type DetectorSpec =
   | { kind: 'bsn' }
   | { kind: 'iban' }
+  | { kind: 'measured-values' }
   | { kind: 'wordlist'; terms: string[] }
   | { kind: 'regex'; pattern: string; flags?: string; checksum?: Checksum; keywords?: string[]; proximity?: number };
 
@@ -27,6 +29,8 @@ export function createDetector(spec: DetectorSpec): Detector {
       return new BsnDetector();
     case 'iban':
       return new IbanDetector();
+    case 'measured-values':
+      return new MeasuredValuesDetector();
     case 'wordlist':
       return createWordListDetector(spec.terms);
     case 'regex':

@@ -449,13 +449,32 @@ export class WordListDetector implements Detector {
   readonly automaton: AhoCorasick;
   readonly maxMatchLength: number;
 
-  constructor(terms: readonly string[]) {
+  /**
+   * `extraLength`: how far past a term a subclass's `refine` reads (the
+   * measured-values detector reads the value after its keyword).
+   */
+  constructor(terms: readonly string[], extraLength = 0) {
     this.automaton = new AhoCorasick(terms);
     // Originals may be longer than keys (whitespace runs, marks); this covers ordinary text.
     // A prefix term's hit runs on to the end of its word, but whether it is a hit is
     // settled within this length from its start, which is what the engine's chunk
     // borders need (engine.ts accepts a hit by where it starts).
-    this.maxMatchLength = 2 * this.automaton.maxKeyLength + 32;
+    this.maxMatchLength = 2 * this.automaton.maxKeyLength + 32 + extraLength;
+  }
+
+  /** True when `refine` does more than return the hits (MergedWordLists then calls it). */
+  get refines(): boolean {
+    return false;
+  }
+
+  /**
+   * The hits of this list in `text` after a look at their surroundings; the
+   * word list itself keeps every hit. A subclass (MeasuredValuesDetector)
+   * keeps a keyword only with a value after it: the scan stays one pass of
+   * the automaton, and only matches cost a look at the text.
+   */
+  refine(_text: string, hits: Hit[]): Hit[] {
+    return hits;
   }
 
   find(text: string): Hit[] {
@@ -481,9 +500,12 @@ export class MergedWordLists {
   readonly #lists: number;
   /** Per automaton term: the lists it belongs to, with the spelling listed there (flat pairs). */
   readonly #owners: Array<Array<number | string>>;
+  /** The lists whose hits `refine` filters (by index), with their detectors. */
+  readonly #refining: Array<[number, WordListDetector]>;
 
   constructor(lists: readonly WordListDetector[]) {
     this.#lists = lists.length;
+    this.#refining = lists.flatMap((list, index): Array<[number, WordListDetector]> => (list.refines ? [[index, list]] : []));
     this.#ac = new AhoCorasick(lists.flatMap((l) => l.automaton.terms));
     const termOf = new Map(this.#ac.keys.map((key, term) => [key, term]));
     this.#owners = this.#ac.keys.map(() => []);
@@ -501,7 +523,9 @@ export class MergedWordLists {
       const owners = this.#owners[m.term] as Array<number | string>;
       for (let k = 0; k < owners.length; k += 2) per[owners[k] as number]?.push({ start: m.start, end: m.end, rank: m.rank, term: owners[k + 1] as string });
     }
-    return per.map((matches) => dropContained(matches).map((m) => ({ start: m.start, end: m.end, excerpt: m.term, key: m.term })));
+    const hits = per.map((matches) => dropContained(matches).map((m) => ({ start: m.start, end: m.end, excerpt: m.term, key: m.term })));
+    for (const [index, list] of this.#refining) if (hits[index]!.length) hits[index] = list.refine(text, hits[index]!);
+    return hits;
   }
 }
 

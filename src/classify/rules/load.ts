@@ -177,26 +177,33 @@ function compileRule(
       return ok ? { ...base, kind: 'unscannable' } : undefined;
     case 'bsn':
     case 'iban':
+    case 'measured-values':
       return withDetector({ kind: d.kind }, at('detector'));
     case 'wordlist': {
-      if (!d.list && !d.terms) {
-        fail(at('detector'), 'a wordlist detector needs list (a name from lists/) or terms');
+      if (!d.list && !d.lists && !d.terms) {
+        fail(at('detector'), 'a wordlist detector needs list (a name from lists/), lists (several names) or terms');
         return undefined;
       }
+      if (d.list && d.lists) fail(at('detector', 'lists'), 'give either list or lists, not both');
       checkTerms('terms', d.terms);
       const terms = [...(d.terms ?? [])];
-      if (d.list) {
-        const listed = lists.get(d.list);
-        if ('missing' in listed) fail(at('detector', 'list'), `unknown word list "${d.list}" (no lists/${d.list}.txt)`);
-        else if ('error' in listed) fail(at('detector', 'list'), `cannot read word list "${d.list}": ${listed.error}`);
+      const readList = (name: string, line: number) => {
+        const listed = lists.get(name);
+        if ('missing' in listed) fail(line, `unknown word list "${name}" (no lists/${name}.txt)`);
+        else if ('error' in listed) fail(line, `cannot read word list "${name}": ${listed.error}`);
         else if (listed.problems.length) {
           // reported at the list's own lines, by the first rule that names it
           ok = false;
           if (!listed.reported) listed.problems.forEach(reportElsewhere);
           listed.reported = true;
-        } else if (!listed.terms.length) fail(at('detector', 'list'), `word list "${d.list}" has no terms`);
+        } else if (!listed.terms.length) fail(line, `word list "${name}" has no terms`);
         else terms.push(...listed.terms);
-      }
+      };
+      if (d.list) readList(d.list, at('detector', 'list'));
+      d.lists?.forEach((name, i) => {
+        if (d.lists!.indexOf(name) !== i) fail(at('detector', 'lists', i), `detector.lists[${i}]: "${name}" is named twice`);
+        else readList(name, at('detector', 'lists', i));
+      });
       return ok ? withDetector({ kind: 'wordlist', terms }, at('detector')) : undefined;
     }
     case 'regex': {

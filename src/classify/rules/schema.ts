@@ -31,10 +31,18 @@ export const detectorSchema = z.discriminatedUnion(
   [
     strict({ kind: z.literal('bsn') }),
     strict({ kind: z.literal('iban') }),
+    /** Vital signs and lab values: a keyword with a plausible value after it (detectors/measured.ts). */
+    strict({ kind: z.literal('measured-values') }),
     strict({
       kind: z.literal('wordlist'),
       /** A shipped or admin list: lists/<name>.txt. */
       list: listNameSchema.optional(),
+      /**
+       * Several lists read as one: their terms together, distinct terms
+       * counted over all of them (`lists: [medical, youth-care]`: one term of
+       * each is two distinct terms). Not together with `list`.
+       */
+      lists: z.array(listNameSchema).min(2, 'lists needs at least two names (one list: use list)').optional(),
       /** Extra terms written in the rule itself; `nier*` is a prefix term, as in a list (load.ts checks the syntax). */
       terms: z.array(z.string().trim().min(1)).min(1).optional(),
     }),
@@ -54,7 +62,7 @@ export const detectorSchema = z.discriminatedUnion(
     /** Sender opt-in tags in the subject (`classify.optInTags`, `[sms:…]`, `[verloopt:…]`). */
     strict({ kind: z.literal('opt-in-tag') }),
   ],
-  { error: () => 'expected detector.kind bsn, iban, wordlist, regex, unscannable or opt-in-tag' },
+  { error: () => 'expected detector.kind bsn, iban, measured-values, wordlist, regex, unscannable or opt-in-tag' },
 );
 
 export const thresholdSchema = strict({
