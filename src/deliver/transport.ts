@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import nodemailer from 'nodemailer';
+import { SmtpPool, SmtpPoolError, type TlsFacts } from './smtp-pool.js';
 
 export interface Envelope {
   /** '' for the null sender. */
@@ -33,6 +33,8 @@ export interface SendResult {
   /** The reply to DATA (or the outbox file written). */
   reply: string;
   remoteMta: string;
+  /** TLS facts of the SMTP session it went over (absent: plain text or the outbox). Not recorded yet (issue 18). */
+  tls?: TlsFacts | undefined;
 }
 
 /** The whole transaction failed; `code` is the SMTP code, or 0 for network trouble. */
@@ -116,17 +118,14 @@ async function writeDurably(file: string, source: SpoolSource): Promise<void> {
   }
 }
 
-interface SmtpError extends Error {
-  code?: string;
-  responseCode?: number;
-  response?: string;
-  rejectedErrors?: Array<{ recipient?: string; responseCode?: number; response?: string }>;
-}
-
-/** Delivery over SMTP to `smtp://host:port`, through a nodemailer connection pool. */
+/**
+ * Delivery over SMTP to `smtp://host:port`: the spooled bytes go straight
+ * into DATA on a pooled session (src/deliver/smtp-pool.ts, nodemailer's
+ * SMTPConnection), with the envelope and its DSN parameters.
+ */
 export class SmtpTransport implements Transport {
   readonly name: string;
-  readonly #transporter: ReturnType<typeof nodemailer.createTransport>;
+  readonly #pool: SmtpPool;
   readonly #host: string;
 
   constructor(url: string, options: { hostname: string; maxConnections: number; timeout: number }) {
@@ -134,56 +133,21 @@ export class SmtpTransport implements Transport {
     this.#host = parsed.hostname.replace(/^\[|\]$/g, '');
     const port = Number(parsed.port || 25);
     this.name = `${parsed.hostname}:${port}`;
-    this.#transporter = nodemailer.createTransport({
-      host: this.#host,
-      port,
-      secure: false,
-      name: options.hostname,
-      pool: true,
-      maxConnections: options.maxConnections,
-      maxMessages: 1000,
-      connectionTimeout: options.timeout,
-      greetingTimeout: options.timeout,
-      socketTimeout: options.timeout,
-      // opportunistic STARTTLS towards the next hop, as an MTA does
-      tls: { rejectUnauthorized: false },
-      logger: false,
-    });
+    this.#pool = new SmtpPool({ host: this.#host, port }, { hostname: options.hostname, maxConnections: options.maxConnections, timeout: options.timeout, maxMessages: 1000 });
   }
 
   async send(envelope: Envelope, source: SpoolSource): Promise<SendResult> {
     try {
-      const info = (await this.#transporter.sendMail({
-        envelope: { from: envelope.from, to: envelope.to },
-        raw: 'bytes' in source ? source.bytes : { path: source.path },
-        ...(envelope.dsn ? { dsn: envelope.dsn } : {}),
-      })) as { accepted?: Array<string | { address: string }>; rejected?: Array<string | { address: string }>; rejectedErrors?: SmtpError[]; response?: string };
-      const addressOf = (a: string | { address: string }) => (typeof a === 'string' ? a : a.address);
-      const rejectedErrors = info.rejectedErrors ?? [];
-      const rejected = (info.rejected ?? []).map(addressOf).map((address) => {
-        const err = rejectedErrors.find((e) => (e as { recipient?: string }).recipient === address);
-        return { address, code: err?.responseCode ?? 550, reply: (err?.response ?? '550 recipient rejected').trim() };
-      });
-      return { accepted: (info.accepted ?? []).map(addressOf), rejected, reply: (info.response ?? '250').trim(), remoteMta: this.#host };
+      const sent = await this.#pool.send(envelope, source);
+      return { accepted: sent.accepted, rejected: sent.rejected, reply: sent.reply, remoteMta: this.#host, ...(sent.tls ? { tls: sent.tls } : {}) };
     } catch (err) {
-      const e = err as SmtpError;
-      // all recipients refused: nodemailer reports EENVELOPE with the per-recipient errors
-      if (e.code === 'EENVELOPE' && e.rejectedErrors?.length && e.rejectedErrors.every((r) => r.recipient)) {
-        return {
-          accepted: [],
-          rejected: e.rejectedErrors.map((r) => ({ address: r.recipient!, code: r.responseCode ?? 550, reply: (r.response ?? '550 recipient rejected').trim() })),
-          reply: (e.response ?? '').trim(),
-          remoteMta: this.#host,
-        };
-      }
-      const code = typeof e.responseCode === 'number' ? e.responseCode : 0;
-      const reply = (e.response ?? `${e.code ?? 'ERROR'} ${e.message}`).trim();
-      throw new TransportError(code, reply, this.#host);
+      if (err instanceof SmtpPoolError) throw new TransportError(err.code, err.reply, this.#host);
+      throw new TransportError(0, (err as Error).message, this.#host);
     }
   }
 
   close(): void {
-    this.#transporter.close();
+    this.#pool.close();
   }
 }
 
