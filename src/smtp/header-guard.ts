@@ -69,11 +69,17 @@ function fieldValue(field: Field): string {
  *
  * An X-Zegel-Origin whose MAC verifies for the Message-ID and the envelope
  * recipients is kept, and the body is then hashed on its way through (relaxed
- * canonicalisation, src/crypto/relaxed-body.ts): `facts.relayOrigin` is set at
- * the end only if that hash is the one the mark vouches for. Mail without such
- * a mark is not hashed.
+ * canonicalisation, src/crypto/relaxed-body.ts): `facts.relayOrigin` is set by
+ * `settle()` at the end only if that hash is the one the mark vouches for.
+ * Mail without such a mark is not hashed.
+ *
+ * Synchronous, chunk by chunk: `process` appends what goes on to `out` (the
+ * header block once its end is seen, then the body chunks as they are) and
+ * throws ZEGEL_HEADER_TOO_LONG; `finish` ends the input. The ingress runs it
+ * inside its one pass over DATA (src/smtp/intake.ts); `HeaderGuard` is the
+ * same as a Transform.
  */
-export class HeaderGuard extends Transform {
+export class HeaderScan {
   readonly #options: HeaderGuardOptions;
   #buffered: Buffer[] = [];
   #bufferedBytes = 0;
@@ -83,15 +89,19 @@ export class HeaderGuard extends Transform {
   facts: HeaderFacts = { hops: 0, messageId: undefined, removed: 0, relayOrigin: false };
 
   constructor(options: HeaderGuardOptions) {
-    super();
     this.#options = options;
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  /** True once the header block has been read (and passed on). */
+  get headerDone(): boolean {
+    return this.#done;
+  }
+
+  process(chunk: Buffer, out: Buffer[]): void {
     if (this.#done) {
       this.#origin?.hash.update(chunk);
-      this.push(chunk);
-      return callback();
+      out.push(chunk);
+      return;
     }
     const searchFrom = Math.max(0, this.#bufferedBytes - 3);
     this.#buffered.push(chunk);
@@ -100,38 +110,30 @@ export class HeaderGuard extends Transform {
     this.#buffered = [all];
     const end = all.length >= 2 && all[0] === 0x0d && all[1] === 0x0a ? 0 : all.indexOf(HEADER_END, searchFrom);
     if (end === -1) {
-      if (this.#bufferedBytes > this.#options.maxHeaderBytes) {
-        return callback(new ZegelError('ZEGEL_HEADER_TOO_LONG', 'message header is too large'));
-      }
-      return callback();
+      if (this.#bufferedBytes > this.#options.maxHeaderBytes) throw tooLong();
+      return;
     }
     const blockEnd = end === 0 ? 0 : end + 2;
-    if (blockEnd > this.#options.maxHeaderBytes) {
-      return callback(new ZegelError('ZEGEL_HEADER_TOO_LONG', 'message header is too large'));
-    }
-    this.#emit(all.subarray(0, blockEnd), all.subarray(blockEnd));
-    callback();
+    if (blockEnd > this.#options.maxHeaderBytes) throw tooLong();
+    this.#emit(all.subarray(0, blockEnd), all.subarray(blockEnd), out);
   }
 
-  override _flush(callback: TransformCallback): void {
-    if (!this.#done) {
-      // a message that is all header and no body
-      const all = Buffer.concat(this.#buffered, this.#bufferedBytes);
-      this.#emit(all, Buffer.alloc(0));
-    }
+  /** Ends the input: a message that is all header and no body is passed on now. */
+  finish(out: Buffer[]): void {
+    if (this.#done) return;
+    const all = Buffer.concat(this.#buffered, this.#bufferedBytes);
+    this.#emit(all, Buffer.alloc(0), out);
+  }
+
+  /** After `finish`: sets `facts.relayOrigin` once the body's hash is known (at once for mail without a mark). */
+  async settle(): Promise<void> {
     const origin = this.#origin;
-    if (!origin) return callback();
+    if (!origin) return;
     this.#origin = undefined;
-    origin.hash.digest().then(
-      (actual) => {
-        this.facts.relayOrigin = sameBodyHash(actual, origin.expected);
-        callback();
-      },
-      (err: Error) => callback(err),
-    );
+    this.facts.relayOrigin = sameBodyHash(await origin.hash.digest(), origin.expected);
   }
 
-  #emit(block: Buffer, rest: Buffer): void {
+  #emit(block: Buffer, rest: Buffer, out: Buffer[]): void {
     this.#done = true;
     this.#buffered = [];
     const fields = splitFields(block);
@@ -155,9 +157,48 @@ export class HeaderGuard extends Transform {
       }
       kept.push(field.raw);
     }
-    this.push(Buffer.concat(kept));
+    out.push(Buffer.concat(kept));
     // `rest` starts with the empty line that ends the header block; the body follows it
     if (rest.length >= 2) this.#origin?.hash.update(rest.subarray(2));
-    if (rest.length) this.push(rest);
+    if (rest.length) out.push(rest);
+  }
+}
+
+function tooLong(): ZegelError {
+  return new ZegelError('ZEGEL_HEADER_TOO_LONG', 'message header is too large');
+}
+
+/** `HeaderScan` as a Transform stream. */
+export class HeaderGuard extends Transform {
+  readonly #scan: HeaderScan;
+
+  constructor(options: HeaderGuardOptions) {
+    super();
+    this.#scan = new HeaderScan(options);
+  }
+
+  get facts(): HeaderFacts {
+    return this.#scan.facts;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    const out: Buffer[] = [];
+    try {
+      this.#scan.process(chunk, out);
+    } catch (err) {
+      return callback(err as Error);
+    }
+    for (const data of out) this.push(data);
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const out: Buffer[] = [];
+    this.#scan.finish(out);
+    for (const data of out) this.push(data);
+    this.#scan.settle().then(
+      () => callback(),
+      (err: Error) => callback(err),
+    );
   }
 }

@@ -1,8 +1,6 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
-import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
@@ -11,14 +9,11 @@ import { SmtpReplyError, ZegelError } from '../errors.js';
 import { newQueueId } from '../ids.js';
 import type { Logger } from '../log.js';
 import type { Spool } from '../spool/spool.js';
-import { CaptureSmall } from '../spool/spool-cache.js';
 import type { Store as Backend } from '../store/store.js';
 import type { IncomingMessage } from '../store/messages.js';
 import { processJob } from '../pipeline/process-job.js';
 import { installSmtpServerPatches } from './smtp-server-patches.js';
-import { HeaderGuard } from './header-guard.js';
-import { LineEndingGuard } from './line-endings.js';
-import { NulGuard } from './nul-guard.js';
+import { Intake } from './intake.js';
 import { AuthThrottle } from './auth-throttle.js';
 import type { RelayPolicy } from './policy.js';
 import { receivedField } from './received.js';
@@ -40,23 +35,6 @@ export interface IngressDeps {
   onAccepted?: (id: string) => void;
   /** Called for each SMTP AUTH attempt: accepted and rejected were verified, throttled was not. */
   onAuth?: (result: 'accepted' | 'rejected' | 'throttled') => void;
-}
-
-/** Counts DATA bytes and fails the stream as soon as it passes the limit. */
-class SizeGuard extends Transform {
-  readonly #limit: number;
-  bytes = 0;
-
-  constructor(limit: number) {
-    super();
-    this.#limit = limit;
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.#limit) return callback(new ZegelError('ZEGEL_MESSAGE_TOO_BIG', 'message exceeds the size limit'));
-    callback(null, chunk);
-  }
 }
 
 /** Maps a failure while taking a message in to the SMTP reply the client gets. */
@@ -231,48 +209,32 @@ export class Ingress {
     const envelope = session.envelope;
     const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : '';
     const rcptTo = envelope.rcptTo;
-    const sourceEnded = new Promise<void>((resolve) => {
-      if (stream.readableEnded) resolve();
-      else stream.once('end', () => resolve());
+    // the guards in one pass per chunk, and the spool file (src/smtp/intake.ts)
+    const intake = new Intake(stream, {
+      spool,
+      id,
+      maxBytes: config.smtp.maxMessageSize,
+      bareLineEndings: config.smtp.bareLineEndings,
+      header: {
+        signer: this.#deps.signer,
+        recipients: rcptTo.map((r) => r.address),
+        maxHeaderBytes: MAX_HEADER_BYTES,
+        received: receivedField({
+          helo: session.hostNameAppearsAs,
+          clientHostname: session.clientHostname,
+          clientIp: session.remoteAddress,
+          hostname: this.#hostname,
+          protocol: protocolOf(session),
+          queueId: id,
+          singleRecipient: rcptTo.length === 1 ? rcptTo[0]!.address : undefined,
+          at: started,
+        }),
+      },
     });
-    const sizeGuard = new SizeGuard(config.smtp.maxMessageSize);
-    const headerGuard = new HeaderGuard({
-      signer: this.#deps.signer,
-      recipients: rcptTo.map((r) => r.address),
-      maxHeaderBytes: MAX_HEADER_BYTES,
-      received: receivedField({
-        helo: session.hostNameAppearsAs,
-        clientHostname: session.clientHostname,
-        clientIp: session.remoteAddress,
-        hostname: this.#hostname,
-        protocol: protocolOf(session),
-        queueId: id,
-        singleRecipient: rcptTo.length === 1 ? rcptTo[0]!.address : undefined,
-        at: started,
-      }),
-    });
-    const capture = new CaptureSmall(spool.cache.maxEntryBytes);
-    const file = spool.pathOf(id);
-    let created = false;
-    let out: fs.WriteStream | undefined;
     try {
-      try {
-        // flush: the file is fsynced before it closes, and pipeline() resolves only after the close
-        out = fs.createWriteStream(file, { flags: 'wx', mode: 0o600, flush: true, highWaterMark: 256 * 1024 });
-        out.once('open', () => {
-          created = true;
-        });
-        stream.pipe(sizeGuard);
-        await pipeline(sizeGuard, new NulGuard(), new LineEndingGuard(config.smtp.bareLineEndings), headerGuard, capture, out);
-      } catch (err) {
-        // keep reading what the client sends, so the reply comes at the end of DATA
-        stream.unpipe(sizeGuard);
-        stream.resume();
-        throw err;
-      } finally {
-        await sourceEnded;
-      }
-      if (headerGuard.facts.hops >= config.smtp.maxHops) throw new ZegelError('ZEGEL_TOO_MANY_HOPS', 'too many Received fields');
+      await intake.done;
+      const facts = intake.facts;
+      if (facts.hops >= config.smtp.maxHops) throw new ZegelError('ZEGEL_TOO_MANY_HOPS', 'too many Received fields');
       await spool.syncDir();
       const message: IncomingMessage = {
         id,
@@ -280,8 +242,8 @@ export class Ingress {
         mailFrom,
         clientIp: session.remoteAddress,
         helo: session.hostNameAppearsAs,
-        size: sizeGuard.bytes,
-        messageId: headerGuard.facts.messageId?.slice(0, 998),
+        size: intake.bytes,
+        messageId: facts.messageId?.slice(0, 998),
         origin: 'ingress',
         envId: envelope.dsn?.envid ?? undefined,
         ret: envelope.dsn?.ret ?? undefined,
@@ -291,16 +253,16 @@ export class Ingress {
           orcpt: (r as { dsn?: { orcpt?: string } }).dsn?.orcpt,
         })),
       };
-      const small = capture.captured;
+      const small = intake.small;
       if (small) spool.cache.set(id, small);
       try {
-        await backend.intake(message, processJob(id, headerGuard.facts.relayOrigin));
+        await backend.intake(message, processJob(id, facts.relayOrigin));
       } catch (err) {
         spool.cache.delete(id);
         throw err;
       }
       log.info(
-        { queueId: id, client: session.remoteAddress, from: mailFrom, rcpts: rcptTo.length, size: sizeGuard.bytes, removedHeaders: headerGuard.facts.removed || undefined, relayOrigin: headerGuard.facts.relayOrigin || undefined, ms: clock.now() - started },
+        { queueId: id, client: session.remoteAddress, from: mailFrom, rcpts: rcptTo.length, size: intake.bytes, removedHeaders: facts.removed || undefined, relayOrigin: facts.relayOrigin || undefined, ms: clock.now() - started },
         'message accepted',
       );
       this.#deps.onAccepted?.(id);
@@ -308,13 +270,11 @@ export class Ingress {
     } catch (err) {
       const reply = replyFor(err, config.smtp.maxMessageSize);
       log.warn(
-        { queueId: id, client: session.remoteAddress, from: mailFrom, rcpts: rcptTo.length, size: sizeGuard.bytes, reply: `${reply.responseCode} ${reply.message}`, cause: (err as ZegelError).code ?? (err as NodeJS.ErrnoException).code },
+        { queueId: id, client: session.remoteAddress, from: mailFrom, rcpts: rcptTo.length, size: intake.bytes, reply: `${reply.responseCode} ${reply.message}`, cause: (err as ZegelError).code ?? (err as NodeJS.ErrnoException).code },
         'message refused',
       );
-      // a stream refused before its file finished opening still creates it: wait for the close
-      const pending = out;
-      if (pending && !pending.closed) await new Promise<void>((resolve) => pending.once('close', () => resolve()));
-      if (created) await fsp.rm(file, { force: true }).catch(() => undefined);
+      // `done` settles only once the file is closed
+      if (intake.created) await fsp.rm(spool.pathOf(id), { force: true }).catch(() => undefined);
       throw reply;
     }
   }

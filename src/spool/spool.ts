@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { PRIVATE_FILE_MODE, ensurePrivateDirSync } from '../store/file-modes.js';
 import { SpoolCache } from './spool-cache.js';
 import { CoalescedSync } from '../store/coalesced-sync.js';
+import { SpoolFileWriter, writeNewFile } from './spool-writer.js';
 
 /**
  * The plaintext spool: one file per accepted message under `<data.dir>/spool`.
@@ -16,18 +17,31 @@ export class Spool {
   readonly cache = new SpoolCache();
   /** A burst of new spool files costs two directory fsyncs, not one per file. */
   readonly #syncer: CoalescedSync;
+  /**
+   * The spool directory, open while directory syncs are wanted: callers that
+   * keep coming (a busy relay) share one descriptor instead of an open and a
+   * close around every fsync; closed when the last waiting caller is answered.
+   */
+  #dirFd: number | undefined;
+  #syncWaiters = 0;
 
   constructor(dataDir: string) {
     this.dir = path.join(dataDir, 'spool');
     ensurePrivateDirSync(this.dir);
-    const dir = this.dir;
-    this.#syncer = new CoalescedSync(async () => {
-      const handle = await fsp.open(dir, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+    this.#syncer = new CoalescedSync(() => this.#syncDirOnce());
+  }
+
+  #syncDirOnce(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const sync = (fd: number) => fs.fsync(fd, (err) => (err ? reject(err) : resolve()));
+      if (this.#dirFd !== undefined) return sync(this.#dirFd);
+      fs.open(this.dir, 'r', (err, fd) => {
+        if (err) return reject(err);
+        // a sync that opened its own descriptor while another was kept: use that one, close this
+        if (this.#dirFd !== undefined) fs.close(fd, () => undefined);
+        else this.#dirFd = fd;
+        sync(this.#dirFd);
+      });
     });
   }
 
@@ -52,8 +66,32 @@ export class Spool {
   }
 
   /** Makes the creation (or removal) of spool files durable. */
-  syncDir(): Promise<void> {
-    return this.#syncer.sync();
+  async syncDir(): Promise<void> {
+    this.#syncWaiters++;
+    try {
+      await this.#syncer.sync();
+    } finally {
+      if (--this.#syncWaiters === 0 && this.#dirFd !== undefined) {
+        const fd = this.#dirFd;
+        this.#dirFd = undefined;
+        fs.close(fd, () => undefined);
+      }
+    }
+  }
+
+  /**
+   * Writes a new spool file (it must not exist) holding `bytes`, durably: the
+   * data is on disk when this resolves; the directory entry is `syncDir`'s.
+   * `onCreated` runs once the file exists, so a caller failing later knows
+   * to remove it.
+   */
+  writeNew(id: string, bytes: Buffer, onCreated: () => void): Promise<void> {
+    return writeNewFile(this.pathOf(id), bytes, onCreated);
+  }
+
+  /** A new spool file (it must not exist) written chunk by chunk, for a message too large to hold in memory. */
+  openNew(id: string): SpoolFileWriter {
+    return new SpoolFileWriter(this.pathOf(id));
   }
 
   /** Writes a whole spool file the relay made itself, durably (file and directory fsynced). */

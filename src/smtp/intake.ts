@@ -1,0 +1,181 @@
+import type { Readable } from 'node:stream';
+import { ZegelError } from '../errors.js';
+import type { Spool } from '../spool/spool.js';
+import type { SpoolFileWriter } from '../spool/spool-writer.js';
+import { HeaderScan, type HeaderFacts, type HeaderGuardOptions } from './header-guard.js';
+import { LineEndings, type BareLineEndingMode } from './line-endings.js';
+import { assertNoNul } from './nul-guard.js';
+
+export interface IntakeOptions {
+  spool: Spool;
+  /** The queue id: the spool file's name. */
+  id: string;
+  /** DATA bytes allowed (as they arrive, before line endings are repaired). */
+  maxBytes: number;
+  bareLineEndings: BareLineEndingMode;
+  header: HeaderGuardOptions;
+}
+
+/**
+ * Takes one message's DATA into the spool in a single synchronous pass per
+ * chunk: the size limit, the NUL refusal, the bare CR/LF policy and the
+ * header guard run one after the other on each chunk as it arrives (the same
+ * classes, in the same order, with the same errors as when each was a piped
+ * Transform), with no stream between them.
+ *
+ * A message that stays within the spool cache's entry size is collected in
+ * memory and written with one open (O_DSYNC), write and close; a larger one
+ * is streamed to its file as it arrives, the source paused while a quarter
+ * megabyte waits for the disk, and fdatasync-ed at the end. Either way `done`
+ * resolves only after the whole DATA was read and the file's data is on
+ * disk; it rejects with the first error once the client has finished sending
+ * (the reply comes at the end of DATA) and the file is closed. Removing the
+ * file (`created`) and syncing the directory are the caller's.
+ */
+export class Intake {
+  /** DATA bytes received. */
+  bytes = 0;
+  /** True once the spool file exists. */
+  created = false;
+  readonly done: Promise<void>;
+  readonly #options: IntakeOptions;
+  readonly #stream: Readable;
+  readonly #lineEndings: LineEndings;
+  readonly #header: HeaderScan;
+  readonly #limit: number;
+  /** The message so far while it fits the spool cache; undefined once it went to a file. */
+  #memory: Buffer[] | undefined = [];
+  #memoryBytes = 0;
+  #small: Buffer | undefined;
+  #file: SpoolFileWriter | undefined;
+  #error: unknown;
+  #resolve!: () => void;
+  #reject!: (err: unknown) => void;
+  readonly #out: Buffer[] = [];
+
+  constructor(stream: Readable, options: IntakeOptions) {
+    this.#options = options;
+    this.#stream = stream;
+    this.#lineEndings = new LineEndings(options.bareLineEndings);
+    this.#header = new HeaderScan(options.header);
+    this.#limit = options.spool.cache.maxEntryBytes;
+    this.done = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    if (stream.readableEnded) {
+      this.#end();
+      return;
+    }
+    stream.on('data', (chunk: Buffer) => this.#data(chunk));
+    stream.once('end', () => this.#end());
+    // the client went away in the middle of DATA: smtp-server destroys the stream, which never ends
+    stream.once('close', () => {
+      if (!stream.readableEnded) {
+        this.#fail(Object.assign(new Error('the connection closed before the end of DATA'), { code: 'ECONNECTION' }));
+        void this.#finishFailed();
+      }
+    });
+    stream.on('error', () => undefined);
+  }
+
+  /** The header guard's findings (complete once `done` resolved). */
+  get facts(): HeaderFacts {
+    return this.#header.facts;
+  }
+
+  /** The message as spooled, when it was small enough to be held in memory (for the spool cache). */
+  get small(): Buffer | undefined {
+    return this.#small;
+  }
+
+  #data(chunk: Buffer): void {
+    if (this.#error !== undefined || !chunk.length) return;
+    try {
+      this.bytes += chunk.length;
+      if (this.bytes > this.#options.maxBytes) throw new ZegelError('ZEGEL_MESSAGE_TOO_BIG', 'message exceeds the size limit');
+      assertNoNul(chunk);
+      const data = this.#lineEndings.process(chunk);
+      if (!data.length) return;
+      const out = this.#out;
+      this.#header.process(data, out);
+      for (let i = 0; i < out.length; i++) this.#keep(out[i]!);
+      out.length = 0;
+    } catch (err) {
+      this.#out.length = 0;
+      this.#fail(err);
+    }
+  }
+
+  /** Passes guarded bytes on: to memory while the message fits the cache, else to its file. */
+  #keep(data: Buffer): void {
+    if (this.#memory) {
+      this.#memoryBytes += data.length;
+      if (this.#memoryBytes <= this.#limit) {
+        this.#memory.push(data);
+        return;
+      }
+      const file = this.#options.spool.openNew(this.#options.id);
+      this.#file = file;
+      file.onError = (err) => this.#fail(err);
+      file.onDrain = () => this.#stream.resume();
+      this.#memory.push(data);
+      file.write(Buffer.concat(this.#memory, this.#memoryBytes));
+      this.#memory = undefined;
+      return;
+    }
+    if (!this.#file!.write(data)) this.#stream.pause();
+  }
+
+  /** Notes the first error; the rest of DATA is read and dropped so that the reply comes at its end. */
+  #fail(err: unknown): void {
+    if (this.#error !== undefined) return;
+    this.#error = err;
+    this.#memory = undefined;
+    this.#small = undefined;
+    this.#stream.resume();
+  }
+
+  async #end(): Promise<void> {
+    if (this.#error === undefined) {
+      try {
+        const tail = this.#lineEndings.finish();
+        const out = this.#out;
+        if (tail.length) this.#header.process(tail, out);
+        this.#header.finish(out);
+        for (const data of out) this.#keep(data);
+        out.length = 0;
+        await this.#header.settle();
+        if (this.#error === undefined) {
+          if (this.#memory) {
+            const bytes = Buffer.concat(this.#memory, this.#memoryBytes);
+            this.#memory = undefined;
+            this.#small = bytes;
+            await this.#options.spool.writeNew(this.#options.id, bytes, () => {
+              this.created = true;
+            });
+          } else {
+            await this.#file!.end();
+          }
+        }
+      } catch (err) {
+        this.#fail(err);
+      }
+    }
+    if (this.#error === undefined) {
+      this.created = this.created || (this.#file?.created ?? false);
+      this.#resolve();
+      return;
+    }
+    await this.#finishFailed();
+  }
+
+  async #finishFailed(): Promise<void> {
+    const file = this.#file;
+    if (file) {
+      await file.destroy();
+      this.created = this.created || file.created;
+    }
+    this.#reject(this.#error);
+  }
+}
