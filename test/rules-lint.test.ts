@@ -44,7 +44,7 @@ t.test('the shipped rules lint clean and hold the rule ids of DESIGN.md', async 
   const set = loadRules(dir);
   t.same(
     set.rules.map((r) => r.id),
-    ['bsn', 'personal-words', 'medical-words', 'health-diagnosis', 'mental-health', 'youth-protection', 'youth-care-words', 'criminal-record', 'criminal-words', 'origin', 'religion-words', 'religion', 'political', 'union-membership', 'sexual-life', 'genetic-biometric', 'identity-document', 'care-setting', 'iban', 'unscannable-attachment', 'opt-in-tag'],
+    ['bsn', 'personal-words', 'medical-words', 'measured-values', 'health-diagnosis', 'mental-health', 'youth-protection', 'youth-care-words', 'criminal-record', 'criminal-words', 'origin', 'religion-words', 'religion', 'political', 'union-membership', 'sexual-life', 'genetic-biometric', 'identity-document', 'care-setting', 'iban', 'unscannable-attachment', 'opt-in-tag'],
   );
   const byId = new Map(set.rules.map((r) => [r.id, r]));
   t.same(byId.get('medical-words')!.thresholds, [
@@ -201,7 +201,7 @@ t.test('unknown and empty word lists', async (t) => {
   t.same(problems(dir), [
     { at: 'lists.yaml:11', problem: 'rule unknown: unknown word list "medisch" (no lists/medisch.txt)' },
     { at: 'lists.yaml:16', problem: 'rule empty: word list "leeg" has no terms' },
-    { at: 'lists.yaml:26', problem: 'rule nothing: a wordlist detector needs list (a name from lists/) or terms' },
+    { at: 'lists.yaml:26', problem: 'rule nothing: a wordlist detector needs list (a name from lists/), lists (several names) or terms' },
   ]);
 });
 
@@ -284,7 +284,7 @@ t.test('loadRules refuses a broken set with every problem', async (t) => {
 t.test('zegel rules lint [DIR] (built CLI)', async (t) => {
   const shipped = await zegel(['rules', 'lint']);
   t.equal(shipped.code, 0, shipped.stderr);
-  t.match(shipped.stdout, /^OK: 21 rules in .*rules\n$/);
+  t.match(shipped.stdout, /^OK: 22 rules in .*rules\n$/);
 
   const dir = rulesDir(t, { 'a.yaml': 'rules:\n  - id: x\n    description: { nl: x, en: x }\n    detector: { kind: wordlist, list: nope }\n    scopes: [body]\n    action: encrypt\n' });
   const broken = await zegel(['rules', 'lint', dir]);

@@ -12,12 +12,7 @@ import { run } from './helpers/smtp-client.js';
  * the neutral set (ordinary business mail) gets `encrypt` for at most 2 % of
  * its mails, the positive set (mail that reveals special-category or
  * criminal-law data) for at least 98 %. The sets are read, never edited.
- *
- * The 98 % of the issue is not reached yet (bench/README.md, "Vocabulary
- * benchmark", lists the misses): that assertion is a TODO that reports the
- * figure, and RECALL_FLOOR, the recall measured when the lists were tuned,
- * fails the test when the vocabulary gets worse. Raise the floor with the
- * vocabulary; drop the TODO when the floor reaches 98 %.
+ * bench/README.md ("Vocabulary benchmark") lists the remaining misses.
  */
 
 const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
@@ -26,9 +21,8 @@ const setsDir = path.join(root, 'test', 'fixtures', 'vocabulary');
 const MIN_MAILS = 300;
 const MAX_FALSE_ENCRYPT = 0.02;
 const TARGET_RECALL = 0.98;
-const RECALL_FLOOR = 0.94;
-/** The category rules of rules/default.yaml: each encrypts some mail of the positive set. */
-const CATEGORY_RULES = ['medical-words', 'health-diagnosis', 'mental-health', 'youth-protection', 'youth-care-words', 'criminal-record', 'criminal-words', 'origin', 'religion-words', 'religion', 'political', 'union-membership', 'sexual-life', 'genetic-biometric'];
+/** The category rules of rules/default.yaml (word lists and measured values): each encrypts some mail of the positive set. */
+const CATEGORY_RULES = ['medical-words', 'measured-values', 'health-diagnosis', 'mental-health', 'youth-protection', 'youth-care-words', 'criminal-record', 'criminal-words', 'origin', 'religion-words', 'religion', 'political', 'union-membership', 'sexual-life', 'genetic-biometric'];
 
 interface Labelled {
   id: string;
@@ -113,8 +107,5 @@ t.test('the positive set: at least 98 % of mail with special-category data is en
   const missed = mails.filter((m) => results.get(m.id)?.decision !== 'encrypt');
   const recall = 1 - missed.length / mails.length;
   const misses = missed.map((m) => `${m.id} [${fired(results.get(m.id))}]`).join('; ') || 'none';
-  t.ok(recall >= RECALL_FLOOR, `recall ${(100 * recall).toFixed(1)} % is not below the floor of ${100 * RECALL_FLOOR} % measured at tuning; misses: ${misses}`);
-  t.ok(recall >= TARGET_RECALL, `recall ${(100 * recall).toFixed(1)} % (${mails.length - missed.length} of ${mails.length}) reaches ${100 * TARGET_RECALL} %`, {
-    todo: recall >= TARGET_RECALL ? false : `issue 16 target not reached yet: ${missed.length} misses`,
-  });
+  t.ok(recall >= TARGET_RECALL, `recall ${(100 * recall).toFixed(1)} % (${mails.length - missed.length} of ${mails.length}) reaches ${100 * TARGET_RECALL} %; misses: ${misses}`);
 });

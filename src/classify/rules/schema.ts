@@ -62,7 +62,7 @@ export const detectorSchema = z.discriminatedUnion(
     /** Sender opt-in tags in the subject (`classify.optInTags`, `[sms:…]`, `[verloopt:…]`). */
     strict({ kind: z.literal('opt-in-tag') }),
   ],
-  { error: () => 'expected detector.kind bsn, iban, measured-values, wordlist, regex, unscannable or opt-in-tag' },
+  { error: () => 'expected detector.kind bsn, iban, wordlist, regex, measured-values, unscannable or opt-in-tag' },
 );
 
 export const thresholdSchema = strict({
