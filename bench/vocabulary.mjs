@@ -17,7 +17,9 @@
 //   - overall and per category: recall on the positive set (the share that
 //     gets `encrypt`) and false encrypts on the neutral set;
 //   - per rule: the positive and neutral mails it encrypted;
-//   - every miss and every false encrypt by id, with the terms that fired.
+//   - every miss and every false encrypt by id, with the terms that fired;
+//   - the held-out sets (BENCH_HELDOUT_DIR, when present), in a block of their
+//     own: recall, false encrypts, per rule and per category; no ids.
 //
 // Knobs (environment):
 //   BENCH_RULES_DIR   another rules directory (e.g. an older commit's rules/,
@@ -27,6 +29,11 @@
 //   BENCH_LABEL       a few words for the run's heading     (default: none)
 //   BENCH_SETS_DIR    where positive.jsonl and neutral.jsonl are
 //                                              (default: test/fixtures/vocabulary)
+//   BENCH_HELDOUT_DIR a held-out pair of sets, measured in the same run and
+//                     reported in a block of its own, figures only (no target,
+//                     no ids or texts: nobody tunes on it); skipped when the
+//                     directory does not exist
+//                                      (default: test/fixtures/vocabulary-heldout)
 //   BENCH_NO_README   1: print only, leave bench/README.md alone
 //   BENCH_KEEP        1: keep the temporary directory (its path is printed)
 import fs from 'node:fs';
@@ -42,6 +49,7 @@ const root = path.resolve(path.dirname(SELF), '..');
 const README = path.join(root, 'bench', 'README.md');
 const DIST = path.join(root, 'dist', 'src');
 const SETS = path.resolve(root, process.env.BENCH_SETS_DIR || 'test/fixtures/vocabulary');
+const HELDOUT = path.resolve(root, process.env.BENCH_HELDOUT_DIR || 'test/fixtures/vocabulary-heldout');
 const LABEL = (process.env.BENCH_LABEL || '').trim();
 const KEEP = process.env.BENCH_KEEP === '1';
 
@@ -161,6 +169,8 @@ function runMachine() {
   return {
     ...machine(),
     commit: commandOutput('git', ['rev-parse', '--short', 'HEAD'], 'unknown', { cwd: root }),
+    // the last commit that changed the rules (the lists and rules a held-out figure belongs to)
+    rulesCommit: commandOutput('git', ['log', '-1', '--format=%h', '--', 'rules'], 'unknown', { cwd: root }),
     dirty: commandOutput('git', ['status', '--porcelain', '--', 'rules'], '', { cwd: root }) !== '',
   };
 }
@@ -206,7 +216,40 @@ function report(r, m) {
   const fps = neu.filter((x) => x.decision === 'encrypt');
   L.push(`**False encrypts** (neutral, encrypted): ${fps.length}${fps.length ? '' : '.'}`);
   if (fps.length) L.push('', ...fps.map((x) => `- \`${x.mail.id}\` (${x.mail.category}): ${fired(x)}`));
+  if (r.heldout) L.push('', ...heldoutReport(r, m));
   return L.join('\n');
+}
+
+/**
+ * The held-out sets: figures only, headed apart. No target is applied and no
+ * mail is named (no ids, no terms that fired): the lists were not tuned on
+ * these sets and the report must not invite it.
+ */
+function heldoutReport(r, m) {
+  const { pos, neu, dir } = r.heldout;
+  const posEnc = pos.filter((x) => x.decision === 'encrypt').length;
+  const neuEnc = neu.filter((x) => x.decision === 'encrypt').length;
+  const L = [];
+  L.push(`#### Held-out sets (not tuned on)`, '');
+  L.push(
+    `\`${path.relative(root, dir) || dir}\`: written by someone who did not see the lists, and not opened while the lists were made; ` +
+      `measured with the rules/ of commit ${m.rulesCommit}${m.dirty ? ' plus uncommitted changes' : ''}, in the same run as above. Figures only: no target, no mail named.`,
+    '',
+  );
+  L.push(`**Positive** (${pos.length} mails): encrypt **${posEnc}** = recall **${pct(posEnc, pos.length)}**. **Neutral** (${neu.length} mails): encrypt **${neuEnc}** = false encrypts **${pct(neuEnc, neu.length)}**.`, '');
+  L.push('| rule | positive mails it encrypts | neutral mails it encrypts |', '|---|---:|---:|');
+  for (const rule of r.ruleIds) {
+    const p = pos.filter((x) => x.encrypting.includes(rule)).length;
+    const n = neu.filter((x) => x.encrypting.includes(rule)).length;
+    if (p || n) L.push(`| \`${rule}\` | ${p} | ${n} |`);
+  }
+  L.push('');
+  L.push('| positive category | mails | encrypt | recall |', '|---|---:|---:|---:|');
+  for (const [cat, c] of byCategory(pos)) L.push(`| ${cat} | ${c.n} | ${c.encrypt} | ${pct(c.encrypt, c.n)} |`);
+  L.push('');
+  L.push('| neutral category | mails | encrypt | false encrypts |', '|---|---:|---:|---:|');
+  for (const [cat, c] of byCategory(neu)) L.push(`| ${cat} | ${c.n} | ${c.encrypt} | ${pct(c.encrypt, c.n)} |`);
+  return L;
 }
 
 let tmp;
@@ -228,7 +271,28 @@ async function main() {
   const pos = await classifySet(z, positive, path.join(tmp, 'positive'));
   const neu = await classifySet(z, neutral, path.join(tmp, 'neutral'));
   const seconds = (performance.now() - t0) / 1000;
+  let heldout;
+  if (fs.existsSync(path.join(HELDOUT, 'positive.jsonl')) && fs.existsSync(path.join(HELDOUT, 'neutral.jsonl'))) {
+    // a set that is still being written may end in half a line: read the whole files or nothing
+    let hPos;
+    let hNeu;
+    try {
+      hPos = readSet(path.join(HELDOUT, 'positive.jsonl'));
+      hNeu = readSet(path.join(HELDOUT, 'neutral.jsonl'));
+    } catch (err) {
+      throw new Error(`held-out sets in ${HELDOUT} are not readable (${err.message}); BENCH_HELDOUT_DIR=/nonexistent runs without them`);
+    }
+    log(`held-out: ${hPos.length} positive and ${hNeu.length} neutral mails from ${HELDOUT} (figures only)`);
+    fs.mkdirSync(path.join(tmp, 'heldout-positive'));
+    fs.mkdirSync(path.join(tmp, 'heldout-neutral'));
+    heldout = {
+      dir: HELDOUT,
+      pos: await classifySet(z, hPos, path.join(tmp, 'heldout-positive')),
+      neu: await classifySet(z, hNeu, path.join(tmp, 'heldout-neutral')),
+    };
+  } else log(`no held-out sets in ${HELDOUT}: not measured`);
   const r = {
+    heldout,
     pos,
     neu,
     seconds,
