@@ -165,3 +165,36 @@ t.test('concurrent sends wait for a free session instead of opening more', async
     t.ok(got?.raw.equals(bytes), `message ${i} intact`);
   }
 });
+
+t.test('over STARTTLS (opportunistic, unverified): the bytes arrive the same and the result names the TLS facts', async (t) => {
+  const seen: Array<{ raw: Buffer; secure: boolean }> = [];
+  // smtp-server's built-in self-signed certificate
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['AUTH'],
+    logger: false,
+    onData: (stream, session, callback) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        seen.push({ raw: Buffer.concat(chunks), secure: session.secure });
+        callback();
+      });
+    },
+  });
+  server.on('error', () => undefined);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const transport = new SmtpTransport(`smtp://127.0.0.1:${(server.server.address() as { port: number }).port}`, options);
+  t.teardown(() => transport.close());
+  const bytes = trickyMessage('tls');
+  const sent = await transport.send({ from: 'a@org.test', to: ['b@example.com'] }, { bytes }, 'x');
+  t.equal(seen[0]?.secure, true, 'the session was upgraded');
+  t.ok(seen[0]?.raw.equals(bytes), 'bytes unchanged');
+  t.match(sent.tls, { version: /^TLSv1\.[23]$/, cipher: /\w/, verified: false });
+
+  const plain = await startDsnSink(t);
+  const clear = new SmtpTransport(plain.url, options);
+  t.teardown(() => clear.close());
+  t.equal((await clear.send({ from: 'a@org.test', to: ['b@example.com'] }, { bytes }, 'y')).tls, undefined, 'no TLS facts for a plain-text session');
+});
