@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { SMTPServer } from 'smtp-server';
-import { SmtpTransport, TransportError } from '../src/deliver/transport.js';
+import { SmtpTransport, TransportError, type Transport } from '../src/deliver/transport.js';
 import { waitFor } from './helpers/relay.js';
 
 const options = { hostname: 'zegel.test', maxConnections: 2, timeout: 10_000 };
@@ -108,7 +108,7 @@ async function startScripted(t: Test, script: (connection: number) => 'silent' |
   return { stats, url: `smtp://127.0.0.1:${(server.address() as net.AddressInfo).port}` };
 }
 
-function transportFor(t: Test, url: string, extra: Partial<typeof options> = {}): SmtpTransport {
+function transportFor(t: Test, url: string, extra: Partial<typeof options> = {}): Transport {
   const transport = new SmtpTransport(url, { ...options, ...extra });
   t.teardown(() => transport.close());
   return transport;

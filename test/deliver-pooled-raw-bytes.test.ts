@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { SMTPServer, type SMTPServerAddress } from 'smtp-server';
-import { SmtpTransport } from '../src/deliver/transport.js';
+import { SmtpTransport, type Transport } from '../src/deliver/transport.js';
 import { SmtpPool } from '../src/deliver/smtp-pool.js';
 import { WireSink } from './helpers/wire-sink.js';
 import { waitFor } from './helpers/relay.js';
@@ -64,7 +64,7 @@ const options = { hostname: 'zegel.test', maxConnections: 2, timeout: 10_000 };
 
 t.test('the spooled bytes arrive byte for byte, from memory and from a file, lines starting with a dot included', async (t) => {
   const sink = await startDsnSink(t);
-  const transport = new SmtpTransport(sink.url, options);
+  const transport: Transport = new SmtpTransport(sink.url, options);
   t.teardown(() => transport.close());
   const bytes = trickyMessage('geheugen');
   const fileBytes = trickyMessage('bestand');
@@ -90,7 +90,7 @@ t.test('on the wire: the spool bytes dot-stuffed, ended by CRLF.CRLF, nothing el
   const wire = new WireSink();
   await wire.listen();
   t.teardown(() => wire.close());
-  const transport = new SmtpTransport(wire.url, options);
+  const transport: Transport = new SmtpTransport(wire.url, options);
   t.teardown(() => transport.close());
   const bytes = trickyMessage('draad');
   await transport.send({ from: 'a@org.test', to: ['b@example.com'] }, { bytes }, 'x');
@@ -100,7 +100,7 @@ t.test('on the wire: the spool bytes dot-stuffed, ended by CRLF.CRLF, nothing el
 
 t.test('the envelope and its DSN and SIZE parameters reach the next hop', async (t) => {
   const sink = await startDsnSink(t);
-  const transport = new SmtpTransport(sink.url, options);
+  const transport: Transport = new SmtpTransport(sink.url, options);
   t.teardown(() => transport.close());
   const bytes = trickyMessage('dsn');
   await transport.send(
@@ -185,7 +185,7 @@ t.test('over STARTTLS (opportunistic, unverified): the bytes arrive the same and
   server.on('error', () => undefined);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const transport = new SmtpTransport(`smtp://127.0.0.1:${(server.server.address() as { port: number }).port}`, options);
+  const transport: Transport = new SmtpTransport(`smtp://127.0.0.1:${(server.server.address() as { port: number }).port}`, options);
   t.teardown(() => transport.close());
   const bytes = trickyMessage('tls');
   const sent = await transport.send({ from: 'a@org.test', to: ['b@example.com'] }, { bytes }, 'x');
@@ -194,7 +194,7 @@ t.test('over STARTTLS (opportunistic, unverified): the bytes arrive the same and
   t.match(sent.tls, { version: /^TLSv1\.[23]$/, cipher: /\w/, verified: false });
 
   const plain = await startDsnSink(t);
-  const clear = new SmtpTransport(plain.url, options);
+  const clear: Transport = new SmtpTransport(plain.url, options);
   t.teardown(() => clear.close());
   t.equal((await clear.send({ from: 'a@org.test', to: ['b@example.com'] }, { bytes }, 'y')).tls, undefined, 'no TLS facts for a plain-text session');
 });
