@@ -14,6 +14,7 @@ import type { IncomingMessage } from '../store/messages.js';
 import { processJob } from '../pipeline/process-job.js';
 import { installSmtpServerPatches } from './smtp-server-patches.js';
 import { Intake } from './intake.js';
+import { ReverseLookupCache } from './reverse-lookup.js';
 import { AuthThrottle } from './auth-throttle.js';
 import type { RelayPolicy } from './policy.js';
 import { receivedField } from './received.js';
@@ -97,6 +98,8 @@ export class Ingress {
       socketTimeout: config.smtp.socketTimeout,
       closeTimeout: deps.closeTimeout ?? 30_000,
       logger: false,
+      // one reverse lookup per client address a minute, not one per connection
+      resolver: { reverse: new ReverseLookupCache().reverse },
       // AUTH only inside TLS: smtp-server would advertise it in cleartext too
       // (and refuse it there); a per-session list hides it until STARTTLS.
       onConnect: (session, callback) => {
