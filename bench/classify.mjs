@@ -52,7 +52,8 @@ const RUNS = intEnv('BENCH_RUNS', 15, 1);
 const WARMUP = intEnv('BENCH_WARMUP', 2, 0);
 const ONLY = new Set((process.env.BENCH_ONLY || 'body,attachments').split(',').map((s) => s.trim()));
 const KEEP = process.env.BENCH_KEEP === '1';
-const TARGET_BODY_MBS = 50;
+// issue 16: the relay's body path keeps ≥ 100 MB/s with the per-category lists (149 MB/s before them)
+const TARGET_BODY_MBS = 100;
 const TARGET_ATTACHMENT_MS = 500;
 
 function log(message) {
@@ -829,7 +830,12 @@ function report(r, m) {
     const rgPart = b.rg.missing
       ? 'rg not installed, no ratio'
       : `Zegel / rg: **${x(b.full.mbs / rgMbs)}** on the relay's path, ${x(b.direct.mbs / rgMbs)} for the chunks into classify; against rg with the terms only (like for like) **${x(b.full.mbs / rgTermsMbs)}** and ${x(b.direct.mbs / rgTermsMbs)}`;
-    lines.push(`Body-text target (≥ ${TARGET_BODY_MBS} MB/s on the relay's path): ${met(b.full.mbs >= TARGET_BODY_MBS)} (${rate(b.full.mbs)}). ${rgPart}.`, '');
+    // CPU time is less sensitive to other work on a shared machine than wall time; both are given
+    const cpuMbs = b.full.cpuMs ? b.bytes / MB / (b.full.cpuMs / 1000) : 0;
+    lines.push(
+      `Body-text target (≥ ${TARGET_BODY_MBS} MB/s on the relay's path): ${met(b.full.mbs >= TARGET_BODY_MBS)} (${rate(b.full.mbs)} wall time; ${rate(cpuMbs)} by the process's CPU time, load average ${r.loadBefore.toFixed(2)}). ${rgPart}.`,
+      '',
+    );
     lines.push(
       `¹ time inside classify only: reading the file, UTF-8 decoding and cutting chunks (${(b.direct.readMs / 1000).toFixed(2)} s) are taken off. ` +
         '² `detector.find` (for the one-pass row `MergedWordLists.find`) on the same chunks without the engine (no overlap windows, no counting).' +
