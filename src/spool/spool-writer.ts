@@ -1,9 +1,10 @@
 import fs from 'node:fs';
+import { PRIVATE_FILE_MODE } from '../store/file-modes.js';
 
-const { O_WRONLY, O_CREAT, O_EXCL, O_DSYNC } = fs.constants;
+const { O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_DSYNC } = fs.constants;
 /** A new spool file: created here or not at all (never an existing file truncated), 0600 before the umask. */
 const NEW_FILE = O_WRONLY | O_CREAT | O_EXCL;
-const NEW_FILE_MODE = 0o600;
+const NEW_FILE_MODE = PRIVATE_FILE_MODE;
 
 /**
  * Writes a whole new spool file durably with the fewest trips to the thread
@@ -15,8 +16,20 @@ const NEW_FILE_MODE = 0o600;
  * sync (`Spool.syncDir`).
  */
 export function writeNewFile(file: string, bytes: Buffer, onCreated: () => void): Promise<void> {
+  return writeDurably(file, NEW_FILE, bytes, onCreated, false);
+}
+
+/**
+ * Writes `file` whole (created or truncated), durably as `writeNewFile`
+ * does, and sets it to 0600 whatever the umask (store/file-modes.ts).
+ */
+export function replaceFile(file: string, bytes: Buffer): Promise<void> {
+  return writeDurably(file, O_WRONLY | O_CREAT | O_TRUNC, bytes, () => undefined, true);
+}
+
+function writeDurably(file: string, flags: number, bytes: Buffer, onCreated: () => void, chmod: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
-    fs.open(file, NEW_FILE | O_DSYNC, NEW_FILE_MODE, (err, fd) => {
+    fs.open(file, flags | O_DSYNC, NEW_FILE_MODE, (err, fd) => {
       if (err) return reject(err);
       onCreated();
       const closeWith = (failure: Error | null) =>
@@ -34,7 +47,9 @@ export function writeNewFile(file: string, bytes: Buffer, onCreated: () => void)
           next();
         });
       };
-      next();
+      // the umask masked the mode given to open
+      if (chmod) fs.fchmod(fd, NEW_FILE_MODE, (chmodErr) => (chmodErr ? closeWith(chmodErr) : next()));
+      else next();
     });
   });
 }

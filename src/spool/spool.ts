@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { PRIVATE_FILE_MODE, ensurePrivateDirSync } from '../store/file-modes.js';
+import { ensurePrivateDirSync } from '../store/file-modes.js';
 import { SpoolCache } from './spool-cache.js';
 import { CoalescedSync } from '../store/coalesced-sync.js';
-import { SpoolFileWriter, writeNewFile } from './spool-writer.js';
+import { SpoolFileWriter, replaceFile, writeNewFile } from './spool-writer.js';
 
 /**
  * The plaintext spool: one file per accepted message under `<data.dir>/spool`.
@@ -94,17 +94,9 @@ export class Spool {
     return new SpoolFileWriter(this.pathOf(id));
   }
 
-  /** Writes a whole spool file the relay made itself, durably (file and directory fsynced). */
+  /** Writes a whole spool file the relay made itself, durably (file and directory synced). */
   async write(id: string, bytes: Buffer): Promise<void> {
-    const handle = await fsp.open(this.pathOf(id), 'w', PRIVATE_FILE_MODE);
-    try {
-      // the umask masked the mode given to open
-      await handle.chmod(PRIVATE_FILE_MODE);
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await replaceFile(this.pathOf(id), bytes);
     await this.syncDir();
     this.cache.set(id, bytes);
   }
@@ -125,11 +117,8 @@ export class Spool {
 
   async remove(id: string): Promise<void> {
     this.cache.delete(id);
-    try {
-      await fsp.unlink(this.pathOf(id));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    const file = this.pathOf(id);
+    await new Promise<void>((resolve, reject) => fs.unlink(file, (err) => (err && err.code !== 'ENOENT' ? reject(err) : resolve())));
   }
 
   /**
