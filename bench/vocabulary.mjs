@@ -232,7 +232,7 @@ function heldoutReport(r, m) {
   const L = [];
   L.push(`#### Held-out sets (not tuned on)`, '');
   L.push(
-    `\`${path.relative(root, dir) || dir}\`: written by someone who did not see the lists, and not opened while the lists were made; ` +
+    `\`${path.relative(root, dir) || dir}\`: written apart from the lists and not opened while they were made; ` +
       `measured with the rules/ of commit ${m.rulesCommit}${m.dirty ? ' plus uncommitted changes' : ''}, in the same run as above. Figures only: no target, no mail named.`,
     '',
   );
