@@ -56,6 +56,9 @@ interface Measure {
  * The measures: vital signs (the nursing observations of the Dutch early
  * warning scores, MEWS) and the lab values GP and hospital letters report
  * most (NHG lab guideline names), Dutch first, the common English names too.
+ * Spelled as labs write them: the Dutch words were checked in the OpenTaal
+ * word list (Debian package wdutch), where kreatinine, bloedglucose and
+ * zuurstofsaturatie are missing but are the labs' own spelling.
  */
 export const MEASURES: readonly Measure[] = [
   { key: 'bloeddruk', keywords: ['rr', 'bloeddruk', 'tensie', 'bd', 'bp', 'blood pressure', 'systolische bloeddruk'], form: 'pressure', min: 50, max: 300, decimals: 'none' },
