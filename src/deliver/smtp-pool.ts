@@ -245,13 +245,14 @@ export class SmtpPool {
   /** A session for one transaction: an idle one, a new one, or the next one freed. */
   #acquire(fresh = false): Promise<Connection> {
     if (this.#closed) return Promise.reject(new SmtpPoolError(0, 'ECONNECTION connection pool closed'));
-    if (!fresh) {
-      const idle = this.#idle.pop();
-      if (idle) {
-        idle.stopIdle();
-        idle.busy = true;
-        return Promise.resolve(idle);
+    for (let idle = fresh ? undefined : this.#idle.pop(); idle; idle = this.#idle.pop()) {
+      if (idle.dead || idle.smtp.destroyed) {
+        this.#drop(idle);
+        continue;
       }
+      idle.stopIdle();
+      idle.busy = true;
+      return Promise.resolve(idle);
     }
     if (this.size < this.#options.maxConnections) return this.#open();
     if (fresh && this.#idle.length) {
