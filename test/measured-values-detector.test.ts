@@ -69,6 +69,8 @@ t.test('no hit without a measurement: dates, times, versions, prices, counts, co
     'Bp 2025/26 begroting',
     'BMI 25 jaar jubileum',
     'pols 96x per dag',
+    'temperatuur 34,0–43,9 is het bereik van de thermometer', // a range, with an en dash
+    'pulse 20-250 on the spec sheet',
     'RR\n120/80 staat op een andere regel',
     'bloeddruk, 150/90', // a comma ends the clause
     'glucose € 12,30 per pot',

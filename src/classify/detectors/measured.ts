@@ -24,8 +24,8 @@
  *   systolic/diastolic (50-300 over 20-200, systolic above diastolic), the
  *   others one number with a decimal part where the measure needs one
  *   (temperature 34,0-43,9; INR) or none (pulse);
- * - not followed by a digit after `.`, `,`, `:`, `/` or `-` (a date 12-03,
- *   a time 10:30, a version 3.2.1, a range), nor by a word that makes it a
+ * - not followed by a digit after `.`, `,`, `:`, `/`, `-` or a dash (a date
+ *   12-03, a time 10:30, a version 3.2.1, a range 34–43), nor by a word that makes it a
  *   price, a time, a count or a distance (`euro`, `uur`, `jaar`, `km`, ...);
  *   a percent sign is required where the measure says so (`sat 92%`).
  *
@@ -121,7 +121,7 @@ function readNumber(text: string, i: number): { value: number; end: number; deci
 /** True when the text after a value makes it a date, time, version, range, price or count rather than a measurement. */
 function continuesAsOther(text: string, end: number): boolean {
   const c = text[end];
-  if ((c === '.' || c === ',' || c === ':' || c === '/' || c === '-') && isDigit(text.charCodeAt(end + 1))) return true;
+  if (c !== undefined && '.,:/-\u2010\u2011\u2012\u2013\u2014'.includes(c) && isDigit(text.charCodeAt(end + 1))) return true;
   if (c !== undefined && isDigit(c.charCodeAt(0))) return true;
   // the next word, after spaces
   let i = end;
