@@ -71,6 +71,9 @@ t.test('no hit without a measurement: dates, times, versions, prices, counts, co
     'pols 96x per dag',
     'temperatuur 34,0–43,9 is het bereik van de thermometer', // a range, with an en dash
     'pulse 20-250 on the spec sheet',
+    'Bij een BMI boven 30 en een bloeddruk van 140/90 of hoger adviseren wij de huisarts.', // a campaign's thresholds
+    'Streefwaarde HbA1c onder 53 mmol/mol; glucose maximaal 10 mmol/l.',
+    'Staff with a blood pressure above 140/90 or a BMI of 30 or more can join.',
     'RR\n120/80 staat op een andere regel',
     'bloeddruk, 150/90', // a comma ends the clause
     'glucose € 12,30 per pot',

@@ -27,6 +27,9 @@
  * - not followed by a digit after `.`, `,`, `:`, `/`, `-` or a dash (a date
  *   12-03, a time 10:30, a version 3.2.1, a range 34–43), nor by a word that makes it a
  *   price, a time, a count or a distance (`euro`, `uur`, `jaar`, `km`, ...);
+ * - not a reference value: no `boven`, `onder`, `vanaf`, `maximaal`,
+ *   `above`, ... in the gap, no "of hoger" / "or more" after the value
+ *   ("BMI boven 30", "bloeddruk van 140/90 of hoger": a campaign's threshold);
  *   a percent sign is required where the measure says so (`sat 92%`).
  *
  * A hit's key is the measure (`bloeddruk` for RR, bloeddruk, tensie, BP), so a
@@ -89,6 +92,18 @@ export const MAX_GAP_WORDS = 2;
 /** Longest word allowed in that gap. */
 const MAX_GAP_WORD = 14;
 
+/**
+ * Words that make a number a reference value rather than someone's
+ * measurement: in the gap before it ("BMI boven 30", "HbA1c onder 53", "a
+ * blood pressure above 140/90") or as "of hoger" after it ("140/90 of
+ * hoger"). Health campaigns and guidelines write thresholds like that.
+ */
+const REFERENCE_BEFORE = new Set([
+  'boven', 'onder', 'hoger', 'lager', 'dan', 'vanaf', 'maximaal', 'minimaal', 'max', 'min', 'streefwaarde', 'streef', 'norm',
+  'grens', 'grenswaarde', 'meer', 'minder', 'tussen', 'above', 'below', 'over', 'under', 'than', 'target', 'between', 'least', 'most',
+]);
+const REFERENCE_AFTER = new Set(['hoger', 'meer', 'lager', 'minder', 'higher', 'more', 'lower', 'less', 'above', 'below']);
+
 /** Words after a number that make it something other than a measurement. */
 const NOT_A_MEASUREMENT = new Set([
   'euro', 'eur', 'uur', 'u', 'jaar', 'jaren', 'maand', 'maanden', 'week', 'weken', 'dag', 'dagen', 'minuten', 'seconden',
@@ -127,11 +142,21 @@ function continuesAsOther(text: string, end: number): boolean {
   let i = end;
   while (text[i] === ' ' || text[i] === '\u00A0') i++;
   if (text[i] === '€' || text[i] === '$') return true;
-  let j = i;
-  while (j < text.length && (isLetter(text[j] as string) || text[j] === "'" || isDigit(text.charCodeAt(j)))) j++;
-  if (j === i) return false;
-  // a letter glued to the number that is not a unit we know ("2x", "96kg") is another kind of number
-  return NOT_A_MEASUREMENT.has(text.slice(i, j).toLowerCase());
+  const word = (from: number) => {
+    let j = from;
+    while (j < text.length && (isLetter(text[j] as string) || text[j] === "'" || isDigit(text.charCodeAt(j)))) j++;
+    return { word: text.slice(from, j).toLowerCase(), end: j };
+  };
+  const next = word(i);
+  if (!next.word) return false;
+  if (NOT_A_MEASUREMENT.has(next.word)) return true;
+  // "140/90 of hoger", "30 or more": a threshold
+  if (next.word === 'of' || next.word === 'or') {
+    let k = next.end;
+    while (text[k] === ' ' || text[k] === '\u00A0') k++;
+    return REFERENCE_AFTER.has(word(k).word);
+  }
+  return false;
 }
 
 /** The end of a plausible value for `m` at `i` (the number's first digit), or -1. */
@@ -182,6 +207,7 @@ function valueStart(text: string, from: number): number {
       let j = i;
       while (j < limit && isLetter(text[j] as string)) j++;
       if (++words > MAX_GAP_WORDS || j - i > MAX_GAP_WORD) return -1;
+      if (REFERENCE_BEFORE.has(text.slice(i, j).toLowerCase())) return -1;
       // a word glued to a digit ("x2") is not a gap word
       if (j < text.length && isDigit(text.charCodeAt(j))) return -1;
       i = j;
