@@ -285,3 +285,36 @@ t.test('over SMTP into the relay: the spool file and the reply are those of the 
     t.equal(fs.readdirSync(path.join(relay.dataDir, 'spool')).length, accepted, `${mode}: one spool file per accepted message, none for a refused one`);
   }
 });
+
+t.test('done resolves only once the data is written and a directory sync that began after the file existed has finished', async (t) => {
+  const spool = new Spool(tempDir(t));
+  const syncs: Array<{ fileExisted: boolean; release: () => void }> = [];
+  const realSync = spool.syncDir.bind(spool);
+  let id = '';
+  // the real directory sync, held until the test releases it
+  spool.syncDir = async () => {
+    const fileExisted = fs.existsSync(spool.pathOf(id));
+    await new Promise<void>((resolve) => syncs.push({ fileExisted, release: resolve }));
+    await realSync();
+  };
+  for (const data of [lat(`${H}\r\nsmall\r\n`), large(7, true)]) {
+    id = `held${data.length}`;
+    const source = new PassThrough();
+    const intake = new Intake(source, { spool, id, maxBytes: 50 * 1024 * 1024, bareLineEndings: 'normalise', header: { signer, recipients: [RCPT], received: RECEIVED, maxHeaderBytes: MAX_HEADER_BYTES } });
+    let settled = false;
+    void intake.done.then(() => (settled = true));
+    source.end(data);
+    await new Promise<void>((resolve) => {
+      const poll = () => (syncs.length ? resolve() : setImmediate(poll));
+      poll();
+    });
+    t.ok(syncs[0]!.fileExisted, `${data.length} bytes: the directory sync starts after the file was created`);
+    // whatever else the event loop does meanwhile, done waits for the held sync
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    t.equal(settled, false, `${data.length} bytes: not done while the directory sync is held`);
+    syncs.shift()!.release();
+    await intake.done;
+    t.ok(fs.readFileSync(spool.pathOf(id)).subarray(-20).equals(data.subarray(-20)), `${data.length} bytes: the whole message is in the file when done resolves`);
+  }
+});

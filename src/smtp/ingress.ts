@@ -235,10 +235,10 @@ export class Ingress {
       },
     });
     try {
+      // the file's data and its directory entry are on disk once this resolves
       await intake.done;
       const facts = intake.facts;
       if (facts.hops >= config.smtp.maxHops) throw new ZegelError('ZEGEL_TOO_MANY_HOPS', 'too many Received fields');
-      await spool.syncDir();
       const message: IncomingMessage = {
         id,
         receivedAt: started,

@@ -28,9 +28,11 @@ export interface IntakeOptions {
  * is streamed to its file as it arrives, the source paused while a quarter
  * megabyte waits for the disk, and fdatasync-ed at the end. Either way `done`
  * resolves only after the whole DATA was read and the file's data is on
- * disk; it rejects with the first error once the client has finished sending
- * (the reply comes at the end of DATA) and the file is closed. Removing the
- * file (`created`) and syncing the directory are the caller's.
+ * disk and its directory entry synced (for a small message the directory
+ * sync runs while the data is written: the entry exists once open returns);
+ * it rejects with the first error once the client has finished sending (the
+ * reply comes at the end of DATA) and the file is closed. Removing the file
+ * (`created`) on a later failure is the caller's.
  */
 export class Intake {
   /** DATA bytes received. */
@@ -147,15 +149,26 @@ export class Intake {
         out.length = 0;
         await this.#header.settle();
         if (this.#error === undefined) {
+          const { spool, id } = this.#options;
           if (this.#memory) {
             const bytes = Buffer.concat(this.#memory, this.#memoryBytes);
             this.#memory = undefined;
             this.#small = bytes;
-            await this.#options.spool.writeNew(this.#options.id, bytes, () => {
-              this.created = true;
-            });
+            // the directory entry exists once open returns: its sync runs while the data is written
+            let entry: Promise<void> | undefined;
+            try {
+              await spool.writeNew(id, bytes, () => {
+                this.created = true;
+                entry = spool.syncDir();
+                entry.catch(() => undefined);
+              });
+            } finally {
+              await entry?.catch(() => undefined);
+            }
+            await entry;
           } else {
             await this.#file!.end();
+            await spool.syncDir();
           }
         }
       } catch (err) {
