@@ -5,8 +5,9 @@ import t from 'tap';
 import { cleanEnv } from './helpers/child-relay.js';
 import { stripFirstReceived, tempDir, waitFor } from './helpers/relay.js';
 import { swaks } from './helpers/smtp-client.js';
+import { repoRoot } from './helpers/repo-root.js';
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
+const root = repoRoot;
 
 t.test('zegel start with no configuration runs the embedded default: loopback :2525, ./data, ./outbox', async (t) => {
   const cwd = tempDir(t);

@@ -6,12 +6,13 @@ import { defaultConfig, parseConfig } from '../src/config/load.js';
 import { isLoopbackEntry, relayScopeProblems } from '../src/config/validate.js';
 import { freePort, runZegel, startChildRelay } from './helpers/child-relay.js';
 import { tempDir, waitFor } from './helpers/relay.js';
+import { repoRoot } from './helpers/repo-root.js';
 
 // A relay reachable beyond loopback relays for nobody until the configuration
 // says for whom (organisation.domains) and where mail goes (delivery.target).
 // The image's own configuration, unmodified, must therefore not start.
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
+const root = repoRoot;
 const shipped = path.join(root, 'deploy/docker/zegel.yaml');
 const shippedInput = () => parse(fs.readFileSync(shipped, 'utf8')) as Record<string, Record<string, unknown>>;
 

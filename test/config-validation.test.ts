@@ -5,8 +5,9 @@ import { loadConfigFile, parseConfig } from '../src/config/load.js';
 import { ZegelError } from '../src/errors.js';
 import { tempDir } from './helpers/relay.js';
 import { run } from './helpers/smtp-client.js';
+import { repoRoot } from './helpers/repo-root.js';
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
+const root = repoRoot;
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 const DAY = 24 * HOUR;

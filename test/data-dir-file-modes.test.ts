@@ -6,6 +6,7 @@ import { stringify } from 'yaml';
 import { cleanEnv, freePort } from './helpers/child-relay.js';
 import { tempDir, waitFor } from './helpers/relay.js';
 import { swaks } from './helpers/smtp-client.js';
+import { repoRoot } from './helpers/repo-root.js';
 
 /*
  * File modes under data.dir, whatever the caller's umask: directories 0700,
@@ -16,7 +17,7 @@ import { swaks } from './helpers/smtp-client.js';
  * directory under data.dir is stat-ed, not asked of the application.
  */
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
+const root = repoRoot;
 const zegel = path.join(root, 'bin/zegel');
 
 /**

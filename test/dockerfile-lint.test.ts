@@ -4,10 +4,11 @@ import path from 'node:path';
 import t from 'tap';
 import { parse } from 'yaml';
 import { parseConfig } from '../src/config/load.js';
+import { repoRoot } from './helpers/repo-root.js';
 
 // No Docker engine runs here: the Dockerfile is checked statically, by
 // dockerfilelint and by reading it, never built.
-const root = path.resolve(import.meta.dirname, '..');
+const root = repoRoot;
 const dockerfile = fs.readFileSync(path.join(root, 'Dockerfile'), 'utf8');
 /** Instructions with their continuation lines joined, comments dropped. */
 const instructions = dockerfile

@@ -1,14 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { repoRoot } from './helpers/repo-root.js';
 
 /**
  * The design lives in docs/ and is kept true to the code: every repository
  * path a page names (`src/store/events.ts`, `web/`, `bench/relay.mjs`, …)
  * exists. A file that moves without its docs fails here.
  */
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = repoRoot;
 const PAGES = ['README.md', ...fs.readdirSync(path.join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
 const TOP = ['src', 'web', 'test', 'bench', 'scripts', 'rules', 'templates', 'docs', 'bin', 'deploy', '.ci'];
 

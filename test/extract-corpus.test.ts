@@ -1,17 +1,17 @@
 import { createReadStream, readFileSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import t from 'tap';
 import { extractMessage } from '../src/classify/extract/index.js';
 import type { ExtractEvent } from '../src/classify/types.js';
 import { LIMITS, textAt, unscannable } from './fixtures/extract/fixtures.js';
+import { repoPath } from './helpers/repo-root.js';
 
 /**
  * Every message of the classifier corpus (test/fixtures/corpus) goes through extraction
  * without a throw; each yields its subject, and attachment-bearing messages
  * yield what their label's "why" says is in them.
  */
-const dir = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'corpus', 'classifier');
+const dir = repoPath('test', 'fixtures', 'corpus', 'classifier');
 const labels = JSON.parse(readFileSync(join(dir, 'labels.json'), 'utf8')) as Array<{ file: string; expect: string; why: string }>;
 const why = new Map(labels.map((l) => [l.file, l.why]));
 

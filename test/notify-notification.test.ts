@@ -10,8 +10,9 @@ import { verifyOrigin } from '../src/crypto/origin-stamp.js';
 import { ZegelError } from '../src/errors.js';
 import { contrast, palette, readableOn } from '../src/notify/colour.js';
 import { Notifier, shippedTemplatesDir, type NotificationInput } from '../src/notify/index.js';
+import { repoRoot } from './helpers/repo-root.js';
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const root = repoRoot;
 const signer = new OriginSigner(Buffer.alloc(32, 7));
 const NOW = Date.UTC(2026, 4, 14, 12, 0); // Thursday 14 May 2026, 14:00 in Amsterdam
 const LINK = `https://lees.voorbeeldzorg.nl/m/${'A'.repeat(22)}#${'k'.repeat(43)}`;

@@ -3,9 +3,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from './helpers/repo-root.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = repoRoot;
 const outdir = mkdtempSync(path.join(tmpdir(), 'zegel-reader-build-'));
 t.teardown(() => rmSync(outdir, { recursive: true, force: true }));
 

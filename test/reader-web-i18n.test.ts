@@ -1,8 +1,9 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
+import { repoPath } from './helpers/repo-root.js';
 
 const load = (lang: string): Record<string, unknown> =>
-  JSON.parse(readFileSync(new URL(`../templates/reader/${lang}.json`, import.meta.url), 'utf8')) as Record<string, unknown>;
+  JSON.parse(readFileSync(repoPath('templates', 'reader', `${lang}.json`), 'utf8')) as Record<string, unknown>;
 
 const nl = load('nl');
 const en = load('en');

@@ -3,6 +3,7 @@ import path from 'node:path';
 import t from 'tap';
 import { runZegel } from './helpers/child-relay.js';
 import { tempDir } from './helpers/relay.js';
+import { repoRoot } from './helpers/repo-root.js';
 
 /*
  * `zegel scan` through the built CLI (npm run build first), as DESIGN.md
@@ -11,7 +12,7 @@ import { tempDir } from './helpers/relay.js';
  * an error line and exit code 1 after all files.
  */
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
+const root = repoRoot;
 
 /** The built CLI in `cwd`, without tap's loader in NODE_OPTIONS. */
 const zegel = (args: string[], cwd: string) => runZegel(args, { cwd });

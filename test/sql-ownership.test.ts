@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { repoRoot } from './helpers/repo-root.js';
 
 /**
  * One owner per table (docs/architecture.md, "Store"): SQL lives only in
@@ -10,7 +10,7 @@ import t from 'tap';
  * reaches data through the repositories' async interface, so a second store
  * driver can replace SQLite without touching the callers.
  */
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = repoRoot;
 const OWNERS = ['src/store/', 'src/queue/', 'src/audit/'];
 
 interface Finding {

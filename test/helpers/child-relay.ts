@@ -4,8 +4,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import type { Teardown } from './relay.js';
+import { repoRoot } from './repo-root.js';
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../..');
+const root = repoRoot;
 
 /** A free loopback port (listen on 0, read it, close). */
 export async function freePort(): Promise<number> {

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { repoRoot } from './repo-root.js';
 
 /**
  * The configuration blocks of docs/integration.md, read at test time so that
@@ -9,7 +10,7 @@ import path from 'node:path';
  * tests, with `substitute`: the documented port numbers and paths.
  */
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../..');
+const root = repoRoot;
 export const INTEGRATION_DOC = path.join(root, 'docs/integration.md');
 
 /** The text of the fenced block marked `<!-- test:NAME -->` (without the fences), or an error naming what is missing. */

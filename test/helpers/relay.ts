@@ -7,6 +7,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import type { ClassifyMessage } from '../../src/pipeline/decide.js';
 import { Relay } from '../../src/relay.js';
+import { repoPath } from './repo-root.js';
 
 export interface Teardown {
   teardown(fn: () => unknown): void;
@@ -87,4 +88,4 @@ export function stripFirstReceived(raw: Buffer): Buffer {
   return Buffer.from(text.slice(match[0].length), 'latin1');
 }
 
-export const corpusDir = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '../fixtures/corpus/classifier');
+export const corpusDir = repoPath('test', 'fixtures', 'corpus', 'classifier');
