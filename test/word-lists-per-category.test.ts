@@ -125,6 +125,17 @@ t.test('each category encrypts a message that is about it, by its own rule', asy
     ['union-membership', 'Hij is lid van de FNV; de vakbondsjurist komt mee.'],
     ['sexual-life', 'Hij vertelde dat hij homoseksueel is.'],
     ['genetic-biometric', 'Het erfelijkheidsonderzoek liet een BRCA1-mutatie zien.'],
+    // issue 16, second round: person-level phrases
+    ['health-diagnosis', 'Mevrouw heeft een decubitus graad 2 op de hiel.'],
+    ['health-diagnosis', 'Het gaat om haar broer, die een verstandelijke beperking heeft.'],
+    ['health-diagnosis', 'Ik drink niet mee: ik ben sinds twee jaar droog.'],
+    ['origin', 'Hij is als vluchteling uit Syrië naar Nederland gekomen.'],
+    ['origin', 'Het gezin komt oorspronkelijk uit Afghanistan.'],
+    ['genetic-biometric', 'De vingerafdruk van Jan staat nu in het systeem.'],
+    ['religion', 'Zij weigeren de behandeling op grond van hun geloof.'],
+    ['youth-care-words', 'Wij hebben een zorgmelding gedaan en bespreken dit in het kader van de meldcode.'],
+    ['youth-protection', 'Is er al iemand van jeugdzorg bij betrokken?'],
+    ['criminal-words', 'Na zijn detentie in de PI: hij heeft zes maanden gekregen.'],
   ];
   for (const [rule, body] of cases) {
     const r = await scan(body);
@@ -199,6 +210,16 @@ t.test('the classic traps do not encrypt on their own', async (t) => {
     'Er is een tolk Arabisch aanwezig bij de informatieavond voor nieuwe inwoners.',
     'De jaarcijfers: 120 ondertoezichtstellingen, 40 uithuisplaatsingen en 300 taakstraffen in de regio.',
     'Vacature: gedragswetenschapper voor de gesloten jeugdhulp; ervaring met jeugdreclassering is een pré.',
+    // issue 16, second round: the same words in ordinary mail
+    'De meldcode-training van dinsdag gaat over de vijf stappen van de meldcode (Meldcode huiselijk geweld en kindermishandeling).',
+    'De levering komt uit China en de onderdelen komen uit Turkije.',
+    'Het voorjaar bleef dit jaar droog; de sloot staat sinds twee maanden droog.',
+    'Wij zoeken medewerkers voor de zorg aan cliënten met een verstandelijke beperking; decubituspreventie en de decubitusmatras staan op de agenda.',
+    'De actiedag voor betere financiering van de jeugdzorg is op 21 januari.',
+    'Vluchtelingen uit Oekraïne kunnen zich melden bij het gemeentehuis.',
+    'De penitentiaire inrichting houdt een open dag; we hebben drie maanden gekregen om de verbouwing af te ronden.',
+    'We hebben twee maanden gekregen om de gebreken te herstellen, anders volgt een geldboete.',
+    'Ontgrendel je laptop met je vingerafdruk of met gezichtsherkenning.',
   ];
   for (const text of traps) {
     const r = await scan(text);
