@@ -198,3 +198,17 @@ t.test('over STARTTLS (opportunistic, unverified): the bytes arrive the same and
   t.teardown(() => clear.close());
   t.equal((await clear.send({ from: 'a@org.test', to: ['b@example.com'] }, { bytes }, 'y')).tls, undefined, 'no TLS facts for a plain-text session');
 });
+
+t.test('an address that needs it gets SMTPUTF8 on MAIL FROM; ASCII ones do not', async (t) => {
+  const sink = await startDsnSink(t);
+  const transport: Transport = new SmtpTransport(sink.url, options);
+  t.teardown(() => transport.close());
+  const bytes = trickyMessage('utf8');
+  const sent = await transport.send({ from: 'a@org.test', to: ['jürgen@example.com'] }, { bytes }, 'x');
+  t.same(sent.accepted, ['jürgen@example.com']);
+  await transport.send({ from: 'a@org.test', to: ['jurgen@example.com'] }, { bytes }, 'y');
+  const [utf8, ascii] = sink.seen;
+  t.equal(utf8!.to[0]!.address, 'jürgen@example.com');
+  t.match(utf8!.from && utf8!.from.args, { SMTPUTF8: true });
+  t.notOk(ascii!.from && (ascii!.from.args as Record<string, unknown>).SMTPUTF8, 'no SMTPUTF8 for ASCII addresses');
+});
