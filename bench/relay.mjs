@@ -491,7 +491,7 @@ function runZegel(bin = ZEGEL_BIN) {
   return runRelay('zegel', 'zegel', {
     bin,
     profDir: bin === ZEGEL_BIN ? CPU_PROF : undefined,
-    prepare: (dir, port, sinkPort) => ({ config: zegelConfig(dir, port, sinkPort, { level: LOG_LEVEL }) }),
+    prepare: async (dir, port, sinkPort) => ({ config: zegelConfig(dir, port, sinkPort, { level: LOG_LEVEL, readerPort: await freePort() }) }),
   });
 }
 
@@ -799,7 +799,7 @@ async function runBig() {
     const port = await freePort();
     const bytes = BIG_MB * 1024 * 1024;
     const maxMessageSize = `${Math.max(600, Math.ceil(BIG_MB * 1.2))}MB`;
-    relay = await startZegel('zegel (big)', dir, zegelConfig(dir, port, sink.port, { level: 'info', maxMessageSize }));
+    relay = await startZegel('zegel (big)', dir, zegelConfig(dir, port, sink.port, { level: 'info', maxMessageSize, readerPort: await freePort() }));
     const background = await backgroundCores();
     const before = procStatus(relay.pid);
     log(`big: relay pid ${relay.pid} (${before.name}), VmHWM before ${mib(before.hwm)} MiB; sending ${BIG_MB} MiB`);
