@@ -1,10 +1,41 @@
 #!/usr/bin/env node
 // Runs the tap suite and closes with the ten slowest test files and one line:
 // `tests: N passed, N failed` (N counts test files, as tap reports them at the top level).
+//
+// The suite runs from tsc's output (npm run build compiles test/ into
+// dist/test/): one dist/test/….test.js per test/….test.ts, no TypeScript
+// loader in the test processes. Without file arguments it runs exactly the
+// compiled twins of the test files that exist in test/ (a test removed from
+// test/ does not live on in dist/), and refuses when one is missing or older
+// than its source (run `npm run build` first). With file arguments
+// (`node scripts/run-tests.mjs test/x.test.ts`) tap runs those as given;
+// .ts files get tsx (test/helpers/tsx-for-ts.mjs).
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 
 const args = process.argv.slice(2);
+if (!args.some((a) => /\.[cm]?[jt]s$/.test(a))) {
+  /** @param {string} dir @returns {string[]} */
+  const tests = (dir) =>
+    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) return e.name === 'fixtures' ? [] : tests(p);
+      return e.name.endsWith('.test.ts') ? [p] : [];
+    });
+  const stale = [];
+  for (const source of tests('test').sort()) {
+    const compiled = path.join('dist', source.replace(/\.ts$/, '.js'));
+    if (!fs.existsSync(compiled) || fs.statSync(compiled).mtimeMs < fs.statSync(source).mtimeMs) stale.push(compiled);
+    args.push(compiled);
+  }
+  if (stale.length) {
+    process.stderr.write(`missing or older than its source (run npm run build first): ${stale.join(', ')}\n`);
+    process.stdout.write('tests: 0 passed, 1 failed\n');
+    process.exit(1);
+  }
+}
 const child = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '--reporter=tap', ...args], {
   stdio: ['inherit', 'pipe', 'inherit'],
   // Postfix's smtp-sink and smtp-source live in /usr/sbin
