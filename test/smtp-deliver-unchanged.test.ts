@@ -51,7 +51,7 @@ t.test('relay spine: every corpus message arrives byte for byte, with exactly on
   // no classifier: whatever the content, "deliver" means the original bytes
   const { port } = await startRelay(t, { delivery: { target: sink.url } }, { classify: deliverAll });
   const sent = await sendCorpus(t, port);
-  await waitFor(() => sink.messages.length === corpus.length, 15_000, 'all corpus messages');
+  await waitFor(() => sink.messages.length === corpus.length, 60_000, 'all corpus messages');
   for (const message of sink.messages) assertUnchanged(t, message, sent.get(message.to[0]!)!.raw);
   t.equal(corpus.length > 10, true, 'corpus was found');
 });
@@ -65,7 +65,7 @@ t.test('with the shipped rules: deliver cases arrive unchanged, sensitive ones r
   const plain = [...sent.values()].filter((s) => expected.get(s.name) === 'deliver');
   const secured = [...sent.values()].filter((s) => expected.get(s.name) === 'encrypt');
   t.ok(plain.length > 0 && secured.length > 0, `${plain.length} plain and ${secured.length} sensitive cases`);
-  await waitFor(() => sink.messages.length === plain.length + secured.length, 30_000, 'every original or notification');
+  await waitFor(() => sink.messages.length === plain.length + secured.length, 60_000, 'every original or notification');
   await relay.backend.queue.idle();
   t.equal(sink.messages.length, plain.length + secured.length, 'one mail per recipient reached the next hop');
   for (const message of sink.messages) {
