@@ -4,6 +4,7 @@ import t from 'tap';
 import { cleanEnv } from './helpers/child-relay.js';
 import { corpusDir } from './helpers/relay.js';
 import { run } from './helpers/smtp-client.js';
+import { repoRoot } from './helpers/repo-root.js';
 
 /*
  * Every case of test/fixtures/corpus/classifier/labels.json gives its expected
@@ -11,7 +12,7 @@ import { run } from './helpers/smtp-client.js';
  * defaults. The labels are read, never edited; new cases go beside them.
  */
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
+const root = repoRoot;
 
 interface Label {
   file: string;

@@ -7,8 +7,9 @@ import { loadRules, shippedRulesDir, type RuleProblem } from '../src/classify/ru
 import { cleanEnv } from './helpers/child-relay.js';
 import { tempDir } from './helpers/relay.js';
 import { run } from './helpers/smtp-client.js';
+import { repoRoot } from './helpers/repo-root.js';
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
+const root = repoRoot;
 
 /** The built CLI without tap's loader (see test/config-validation.test.ts). */
 function zegel(args: string[]) {

@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import { cleanEnv } from './helpers/child-relay.js';
 import { tempDir } from './helpers/relay.js';
 import { run } from './helpers/smtp-client.js';
+import { repoRoot } from './helpers/repo-root.js';
 
 /*
  * The labelled vocabulary sets of issue 16 (test/fixtures/vocabulary/), each
@@ -15,7 +16,7 @@ import { run } from './helpers/smtp-client.js';
  * bench/README.md ("Vocabulary benchmark") lists the remaining misses.
  */
 
-const root = path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..');
+const root = repoRoot;
 const setsDir = path.join(root, 'test', 'fixtures', 'vocabulary');
 
 const MIN_MAILS = 300;

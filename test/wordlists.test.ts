@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { createDetector, parseWordList } from '../src/classify/detectors/index.js';
 import { prefixTermProblem, termKey } from '../src/classify/normalise.js';
+import { repoPath } from './helpers/repo-root.js';
 
-const listsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'rules', 'lists');
+const listsDir = repoPath('rules', 'lists');
 const read = (name: string): string => fs.readFileSync(path.join(listsDir, `${name}.txt`), 'utf8');
 
 /** Every term line of a list file (comments and blank lines skipped), with its line number. */
