@@ -90,7 +90,8 @@ t.test('a retry does not run before its runAt, runs after it, and attempts count
   );
   const start = clock.now();
   await backend.queue.add([{ id: 'r1', kind: 'r', payload: null }]);
-  await waitFor(() => seen.length === 1 && jobRows(backend)[0]?.attempts === 1, 2_000, 'first run stored');
+  // the row is visible at COMMIT; the worker lets go of the job only once the commit's WAL flush resolved
+  await waitFor(async () => seen.length === 1 && jobRows(backend)[0]?.attempts === 1 && (await backend.queue.counts())[0]?.running === 0, 2_000, 'first run stored');
   t.same(jobRows(backend), [{ id: 'r1', kind: 'r', runAt: start + 60_000, attempts: 1 }], 'stored with the new runAt and one attempt');
   t.same(await backend.queue.counts(), [{ kind: 'r', ready: 0, delayed: 1, running: 0, oldestCreatedAt: start }], 'counted as delayed');
 
