@@ -847,7 +847,9 @@ const fmtRate = (r) => (r ? r.toFixed(0) : 'n/a');
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
 
 function runMachine() {
-  const postfix = spawnSync(POSTCONF, ['-h', 'mail_version'], { encoding: 'utf8' }).stdout?.trim() || 'not found';
+  // -d: the compiled-in value, also where /etc/postfix/main.cf does not exist
+  // (Debian's package installed with "No configuration", as the tests do)
+  const postfix = spawnSync(POSTCONF, ['-d', '-h', 'mail_version'], { encoding: 'utf8' }).stdout?.trim() || 'not found';
   return { ...machine(), postfix };
 }
 
