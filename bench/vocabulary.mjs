@@ -196,19 +196,7 @@ function report(r, m) {
   L.push('| list | rule | terms | of which prefix |', '|---|---|---:|---:|');
   for (const l of r.lists) L.push(`| \`${l.name}.txt\` | \`${l.rule}\` | ${l.terms} | ${l.prefix} |`);
   L.push(`| all | | ${r.lists.reduce((a, l) => a + l.terms, 0)} | ${r.lists.reduce((a, l) => a + l.prefix, 0)} |`, '');
-  L.push('| rule | positive mails it encrypts | neutral mails it encrypts |', '|---|---:|---:|');
-  for (const rule of r.ruleIds) {
-    const p = pos.filter((x) => x.encrypting.includes(rule)).length;
-    const n = neu.filter((x) => x.encrypting.includes(rule)).length;
-    if (p || n) L.push(`| \`${rule}\` | ${p} | ${n} |`);
-  }
-  L.push('');
-  L.push('| positive category | mails | encrypt | recall |', '|---|---:|---:|---:|');
-  for (const [cat, c] of byCategory(pos)) L.push(`| ${cat} | ${c.n} | ${c.encrypt} | ${pct(c.encrypt, c.n)} |`);
-  L.push('');
-  L.push('| neutral category | mails | encrypt | false encrypts |', '|---|---:|---:|---:|');
-  for (const [cat, c] of byCategory(neu)) L.push(`| ${cat} | ${c.n} | ${c.encrypt} | ${pct(c.encrypt, c.n)} |`);
-  L.push('');
+  L.push(...setTables(r.ruleIds, pos, neu), '');
   const misses = pos.filter((x) => x.decision !== 'encrypt');
   L.push(`**Misses** (positive, not encrypted): ${misses.length}${misses.length ? '' : '.'}`);
   if (misses.length) L.push('', ...misses.map((x) => `- \`${x.mail.id}\` (${x.mail.category}, ${x.decision}): ${fired(x)}`));
@@ -237,17 +225,21 @@ function heldoutReport(r, m) {
     '',
   );
   L.push(`**Positive** (${pos.length} mails): encrypt **${posEnc}** = recall **${pct(posEnc, pos.length)}**. **Neutral** (${neu.length} mails): encrypt **${neuEnc}** = false encrypts **${pct(neuEnc, neu.length)}**.`, '');
-  L.push('| rule | positive mails it encrypts | neutral mails it encrypts |', '|---|---:|---:|');
-  for (const rule of r.ruleIds) {
+  L.push(...setTables(r.ruleIds, pos, neu));
+  return L;
+}
+
+/** The per-rule and per-category tables of one positive and one neutral set (tuned or held out). */
+function setTables(ruleIds, pos, neu) {
+  const L = ['| rule | positive mails it encrypts | neutral mails it encrypts |', '|---|---:|---:|'];
+  for (const rule of ruleIds) {
     const p = pos.filter((x) => x.encrypting.includes(rule)).length;
     const n = neu.filter((x) => x.encrypting.includes(rule)).length;
     if (p || n) L.push(`| \`${rule}\` | ${p} | ${n} |`);
   }
-  L.push('');
-  L.push('| positive category | mails | encrypt | recall |', '|---|---:|---:|---:|');
+  L.push('', '| positive category | mails | encrypt | recall |', '|---|---:|---:|---:|');
   for (const [cat, c] of byCategory(pos)) L.push(`| ${cat} | ${c.n} | ${c.encrypt} | ${pct(c.encrypt, c.n)} |`);
-  L.push('');
-  L.push('| neutral category | mails | encrypt | false encrypts |', '|---|---:|---:|---:|');
+  L.push('', '| neutral category | mails | encrypt | false encrypts |', '|---|---:|---:|---:|');
   for (const [cat, c] of byCategory(neu)) L.push(`| ${cat} | ${c.n} | ${c.encrypt} | ${pct(c.encrypt, c.n)} |`);
   return L;
 }
