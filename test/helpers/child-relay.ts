@@ -8,13 +8,27 @@ import { repoRoot } from './repo-root.js';
 
 const root = repoRoot;
 
-/** A free loopback port (listen on 0, read it, close). */
+/** A free loopback port: one that a listener can take now, outside the ephemeral range. */
 export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  // Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
+  // default): a port the kernel hands out for listen(0) can be taken, before
+  // the relay binds it, as the source port of any of the many loopback
+  // connections that parallel test files open (seen: EADDRINUSE). Ports here
+  // are only ever taken by listeners, and a random pick makes two files
+  // choosing the same one at once unlikely.
+  for (let tries = 0; ; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const server = net.createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (free) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      return port;
+    }
+    if (tries > 100) throw new Error('no free loopback port between 20000 and 31999');
+  }
 }
 
 /**
