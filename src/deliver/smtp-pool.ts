@@ -2,6 +2,8 @@ import fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+// type-only: erased at run time, so no import cycle with transport.ts
+import type { Envelope, RecipientReply, SendResult, SpoolSource } from './transport.js';
 
 /**
  * Where a pool connects and how. Today: `smtp://host:port` with opportunistic,
@@ -32,16 +34,6 @@ export interface SmtpPoolOptions {
   idleTimeout?: number | undefined;
 }
 
-export interface PoolEnvelope {
-  /** '' for the null sender. */
-  from: string;
-  to: string[];
-  dsn?: { ret?: string | undefined; envid?: string | undefined; notify?: string[] | undefined; orcpt?: string | undefined } | undefined;
-}
-
-/** The bytes to send, exactly as they go into DATA before dot-stuffing (CRLF line endings). */
-export type PoolMessage = { bytes: Buffer } | { path: string };
-
 /** TLS facts of the connection a message went over (absent: plain text). */
 export interface TlsFacts {
   version: string;
@@ -50,19 +42,8 @@ export interface TlsFacts {
   verified: boolean;
 }
 
-export interface PoolRecipientReply {
-  address: string;
-  reply: string;
-  code: number;
-}
-
-export interface PoolSendResult {
-  accepted: string[];
-  rejected: PoolRecipientReply[];
-  /** The reply to the end of DATA, or with every recipient refused, the envelope's reply. */
-  reply: string;
-  tls?: TlsFacts | undefined;
-}
+/** What the next hop said: the transport's result without the remote MTA, which the transport names. */
+export type PoolSendResult = Omit<SendResult, 'remoteMta'>;
 
 /** The transaction failed as a whole: `code` is the SMTP reply code, 0 for network trouble. */
 export class SmtpPoolError extends Error {
@@ -157,7 +138,7 @@ export class SmtpPool {
   }
 
   /** One transaction: MAIL FROM, RCPT TO for every recipient, DATA with the message's bytes. */
-  async send(envelope: PoolEnvelope, message: PoolMessage): Promise<PoolSendResult> {
+  async send(envelope: Envelope, message: SpoolSource): Promise<PoolSendResult> {
     const first = await this.#acquire();
     const reused = first.messages > 0;
     try {
@@ -182,7 +163,7 @@ export class SmtpPool {
     for (const w of this.#waiting.splice(0)) w.reject(new SmtpPoolError(0, 'ECONNECTION connection pool closed'));
   }
 
-  async #transaction(c: Connection, envelope: PoolEnvelope, message: PoolMessage): Promise<PoolSendResult> {
+  async #transaction(c: Connection, envelope: Envelope, message: SpoolSource): Promise<PoolSendResult> {
     let stream: Readable | undefined;
     let size: number;
     try {
@@ -379,7 +360,7 @@ class Retryable extends Error {
   }
 }
 
-function recipientReply(address: string, err: NodemailerError | undefined): PoolRecipientReply {
+function recipientReply(address: string, err: NodemailerError | undefined): RecipientReply {
   return { address, code: err?.responseCode ?? 550, reply: (err?.response ?? '550 recipient rejected').trim() };
 }
 
