@@ -4,7 +4,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ZegelError } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
-import { defaultOutboxDir, outboxProblems } from './validate.js';
+import { clusterProblems, defaultOutboxDir, outboxProblems } from './validate.js';
 import { defaultHostname, type HostnameResolver } from './hostname.js';
 
 export interface LoadedConfig {
@@ -37,6 +37,10 @@ export function parseConfig(input: unknown, baseDir: string = process.cwd(), sou
   const config = result.data;
   const resolve = (p: string) => path.resolve(baseDir, p);
   config.data.dir = resolve(config.data.dir);
+  if (config.data.relayKeyFile) config.data.relayKeyFile = resolve(config.data.relayKeyFile);
+  if (config.store.passwordFile) config.store.passwordFile = resolve(config.store.passwordFile);
+  if (config.store.keyFile) config.store.keyFile = resolve(config.store.keyFile);
+  if (config.audit.signingKeyFile) config.audit.signingKeyFile = resolve(config.audit.signingKeyFile);
   config.delivery.outboxDir = config.delivery.outboxDir ? resolve(config.delivery.outboxDir) : defaultOutboxDir(config.data.dir);
   if (config.rules.dir) config.rules.dir = resolve(config.rules.dir);
   if (config.smtp.tls) config.smtp.tls = { key: resolve(config.smtp.tls.key), cert: resolve(config.smtp.tls.cert) };
@@ -56,7 +60,7 @@ export function parseConfig(input: unknown, baseDir: string = process.cwd(), sou
 
 /** Rules that span several keys. */
 function crossChecks(config: Config): string[] {
-  const problems: string[] = [...outboxProblems(config)];
+  const problems: string[] = [...outboxProblems(config), ...clusterProblems(config)];
   if (config.smtp.auth.users.length && !config.smtp.tls) {
     problems.push('smtp.auth.users: SMTP AUTH is only offered after STARTTLS, so smtp.tls.key and smtp.tls.cert are required');
   }

@@ -64,6 +64,33 @@ const target = z.string().refine((value) => value === 'outbox' || /^smtp:\/\/[^\
   message: 'expected "outbox" or smtp://host:port',
 });
 
+/**
+ * A connection URL with one of `schemes`. `secretFree`: a password in it (user:password@, or a
+ * `password` parameter) is refused, and the message never repeats the URL (it may hold one).
+ */
+function serverUrl(schemes: readonly string[], example: string, secretFree: string | undefined) {
+  return z.string().superRefine((value, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `expected a URL such as ${example}` });
+      return;
+    }
+    // postgres:///db?host=/run/postgresql names a Unix socket instead of a host
+    if (!schemes.includes(url.protocol.slice(0, -1)) || !(url.hostname || url.searchParams.has('host'))) {
+      ctx.addIssue({ code: 'custom', message: `expected a URL such as ${example} (${schemes.map((s) => `${s}://`).join(' or ')} with a host)` });
+      return;
+    }
+    if (secretFree && (url.password !== '' || [...url.searchParams.keys()].some((key) => key.toLowerCase() === 'password'))) {
+      ctx.addIssue({ code: 'custom', message: `holds a password, refused: ${secretFree}` });
+    }
+  });
+}
+
+const postgresUrl = serverUrl(['postgres', 'postgresql'], 'postgres://zegel@db.example.nl:5432/zegel', 'the password goes in a file named by store.passwordFile, never in the YAML');
+const redisUrl = serverUrl(['redis', 'rediss'], 'redis://redis.example.nl:6379', undefined);
+
 const verificationMethod = z.enum(VERIFICATION_METHODS);
 const language = z.enum(LANGUAGES);
 
@@ -132,7 +159,27 @@ export const configSchema = strict({
     }).prefault({}),
     timeout: duration.default(120_000),
   }).prefault({}),
-  data: strict({ dir: z.string().min(1).default('./data') }).prefault({}),
+  data: strict({
+    dir: z.string().min(1).default('./data'),
+    /**
+     * The relay secret (32 bytes: code hashes, X-Zegel-Origin), shared by every node of a cluster.
+     * Absent: data.dir/relay.key, made at the first start; set: never made, must exist (mode 0600 or stricter).
+     */
+    relayKeyFile: z.string().min(1).optional(),
+  }).prefault({}),
+  /**
+   * Where the relay's state lives: `sqlite` (the embedded default, data.dir on this node's disk) or
+   * `postgres` (shared by every node of a cluster; needs store.url and the three shared key files).
+   */
+  store: strict({
+    driver: z.enum(['sqlite', 'postgres']).default('sqlite'),
+    /** postgres://user@host:5432/db: never with a password in it (store.passwordFile). */
+    url: postgresUrl.optional(),
+    /** A file holding the database password (first line). */
+    passwordFile: z.string().min(1).optional(),
+    /** The storage key (32 bytes, mode 0600 or stricter) that seals spool chunks and every K_srv on PostgreSQL. */
+    keyFile: z.string().min(1).optional(),
+  }).prefault({}),
   rules: strict({ dir: z.string().min(1).optional() }).prefault({}),
   classify: strict({
     optInTags: z.array(z.string().min(1)).default(['veilig', 'secure', 'vertrouwelijk']),
@@ -199,7 +246,7 @@ export const configSchema = strict({
   }).prefault({}),
   /** The audit trail (src/audit): signed chain heads over the hash-chained event table. */
   audit: strict({
-    /** Ed25519 private key (PEM, PKCS#8) that signs checkpoints; absent: data.dir/audit-signing.pem, made at the first start. */
+    /** Ed25519 private key (PEM, PKCS#8) that signs checkpoints; absent: data.dir/audit-signing.pem, made at the first start (required with store.driver postgres). */
     signingKeyFile: z.string().min(1).optional(),
     /** How often the relay signs the chain head. */
     checkpointInterval: duration.default(10 * 60e3),
@@ -208,8 +255,11 @@ export const configSchema = strict({
     sender: z.boolean().default(true),
     firstOpen: z.boolean().default(false),
   }).prefault({}),
+  /** How jobs are dispatched: `sqlite` (in process) or `bullmq` (Redis carries jobs; PostgreSQL stays the source of truth). */
   queue: strict({
-    driver: z.enum(['sqlite']).default('sqlite'),
+    driver: z.enum(['sqlite', 'bullmq']).default('sqlite'),
+    /** redis://host:6379 (rediss:// for TLS). */
+    url: redisUrl.optional(),
   }).prefault({}),
   metrics: strict({
     /** The operations listener (/healthz, /readyz, /metrics): host:port, or off. Never the public reader port. */

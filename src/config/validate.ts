@@ -13,7 +13,9 @@ import type { Config } from './schema.js';
  *   their fragment) never inside `data.dir`, so a copy of the relay's state
  *   alone decrypts nothing;
  * - for whom the relay relays: a relay reachable beyond loopback must be told
- *   the organisation's domains and where mail goes.
+ *   the organisation's domains and where mail goes;
+ * - what a cluster needs: PostgreSQL with its URL (no password in it) and the
+ *   key files every node shares; BullMQ only on top of PostgreSQL.
  */
 
 /** The default outbox: a folder `outbox` beside `data.dir` (./data → ./outbox). */
@@ -62,6 +64,44 @@ export function outboxProblems(config: Config): string[] {
     return [`delivery.outboxDir: ${outbox} resolves to ${realOutbox}, which overlaps data.dir (${dataDir} resolves to ${realData}); ${reason}`];
   }
   return [];
+}
+
+/**
+ * The store and queue drivers and the keys a cluster shares (docs/architecture.md, "Configuration").
+ * With `store.driver: postgres` every node must read the same relay key, storage key and audit
+ * signing key, so none may be made by a node on its own: all three files must be named
+ * (`zegel keys generate DIR` writes them). BullMQ carries jobs whose rows PostgreSQL holds, so it
+ * needs `store.driver: postgres`. Server settings of a driver that is not chosen are refused
+ * rather than ignored, so a misspelt driver cannot leave a node on its own SQLite unnoticed.
+ */
+export function clusterProblems(config: Config): string[] {
+  const problems: string[] = [];
+  const { store, queue } = config;
+  if (store.driver === 'postgres') {
+    if (!store.url) problems.push('store.url: required with store.driver postgres, e.g. postgres://zegel@db.example.nl:5432/zegel (the password in store.passwordFile)');
+    const keys: Array<[string, string | undefined]> = [
+      ['data.relayKeyFile', config.data.relayKeyFile],
+      ['store.keyFile', store.keyFile],
+      ['audit.signingKeyFile', config.audit.signingKeyFile],
+    ];
+    for (const [key, file] of keys) {
+      if (!file) problems.push(`${key}: required with store.driver postgres: every node must use the same key file, so none is made on its own (zegel keys generate DIR writes relay.key, storage.key and audit-signing.pem)`);
+    }
+    if (config.data.relayKeyFile && store.keyFile && path.resolve(config.data.relayKeyFile) === path.resolve(store.keyFile)) {
+      problems.push('store.keyFile: the same file as data.relayKeyFile; the storage key and the relay key must be different keys');
+    }
+  } else {
+    for (const key of ['url', 'passwordFile', 'keyFile'] as const) {
+      if (store[key] !== undefined) problems.push(`store.${key}: only used with store.driver postgres (store.driver is ${store.driver})`);
+    }
+  }
+  if (queue.driver === 'bullmq') {
+    if (!queue.url) problems.push('queue.url: required with queue.driver bullmq, e.g. redis://redis.example.nl:6379');
+    if (store.driver !== 'postgres') problems.push(`queue.driver: bullmq needs store.driver postgres (PostgreSQL is the source of truth for jobs; store.driver is ${store.driver})`);
+  } else if (queue.url !== undefined) {
+    problems.push(`queue.url: only used with queue.driver bullmq (queue.driver is ${queue.driver})`);
+  }
+  return problems;
 }
 
 /** Whether a CIDR or address from smtp.allow covers loopback addresses only (127.0.0.0/8, ::1). */
