@@ -35,6 +35,11 @@ export type ZegelErrorCode =
   | 'ZEGEL_UNKNOWN_JOB'
   | 'ZEGEL_QUEUE_DELETE_REFUSED'
   | 'ZEGEL_AUDIT_KEY'
+  | 'ZEGEL_RELAY_KEY'
+  | 'ZEGEL_STORAGE_KEY'
+  | 'ZEGEL_STORAGE_SEAL'
+  | 'ZEGEL_KEY_EXISTS'
+  | 'ZEGEL_DRIVER_UNAVAILABLE'
   | 'ZEGEL_ORIGIN_STAMP';
 
 export class ZegelError extends Error {
