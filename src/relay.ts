@@ -127,7 +127,7 @@ export class Relay {
       });
     }
     fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
-    this.#secret = loadRelaySecret(config.data.dir);
+    this.#secret = loadRelaySecret({ dataDir: config.data.dir, relayKeyFile: config.data.relayKeyFile });
     this.signer = new OriginSigner(this.#secret);
     this.spool = new Spool(config.data.dir);
     this.backend = new SqliteBackend(config.data.dir, this.clock, this.log, { pollMs: options.pollMs });

@@ -1,24 +1,31 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { readKeyFile, readKeyFileIfPresent } from './key-file.js';
 
 /**
  * The relay secret (32 random bytes) signs what the relay makes itself
- * (X-Zegel-Origin). Created once in `<data.dir>/relay.key`, readable by the
- * relay's user only. It never opens a message: the key schedule keeps link
- * keys out of the data directory.
+ * (X-Zegel-Origin) and keys the one-time code hashes. It never opens a
+ * message: the key schedule keeps link keys out of the data directory.
+ *
+ * Without `data.relayKeyFile` it is `<data.dir>/relay.key`, made once at the
+ * first start. With it (every node of a cluster needs the same secret) the
+ * file is only read: a missing file is refused, never made. Either way a file
+ * readable by group or others is refused (src/crypto/key-file.ts).
  */
-export function loadRelaySecret(dataDir: string): Buffer {
-  const file = path.join(dataDir, 'relay.key');
-  try {
-    const existing = fs.readFileSync(file);
-    if (existing.length === 32) return existing;
-    throw new Error(`${file} must hold exactly 32 bytes`);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+
+export const RELAY_KEY_FILE = 'relay.key';
+const RULES = { code: 'ZEGEL_RELAY_KEY', what: 'relay key', bytes: 32 } as const;
+
+export function loadRelaySecret(options: { dataDir: string; relayKeyFile?: string | undefined }): Buffer {
+  if (options.relayKeyFile) {
+    return readKeyFile(options.relayKeyFile, { ...RULES, missing: 'data.relayKeyFile names a file that must exist (zegel keys generate DIR writes one); it is never made at start' });
   }
+  const file = path.join(options.dataDir, RELAY_KEY_FILE);
+  const existing = readKeyFileIfPresent(file, RULES);
+  if (existing) return existing;
   const secret = crypto.randomBytes(32);
-  fs.mkdirSync(dataDir, { recursive: true });
+  fs.mkdirSync(options.dataDir, { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, 'wx', 0o600);
   try {
