@@ -1,12 +1,15 @@
 import { Command } from 'commander';
 import { completeHostname, defaultConfig, loadConfigFile, type LoadedConfig } from '../config/load.js';
 import { assertRelayScope, hostnameWarning } from '../config/validate.js';
+import { assertDriversAvailable, unavailableDrivers } from '../config/drivers.js';
+import { loadSharedKeys } from '../crypto/shared-keys.js';
 import { ZegelError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { hashPassword } from '../smtp/policy.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerClassifyCommands } from './classify-commands.js';
 import { report, usageExit, withWork } from './context.js';
+import { registerKeysCommands } from './keys-commands.js';
 import { registerMessagesCommands } from './messages-commands.js';
 import { registerQueueCommands } from './queue-commands.js';
 import { registerRecipientsCommands } from './recipients-commands.js';
@@ -29,6 +32,10 @@ async function readStdin(): Promise<string> {
 
 async function start(options: { config?: string }): Promise<void> {
   const { config, source } = await load(options.config);
+  // a cluster's keys come from files every node shares: read them all (making none) before anything else
+  if (config.store.driver === 'postgres') loadSharedKeys(config);
+  // a driver the contract names but this build lacks: refused before anything is opened or made
+  assertDriversAvailable(config, source ?? 'embedded default');
   const log = createLogger(config.log.level);
   const dotless = hostnameWarning(config);
   if (dotless) log.warn({ setting: 'smtp.hostname', hostname: config.smtp.hostname }, dotless);
@@ -94,6 +101,7 @@ export function buildCli(): Command {
       process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
       const dotless = hostnameWarning(config);
       if (dotless) process.stderr.write(`warning: ${dotless}\n`);
+      for (const problem of unavailableDrivers(config)) process.stderr.write(`warning: zegel start refuses this configuration: ${problem}\n`);
       if ([config.delivery.target, config.delivery.internalTarget].includes('outbox')) {
         process.stderr.write(`delivered mail goes to the outbox ${config.delivery.outboxDir} (outside data.dir ${config.data.dir})\n`);
       }
@@ -113,6 +121,7 @@ export function buildCli(): Command {
   registerMessagesCommands(program);
   registerAuditCommands(program);
   registerQueueCommands(program);
+  registerKeysCommands(program);
   return program;
 }
 
