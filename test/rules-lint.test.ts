@@ -45,7 +45,7 @@ t.test('the shipped rules lint clean and hold the rule ids of DESIGN.md', async 
   const set = loadRules(dir);
   t.same(
     set.rules.map((r) => r.id),
-    ['bsn', 'personal-words', 'medical-words', 'measured-values', 'health-diagnosis', 'mental-health', 'youth-protection', 'youth-care-words', 'criminal-record', 'criminal-words', 'origin', 'religion-words', 'religion', 'political', 'union-membership', 'sexual-life', 'genetic-biometric', 'identity-document', 'care-setting', 'iban', 'unscannable-attachment', 'opt-in-tag'],
+    ['bsn', 'personal-words', 'medical-words', 'health-statement', 'measured-values', 'health-diagnosis', 'mental-health', 'youth-protection', 'youth-care-words', 'criminal-record', 'criminal-words', 'origin', 'origin-statement', 'religion-words', 'religion', 'religion-statement', 'political', 'political-affiliation', 'union-membership', 'union-affiliation', 'sexual-life', 'genetic-biometric', 'biometric-enrolment', 'identity-document', 'care-setting', 'iban', 'unscannable-attachment', 'opt-in-tag'],
   );
   const byId = new Map(set.rules.map((r) => [r.id, r]));
   t.same(byId.get('medical-words')!.thresholds, [
@@ -285,7 +285,7 @@ t.test('loadRules refuses a broken set with every problem', async (t) => {
 t.test('zegel rules lint [DIR] (built CLI)', async (t) => {
   const shipped = await zegel(['rules', 'lint']);
   t.equal(shipped.code, 0, shipped.stderr);
-  t.match(shipped.stdout, /^OK: 22 rules in .*rules\n$/);
+  t.match(shipped.stdout, /^OK: 28 rules in .*rules\n$/);
 
   const dir = rulesDir(t, { 'a.yaml': 'rules:\n  - id: x\n    description: { nl: x, en: x }\n    detector: { kind: wordlist, list: nope }\n    scopes: [body]\n    action: encrypt\n' });
   const broken = await zegel(['rules', 'lint', dir]);

@@ -8,7 +8,7 @@ import { BsnDetector } from './bsn.js';
 import { IbanDetector } from './iban.js';
 import { RegexDetector, type Checksum } from './regex.js';
 import { MeasuredValuesDetector } from './measured.js';
-import { createWordListDetector } from './wordlist.js';
+import { createWordListDetector, type NearCues } from './wordlist.js';
 
 export { PatternError } from './regex.js';
 
@@ -16,7 +16,7 @@ export type DetectorSpec =
   | { kind: 'bsn' }
   | { kind: 'iban' }
   | { kind: 'measured-values' }
-  | { kind: 'wordlist'; terms: string[] }
+  | { kind: 'wordlist'; terms: string[]; near?: NearCues }
   | { kind: 'regex'; pattern: string; flags?: string; checksum?: Checksum; keywords?: string[]; proximity?: number };
 
 /**
@@ -32,7 +32,7 @@ export function createDetector(spec: DetectorSpec): Detector {
     case 'measured-values':
       return new MeasuredValuesDetector();
     case 'wordlist':
-      return createWordListDetector(spec.terms);
+      return createWordListDetector(spec.terms, spec.near);
     case 'regex':
       return new RegexDetector(spec);
   }

@@ -486,8 +486,52 @@ export class WordListDetector implements Detector {
   }
 }
 
-export function createWordListDetector(terms: readonly string[]): WordListDetector {
-  return new WordListDetector(terms);
+/** Cue words that a word-list hit needs close by (`near:` in a rule). */
+export interface NearCues {
+  /** Whole words or phrases; `lid*` a prefix term, as in a list. */
+  terms: readonly string[];
+  /** Characters between a hit and a cue, at most. */
+  within: number;
+}
+
+/**
+ * A word list whose hits count only with a cue close by: a party's name with
+ * `lid`, `kandidaat` or `wethouder` within `within` characters, a union's name
+ * with `lid` or `bijstaan`, a disease with `mijn moeder` or `hij heeft`. The
+ * names alone are common in ordinary mail (an election notice names every
+ * party); a name next to a cue is a statement about someone. The scan stays
+ * the one automaton pass of the list (the engine merges it with the other word
+ * lists); only a hit costs a look at its surroundings (keywordWithin). A cue
+ * that overlaps the hit counts (gap 0).
+ */
+export class NearWordListDetector extends WordListDetector {
+  readonly cues: AhoCorasick;
+  readonly within: number;
+
+  constructor(terms: readonly string[], near: NearCues) {
+    const cues = new AhoCorasick(near.terms);
+    // keywordWithin reads this far on either side of a hit: the engine keeps as much context at chunk borders
+    super(terms, near.within + 2 * cues.maxKeyLength + 16);
+    this.cues = cues;
+    this.within = near.within;
+  }
+
+  override get refines(): boolean {
+    return true;
+  }
+
+  override find(text: string): Hit[] {
+    return this.refine(text, super.find(text));
+  }
+
+  /** Keeps the hits with a cue at most `within` characters away. */
+  override refine(text: string, hits: Hit[]): Hit[] {
+    return hits.filter((hit) => keywordWithin(this.cues, text, hit.start, hit.end, this.within));
+  }
+}
+
+export function createWordListDetector(terms: readonly string[], near?: NearCues): WordListDetector {
+  return near ? new NearWordListDetector(terms, near) : new WordListDetector(terms);
 }
 
 /**

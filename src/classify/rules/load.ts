@@ -133,10 +133,11 @@ function compileRule(
     report(line, problem);
   };
   /** Word-list terms written in the rule (`terms:`, `keywords:`): each a valid term. */
-  const checkTerms = (key: 'terms' | 'keywords', terms: readonly string[] | undefined) =>
+  const checkTerms = (key: 'terms' | 'keywords' | 'near', terms: readonly string[] | undefined) =>
     terms?.forEach((term, i) => {
       const problem = prefixTermProblem(term);
-      if (problem !== undefined) fail(at('detector', key, i), `detector.${key}[${i}]: ${problem}`);
+      const path = key === 'near' ? ['near', 'terms', i] : [key, i];
+      if (problem !== undefined) fail(at('detector', ...path), `detector.${path.slice(0, -1).join('.')}[${i}]: ${problem}`);
     });
 
   // action or thresholds
@@ -187,7 +188,7 @@ function compileRule(
       if (d.list && d.lists) fail(at('detector', 'lists'), 'give either list or lists, not both');
       checkTerms('terms', d.terms);
       const terms = [...(d.terms ?? [])];
-      const readList = (name: string, line: number) => {
+      const readList = (name: string, line: number, into: string[]) => {
         const listed = lists.get(name);
         if ('missing' in listed) fail(line, `unknown word list "${name}" (no lists/${name}.txt)`);
         else if ('error' in listed) fail(line, `cannot read word list "${name}": ${listed.error}`);
@@ -197,14 +198,22 @@ function compileRule(
           if (!listed.reported) listed.problems.forEach(reportElsewhere);
           listed.reported = true;
         } else if (!listed.terms.length) fail(line, `word list "${name}" has no terms`);
-        else terms.push(...listed.terms);
+        else into.push(...listed.terms);
       };
-      if (d.list) readList(d.list, at('detector', 'list'));
+      if (d.list) readList(d.list, at('detector', 'list'), terms);
       d.lists?.forEach((name, i) => {
         if (d.lists!.indexOf(name) !== i) fail(at('detector', 'lists', i), `detector.lists[${i}]: "${name}" is named twice`);
-        else readList(name, at('detector', 'lists', i));
+        else readList(name, at('detector', 'lists', i), terms);
       });
-      return ok ? withDetector({ kind: 'wordlist', terms }, at('detector')) : undefined;
+      const spec: DetectorSpec = { kind: 'wordlist', terms };
+      if (d.near) {
+        if (!d.near.list && !d.near.terms) fail(at('detector', 'near'), 'near needs list (a name from lists/) or terms: the cues a hit needs close by');
+        checkTerms('near', d.near.terms);
+        const cues = [...(d.near.terms ?? [])];
+        if (d.near.list) readList(d.near.list, at('detector', 'near', 'list'), cues);
+        spec.near = { terms: cues, within: d.near.within };
+      }
+      return ok ? withDetector(spec, at('detector')) : undefined;
     }
     case 'regex': {
       if (d.proximity !== undefined && !d.keywords) fail(at('detector', 'proximity'), 'proximity needs keywords');

@@ -45,6 +45,17 @@ export const detectorSchema = z.discriminatedUnion(
       lists: z.array(listNameSchema).min(2, 'lists needs at least two names (one list: use list)').optional(),
       /** Extra terms written in the rule itself; `nier*` is a prefix term, as in a list (load.ts checks the syntax). */
       terms: z.array(z.string().trim().min(1)).min(1).optional(),
+      /**
+       * A hit counts only with a cue close by: a term of the list `list` or
+       * of `terms`, at most `within` characters from it (`near: { list:
+       * political-roles, within: 60 }`: a party's name next to lid,
+       * kandidaat or wethouder).
+       */
+      near: strict({
+        list: listNameSchema.optional(),
+        terms: z.array(z.string().trim().min(1)).min(1).optional(),
+        within: z.number().int().min(1).max(300),
+      }).optional(),
     }),
     strict({
       kind: z.literal('regex'),
