@@ -9,6 +9,7 @@ import { hashPassword } from '../smtp/policy.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerClassifyCommands } from './classify-commands.js';
 import { report, usageExit, withWork } from './context.js';
+import { registerDbCommands } from './db-commands.js';
 import { registerKeysCommands } from './keys-commands.js';
 import { registerMessagesCommands } from './messages-commands.js';
 import { registerQueueCommands } from './queue-commands.js';
@@ -122,6 +123,7 @@ export function buildCli(): Command {
   registerAuditCommands(program);
   registerQueueCommands(program);
   registerKeysCommands(program);
+  registerDbCommands(program);
   return program;
 }
 
