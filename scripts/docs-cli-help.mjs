@@ -17,6 +17,7 @@ const COMMANDS = [
   'messages list', 'messages show', 'messages revoke',
   'audit', 'audit verify', 'audit checkpoint', 'audit purge', 'audit public-key',
   'queue list', 'queue retry', 'queue delete',
+  'keys generate', 'db migrate',
 ];
 
 function help(args) {

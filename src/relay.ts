@@ -20,6 +20,7 @@ import { Ingress } from './smtp/ingress.js';
 import { RelayPolicy } from './smtp/policy.js';
 import { Spool } from './spool/spool.js';
 import { SqliteBackend } from './store/sqlite-backend.js';
+import { assertDriversAvailable } from './config/drivers.js';
 import { BlobStore } from './store/blobs.js';
 import type { Directory } from './store/directory.js';
 import type { SecureRepositories } from './store/secure-repositories.js';
@@ -126,6 +127,8 @@ export class Relay {
             .catch((err: Error) => this.log.error({ err: { message: err.message } }, 'could not record the rules event')),
       });
     }
+    // refused before anything is made, also when the relay is built without the CLI
+    assertDriversAvailable(config);
     fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
     this.#secret = loadRelaySecret({ dataDir: config.data.dir, relayKeyFile: config.data.relayKeyFile });
     this.signer = new OriginSigner(this.#secret);

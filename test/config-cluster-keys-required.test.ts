@@ -189,6 +189,16 @@ t.test('zegel start (the real CLI)', async (t) => {
     t.match(checked.stderr, /warning: zegel start refuses this configuration: store\.driver: the PostgreSQL store driver is not available/);
   });
 
+  await t.test('an admin command on a postgres configuration: refused, no SQLite file made', async (t) => {
+    const file = write('admin.yaml', allKeys);
+    for (const args of [['recipients', 'list'], ['messages', 'list'], ['queue', 'list']]) {
+      const r = await runZegel([...args, '--config', file]);
+      t.equal(r.code, 2, `${args.join(' ')}: exit 2`);
+      t.match(r.stderr, /^zegel: ZEGEL_DRIVER_UNAVAILABLE: .*admin\.yaml cannot start, refused:\n  store\.driver: the PostgreSQL store driver is not available/m, args.join(' '));
+    }
+    nothingMade('admin commands');
+  });
+
   await t.test('postgres with a key file that does not load: that key is named first', async (t) => {
     const missingRelayKey = write('missing-relay.yaml', { ...allKeys, data: { ...allKeys.data, relayKeyFile: path.join(base, 'nowhere', 'relay.key') } });
     const r = await runZegel(['start', '--config', missingRelayKey]);

@@ -15,6 +15,7 @@ import type { MessageRepository } from '../store/messages.js';
 import { Revocations } from '../store/revocation.js';
 import type { SecureRepositories } from '../store/secure-repositories.js';
 import { SqliteBackend } from '../store/sqlite-backend.js';
+import { assertDriversAvailable } from '../config/drivers.js';
 import type { Transactor, Tx } from '../store/tx.js';
 
 /**
@@ -71,6 +72,8 @@ export interface AdminData {
 /** Loads the configuration and prints `zegel: data directory DIR (…)` on stderr. */
 export function loadAdminConfig(configFile: string | undefined): AdminData {
   const { config, source } = configFile ? loadConfigFile(configFile) : defaultConfig();
+  // a command must not quietly open a SQLite file in data.dir when the relay runs on another store
+  assertDriversAvailable(config, source ?? 'embedded default');
   const dataDir = config.data.dir;
   process.stderr.write(`zegel: data directory ${dataDir} (${source ? `data.dir of ${source}` : 'no --config: the embedded default ./data'})\n`);
   return { config, source, dataDir };
