@@ -186,6 +186,13 @@ export async function startPostgres(options: PgServerOptions = {}): Promise<PgSe
   };
   await start();
   const startMs = Date.now() - started - initdbMs;
+  // a test process that dies without its teardown (an uncaught error) takes its server with it
+  const onExit = (): void => {
+    const pid = running ? postmasterPid() : undefined;
+    if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
 
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const urlFor = (database: string): string => `postgres://postgres@127.0.0.1:${port}/${encodeURIComponent(database)}`;
@@ -250,6 +257,7 @@ export async function startPostgres(options: PgServerOptions = {}): Promise<PgSe
       } catch {
         await server.kill();
       }
+      process.off('exit', onExit);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
