@@ -9,6 +9,12 @@ export type ZegelErrorCode =
   | 'ZEGEL_NO_DATABASE'
   | 'ZEGEL_STORE_WRITE'
   | 'ZEGEL_STORE_TX'
+  /** The PostgreSQL server cannot be reached or refuses this node: a temporary failure (SMTP 451). */
+  | 'ZEGEL_STORE_UNAVAILABLE'
+  /** The database was migrated by a newer Zegel. */
+  | 'ZEGEL_SCHEMA_NEWER'
+  /** An applied migration's SQL differs from this code's migration of the same version. */
+  | 'ZEGEL_SCHEMA_CHECKSUM'
   | 'ZEGEL_MESSAGE_TOO_BIG'
   | 'ZEGEL_BARE_LINE_ENDING'
   | 'ZEGEL_NUL_BYTE'

@@ -11,17 +11,14 @@ import { ZegelError, type ZegelErrorCode } from '../../errors.js';
  * - `ZEGEL_SCHEMA_CHECKSUM`: an applied migration's SQL differs from this
  *   code's migration of the same version: the schema is not the one the
  *   code was written for.
- *
- * They are not in ZegelErrorCode (src/errors.ts is another module's file);
- * until they are, `pgStoreError` makes the ZegelError with the code cast.
  */
-export type PgStoreErrorCode = 'ZEGEL_STORE_UNAVAILABLE' | 'ZEGEL_SCHEMA_NEWER' | 'ZEGEL_SCHEMA_CHECKSUM';
+export type PgStoreErrorCode = Extract<ZegelErrorCode, 'ZEGEL_STORE_UNAVAILABLE' | 'ZEGEL_SCHEMA_NEWER' | 'ZEGEL_SCHEMA_CHECKSUM'>;
 
 export function pgStoreError(code: PgStoreErrorCode, message: string): ZegelError {
-  return new ZegelError(code as unknown as ZegelErrorCode, message);
+  return new ZegelError(code, message);
 }
 
 /** Whether an error is the PostgreSQL store's error with `code`. */
 export function isPgStoreError(err: unknown, code: PgStoreErrorCode): err is ZegelError {
-  return err instanceof ZegelError && (err.code as string) === code;
+  return err instanceof ZegelError && err.code === code;
 }
