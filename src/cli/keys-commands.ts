@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { SIGNING_KEY_FILE } from '../audit/checkpoint.js';
+import { writeNewKeyFile } from '../crypto/key-file.js';
 import { RELAY_KEY_FILE } from '../crypto/relay-secret.js';
 import { STORAGE_KEY_BYTES } from '../crypto/storage-key.js';
 import { ZegelError, isErrnoException } from '../errors.js';
@@ -53,17 +54,6 @@ function exists(file: string): boolean {
   }
 }
 
-/** Writes `bytes` to a new file (mode 0600) and syncs it; EEXIST when the file is there. */
-function writeNew(file: string, bytes: Buffer): void {
-  const fd = fs.openSync(file, 'wx', 0o600);
-  try {
-    fs.writeSync(fd, bytes);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /** Makes the three key files in `dir`; all or none. Returns their absolute paths in KEY_FILES order. */
 export function generateKeys(dir: string): string[] {
   const target = path.resolve(dir);
@@ -77,7 +67,7 @@ export function generateKeys(dir: string): string[] {
   const written: string[] = [];
   try {
     KEY_FILES.forEach((k, i) => {
-      writeNew(files[i]!, k.make());
+      writeNewKeyFile(files[i]!, k.make());
       written.push(files[i]!);
     });
   } catch (err) {

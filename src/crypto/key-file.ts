@@ -52,3 +52,19 @@ export function readKeyFile(file: string, rules: KeyFileRules & { missing: strin
   if (!bytes) throw new ZegelError(rules.code, `${file}: no ${rules.what}: ${rules.missing}`);
   return bytes;
 }
+
+/**
+ * Writes a new key file: created exclusively (EEXIST when it is there) with
+ * mode 0600, written and fsynced before it is closed, so a key file is never
+ * seen half written under its own name when `file` is a temporary name that
+ * the caller renames.
+ */
+export function writeNewKeyFile(file: string, bytes: Buffer): void {
+  const fd = fs.openSync(file, 'wx', 0o600);
+  try {
+    fs.writeSync(fd, bytes);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { readKeyFile, readKeyFileIfPresent } from './key-file.js';
+import { readKeyFile, readKeyFileIfPresent, writeNewKeyFile } from './key-file.js';
 
 /**
  * The relay secret (32 random bytes) signs what the relay makes itself
@@ -27,13 +27,7 @@ export function loadRelaySecret(options: { dataDir: string; relayKeyFile?: strin
   const secret = crypto.randomBytes(32);
   fs.mkdirSync(options.dataDir, { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'wx', 0o600);
-  try {
-    fs.writeSync(fd, secret);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+  writeNewKeyFile(tmp, secret);
   fs.renameSync(tmp, file);
   return secret;
 }
