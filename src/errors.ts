@@ -44,6 +44,8 @@ export type ZegelErrorCode =
   | 'ZEGEL_RELAY_KEY'
   | 'ZEGEL_STORAGE_KEY'
   | 'ZEGEL_STORAGE_SEAL'
+  /** A spool or blob in PostgreSQL lacks a chunk, has one out of order, or is shorter or longer than recorded. */
+  | 'ZEGEL_CHUNKS_INCOMPLETE'
   | 'ZEGEL_KEY_EXISTS'
   | 'ZEGEL_DRIVER_UNAVAILABLE'
   | 'ZEGEL_ORIGIN_STAMP';
