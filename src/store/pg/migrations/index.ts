@@ -1,4 +1,5 @@
 import { schema } from './001-schema.js';
+import { jobDispatch } from './002-job-dispatch.js';
 
 /**
  * One PostgreSQL schema migration: TypeScript modules exporting SQL, so tsc
@@ -15,4 +16,4 @@ export interface PgMigration {
 }
 
 /** Every migration this code knows, in version order (1, 2, …, no gaps). */
-export const PG_MIGRATIONS: readonly PgMigration[] = [schema];
+export const PG_MIGRATIONS: readonly PgMigration[] = [schema, jobDispatch];
