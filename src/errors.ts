@@ -40,6 +40,8 @@ export type ZegelErrorCode =
   | 'ZEGEL_CLI_INPUT'
   | 'ZEGEL_UNKNOWN_JOB'
   | 'ZEGEL_QUEUE_DELETE_REFUSED'
+  /** A job's outcome was not written: its lease expired and another node took the job over. */
+  | 'ZEGEL_JOB_LEASE_LOST'
   | 'ZEGEL_AUDIT_KEY'
   | 'ZEGEL_RELAY_KEY'
   | 'ZEGEL_STORAGE_KEY'
