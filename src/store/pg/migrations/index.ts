@@ -1,5 +1,6 @@
 import { schema } from './001-schema.js';
 import { jobDispatch } from './002-job-dispatch.js';
+import { eventsGapless } from './003-events-gapless.js';
 
 /**
  * One PostgreSQL schema migration: TypeScript modules exporting SQL, so tsc
@@ -16,4 +17,4 @@ export interface PgMigration {
 }
 
 /** Every migration this code knows, in version order (1, 2, …, no gaps). */
-export const PG_MIGRATIONS: readonly PgMigration[] = [schema, jobDispatch];
+export const PG_MIGRATIONS: readonly PgMigration[] = [schema, jobDispatch, eventsGapless];
