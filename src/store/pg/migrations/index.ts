@@ -1,6 +1,7 @@
 import { schema } from './001-schema.js';
 import { jobDispatch } from './002-job-dispatch.js';
 import { eventsGapless } from './003-events-gapless.js';
+import { spoolWrittenAt } from './004-spool-written-at.js';
 
 /**
  * One PostgreSQL schema migration: TypeScript modules exporting SQL, so tsc
@@ -17,4 +18,4 @@ export interface PgMigration {
 }
 
 /** Every migration this code knows, in version order (1, 2, …, no gaps). */
-export const PG_MIGRATIONS: readonly PgMigration[] = [schema, jobDispatch, eventsGapless];
+export const PG_MIGRATIONS: readonly PgMigration[] = [schema, jobDispatch, eventsGapless, spoolWrittenAt];
