@@ -1,0 +1,177 @@
+import { Readable } from 'node:stream';
+import { openChunk, sealChunk, type StorageKey } from '../../crypto/storage-key.js';
+import { ZegelError } from '../../errors.js';
+import { chunksIncomplete, forEachChunk } from './chunks.js';
+import type { PgPool } from './connect.js';
+
+/** Plaintext bytes per spool chunk (each stored sealed: SEAL_OVERHEAD bytes more). */
+export const SPOOL_CHUNK_BYTES = 256 * 1024;
+/** How old an unowned message's newest chunk must be before `sweep` removes it: longer than any DATA phase. */
+export const SPOOL_SWEEP_GRACE_MS = 3600_000;
+/** Chunks fetched per query when reading (1 MiB of plaintext). */
+const READ_BATCH = 4;
+
+/** The additional data a spool chunk is sealed with: it opens only as chunk `seq` of message `id`. */
+export function spoolChunkContext(id: string, seq: number): string {
+  return `spool:${id}:${seq}`;
+}
+
+function checkId(id: string): string {
+  if (!/^[0-9a-zA-Z_-]{1,128}$/.test(id)) throw new RangeError(`not a spool id: ${JSON.stringify(id.slice(0, 40))}`);
+  return id;
+}
+
+/**
+ * The plaintext spool in PostgreSQL (`spool_chunks`): a message's bytes as
+ * chunks of SPOOL_CHUNK_BYTES, each sealed under the storage key with the
+ * context `spool:<id>:<seq>` (src/crypto/storage-key.ts), so the database,
+ * its WAL and its backups hold no plaintext, and a chunk moved to another
+ * message or position, a changed byte or another key does not open.
+ *
+ * Writing happens BEFORE the caller's transaction, each chunk in a
+ * statement of its own (autocommit, durable when it returns), not inside
+ * it: the bytes come from an SMTP client's DATA stream, which may take
+ * minutes; inside a transaction that would hold a pooled connection and its
+ * locks for as long, run into idle_in_transaction_session_timeout, and break
+ * the store's rule of no I/O inside `work` (src/store/tx.ts). So, as with the
+ * file spool: the chunks first, then the transaction that records the
+ * message; the chunks of a message that never committed (a crash, a
+ * refused DATA) are removed by `remove` on failure and by `sweep` at start.
+ * The table has no foreign key to messages for that reason.
+ *
+ * Memory: one chunk of plaintext and one sealed chunk in flight while
+ * writing; at most READ_BATCH sealed chunks and one plaintext chunk while
+ * reading. Never the whole message.
+ *
+ * Reading checks the order: chunk seq n must be the n-th row; a gap (a
+ * missing chunk) is refused with ZEGEL_CHUNKS_INCOMPLETE, a chunk that does
+ * not open (swapped, changed, another key) with ZEGEL_STORAGE_SEAL. A
+ * missing last chunk leaves no gap: pass the message's recorded size
+ * (`bytes`) and a total that differs is refused too.
+ *
+ * Roles: the SMTP and reader roles may INSERT (and the reader nothing else:
+ * it hands mail to the spool but cannot read one); reading and deleting
+ * are the worker's (001-schema.ts grants).
+ */
+export class PgSpoolChunks {
+  readonly #pool: PgPool;
+  readonly #key: StorageKey;
+  readonly #chunkBytes: number;
+
+  constructor(pool: PgPool, storageKey: StorageKey, options: { chunkBytes?: number } = {}) {
+    this.#pool = pool;
+    this.#key = storageKey;
+    this.#chunkBytes = options.chunkBytes ?? SPOOL_CHUNK_BYTES;
+  }
+
+  /**
+   * Streams `source` into the spool as message `id` (which must have no
+   * chunks yet); resolves with its size and chunk count once every chunk is
+   * committed. On failure the chunks written so far are removed (best
+   * effort: `sweep` removes what a crash leaves) and the error is passed on.
+   */
+  async write(id: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<{ bytes: number; chunks: number }> {
+    checkId(id);
+    let chunks = 0;
+    try {
+      const bytes = await forEachChunk(source, this.#chunkBytes, async (chunk, seq) => {
+        const sealed = sealChunk(this.#key, spoolChunkContext(id, seq), chunk);
+        await this.#pool.query('INSERT INTO spool_chunks (message_id, seq, bytes) VALUES ($1, $2, $3)', [id, seq, sealed]);
+        chunks = seq + 1;
+      });
+      return { bytes, chunks };
+    } catch (err) {
+      if (chunks > 0) await this.remove(id).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Writes a message held in memory already (a small one, or one the relay made). */
+  writeBytes(id: string, bytes: Buffer): Promise<{ bytes: number; chunks: number }> {
+    return this.write(id, [bytes]);
+  }
+
+  /**
+   * The message's bytes as a stream, chunk by chunk in order. With `bytes`
+   * (the recorded size) a total that differs is refused at the end; without
+   * it a message with no chunk is ZEGEL_SPOOL_MISSING.
+   */
+  read(id: string, options: { bytes?: number | undefined } = {}): Readable {
+    checkId(id);
+    return Readable.from(this.#chunks(id, options.bytes), { objectMode: false, highWaterMark: this.#chunkBytes });
+  }
+
+  async *#chunks(id: string, expected: number | undefined): AsyncGenerator<Buffer> {
+    let seq = 0;
+    let total = 0;
+    for (;;) {
+      const { rows } = await this.#pool.query<{ seq: number; bytes: Buffer }>(
+        'SELECT seq, bytes FROM spool_chunks WHERE message_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3',
+        [id, seq, READ_BATCH],
+      );
+      for (const row of rows) {
+        if (row.seq !== seq) throw chunksIncomplete(`spool ${id}`, `chunk ${seq} is missing (next stored: ${row.seq})`);
+        const plain = openChunk(this.#key, spoolChunkContext(id, seq), row.bytes);
+        seq++;
+        total += plain.length;
+        if (expected !== undefined && total > expected) throw chunksIncomplete(`spool ${id}`, `more than the recorded ${expected} bytes`);
+        yield plain;
+      }
+      if (rows.length < READ_BATCH) break;
+    }
+    if (expected === undefined && seq === 0) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool ${id}: no chunks stored`);
+    if (expected !== undefined && total !== expected) throw chunksIncomplete(`spool ${id}`, `${total} of the recorded ${expected} bytes stored`);
+  }
+
+  /** The top-level header block (up to `limit` bytes), CRLF line endings kept, as Spool.readHeaderBlock. */
+  async readHeaderBlock(id: string, limit = 256 * 1024): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let length = 0;
+    const stream = this.read(id);
+    try {
+      for await (const piece of stream as AsyncIterable<Buffer>) {
+        parts.push(piece);
+        length += piece.length;
+        if (length >= limit || piece.includes('\r\n\r\n')) break;
+      }
+    } finally {
+      stream.destroy();
+    }
+    const data = Buffer.concat(parts).subarray(0, limit);
+    const end = data.indexOf('\r\n\r\n');
+    return end === -1 ? data : data.subarray(0, end + 2);
+  }
+
+  /** Removes a message's chunks (idempotent). */
+  async remove(id: string): Promise<void> {
+    await this.#pool.query('DELETE FROM spool_chunks WHERE message_id = $1', [checkId(id)]);
+  }
+
+  /** Ids of every message with chunks stored. */
+  async list(): Promise<string[]> {
+    return (await this.#pool.query<{ message_id: string }>('SELECT DISTINCT message_id FROM spool_chunks ORDER BY message_id')).rows.map((r) => r.message_id);
+  }
+
+  /**
+   * Start-up clean-up: removes the chunks of every message not in `owned`
+   * whose newest chunk is older than `graceMs` by the server's clock
+   * (migration 4): another node may be writing a message whose row has not
+   * committed yet, and its chunks are recent. Read `owned` before calling.
+   * Resolves to how many messages' chunks went.
+   */
+  async sweep(owned: ReadonlySet<string>, options: { graceMs?: number } = {}): Promise<number> {
+    const graceMs = options.graceMs ?? SPOOL_SWEEP_GRACE_MS;
+    const { rows } = await this.#pool.query<{ message_id: string }>(
+      `SELECT message_id FROM spool_chunks GROUP BY message_id
+       HAVING max(written_at) < floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1`,
+      [graceMs],
+    );
+    let removed = 0;
+    for (const { message_id: id } of rows) {
+      if (owned.has(id)) continue;
+      await this.remove(id);
+      removed++;
+    }
+    return removed;
+  }
+}
