@@ -13,6 +13,7 @@ command -v smtp-sink >/dev/null || need+=(postfix)
 command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)  # test/helpers/pg-server.ts: initdb, pg_ctl
+[ -x /usr/bin/redis-server ] || need+=(redis-server)  # test/helpers/redis-server.ts: the BullMQ driver's tests
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "test dependencies missing: ${need[*]} (Debian packages); install them, e.g. sudo apt-get install ${need[*]}" >&2
