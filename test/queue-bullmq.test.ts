@@ -1,0 +1,63 @@
+import t from 'tap';
+import { ManualClock } from '../src/clock.js';
+import { bullJobId } from '../src/queue/bullmq.js';
+import { freshJobStore, openBullmqQueue, startJobServers, type JobStore } from './helpers/bullmq-queue.js';
+import { queueContract, type QueueFixture } from './helpers/queue-contract.js';
+import { waitFor } from './helpers/relay.js';
+
+/**
+ * The job queue contract (test/helpers/queue-contract.ts) on the BullMQ
+ * driver: PostgreSQL holds the jobs, BullMQ (a real redis-server) carries
+ * them. Each test has its own database and Redis prefix; the reconciler runs
+ * every 50 ms here, so a ManualClock that moves is noticed as the SQLite
+ * driver's poll notices it.
+ */
+const servers = await startJobServers(t);
+
+const stores = new WeakMap<QueueFixture, JobStore>();
+
+queueContract(t, {
+  name: 'bullmq',
+  async open(t, clock, same) {
+    const store = same ? stores.get(same)! : await freshJobStore(servers);
+    const { queue, pool, close } = await openBullmqQueue(t, servers, store, clock, { reconcileMs: 50, reconcileGraceMs: 0 });
+    const fixture: QueueFixture = {
+      queue,
+      rows: async () => (await pool.query<{ id: string; kind: string; runAt: number; attempts: number }>('SELECT id, kind, run_at AS "runAt", attempts FROM jobs ORDER BY id')).rows,
+      close,
+    };
+    stores.set(fixture, store);
+    return fixture;
+  },
+});
+
+t.test('a job added in a transaction is carried to BullMQ once poke() follows the commit, and a rolled-back one is dropped', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const store = await freshJobStore(servers);
+  // the reconciler is slow here: only the poke can have carried the job
+  const { queue, pool } = await openBullmqQueue(t, servers, store, clock, { reconcileMs: 60_000 });
+  const ran: string[] = [];
+  queue.work('k', async (job) => {
+    ran.push(job.id);
+    return { status: 'done' };
+  }, { concurrency: 2 });
+  const transactor = new (await import('../src/store/pg/tx.js')).PgTransactor(pool);
+  await transactor.transaction((tx) => queue.insert(tx, [{ id: 'in-tx', kind: 'k', payload: null }]));
+  await transactor
+    .transaction(async (tx) => {
+      await queue.insert(tx, [{ id: 'rolled-back', kind: 'k', payload: null }]);
+      throw new Error('no');
+    })
+    .catch(() => undefined);
+  queue.poke();
+  await waitFor(() => ran.includes('in-tx'), 5_000, 'the committed job to run');
+  await queue.idle();
+  t.same(ran, ['in-tx'], 'the committed job ran; the rolled-back one never existed');
+  t.same((await pool.query('SELECT id FROM jobs')).rows, [], 'nothing left');
+});
+
+t.test('BullMQ job ids: base64url of the id (no colon), the attempt and the dispatch generation', async (t) => {
+  t.equal(bullJobId({ id: 'process:m1', attempts: 0, dispatch: 0 }), 'cHJvY2VzczptMQ.0.0');
+  t.equal(bullJobId({ id: 'process:m1', attempts: 2, dispatch: 1 }), 'cHJvY2VzczptMQ.2.1');
+  t.notOk(bullJobId({ id: 'a:b:c', attempts: 0, dispatch: 0 }).includes(':'));
+});
