@@ -1,0 +1,97 @@
+import { randomBytes } from 'node:crypto';
+import t from 'tap';
+import { StorageKey } from '../src/crypto/storage-key.js';
+import { ZegelError } from '../src/errors.js';
+import { openDb, type Db } from '../src/store/db.js';
+import { GroupCommitter } from '../src/store/group-commit.js';
+import { openPgPool, type PgPool } from '../src/store/pg/connect.js';
+import { migrate } from '../src/store/pg/migrate.js';
+import { pgSecureRepositories } from '../src/store/pg/secure-repositories.js';
+import { linkKsrvContext } from '../src/store/pg/server-keys.js';
+import { PgTransactor } from '../src/store/pg/tx.js';
+import { secureRepositories } from '../src/store/secure-repositories.js';
+import { startPostgres } from './helpers/pg-server.js';
+import { tempDir } from './helpers/relay.js';
+import { secureContract, storeSecure, type SecureDriver } from './helpers/secure-contract.js';
+import { openChunk } from '../src/crypto/storage-key.js';
+
+/**
+ * Secure delivery's repositories (links with their attempts and lock,
+ * sessions, codes, replies, the messages' revocation and purge columns)
+ * behave the same on SQLite and on PostgreSQL: one contract
+ * (test/helpers/secure-contract.ts), run against both. On PostgreSQL the
+ * lockout is counted by three pools at once, as three nodes would; on
+ * SQLite by three connections to one file. Then what PostgreSQL adds: K_srv
+ * stored sealed under the storage key, bound to its row.
+ */
+
+// SQLite: connections to one file
+const dataDir = tempDir(t);
+const sqliteDrivers: Array<{ db: Db; committer: GroupCommitter }> = [];
+t.teardown(async () => {
+  for (const { db, committer } of sqliteDrivers) {
+    await committer.close();
+    db.close();
+  }
+});
+const sqlite: SecureDriver = {
+  name: 'sqlite',
+  async node() {
+    const db = openDb(dataDir);
+    const committer = new GroupCommitter(db);
+    sqliteDrivers.push({ db, committer });
+    return { store: committer, repos: secureRepositories(db) };
+  },
+  async queued(queueId, at) {
+    const db = sqliteDrivers[0]?.db ?? (await this.node(), sqliteDrivers[0]!.db);
+    db.prepare(`INSERT INTO messages (id, received_at, mail_from, size, origin, state) VALUES (?, ?, 'arts@zorg.test', 10, 'submission', 'queued')`).run(queueId, at);
+  },
+};
+
+// PostgreSQL: pools to one database
+const server = await startPostgres();
+t.teardown(() => server.cleanup());
+const url = await server.createDatabase('secure_contract');
+const storageKey = new StorageKey(randomBytes(32));
+const pools: PgPool[] = [];
+t.teardown(async () => {
+  for (const pool of pools) await pool.close();
+});
+async function pgPool(): Promise<PgPool> {
+  const pool = await openPgPool({ url, passwordFile: server.passwordFile, applicationName: 'zegel-test', max: 4 });
+  pools.push(pool);
+  return pool;
+}
+await migrate(await pgPool());
+const postgres: SecureDriver = {
+  name: 'postgres',
+  async node() {
+    const pool = await pgPool();
+    return { store: new PgTransactor(pool), repos: pgSecureRepositories(pool, storageKey) };
+  },
+  async queued(queueId, at) {
+    await pools[0]!.query(`INSERT INTO messages (id, received_at, mail_from, size, origin, state) VALUES ($1, $2, 'arts@zorg.test', 10, 'submission', 'queued')`, [queueId, at]);
+  },
+};
+
+secureContract(t, sqlite);
+secureContract(t, postgres);
+
+t.test('postgres: K_srv is stored sealed under the storage key, bound to its link', async (t) => {
+  const node = await postgres.node();
+  const { links } = await storeSecure(postgres, node, 2);
+  const [a, b] = [links[0]!, links[1]!];
+  const raw = async (id: string) => (await server.query<{ k_srv: Buffer }>('SELECT k_srv FROM secure_links WHERE id = $1', [id], 'secure_contract'))[0]!.k_srv;
+  const stored = await raw(a.id);
+  t.notOk(stored.includes(a.kSrv), 'the stored bytes do not hold K_srv');
+  t.same(openChunk(storageKey, linkKsrvContext(a.id), stored), a.kSrv, 'they open to K_srv with the storage key and the link id');
+  const other = pgSecureRepositories(pools[0]!, new StorageKey(randomBytes(32)));
+  await t.rejects(other.links.get(a.id), { code: 'ZEGEL_STORAGE_SEAL' }, 'another storage key opens nothing');
+  // a sealed K_srv copied onto another link's row does not open there
+  await server.query('UPDATE secure_links SET k_srv = $1 WHERE id = $2', [stored, b.id], 'secure_contract');
+  const err = await node.repos.links.get(b.id).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof ZegelError && err.code === 'ZEGEL_STORAGE_SEAL', 'a K_srv moved to another link is refused');
+});
