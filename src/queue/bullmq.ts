@@ -122,6 +122,8 @@ export class BullmqQueue implements JobQueue {
   /** Rows seen due and unleased with an active BullMQ job in the reconciler's last pass. */
   #activeSeen = new Set<string>();
   #reconciling: Promise<void> | undefined;
+  /** What the reconciler did since start: passes it ran, rows it added to BullMQ, promoted, and re-dispatched. */
+  readonly reconcilerStats = { passes: 0, added: 0, promoted: 0, rescued: 0 };
   #lastReconcile = 0;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -390,6 +392,10 @@ export class BullmqQueue implements JobQueue {
       );
       this.#activeSeen = seen;
       await this.#dispatch(add);
+      this.reconcilerStats.passes++;
+      this.reconcilerStats.added += add.length - rescued;
+      this.reconcilerStats.promoted += promoted;
+      this.reconcilerStats.rescued += rescued;
       if (add.length || promoted) this.#log.info({ added: add.length - rescued, promoted, rescued }, 'job reconciler handed due jobs to BullMQ');
     } catch (err) {
       this.#log.warn({ err: errInfo(err) }, 'job reconciler pass failed');
