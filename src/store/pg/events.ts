@@ -32,10 +32,26 @@ export class PgEventLog implements Public<EventLog> {
 
   /** Appends one event to the chain, in the caller's transaction. */
   async append(tx: Tx, event: EventInput, at = this.#clock.now()): Promise<void> {
-    // seq, prev_hash and hash are the trigger's; the values given here are placeholders it overwrites
-    await pgTx(tx).query(
-      `INSERT INTO events (seq, at, message_id, recipient, type, detail, prev_hash, hash) VALUES (0, $1, $2, $3, $4, $5, '', '')`,
-      [at, event.messageId, event.recipient ?? null, event.type, canonicalJson(event.detail ?? {})],
+    await this.appendAll(tx, [event], at);
+  }
+
+  /**
+   * Appends events in the order given, in one statement. The chain lock is
+   * taken at the first record and held to the commit, so a repository
+   * appends last in its transaction, all at once: every node waits for this
+   * one statement and the COMMIT, not for the rest of the work.
+   */
+  async appendAll(tx: Tx, events: readonly EventInput[], at = this.#clock.now()): Promise<void> {
+    const t = pgTx(tx);
+    if (!events.length) return;
+    // seq, prev_hash and hash are the trigger's; the values given here are placeholders it overwrites.
+    // Rows are inserted in ORDER BY order, and the row trigger numbers them as they come.
+    await t.query(
+      `INSERT INTO events (seq, at, message_id, recipient, type, detail, prev_hash, hash)
+       SELECT 0, $1, e.message_id, e.recipient, e.type, e.detail, '', ''
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(message_id, recipient, type, detail, n)
+       ORDER BY e.n`,
+      [at, events.map((e) => e.messageId), events.map((e) => e.recipient ?? null), events.map((e) => e.type), events.map((e) => canonicalJson(e.detail ?? {}))],
     );
   }
 

@@ -1,6 +1,6 @@
 import type { Clock } from '../../clock.js';
 import { canonicalRecipients } from '../../crypto/origin.js';
-import type { EventLog } from '../events.js';
+import type { EventInput } from '../events.js';
 import {
   toMessageRecord,
   toRecipientRecord,
@@ -16,6 +16,7 @@ import {
 import type { Public } from '../store.js';
 import type { Tx } from '../tx.js';
 import type { PgPool } from './connect.js';
+import type { PgEventLog } from './events.js';
 import { pgTx, type PgTx } from './tx.js';
 
 type Rows = { query: PgPool['query'] };
@@ -33,10 +34,10 @@ type Rows = { query: PgPool['query'] };
  */
 export class PgMessageRepository implements Public<MessageRepository> {
   readonly #pool: PgPool;
-  readonly #events: Public<EventLog>;
+  readonly #events: PgEventLog;
   readonly #clock: Clock;
 
-  constructor(pool: PgPool, events: Public<EventLog>, clock: Clock) {
+  constructor(pool: PgPool, events: PgEventLog, clock: Clock) {
     this.#pool = pool;
     this.#events = events;
     this.#clock = clock;
@@ -107,11 +108,22 @@ export class PgMessageRepository implements Public<MessageRepository> {
     const t = pgTx(tx);
     const now = this.#clock.now();
     const already = (await this.#lock(t, messageId))?.state !== 'queued';
-    for (const d of decisions) {
-      await t.query('UPDATE recipients SET decision = $1, updated_at = $2 WHERE message_id = $3 AND idx = $4', [d.decision, now, messageId, d.idx]);
-      if (!already) await this.#events.append(tx, { messageId, recipient: d.address, type: 'decided', detail: { decision: d.decision, reason: d.reason } });
+    if (decisions.length) {
+      // one statement; an idx given twice ends with its last decision, as the SQLite loop leaves it
+      await t.query(
+        `UPDATE recipients r SET decision = d.decision, updated_at = $2
+         FROM (SELECT DISTINCT ON (idx) idx, decision FROM unnest($3::integer[], $4::text[]) WITH ORDINALITY AS u(idx, decision, n) ORDER BY idx, n DESC) AS d
+         WHERE r.message_id = $1 AND r.idx = d.idx`,
+        [messageId, now, decisions.map((d) => d.idx), decisions.map((d) => d.decision)],
+      );
     }
-    if (!already) await t.query(`UPDATE messages SET state = 'processed' WHERE id = $1`, [messageId]);
+    if (already) return;
+    await t.query(`UPDATE messages SET state = 'processed' WHERE id = $1`, [messageId]);
+    // the events last: the chain lock they take is held to the commit
+    await this.#events.appendAll(
+      tx,
+      decisions.map((d) => ({ messageId, recipient: d.address, type: 'decided' as const, detail: { decision: d.decision, reason: d.reason } })),
+    );
   }
 
   /**
@@ -125,6 +137,7 @@ export class PgMessageRepository implements Public<MessageRepository> {
     const now = this.#clock.now();
     await this.#lock(t, messageId);
     const recipients = new Map((await this.recipients(messageId, tx)).map((r) => [r.idx, r]));
+    const events: EventInput[] = [];
     for (const result of results) {
       const rcpt = recipients.get(result.idx);
       if (!rcpt || rcpt.state !== 'pending') continue;
@@ -134,7 +147,7 @@ export class PgMessageRepository implements Public<MessageRepository> {
          WHERE message_id = $5 AND idx = $6 AND state = 'pending'`,
         [state, result.reply, result.remoteMta ?? null, now, messageId, result.idx],
       );
-      await this.#events.append(tx, {
+      events.push({
         messageId,
         recipient: rcpt.address,
         type: result.outcome,
@@ -142,7 +155,9 @@ export class PgMessageRepository implements Public<MessageRepository> {
       });
     }
     const pending = await this.pendingCount(messageId, tx);
-    if (pending === 0) await this.#releaseSpool(t, messageId);
+    if (pending === 0 && (await this.#spoolGone(t, messageId))) events.push({ messageId, type: 'spool-removed' });
+    // the events last, in SQLite's order: the chain lock they take is held to the commit
+    await this.#events.appendAll(tx, events);
     return pending;
   }
 
@@ -152,9 +167,13 @@ export class PgMessageRepository implements Public<MessageRepository> {
   }
 
   async #releaseSpool(t: PgTx, messageId: string): Promise<void> {
-    // a conditional UPDATE: of two nodes releasing at once, one changes the row and records the event
+    if (await this.#spoolGone(t, messageId)) await this.#events.append(t, { messageId, type: 'spool-removed' });
+  }
+
+  /** Marks the spool released; true for the one transaction that changed it (of two nodes releasing at once, one records the event). */
+  async #spoolGone(t: PgTx, messageId: string): Promise<boolean> {
     const { rowCount } = await t.query(`UPDATE messages SET spool = NULL, state = 'done' WHERE id = $1 AND spool IS NOT NULL`, [messageId]);
-    if (rowCount === 1) await this.#events.append(t, { messageId, type: 'spool-removed' });
+    return rowCount === 1;
   }
 
   /**
@@ -196,7 +215,6 @@ export class PgMessageRepository implements Public<MessageRepository> {
   async giveUp(tx: Tx, messageId: string, reason: string): Promise<boolean> {
     const t = pgTx(tx);
     await t.query(`UPDATE recipients SET state = 'bounced', last_reply = $1, updated_at = $2 WHERE message_id = $3 AND state = 'pending'`, [reason, this.#clock.now(), messageId]);
-    const { rowCount } = await t.query(`UPDATE messages SET spool = NULL, state = 'done' WHERE id = $1 AND spool IS NOT NULL`, [messageId]);
-    return rowCount === 1;
+    return this.#spoolGone(t, messageId);
   }
 }
