@@ -407,6 +407,13 @@ export class BullmqQueue implements JobQueue {
 
   // ---- reads
 
+  /** Jobs running on this node now (claimed here, outcome not yet written). */
+  get runningHere(): number {
+    let n = 0;
+    for (const w of this.#workers.values()) n += w.running.size;
+    return n;
+  }
+
   async counts(): Promise<QueueCounts[]> {
     return (await this.jobs.counts()).map((c) => ({
       kind: c.kind,
