@@ -15,7 +15,10 @@ import { waitFor } from './helpers/relay.js';
  * while Redis was away, and jobs Redis forgot, are added again by the
  * reconciler. Every job's outcome commits exactly once (a row per completed
  * claim in done_log, written by record(tx) with the completion); handler
- * runs beyond one per job are counted and reported.
+ * runs beyond one per job are counted and reported. Last, Redis stays away
+ * longer than the workers' blocking read (taskforcesh/bullmq#4585: workers
+ * that never resumed) while jobs are added: add() does not wait for Redis,
+ * and the workers take jobs again once it is back.
  */
 const servers = await startJobServers(t);
 
@@ -24,7 +27,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const store = await freshJobStore(servers);
 await servers.pg.query('CREATE TABLE done_log (job_id text NOT NULL, at bigint NOT NULL)', [], store.url.split('/').pop()!);
 
-const { queue, pool } = await openBullmqQueue(t, servers, store, systemClock, { reconcileMs: 200, reconcileGraceMs: 250, redisTimeoutMs: 1_000 });
+const { queue, pool } = await openBullmqQueue(t, servers, store, systemClock, {
+  reconcileMs: 200,
+  reconcileGraceMs: 250,
+  redisTimeoutMs: 1_000,
+  // the workers' blocking read times out after 1 s (its watchdog 1 s later): the last test outlasts both
+  drainDelaySec: 1,
+});
 
 const runs = new Map<string, number>();
 let completed = 0;
@@ -105,4 +114,24 @@ t.test('FLUSHALL mid-load: every job completes once', async (t) => {
       client.disconnect();
     }
   });
+});
+
+t.test('Redis away longer than the workers\' blocking read, jobs added meanwhile: add() does not wait for Redis, the workers resume', async (t) => {
+  const ids = Array.from({ length: 40 }, (_, i) => `away-${i}`);
+  const all = [...ids.map((id) => `a:${id}`), ...ids.map((id) => `b:${id}`)];
+  await servers.redis.kill();
+  const began = Date.now();
+  await queue.add(ids.map((id) => ({ id: `a:${id}`, kind: 'a', payload: null })));
+  const addMs = Date.now() - began;
+  t.ok(addMs < 1_500, `add() committed to PostgreSQL and gave up on Redis within its timeout (${addMs} ms)`);
+  // the outage itself is the scenario: longer than drainDelay (1 s) plus the watchdog's second
+  await sleep(3_500 - (Date.now() - began));
+  t.equal((await tally(all)).done, 0, 'nothing ran while Redis was away');
+  await servers.redis.start();
+  const back = Date.now();
+  await waitFor(async () => (await tally(all)).done === all.length, 30_000, 'all jobs to complete once Redis is back');
+  const result = await tally(all);
+  t.same(result.missing, [], 'no job lost');
+  t.same(result.twice, [], 'none completed twice');
+  t.comment(`after a ${back - began} ms outage: ${all.length} jobs done ${Date.now() - back} ms after Redis came back; extra handler runs ${result.extraRuns}`);
 });

@@ -60,6 +60,8 @@ export interface BullmqQueueOptions {
   redisTimeoutMs?: number | undefined;
   /** BullMQ's stalled-job check, ms (default 30 s). */
   stalledIntervalMs?: number | undefined;
+  /** How long a worker's blocking read for new jobs waits, s (BullMQ's drainDelay, default 5). */
+  drainDelaySec?: number | undefined;
 }
 
 export const BULLMQ_QUEUE_DEFAULTS = {
@@ -70,6 +72,7 @@ export const BULLMQ_QUEUE_DEFAULTS = {
   reconcileBatch: 1_000,
   redisTimeoutMs: 2_000,
   stalledIntervalMs: 30_000,
+  drainDelaySec: 5,
 } as const;
 
 /** The reconciler's advisory lock ("ZEGL", 3): the migrator holds (…, 1), the audit chain (…, 2). */
@@ -144,6 +147,7 @@ export class BullmqQueue implements JobQueue {
       reconcileBatch: options.reconcileBatch ?? BULLMQ_QUEUE_DEFAULTS.reconcileBatch,
       redisTimeoutMs: options.redisTimeoutMs ?? BULLMQ_QUEUE_DEFAULTS.redisTimeoutMs,
       stalledIntervalMs: options.stalledIntervalMs ?? BULLMQ_QUEUE_DEFAULTS.stalledIntervalMs,
+      drainDelaySec: options.drainDelaySec ?? BULLMQ_QUEUE_DEFAULTS.drainDelaySec,
     };
     this.jobs = new PgJobs(pool, clock, { leaseMs: this.#options.leaseMs });
     this.#timer = setInterval(() => {
@@ -247,6 +251,7 @@ export class BullmqQueue implements JobQueue {
       concurrency: options.concurrency,
       lockDuration: this.#options.leaseMs,
       stalledInterval: this.#options.stalledIntervalMs,
+      drainDelay: this.#options.drainDelaySec,
       autorun: true,
     });
     worker.on('error', (err: Error) => this.#log.warn({ kind, err: errInfo(err) }, 'BullMQ worker error'));
