@@ -1,8 +1,10 @@
+import { Redis } from 'ioredis';
 import t from 'tap';
 import { ManualClock } from '../src/clock.js';
 import { bullJobId } from '../src/queue/bullmq.js';
 import { freshJobStore, openBullmqQueue, startJobServers, type JobStore } from './helpers/bullmq-queue.js';
 import { queueContract, type QueueFixture } from './helpers/queue-contract.js';
+import { PgTransactor } from '../src/store/pg/tx.js';
 import { waitFor } from './helpers/relay.js';
 
 /**
@@ -41,7 +43,7 @@ t.test('a job added in a transaction is carried to BullMQ once poke() follows th
     ran.push(job.id);
     return { status: 'done' };
   }, { concurrency: 2 });
-  const transactor = new (await import('../src/store/pg/tx.js')).PgTransactor(pool);
+  const transactor = new PgTransactor(pool);
   await transactor.transaction((tx) => queue.insert(tx, [{ id: 'in-tx', kind: 'k', payload: null }]));
   await transactor
     .transaction(async (tx) => {
@@ -54,10 +56,63 @@ t.test('a job added in a transaction is carried to BullMQ once poke() follows th
   await queue.idle();
   t.same(ran, ['in-tx'], 'the committed job ran; the rolled-back one never existed');
   t.same((await pool.query('SELECT id FROM jobs')).rows, [], 'nothing left');
+  const redis = new Redis(servers.redis.url, { maxRetriesPerRequest: 1 });
+  t.teardown(() => redis.disconnect());
+  const jobKeys = (await redis.keys(`${store.prefix}:k:*`)).filter((key) => /\.\d+\.\d+(:|$)/.test(key));
+  t.same(jobKeys, [], 'BullMQ keeps no finished job in Redis');
 });
 
 t.test('BullMQ job ids: base64url of the id (no colon), the attempt and the dispatch generation', async (t) => {
   t.equal(bullJobId({ id: 'process:m1', attempts: 0, dispatch: 0 }), 'cHJvY2VzczptMQ.0.0');
   t.equal(bullJobId({ id: 'process:m1', attempts: 2, dispatch: 1 }), 'cHJvY2VzczptMQ.2.1');
   t.notOk(bullJobId({ id: 'a:b:c', attempts: 0, dispatch: 0 }).includes(':'));
+});
+
+t.test('a held job waits for an admin: counted and listed as held, due again after retryAt, gone after remove', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const store = await freshJobStore(servers);
+  const { queue, pool } = await openBullmqQueue(t, servers, store, clock, { reconcileMs: 50, reconcileGraceMs: 0 });
+  const transactor = new PgTransactor(pool);
+  const runs: Array<[string, number]> = [];
+  queue.work(
+    'deliver',
+    async (job) => {
+      runs.push([job.id, job.attempts]);
+      return job.attempts === 0 ? { status: 'held' } : { status: 'done' };
+    },
+    { concurrency: 1 },
+  );
+  const created = clock.now();
+  await queue.add([
+    { id: 'deliver:m1:0', kind: 'deliver', payload: { messageId: 'm1' } },
+    { id: 'deliver:m2:0', kind: 'deliver', payload: { messageId: 'm2' } },
+  ]);
+  await waitFor(async () => (await queue.held()).length === 2, 5_000, 'both jobs held');
+  await queue.idle();
+  t.same(await queue.counts(), [{ kind: 'deliver', ready: 0, delayed: 0, running: 0, held: 2, oldestCreatedAt: created }], 'counted as held only');
+  t.same(
+    (await queue.held()).map((h) => [h.id, h.messageId]),
+    [
+      ['deliver:m1:0', 'm1'],
+      ['deliver:m2:0', 'm2'],
+    ],
+  );
+  t.same((await queue.get('deliver:m1:0'))?.state, 'held');
+  t.same((await queue.list()).map((j) => [j.id, j.state, j.attempts]), [
+    ['deliver:m1:0', 'held', 1],
+    ['deliver:m2:0', 'held', 1],
+  ]);
+  clock.advance(1_000);
+  t.ok(await transactor.transaction((tx) => queue.retryAt(tx, 'deliver:m1:0', clock.now())), 'retryAt finds the job');
+  t.notOk(await transactor.transaction((tx) => queue.retryAt(tx, 'deliver:none', clock.now())), 'and not a job that is not there');
+  queue.poke();
+  await waitFor(() => runs.length === 3, 5_000, 'the retried job to run');
+  t.same(runs, [
+    ['deliver:m1:0', 0],
+    ['deliver:m2:0', 0],
+    ['deliver:m1:0', 1],
+  ]);
+  t.ok(await transactor.transaction((tx) => queue.remove(tx, 'deliver:m2:0')), 'remove finds the held job');
+  await queue.idle();
+  t.same(await queue.counts(), [], 'nothing left');
 });
