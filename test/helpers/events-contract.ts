@@ -184,6 +184,20 @@ export function eventsContract(t: Test, driver: Driver): void {
     t.equal(result.unsigned, 4);
   });
 
+  t.test(`${driver.name}: two nodes purging at once cut once, while a third appends`, async (t) => {
+    const s = await driver.make(t);
+    const [a, b] = [await s.node(), await s.node()];
+    await appendMany(s, 'old', 5);
+    s.clock.advance(10 * 86_400_000);
+    const retention = 5 * 86_400_000;
+    const [first, second] = await Promise.all([a.audit.purge(key, s.clock.now(), retention), b.audit.purge(key, s.clock.now(), retention), appendMany(s, 'new', 5)]);
+    t.same([first, second].map((r) => r.removed).sort(), [0, 5], 'one purge removed the five old records, the other found nothing left');
+    t.equal((await all(s.audit.records({ event: 'audit-purged' }))).length, 1, 'one audit-purged event');
+    const result = await s.audit.verify(pub);
+    t.ok(result.ok, result.problem ?? 'intact');
+    t.equal(result.records, 6, 'five new records and the purge event');
+  });
+
   t.test(`${driver.name}: export selects by time, message, recipient and event, oldest first`, async (t) => {
     const s = await driver.make(t);
     const at0 = s.clock.now();
