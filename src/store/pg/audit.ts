@@ -3,7 +3,9 @@ import Database from 'better-sqlite3';
 import { checkpointBytes, keyId, type CheckpointRow } from '../../audit/checkpoint.js';
 import type { AuditFilter, AuditRecord } from '../../audit/export.js';
 import type { AuditPurgeResult } from '../../audit/retention.js';
+import type { AuditTrail } from '../../audit/trail.js';
 import { verifyChain, type VerifyResult } from '../../audit/verify.js';
+import type { Public } from '../store.js';
 import type { Transactor, Tx } from '../tx.js';
 import type { PgPool } from './connect.js';
 import { CHAIN_LOCK, type PgEventLog } from './events.js';
@@ -90,7 +92,8 @@ function where(filter: AuditFilter, params: unknown[]): string {
   return parts.length ? ` AND ${parts.join(' AND ')}` : '';
 }
 
-export class PgAuditTrail {
+/** AuditTrail's face but for `records`, which is an async iterable here (rows come over the network). */
+export class PgAuditTrail implements Omit<Public<AuditTrail>, 'records'> {
   readonly #pool: PgPool;
   readonly #store: Transactor;
   readonly #events: PgEventLog;
