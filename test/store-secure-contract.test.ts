@@ -95,3 +95,27 @@ t.test('postgres: K_srv is stored sealed under the storage key, bound to its lin
   );
   t.ok(err instanceof ZegelError && err.code === 'ZEGEL_STORAGE_SEAL', 'a K_srv moved to another link is refused');
 });
+
+t.test('postgres: two nodes revoking the last two links at once purge the message', async (t) => {
+  const [a, b] = [await postgres.node(), await postgres.node()];
+  const { secureId, links } = await storeSecure(postgres, a, 2);
+  // the row steps of src/secure/revocation.ts (revokeLink): shred the link, then purge if no wrap is left;
+  // both shred before either counts, the order that lost the purge when the count took no lock
+  let arrived = 0;
+  let open!: () => void;
+  const barrier = new Promise<void>((resolve) => (open = resolve));
+  const revoke = (node: typeof a, linkId: string) =>
+    node.store.transaction(async (tx) => {
+      const link = await node.repos.links.get(linkId, tx);
+      t.equal(await node.repos.links.shred(tx, link!.id, 'revoked'), true);
+      if (++arrived === 2) open();
+      await barrier;
+      if ((await node.repos.links.wrapsLeft(secureId, tx)) > 0) return false;
+      await node.repos.links.shredAll(tx, secureId);
+      await node.repos.secure.purge(tx, secureId, 'revoked', 9000);
+      return true;
+    });
+  const purged = await Promise.all([revoke(a, links[0]!.id), revoke(b, links[1]!.id)]);
+  t.same(purged.sort(), [false, true], 'one of them purges');
+  t.match(await a.repos.secure.get(secureId), { purged_at: 9000, body_blob: null });
+});

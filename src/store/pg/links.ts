@@ -22,12 +22,19 @@ export type LinkRepository = Omit<Public<LinkStore>, 'insertRows'>;
  * The lockout across nodes: `addFailure` is one `UPDATE … SET failures =
  * failures + 1 … RETURNING`, which takes the row lock, so attempts from any
  * number of nodes count one after another. A read of a link inside a
- * transaction (`get(id, tx)`, `ofMessage(id, tx)`) is `SELECT … FOR UPDATE`:
+ * transaction (`get(id, tx)`, `ofMessage(id, tx)`) takes the row lock:
  * at READ COMMITTED a plain read could see the link unlocked while another
  * node's lock commits, and the UPDATE that follows would then count on from
  * the lock's fresh 0 (LinkService.reserveAttempt reads, then counts). With
  * the row lock taken by the read, the lock and the count take turns.
  */
+/**
+ * The row lock a read inside a transaction takes. NO KEY UPDATE, not
+ * UPDATE: it does not block the FOR KEY SHARE lock a foreign key check
+ * takes, so codes, sessions and replies of the link are inserted meanwhile.
+ */
+const LOCK = ' FOR NO KEY UPDATE';
+
 export class PgLinkStore implements LinkRepository {
   readonly #pool: PgPool;
   readonly #key: StorageKey;
@@ -62,14 +69,14 @@ export class PgLinkStore implements LinkRepository {
   }
 
   async get(id: string, tx?: Tx): Promise<SecureLinkRow | undefined> {
-    const { rows } = await reader(this.#pool, tx).query<SecureLinkRow>(`SELECT * FROM secure_links WHERE id = $1${tx ? ' FOR UPDATE' : ''}`, [id]);
+    const { rows } = await reader(this.#pool, tx).query<SecureLinkRow>(`SELECT * FROM secure_links WHERE id = $1${tx ? LOCK : ''}`, [id]);
     return rows[0] && this.#open(rows[0]);
   }
 
   /** Every link of a secure message (resent ones included), by recipient then age. */
   async ofMessage(messageId: string, tx?: Tx): Promise<SecureLinkRow[]> {
     const { rows } = await reader(this.#pool, tx).query<SecureLinkRow>(
-      `SELECT * FROM secure_links WHERE message_id = $1 ORDER BY recipient_idx, created_at, id${tx ? ' FOR UPDATE' : ''}`,
+      `SELECT * FROM secure_links WHERE message_id = $1 ORDER BY recipient_idx, created_at, id${tx ? LOCK : ''}`,
       [messageId],
     );
     return rows.map((row) => this.#open(row));
@@ -124,12 +131,25 @@ export class PgLinkStore implements LinkRepository {
     return (result.rowCount ?? 0) > 0;
   }
 
+  /**
+   * Active links of a message that still hold both a wrap and K_srv. Inside
+   * a transaction it first takes the message's row lock: two nodes revoking
+   * a message's last two links at once would otherwise each count the
+   * other's link (not yet committed) as left, and neither would purge the
+   * message. With the lock the second counts after the first's commit.
+   * Lock order: links (read or shredded before), then the message.
+   */
   async wrapsLeft(messageId: string, tx?: Tx): Promise<number> {
-    return this.#count(reader(this.#pool, tx), `SELECT COUNT(*) AS n FROM secure_links WHERE message_id = $1 AND state = 'active' AND wrap IS NOT NULL AND k_srv IS NOT NULL`, messageId);
+    const db = reader(this.#pool, tx);
+    if (tx) await db.query(`SELECT 1 FROM secure_messages WHERE id = $1${LOCK}`, [messageId]);
+    return this.#count(db, `SELECT COUNT(*) AS n FROM secure_links WHERE message_id = $1 AND state = 'active' AND wrap IS NOT NULL AND k_srv IS NOT NULL`, messageId);
   }
 
+  /** Whether an active link of the message still holds a wrap (inside a transaction: after the message's row lock, as wrapsLeft). */
   async hasWrap(messageId: string, tx?: Tx): Promise<boolean> {
-    return (await this.#count(reader(this.#pool, tx), `SELECT COUNT(*) AS n FROM secure_links WHERE message_id = $1 AND state = 'active' AND wrap IS NOT NULL`, messageId)) > 0;
+    const db = reader(this.#pool, tx);
+    if (tx) await db.query(`SELECT 1 FROM secure_messages WHERE id = $1${LOCK}`, [messageId]);
+    return (await this.#count(db, `SELECT COUNT(*) AS n FROM secure_links WHERE message_id = $1 AND state = 'active' AND wrap IS NOT NULL`, messageId)) > 0;
   }
 
   async shredAll(tx: Tx, messageId: string): Promise<void> {
