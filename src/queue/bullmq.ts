@@ -62,6 +62,8 @@ export interface BullmqQueueOptions {
   stalledIntervalMs?: number | undefined;
   /** How long a worker's blocking read for new jobs waits, s (BullMQ's drainDelay, default 5). */
   drainDelaySec?: number | undefined;
+  /** How often the worker watchdog looks for a worker that takes no job while jobs wait, ms (default 10 s). */
+  workerWatchMs?: number | undefined;
 }
 
 export const BULLMQ_QUEUE_DEFAULTS = {
@@ -73,6 +75,7 @@ export const BULLMQ_QUEUE_DEFAULTS = {
   redisTimeoutMs: 2_000,
   stalledIntervalMs: 30_000,
   drainDelaySec: 5,
+  workerWatchMs: 10_000,
 } as const;
 
 /** The reconciler's advisory lock ("ZEGL", 3): the migrator holds (…, 1), the audit chain (…, 2). */
@@ -98,6 +101,10 @@ interface KindWorker {
   worker: Worker;
   /** Claims running on this node, by token. */
   running: Map<string, Promise<void>>;
+  /** BullMQ jobs handed to this node's processor so far. */
+  started: number;
+  /** The watchdog's last look: jobs were waiting, and how many had started by then. */
+  watch: { started: number } | undefined;
 }
 
 interface Carried {
@@ -129,6 +136,9 @@ export class BullmqQueue implements JobQueue {
   readonly reconcilerStats = { passes: 0, added: 0, promoted: 0, rescued: 0 };
   #lastReconcile = 0;
   #timer: NodeJS.Timeout | undefined;
+  #watchTimer: NodeJS.Timeout | undefined;
+  /** Workers the watchdog replaced since start. */
+  workerRestarts = 0;
   #closed = false;
   #flushScheduled = false;
 
@@ -148,12 +158,14 @@ export class BullmqQueue implements JobQueue {
       redisTimeoutMs: options.redisTimeoutMs ?? BULLMQ_QUEUE_DEFAULTS.redisTimeoutMs,
       stalledIntervalMs: options.stalledIntervalMs ?? BULLMQ_QUEUE_DEFAULTS.stalledIntervalMs,
       drainDelaySec: options.drainDelaySec ?? BULLMQ_QUEUE_DEFAULTS.drainDelaySec,
+      workerWatchMs: options.workerWatchMs ?? BULLMQ_QUEUE_DEFAULTS.workerWatchMs,
     };
     this.jobs = new PgJobs(pool, clock, { leaseMs: this.#options.leaseMs });
     this.#timer = setInterval(() => {
       this.#flush();
       void this.reconcile();
     }, this.#options.reconcileMs);
+    this.#watchTimer = setInterval(() => void this.#watchWorkers(), this.#options.workerWatchMs);
   }
 
   // ---- adding jobs
@@ -244,11 +256,17 @@ export class BullmqQueue implements JobQueue {
   work<P>(kind: string, handler: JobHandler<P>, options: { concurrency: number }): void {
     if (this.#workers.has(kind)) throw new Error(`a worker for ${kind} is already registered`);
     if (this.#closed) throw new Error('the queue is closed');
-    const entry: Partial<KindWorker> & { running: Map<string, Promise<void>> } = { kind, handler: handler as JobHandler<unknown>, concurrency: options.concurrency, running: new Map() };
-    const worker = new Worker(kind, (job: BullJob) => this.#process(entry as KindWorker, job), {
+    const entry = { kind, handler: handler as JobHandler<unknown>, concurrency: options.concurrency, running: new Map(), started: 0, watch: undefined } as Omit<KindWorker, 'worker'> as KindWorker;
+    entry.worker = this.#newWorker(entry);
+    this.#workers.set(kind, entry);
+  }
+
+  #newWorker(entry: KindWorker): Worker {
+    const { kind } = entry;
+    const worker = new Worker(kind, (job: BullJob) => this.#process(entry, job), {
       connection: { url: this.#options.redisUrl, maxRetriesPerRequest: null, retryStrategy, connectionName: `zegel-${this.#options.node}-w` },
       prefix: this.#options.prefix,
-      concurrency: options.concurrency,
+      concurrency: entry.concurrency,
       lockDuration: this.#options.leaseMs,
       stalledInterval: this.#options.stalledIntervalMs,
       drainDelay: this.#options.drainDelaySec,
@@ -256,13 +274,47 @@ export class BullmqQueue implements JobQueue {
     });
     worker.on('error', (err: Error) => this.#log.warn({ kind, err: errInfo(err) }, 'BullMQ worker error'));
     worker.on('failed', (job: BullJob | undefined, err: Error) => this.#log.warn({ kind, bullJob: job?.id, err: errInfo(err) }, 'BullMQ job failed; the reconciler adds its row again'));
-    entry.worker = worker;
-    this.#workers.set(kind, entry as KindWorker);
+    return worker;
+  }
+
+  /**
+   * The worker watchdog: BullMQ's workers have stopped taking jobs after a
+   * Redis outage in several releases (taskforcesh/bullmq#4585, #4479, #4378)
+   * while reporting themselves running. An idle worker of this node (no job
+   * of its kind running here) that was handed no job between two looks while
+   * jobs waited in its queue at both is replaced by a new one.
+   */
+  async #watchWorkers(): Promise<void> {
+    for (const entry of this.#workers.values()) {
+      if (this.#closed) return;
+      if (entry.running.size > 0) {
+        entry.watch = undefined;
+        continue;
+      }
+      let waiting: number;
+      try {
+        waiting = await this.#redis(() => this.#queue(entry.kind).getWaitingCount());
+      } catch {
+        entry.watch = undefined; // Redis away: nothing to judge
+        continue;
+      }
+      const before = entry.watch;
+      entry.watch = waiting > 0 ? { started: entry.started } : undefined;
+      if (waiting > 0 && before && before.started === entry.started && !this.#closed) {
+        this.#log.warn({ kind: entry.kind, waiting }, 'BullMQ worker took no job while jobs waited; replacing it');
+        const old = entry.worker;
+        entry.worker = this.#newWorker(entry);
+        entry.watch = undefined;
+        this.workerRestarts++;
+        void old.close(true).catch(() => undefined);
+      }
+    }
   }
 
   /** BullMQ's processor: claim the row, run it, store the outcome. Throws only when the claim itself could not be made (PostgreSQL down). */
   async #process(worker: KindWorker, bull: BullJob): Promise<void> {
     if (this.#closed) return;
+    worker.started++;
     const id = (bull.data as Partial<Carried> | undefined)?.id;
     if (typeof id !== 'string') return;
     const token = `${this.#options.node}:${randomUUID()}`;
@@ -472,7 +524,9 @@ export class BullmqQueue implements JobQueue {
   #stopTimers(): void {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#watchTimer) clearInterval(this.#watchTimer);
     this.#timer = undefined;
+    this.#watchTimer = undefined;
   }
 
   /**
