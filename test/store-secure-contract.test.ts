@@ -12,7 +12,8 @@ import { PgTransactor } from '../src/store/pg/tx.js';
 import { secureRepositories } from '../src/store/secure-repositories.js';
 import { startPostgres } from './helpers/pg-server.js';
 import { tempDir } from './helpers/relay.js';
-import { secureContract, storeSecure, type SecureDriver } from './helpers/secure-contract.js';
+import { secureContract, storeSecure, type ContractNode, type SecureDriver } from './helpers/secure-contract.js';
+import type { Tx } from '../src/store/tx.js';
 import { openChunk } from '../src/crypto/storage-key.js';
 
 /**
@@ -118,4 +119,75 @@ t.test('postgres: two nodes revoking the last two links at once purge the messag
   const purged = await Promise.all([revoke(a, links[0]!.id), revoke(b, links[1]!.id)]);
   t.same(purged.sort(), [false, true], 'one of them purges');
   t.match(await a.repos.secure.get(secureId), { purged_at: 9000, body_blob: null });
+});
+
+/**
+ * Runs `first` in a transaction held open after it ran, then `second` on
+ * another node; lets the first commit once the second either finished or
+ * waits for a row lock (pg_stat_activity), so both orders of the race are
+ * met without a fixed sleep. Resolves to both results.
+ */
+async function overlapping<A, B>(first: (tx: Tx) => Promise<A>, second: () => Promise<B>, firstNode: ContractNode): Promise<[A, B]> {
+  let ran!: () => void;
+  const firstRan = new Promise<void>((resolve) => (ran = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const one = firstNode.store.transaction(async (tx) => {
+    const result = await first(tx);
+    ran();
+    await released;
+    return result;
+  });
+  await firstRan;
+  let done = false;
+  const two = second().finally(() => {
+    done = true;
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (done) break;
+    const waiting = await server.query("SELECT 1 FROM pg_stat_activity WHERE datname = 'secure_contract' AND wait_event_type = 'Lock'");
+    if (waiting.length) break;
+    if (Date.now() > deadline) throw new Error('the second node neither finished nor waited for a lock');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  release();
+  return [await one, await two];
+}
+
+t.test('postgres: two nodes resending one link at once make one new link', async (t) => {
+  const [a, b] = [await postgres.node(), await postgres.node()];
+  const { secureId, links } = await storeSecure(postgres, a, 1);
+  const resend = (newId: string) => ({ id: newId, messageId: secureId, oldLinkId: links[0]!.id, wrap: randomBytes(60), kSrv: randomBytes(32), notificationId: newId, createdAt: 3000 });
+  const [first, second] = await overlapping(
+    (tx) => a.repos.links.replace(tx, resend('resentA')),
+    () => b.store.transaction((tx) => b.repos.links.replace(tx, resend('resentB'))),
+    a,
+  );
+  t.same([first, second], [true, false], 'the second finds the link replaced');
+  t.same((await a.repos.links.ofMessage(secureId)).map((l) => [l.id, l.state]).sort((x, y) => x[1]!.localeCompare(y[1]!)), [
+    ['resentA', 'active'],
+    [links[0]!.id, 'replaced'],
+  ]);
+});
+
+t.test("postgres: two nodes sending a code at once keep to the link's code limit", async (t) => {
+  const [a, b] = [await postgres.node(), await postgres.node()];
+  const { links } = await storeSecure(postgres, a, 1);
+  const linkId = links[0]!.id;
+  const LIMIT = 1;
+  // LinkService.insertCode's steps: the recent codes, the limit, then the new code
+  const send = async (node: ContractNode, tx: Tx, at: number): Promise<number | 'refused'> => {
+    if ((await node.repos.codes.createdSince(linkId, 0, tx)).length >= LIMIT) return 'refused';
+    await node.repos.codes.voidLive(tx, linkId);
+    return node.repos.codes.insert(tx, { linkId, sessionHash: 's'.repeat(64), channel: 'email', codeHash: 'h'.repeat(64), createdAt: at, expiresAt: at + 1000 });
+  };
+  const [first, second] = await overlapping(
+    (tx) => send(a, tx, 1000),
+    () => b.store.transaction((tx) => send(b, tx, 1001)),
+    a,
+  );
+  t.type(first, 'number');
+  t.equal(second, 'refused', 'the second sees the first code and is refused');
+  t.same(await a.repos.codes.createdSince(linkId, 0), [1000]);
 });

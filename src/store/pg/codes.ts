@@ -9,7 +9,7 @@ import { pgTx } from './tx.js';
  * `one_time_codes` on PostgreSQL, the same calls and rows as src/store/codes.ts.
  * `use` is `UPDATE … WHERE state = 'live'`: of two nodes using one code at
  * once, the second waits for the first's row lock, finds the code used, and
- * gets false.
+ * gets false. `createdSince` in a transaction locks the link (see there).
  */
 export class PgCodeStore implements Public<CodeStore> {
   readonly #pool: PgPool;
@@ -31,7 +31,14 @@ export class PgCodeStore implements Public<CodeStore> {
     await pgTx(tx).query(`UPDATE one_time_codes SET state = 'void' WHERE link_id = $1 AND state = 'live'`, [linkId]);
   }
 
+  /**
+   * Creation times of the link's codes newer than `since`, oldest first.
+   * Inside a transaction it first takes the link's row lock: the rate limit
+   * reads this, then inserts a code (LinkService.insertCode), and two nodes
+   * reading at once would each allow one code more than the limit.
+   */
   async createdSince(linkId: string, since: number, tx?: Tx): Promise<number[]> {
+    if (tx) await pgTx(tx).query('SELECT 1 FROM secure_links WHERE id = $1 FOR NO KEY UPDATE', [linkId]);
     const { rows } = await reader(this.#pool, tx).query<{ created_at: number }>(
       'SELECT created_at FROM one_time_codes WHERE link_id = $1 AND created_at > $2 ORDER BY created_at',
       [linkId, since],

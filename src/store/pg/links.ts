@@ -103,6 +103,9 @@ export class PgLinkStore implements LinkRepository {
   /** A resent link (see LinkStore.replace); false when the old link is not an active link of that message. */
   async replace(tx: Tx, link: ReplacementLink): Promise<boolean> {
     const db = pgTx(tx);
+    // the old link's row lock first: a second node resending the same link waits, then finds it replaced
+    const old = await db.query(`SELECT 1 FROM secure_links WHERE id = $1 AND message_id = $2 AND state = 'active'${LOCK}`, [link.oldLinkId, link.messageId]);
+    if (old.rowCount !== 1) return false;
     const inserted = await db.query(
       `INSERT INTO secure_links (id, message_id, recipient_idx, address, method, phone, language, wrap, k_srv, state, created_at, notification_id)
        SELECT $1, message_id, recipient_idx, address, method, phone, language, $2, $3, 'active', $4, $5
