@@ -8,8 +8,8 @@ import type { PgPool } from './connect.js';
 export const BLOB_CHUNK_BYTES = BLOB_READ_BYTES;
 /** How old an unfinished or unowned blob must be before `sweep` removes it (another node may be writing it). */
 export const BLOB_SWEEP_GRACE_MS = 3600_000;
-/** Chunks fetched per query when reading (4 MiB). */
-const READ_BATCH = 4;
+/** Chunks fetched per query when reading: 2 MiB, as the file store's two send buffers (bytea arrives as hex text, twice that while parsed). */
+const READ_BATCH = 2;
 
 /** The server's clock in milliseconds (nodes' clocks may differ; the sweep compares with this). */
 const SERVER_NOW_MS = 'floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint';
