@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { ManualClock } from '../src/clock.js';
-import { bullJobId } from '../src/queue/bullmq.js';
+import { bullJobId, RECONCILE_LOCK } from '../src/queue/bullmq.js';
 import { freshJobStore, openBullmqQueue, startJobServers, type JobStore } from './helpers/bullmq-queue.js';
 import { queueContract, type QueueFixture } from './helpers/queue-contract.js';
 import { PgTransactor } from '../src/store/pg/tx.js';
@@ -117,4 +117,29 @@ t.test('a held job waits for an admin: counted and listed as held, due again aft
   t.ok(await transactor.transaction((tx) => queue.remove(tx, 'deliver:m2:0')), 'remove finds the held job');
   await queue.idle();
   t.same(await queue.counts(), [], 'nothing left');
+});
+
+t.test('the reconciler hands BullMQ a due row it does not hold, one node at a time under its advisory lock', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const store = await freshJobStore(servers);
+  const { queue, pool } = await openBullmqQueue(t, servers, store, clock, { reconcileMs: 50, reconcileGraceMs: 0 });
+  const ran: string[] = [];
+  queue.work('k', async (job) => {
+    ran.push(job.id);
+    return { status: 'done' };
+  }, { concurrency: 1 });
+  // another node's pass holds the lock
+  const other = await pool.checkout();
+  t.teardown(() => other.release(true));
+  await other.client.query('SELECT pg_advisory_lock($1, $2)', [...RECONCILE_LOCK]);
+  const passes = queue.reconcilerStats.passes;
+  // a row BullMQ never heard of (as after a Redis loss)
+  await pool.query("INSERT INTO jobs (id, kind, payload, run_at, attempts, state, created_at) VALUES ('lost', 'k', 'null', $1, 0, 'ready', $1)", [clock.now()]);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.same(ran, [], 'not run while another node holds the reconciler lock');
+  t.equal(queue.reconcilerStats.passes, passes, 'no pass ran here meanwhile');
+  await other.client.query('SELECT pg_advisory_unlock($1, $2)', [...RECONCILE_LOCK]);
+  await waitFor(() => ran.length === 1, 5_000, 'the reconciler to hand the row to BullMQ');
+  t.same(ran, ['lost']);
+  t.ok(queue.reconcilerStats.added >= 1, 'counted as added by the reconciler');
 });
