@@ -6,6 +6,10 @@ import { SEAL_OVERHEAD, StorageKey } from '../src/crypto/storage-key.js';
 import { openPgPool } from '../src/store/pg/connect.js';
 import { migrate } from '../src/store/pg/migrate.js';
 import { PgSpoolChunks, SPOOL_CHUNK_BYTES } from '../src/store/pg/spool-chunks.js';
+import { Spool } from '../src/spool/spool.js';
+import { tempDir } from './helpers/relay.js';
+import type { Readable } from 'node:stream';
+import type { Test } from 'tap';
 import { startPostgres } from './helpers/pg-server.js';
 
 /**
@@ -14,7 +18,8 @@ import { startPostgres } from './helpers/pg-server.js';
  * memory measured); each chunk is sealed under the storage key for its
  * message and position, so a swapped, moved or missing chunk, a cut-off end
  * and another key are refused; a failed write leaves nothing; the sweep
- * spares recent and owned messages.
+ * spares recent and owned messages. And what the file spool
+ * (src/spool/spool.ts) does, it does the same: one contract run on both.
  */
 const server = await startPostgres();
 t.teardown(() => server.cleanup());
@@ -157,4 +162,49 @@ t.test('a source that fails midway leaves no chunks; remove and the sweep', asyn
   const removed = await small.sweep(new Set(['m3']));
   t.equal(removed, before.length - 2, 'old unowned messages swept');
   t.same(await small.list(), ['k1', 'm3'], 'the owned and the recent one kept');
+});
+
+/** What the file spool and the PostgreSQL spool share, for one contract. */
+interface SpoolLike {
+  write(id: string, bytes: Buffer): Promise<unknown>;
+  read(id: string): Readable;
+  readHeaderBlock(id: string, limit?: number): Promise<Buffer>;
+  remove(id: string): Promise<void>;
+  list(): Promise<string[]>;
+  /** Everything not owned, however recent (the PostgreSQL spool's grace set to 0). */
+  sweep(owned: ReadonlySet<string>): Promise<number>;
+}
+
+function spoolContract(t: Test, name: string, spool: SpoolLike): void {
+  t.test(`${name}: a message reads back whole; header block, remove and sweep`, async (t) => {
+    const raw = Buffer.concat([Buffer.from('Subject: uitslag\r\nFrom: arts@zorg.test\r\n\r\n'), randomBytes(600 * 1024)]);
+    await spool.write('c1', raw);
+    t.ok((await collect(spool.read('c1'))).equals(raw), 'read back byte for byte');
+    t.equal((await spool.readHeaderBlock('c1')).toString(), 'Subject: uitslag\r\nFrom: arts@zorg.test\r\n');
+    t.equal((await spool.readHeaderBlock('c1', 10)).toString(), 'Subject: u', 'cut at the limit');
+    await spool.write('c2', Buffer.from('x'));
+    await spool.write('c3', Buffer.from('y'));
+    t.same((await spool.list()).sort(), ['c1', 'c2', 'c3']);
+    await spool.remove('c2');
+    await spool.remove('c2');
+    t.same((await spool.list()).sort(), ['c1', 'c3'], 'removed, twice without error');
+    t.equal(await spool.sweep(new Set(['c1'])), 1, 'the unowned one swept');
+    t.same(await spool.list(), ['c1']);
+    await t.rejects(collect(spool.read('c2')), 'a removed message fails its stream');
+    await spool.remove('c1');
+  });
+}
+
+const fileSpool = new Spool(tempDir(t));
+spoolContract(t, 'file spool', { write: (id, bytes) => fileSpool.write(id, bytes), read: (id) => fileSpool.read(id), readHeaderBlock: (id, limit) => fileSpool.readHeaderBlock(id, limit), remove: (id) => fileSpool.remove(id), list: () => fileSpool.list(), sweep: (owned) => fileSpool.sweep(owned) });
+const contractSpool = new PgSpoolChunks(pool, key, { chunkBytes: 256 * 1024 });
+// the tests above leave messages of their own: the contract sees its c… ids only
+const others = async () => (await contractSpool.list()).filter((id) => !id.startsWith('c'));
+spoolContract(t, 'postgres spool', {
+  write: (id, bytes) => contractSpool.writeBytes(id, bytes),
+  read: (id) => contractSpool.read(id),
+  readHeaderBlock: (id, limit) => contractSpool.readHeaderBlock(id, limit),
+  remove: (id) => contractSpool.remove(id),
+  list: async () => (await contractSpool.list()).filter((id) => id.startsWith('c')),
+  sweep: async (owned) => contractSpool.sweep(new Set([...owned, ...(await others())]), { graceMs: -1 }),
 });
