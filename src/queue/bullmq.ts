@@ -81,6 +81,9 @@ export const BULLMQ_QUEUE_DEFAULTS = {
 /** The reconciler's advisory lock ("ZEGL", 3): the migrator holds (…, 1), the audit chain (…, 2). */
 export const RECONCILE_LOCK: readonly [number, number] = [1514489676, 3];
 
+/** How long a worker retries a claim while PostgreSQL is unavailable before it lets BullMQ fail the job. */
+const CLAIM_PATIENCE_MS = 15_000;
+
 /** Backoff for a handler that threw unexpectedly: 30 s doubling, at most one hour (as on SQLite). */
 function crashBackoff(attempts: number): number {
   return Math.min(30_000 * 2 ** Math.min(attempts, 7), 3_600_000);
@@ -318,7 +321,7 @@ export class BullmqQueue implements JobQueue {
     const id = (bull.data as Partial<Carried> | undefined)?.id;
     if (typeof id !== 'string') return;
     const token = `${this.#options.node}:${randomUUID()}`;
-    const job = await this.jobs.claim(id, token);
+    const job = await this.#claim(id, token);
     if (!job) return; // done, gone, not yet due, held, or running elsewhere
     const run = this.#run(worker, job);
     worker.running.set(token, run);
@@ -326,6 +329,27 @@ export class BullmqQueue implements JobQueue {
       await run;
     } finally {
       worker.running.delete(token);
+    }
+  }
+
+  /**
+   * Claims a row, waiting out a short PostgreSQL outage (up to
+   * CLAIM_PATIENCE_MS): a worker whose claims fail at once would otherwise
+   * drain its whole BullMQ queue into failures, for the reconciler to add
+   * again. Past that, the error goes to BullMQ (the job fails and is
+   * dropped; the row stays due).
+   */
+  async #claim(id: string, token: string): Promise<ClaimedJob | undefined> {
+    const began = Date.now();
+    for (let tries = 0; ; tries++) {
+      try {
+        return await this.jobs.claim(id, token);
+      } catch (err) {
+        const unavailable = err instanceof ZegelError && (err.code as string) === 'ZEGEL_STORE_UNAVAILABLE';
+        const pause = Math.min(250 * 2 ** tries, 2_000);
+        if (!unavailable || this.#closed || Date.now() - began + pause > CLAIM_PATIENCE_MS) throw err;
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
     }
   }
 
