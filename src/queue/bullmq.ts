@@ -42,8 +42,10 @@ import type { HeldJob, JobHandler, JobQueue, JobResult, NewJob, QueueCounts } fr
  * `redisTimeoutMs`. Redis must run with `maxmemory-policy noeviction`.
  */
 export interface BullmqQueueOptions {
-  /** `redis://[user:password@]host:port[/db]`. */
+  /** `redis://host:port[/db]` (`rediss://` for TLS). */
   redisUrl: string;
+  /** Redis AUTH password, read by the caller from a file (never from the URL in the config, never logged). */
+  redisPassword?: string | undefined;
   /** Key prefix in Redis (default `zegel`). */
   prefix?: string | undefined;
   /** Shown in lease tokens (default: a random id per queue object). */
@@ -125,7 +127,9 @@ export class BullmqQueue implements JobQueue {
   readonly #transactor: Transactor;
   readonly #clock: Clock;
   readonly #log: Logger;
-  readonly #options: Required<Omit<BullmqQueueOptions, 'node'>> & { node: string };
+  readonly #options: Required<Omit<BullmqQueueOptions, 'node' | 'redisPassword'>> & { node: string };
+  /** ioredis options every connection shares. */
+  readonly #connection: { url: string; password?: string; retryStrategy: typeof retryStrategy };
   readonly #queues = new Map<string, Queue>();
   readonly #workers = new Map<string, KindWorker>();
   /** Renewal timers of the claims running here, by token. */
@@ -163,6 +167,7 @@ export class BullmqQueue implements JobQueue {
       drainDelaySec: options.drainDelaySec ?? BULLMQ_QUEUE_DEFAULTS.drainDelaySec,
       workerWatchMs: options.workerWatchMs ?? BULLMQ_QUEUE_DEFAULTS.workerWatchMs,
     };
+    this.#connection = { url: options.redisUrl, ...(options.redisPassword === undefined ? {} : { password: options.redisPassword }), retryStrategy };
     this.jobs = new PgJobs(pool, clock, { leaseMs: this.#options.leaseMs });
     this.#timer = setInterval(() => {
       this.#flush();
@@ -210,8 +215,9 @@ export class BullmqQueue implements JobQueue {
   #queue(kind: string): Queue {
     let queue = this.#queues.get(kind);
     if (!queue) {
+      if (this.#closed) throw new Error('the queue is closed');
       queue = new Queue(kind, {
-        connection: { url: this.#options.redisUrl, enableOfflineQueue: false, retryStrategy, connectionName: `zegel-${this.#options.node}-q` },
+        connection: { ...this.#connection, enableOfflineQueue: false, connectionName: `zegel-${this.#options.node}-q` },
         prefix: this.#options.prefix,
         defaultJobOptions: { removeOnComplete: true, removeOnFail: true, attempts: 1 },
       });
@@ -267,7 +273,7 @@ export class BullmqQueue implements JobQueue {
   #newWorker(entry: KindWorker): Worker {
     const { kind } = entry;
     const worker = new Worker(kind, (job: BullJob) => this.#process(entry, job), {
-      connection: { url: this.#options.redisUrl, maxRetriesPerRequest: null, retryStrategy, connectionName: `zegel-${this.#options.node}-w` },
+      connection: { ...this.#connection, maxRetriesPerRequest: null, connectionName: `zegel-${this.#options.node}-w` },
       prefix: this.#options.prefix,
       concurrency: entry.concurrency,
       lockDuration: this.#options.leaseMs,
