@@ -351,7 +351,7 @@ export class BullmqQueue implements JobQueue {
       try {
         return await this.jobs.claim(id, token);
       } catch (err) {
-        const unavailable = err instanceof ZegelError && (err.code as string) === 'ZEGEL_STORE_UNAVAILABLE';
+        const unavailable = err instanceof ZegelError && err.code === 'ZEGEL_STORE_UNAVAILABLE';
         const pause = Math.min(250 * 2 ** tries, 2_000);
         if (!unavailable || this.#closed || Date.now() - began + pause > CLAIM_PATIENCE_MS) throw err;
         await new Promise((resolve) => setTimeout(resolve, pause));
@@ -360,10 +360,12 @@ export class BullmqQueue implements JobQueue {
   }
 
   async #run(worker: KindWorker, job: ClaimedJob): Promise<void> {
+    /** Set once the outcome is being written: a renewal that then finds the row gone is no news. */
+    let ending = false;
     const renewal = setInterval(() => {
       this.jobs.renew(job.id, job.token).then(
         (held) => {
-          if (!held) this.#log.warn({ job: job.id, kind: job.kind }, 'job lease lost while running; its outcome will not be written');
+          if (!held && !ending) this.#log.warn({ job: job.id, kind: job.kind }, 'job lease lost while running; its outcome will not be written');
         },
         (err: unknown) => this.#log.warn({ job: job.id, kind: job.kind, err: errInfo(err) }, 'could not renew a job lease'),
       );
@@ -379,6 +381,7 @@ export class BullmqQueue implements JobQueue {
         result = { status: 'retry', runAt: this.#clock.now() + crashBackoff(job.attempts) };
       }
       if (this.#halted) return;
+      ending = true;
       let dispatch: JobRef[];
       try {
         // the job's new state first: it locks the row and proves the lease is still ours
