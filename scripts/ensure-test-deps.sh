@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The tests talk to real peers: swaks, and Postfix's smtp-sink/smtp-source
 # (Debian packages swaks and postfix), and use openssl for test certificates;
-# the reader is tested in Debian's Chromium (driven by playwright-core).
+# the reader is tested in Debian's Chromium (driven by playwright-core); the
+# cluster drivers against private PostgreSQL and Redis servers that the tests
+# start themselves (Debian packages postgresql and redis-server: only their
+# binaries are used, on ports of their own).
 # Installs whichever is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
