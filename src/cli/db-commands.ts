@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfigFile } from '../config/load.js';
 import { ZegelError } from '../errors.js';
-import { openPgPool } from '../store/pg/connect.js';
-import { migrate } from '../store/pg/migrate.js';
 import { withWork } from './context.js';
 
 /**
@@ -31,6 +29,8 @@ export function registerDbCommands(program: Command): void {
       }
       const url = store.url;
       await withWork(async () => {
+        // loaded here, not at start-up: node-postgres costs every other command ~100 ms
+        const [{ openPgPool }, { migrate }] = await Promise.all([import('../store/pg/connect.js'), import('../store/pg/migrate.js')]);
         const pool = await openPgPool({ url, passwordFile: store.passwordFile, applicationName: 'zegel-migrate', max: 1 });
         try {
           const result = await migrate(pool);
