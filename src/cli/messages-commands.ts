@@ -217,7 +217,7 @@ function describeRevoke(result: RevokeResult, recipient: string | undefined): st
 
 /** A secure message by its id or its queue id. */
 async function find(store: AdminStore, id: string): Promise<SecureMessageRow> {
-  const row = (await store.secure.secure.get(id)) ?? store.secure.secure.byQueueId(id);
+  const row = (await store.secure.secure.get(id)) ?? (await store.secure.secure.byQueueId(id));
   if (!row) throw new ZegelError('ZEGEL_MESSAGE_NOT_FOUND', `no secure message ${id}`);
   return row;
 }

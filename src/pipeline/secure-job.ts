@@ -154,7 +154,7 @@ export class SecureDelivery {
       log.error({ job: job.id, queueId: messageId }, 'secure job for an unknown message; dropped');
       return { status: 'done' };
     }
-    if (secure.byQueueId(messageId)) return { status: 'done' };
+    if (await secure.byQueueId(messageId)) return { status: 'done' };
     const wanted = new Set(job.payload.recipients);
     const recipients = (await backend.messages.recipients(messageId)).filter((r) => wanted.has(r.idx) && r.state === 'pending');
     if (!recipients.length) return { status: 'done' };

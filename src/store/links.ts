@@ -100,11 +100,7 @@ export class LinkStore {
   /** Records the links of a new secure message (the secure job, with the message in the same transaction). */
   async insert(tx: Tx, messageId: string, createdAt: number, links: readonly SecureLinkInsert[]): Promise<void> {
     sqliteTx(tx);
-    this.insertRows(messageId, createdAt, links);
-  }
-
-  /** The insert for SecureStore.insert, which checked the transaction already (a message and its links: one write). */
-  insertRows(messageId: string, createdAt: number, links: readonly SecureLinkInsert[]): void {
+    // no await in here: SecureStore.insert writes the message and these rows in one turn of the event loop
     for (const link of links) {
       this.#stmt.insert.run({ ...link, phone: link.phone ?? null, messageId, createdAt });
     }

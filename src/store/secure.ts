@@ -101,12 +101,9 @@ export class SecureStore {
   /** Records a secure message and its links. */
   async insert(tx: Tx, message: SecureMessageInsert, links: readonly SecureLinkInsert[]): Promise<void> {
     sqliteTx(tx);
-    this.#insertRows(message, links);
-  }
-
-  #insertRows(message: SecureMessageInsert, links: readonly SecureLinkInsert[]): void {
     this.#stmt.insert.run({ ...message, originMessageId: message.originMessageId ?? null, blobs: JSON.stringify(message.blobs) });
-    this.#links.insertRows(message.id, message.createdAt, links);
+    // LinkStore.insert has no await: its rows are written in this same turn, right after the message's
+    await this.#links.insert(tx, message.id, message.createdAt, links);
   }
 
   /** Records the sender's status link (the secure job, with the message). */
@@ -119,8 +116,8 @@ export class SecureStore {
     return this.#stmt.byId.get(id) as SecureMessageRow | undefined;
   }
 
-  /** Synchronous `byQueueId`, for callers not yet on the async interface (the secure job). */
-  byQueueId(queueId: string): SecureMessageRow | undefined {
+  /** The secure message made from a queued message (its queue id), or undefined. */
+  async byQueueId(queueId: string): Promise<SecureMessageRow | undefined> {
     return this.#stmt.byQueueId.get(queueId) as SecureMessageRow | undefined;
   }
 

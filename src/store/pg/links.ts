@@ -7,12 +7,8 @@ import { reader, type PgRunner } from './runner.js';
 import { linkKsrvContext, openKsrv, sealKsrv } from './server-keys.js';
 import { pgTx } from './tx.js';
 
-/**
- * The public face of LinkStore a second driver can give: SQLite's
- * synchronous `insertRows` (SecureStore's shortcut inside one SQLite write)
- * cannot run on a network connection; here SecureStore calls `insert`.
- */
-export type LinkRepository = Omit<Public<LinkStore>, 'insertRows'>;
+/** The public face of LinkStore, which this class gives whole (faces.ts checks it). */
+export type LinkRepository = Public<LinkStore>;
 
 /**
  * `secure_links` on PostgreSQL, the same calls and rows as src/store/links.ts.

@@ -9,15 +9,8 @@ import { reader } from './runner.js';
 import { openKsrv, sealKsrv, statusKsrvContext } from './server-keys.js';
 import { pgTx } from './tx.js';
 
-/**
- * The public face of SecureStore a second driver can give: SQLite's
- * synchronous `byQueueId` cannot run on a network connection; here it
- * resolves a promise (its two callers, the secure job and `zegel messages`,
- * can await it).
- */
-export type SecureMessageRepository = Omit<Public<SecureStore>, 'byQueueId'> & {
-  byQueueId(queueId: string): Promise<SecureMessageRow | undefined>;
-};
+/** The public face of SecureStore, which this class gives whole (every call of both drivers is async; faces.ts checks it). */
+export type SecureMessageRepository = Public<SecureStore>;
 
 /**
  * `secure_messages` on PostgreSQL, the same calls and rows as
