@@ -134,7 +134,7 @@ export class Revocations {
       if (!link) throw new ZegelError('ZEGEL_LINK_NOT_FOUND', `no link ${linkId}`);
       const message = await this.#message(link.message_id, tx);
       if (!(await this.#ctx.repos.links.scheduleRevoke(tx, linkId, at))) return;
-      this.#event(tx, message.queue_id, link.address, 'revoke-scheduled', { actor, linkId, at: at === null ? null : new Date(at).toISOString() });
+      await this.#event(tx, message.queue_id, link.address, 'revoke-scheduled', { actor, linkId, at: at === null ? null : new Date(at).toISOString() });
       if (at !== null) await this.#ctx.schedulePurgeRun?.(tx, at);
     });
     return undefined;
@@ -146,7 +146,7 @@ export class Revocations {
     await this.#ctx.store.transaction(async (tx) => {
       const message = await this.#message(secureId, tx);
       if (!(await this.#ctx.repos.secure.scheduleRevoke(tx, secureId, at))) return;
-      this.#event(tx, message.queue_id, undefined, 'revoke-scheduled', { actor, at: at === null ? null : new Date(at).toISOString() });
+      await this.#event(tx, message.queue_id, undefined, 'revoke-scheduled', { actor, at: at === null ? null : new Date(at).toISOString() });
       if (at !== null) await this.#ctx.schedulePurgeRun?.(tx, at);
     });
     return undefined;
@@ -250,8 +250,9 @@ export class Revocations {
     return last?.detail.actor === 'admin' ? 'admin' : 'sender';
   }
 
-  #event(tx: Tx, queueId: string, recipient: string | undefined, type: EventType, detail: Record<string, unknown>): void {
-    this.#ctx.events.appendSync(tx, { messageId: queueId, recipient, type, detail });
+  /** Appends one event in `tx`, in the order of the writes around it (awaited: on PostgreSQL it is a statement). */
+  async #event(tx: Tx, queueId: string, recipient: string | undefined, type: EventType, detail: Record<string, unknown>): Promise<void> {
+    await this.#ctx.events.append(tx, { messageId: queueId, recipient, type, detail });
   }
 
   /** Shreds the given active links; purges the message when no wrap is left (or `all`, revoking the whole message). */
@@ -264,7 +265,7 @@ export class Revocations {
       if (!(await repos.links.shred(tx, link.id, type))) continue;
       await repos.sessions.endForLink(tx, link.id);
       await repos.codes.deleteLive(tx, link.id);
-      this.#event(tx, message.queue_id, link.address, type, { actor, linkId: link.id });
+      await this.#event(tx, message.queue_id, link.address, type, { actor, linkId: link.id });
       revoked.push({ linkId: link.id, address: link.address });
     }
     const expired = actor === 'expiry' || message.expires_at <= clock.now();
@@ -298,7 +299,7 @@ export class Revocations {
     // a message the sender revoked keeps 'revoked' even when its expiry passes before the purge
     const finalState = message.state === 'active' ? state : message.state;
     await repos.secure.purge(tx, message.id, finalState, clock.now());
-    this.#event(tx, message.queue_id, undefined, 'purged', { reason: state, blobs: blobCount(message), replies });
+    await this.#event(tx, message.queue_id, undefined, 'purged', { reason: state, blobs: blobCount(message), replies });
     return true;
   }
 

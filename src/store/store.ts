@@ -9,6 +9,13 @@ import type { Transactor, Tx } from './tx.js';
 export type Public<T> = { [K in keyof T]: T[K] };
 
 /**
+ * The audit trail's writer as components see it: EventLog's face without
+ * `appendSync`, the synchronous append only SQLite's own repositories use
+ * inside a write (src/store/messages.ts); a network store has no such call.
+ */
+export type EventRepository = Omit<Public<EventLog>, 'appendSync'>;
+
+/**
  * What the relay's components see of the store: transactions and the
  * repositories, every call async. The embedded default implements it on one
  * SQLite file (src/store/sqlite-backend.ts); a PostgreSQL driver is meant to
@@ -17,7 +24,7 @@ export type Public<T> = { [K in keyof T]: T[K] };
  */
 export interface Store extends Transactor {
   /** The audit trail's one writer (src/store/events.ts). */
-  readonly events: Public<EventLog>;
+  readonly events: EventRepository;
   /** messages, recipients, relay_mail (src/store/messages.ts). */
   readonly messages: Public<MessageRepository>;
   /** The job queue (src/queue/), whose jobs commit with the rows that need them. */
