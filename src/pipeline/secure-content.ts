@@ -4,7 +4,7 @@ import { MailParser, type AddressObject, type AttachmentStream, type MessageText
 import { newSecureId } from '../crypto/key-schedule.js';
 import { encryptBytes, encryptStream } from '../crypto/payload.js';
 import type { SecureContent } from '../crypto/content.js';
-import type { BlobStore } from '../store/blobs.js';
+import type { BlobRepository } from '../store/blobs.js';
 
 export interface EncryptedContent {
   bodyBlob: string;
@@ -28,7 +28,7 @@ export interface EncryptContentInput {
   source: Readable | Buffer;
   contentKey: Buffer;
   secureId: string;
-  blobs: BlobStore;
+  blobs: BlobRepository;
   /** Turns the decoded Subject header into the subject recipients see (tags removed). */
   subjectFor: (subject: string) => string;
   /** Used when the message has no usable Date header. */

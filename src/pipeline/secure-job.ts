@@ -10,7 +10,7 @@ import { ZegelError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
 import type { Spool } from '../spool/spool.js';
-import type { BlobStore } from '../store/blobs.js';
+import type { BlobRepository } from '../store/blobs.js';
 import type { SecureLinkInsert } from '../store/secure.js';
 import type { SecureRepositories } from '../store/secure-repositories.js';
 import type { Store } from '../store/store.js';
@@ -78,7 +78,7 @@ export interface SecureDeps {
   backend: Store;
   /** Notifications and the receipt go to delivery through the hand-off, in the secure message's commit. */
   handOff: HandOff;
-  blobs: BlobStore;
+  blobs: BlobRepository;
   secure: SecureRepositories['secure'];
   resolveRecipient: (address: string) => Promise<RecipientSettings>;
   /** Renders one notification; resolves to its Message-ID and raw bytes. */

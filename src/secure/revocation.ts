@@ -1,6 +1,6 @@
 import { ZegelError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { BlobStore } from '../store/blobs.js';
+import type { BlobRepository } from '../store/blobs.js';
 import type { EventType } from '../store/events.js';
 import type { SecureLinkRow } from '../store/links.js';
 import { blobCount, type SecureMessageRow } from '../store/secure.js';
@@ -71,7 +71,7 @@ export interface Shredder {
 }
 
 export interface RevocationDeps extends SecureContext {
-  blobs: BlobStore;
+  blobs: BlobRepository;
   shredder: Shredder;
   /**
    * Queues a one-off purge run at `at`, in the transaction that schedules a

@@ -17,7 +17,28 @@ export const BLOB_READ_BYTES = 1 << 20;
 /** Read buffers a download to an HTTP response takes turns with: one is read into while the other is sent. */
 export const BLOB_SEND_BUFFERS = 2;
 
-export class BlobStore {
+/**
+ * What the relay's components use of the blob store (the secure job and
+ * its content writer, revocation, the relay's start-up sweep): the calls
+ * both drivers give, this file store and the PostgreSQL one
+ * (src/store/pg/blob-chunks.ts). No directory: a blob is named by its ids only.
+ */
+export interface BlobRepository {
+  /** Streams `source` into a new blob; resolves with its size once it is durable and whole. */
+  write(secureId: string, blobId: string, source: Readable): Promise<number>;
+  /** The blob's bytes (a download). */
+  open(secureId: string, blobId: string): Readable;
+  /** The size of a whole blob; undefined when there is none. */
+  size(secureId: string, blobId: string): Promise<number | undefined>;
+  /** Secure message ids that have a blob. */
+  list(): Promise<string[]>;
+  /** Crash recovery at start: removes the blobs of secure messages not in `committed`; resolves to how many messages' blobs went. */
+  sweep(committed: ReadonlySet<string>): Promise<number>;
+  /** Removes every blob of a message (idempotent). */
+  remove(secureId: string): Promise<void>;
+}
+
+export class BlobStore implements BlobRepository {
   readonly dir: string;
 
   constructor(dataDir: string) {

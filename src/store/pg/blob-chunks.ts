@@ -1,6 +1,5 @@
 import { Readable } from 'node:stream';
-import { BLOB_READ_BYTES, type BlobStore } from '../blobs.js';
-import type { Public } from '../store.js';
+import { BLOB_READ_BYTES, type BlobRepository } from '../blobs.js';
 import { chunksIncomplete, forEachChunk } from './chunks.js';
 import type { PgPool } from './connect.js';
 
@@ -14,14 +13,6 @@ const READ_BATCH = 2;
 /** The server's clock in milliseconds (nodes' clocks may differ; the sweep compares with this). */
 const SERVER_NOW_MS = 'floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint';
 
-/**
- * The public face of BlobStore a database can give: no directory (`dir`),
- * and `open` hands a plain Readable (BlobReadStream is a file's).
- */
-export type BlobRepository = Omit<Public<BlobStore>, 'dir' | 'open' | 'sweep'> & {
-  open(secureId: string, blobId: string): Readable;
-  sweep(committed: ReadonlySet<string>, options?: { graceMs?: number }): Promise<number>;
-};
 
 function checkId(id: string): string {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new RangeError(`invalid blob id ${JSON.stringify(id.slice(0, 40))}`);
