@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
-import type { EventInput, EventLog } from '../store/events.js';
+import type { EventInput } from '../store/events.js';
+import type { EventRepository } from '../store/store.js';
 import type { SecureRepositories } from '../store/secure-repositories.js';
 import type { Transactor } from '../store/tx.js';
 
@@ -12,7 +13,7 @@ import type { Transactor } from '../store/tx.js';
  */
 export interface SecureContext {
   store: Transactor;
-  events: EventLog;
+  events: EventRepository;
   repos: SecureRepositories;
   clock: Clock;
   /** Told about every event the reader and status page record (metrics). */
