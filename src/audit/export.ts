@@ -27,7 +27,8 @@ export interface AuditRecord {
   hash: string | undefined;
 }
 
-interface Row {
+/** An `events` row as the export reads it (both drivers select these columns). */
+export interface AuditRow {
   seq: number;
   at: number;
   message_id: string | null;
@@ -50,6 +51,22 @@ function actorOf(type: string, detail: Record<string, unknown>): string | undefi
   if (typeof detail.actor === 'string') return detail.actor;
   if (type === 'admin-action') return 'admin';
   return undefined;
+}
+
+/** One export record from its `events` row: `detail` parsed, actor and client address lifted out. */
+export function toAuditRecord(row: AuditRow): AuditRecord {
+  const detail = parseDetail(row.detail);
+  return {
+    seq: row.seq,
+    at: row.at,
+    messageId: row.message_id ?? undefined,
+    recipient: row.recipient ?? undefined,
+    type: row.type,
+    actor: actorOf(row.type, detail),
+    clientIp: typeof detail.clientIp === 'string' ? detail.clientIp : undefined,
+    detail,
+    hash: row.hash ?? undefined,
+  };
 }
 
 export function* auditRecords(db: Database.Database, filter: AuditFilter): Generator<AuditRecord> {
@@ -76,20 +93,7 @@ export function* auditRecords(db: Database.Database, filter: AuditFilter): Gener
     params.push(filter.event);
   }
   const sql = `SELECT seq, at, message_id, recipient, type, detail, hash FROM events${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq`;
-  for (const row of db.prepare(sql).iterate(...params) as IterableIterator<Row>) {
-    const detail = parseDetail(row.detail);
-    yield {
-      seq: row.seq,
-      at: row.at,
-      messageId: row.message_id ?? undefined,
-      recipient: row.recipient ?? undefined,
-      type: row.type,
-      actor: actorOf(row.type, detail),
-      clientIp: typeof detail.clientIp === 'string' ? detail.clientIp : undefined,
-      detail,
-      hash: row.hash ?? undefined,
-    };
-  }
+  for (const row of db.prepare(sql).iterate(...params) as IterableIterator<AuditRow>) yield toAuditRecord(row);
 }
 
 /** One JSON line per record; `at` as ISO 8601 UTC. */

@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
 import { checkpointBytes, keyId, type CheckpointRow } from '../../audit/checkpoint.js';
-import type { AuditFilter, AuditRecord } from '../../audit/export.js';
+import type { ChainFields } from '../../audit/chain.js';
+import { toAuditRecord, type AuditFilter, type AuditRecord, type AuditRow } from '../../audit/export.js';
 import type { AuditPurgeResult } from '../../audit/retention.js';
 import type { AuditTrail } from '../../audit/trail.js';
 import { verifyChain, type VerifyResult } from '../../audit/verify.js';
@@ -32,46 +33,10 @@ const PAGE = 5_000;
 /** Records one purge removes at most (as src/audit/retention.ts). */
 const PURGE_BATCH = 10_000;
 
-interface ChainRow {
-  seq: number;
-  at: number;
-  message_id: string | null;
-  recipient: string | null;
-  type: string;
-  detail: string;
+/** An `events` row with both of its hashes: what verify copies. */
+interface ChainRow extends ChainFields {
   prev_hash: string | null;
   hash: string | null;
-}
-
-function parseDetail(text: string): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(text);
-    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : { value };
-  } catch {
-    return { unparsed: text };
-  }
-}
-
-function actorOf(type: string, detail: Record<string, unknown>): string | undefined {
-  if (typeof detail.actor === 'string') return detail.actor;
-  if (type === 'admin-action') return 'admin';
-  return undefined;
-}
-
-/** An export row as src/audit/export.ts makes it. */
-function toAuditRecord(row: Omit<ChainRow, 'prev_hash'>): AuditRecord {
-  const detail = parseDetail(row.detail);
-  return {
-    seq: row.seq,
-    at: row.at,
-    messageId: row.message_id ?? undefined,
-    recipient: row.recipient ?? undefined,
-    type: row.type,
-    actor: actorOf(row.type, detail),
-    clientIp: typeof detail.clientIp === 'string' ? detail.clientIp : undefined,
-    detail,
-    hash: row.hash ?? undefined,
-  };
 }
 
 /** The filter of src/audit/export.ts as a WHERE clause with $n parameters after `first`. */
@@ -110,7 +75,7 @@ export class PgAuditTrail implements Omit<Public<AuditTrail>, 'records'> {
     for (;;) {
       const params: unknown[] = [after];
       const sql = `SELECT seq, at, message_id, recipient, type, detail, hash FROM events WHERE seq > $1${where(filter, params)} ORDER BY seq LIMIT ${PAGE}`;
-      const { rows } = await this.#pool.query<Omit<ChainRow, 'prev_hash'>>(sql, params);
+      const { rows } = await this.#pool.query<AuditRow>(sql, params);
       for (const row of rows) yield toAuditRecord(row);
       if (rows.length < PAGE) return;
       after = rows.at(-1)!.seq;
