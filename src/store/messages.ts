@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import { canonicalRecipients } from '../crypto/origin.js';
 import type { Db } from './db.js';
-import type { EventLog } from './events.js';
+import type { EventInput, EventLog } from './events.js';
 import { sqliteTx, type Tx } from './tx.js';
 
 /** Where a message came from: SMTP ingress, or made by the relay itself (a DSN, a notification, a code mail, a notice). */
@@ -126,6 +126,27 @@ export function toRecipientRecord(row: RecipientRow): RecipientRecord {
   };
 }
 
+/** The `received` event that records an accepted (or relay-made) message. */
+export function receivedEvent(message: IncomingMessage): EventInput {
+  return {
+    messageId: message.id,
+    type: 'received',
+    detail: {
+      from: message.mailFrom,
+      recipients: message.recipients.length,
+      size: message.size,
+      clientIp: message.clientIp,
+      origin: message.origin,
+      messageId: message.messageId,
+    },
+  };
+}
+
+/** The `relay_mail.recipients` text of a relay-made message: its lower-cased addresses as a JSON array. */
+export function relayMailRecipients(message: IncomingMessage): string {
+  return JSON.stringify(message.recipients.map((r) => r.address.toLowerCase()));
+}
+
 /**
  * The owner of the `messages`, `recipients` and `relay_mail` tables: every
  * message the relay holds (accepted over SMTP or made by the relay), the state
@@ -190,20 +211,9 @@ export class MessageRepository {
       this.#stmt.insertRecipient.run(message.id, idx, rcpt.address, rcpt.notify?.join(',') ?? null, rcpt.orcpt ?? null, now);
     });
     if (message.origin !== 'ingress' && message.messageId) {
-      this.#stmt.insertRelayMail.run(message.messageId.trim(), JSON.stringify(message.recipients.map((r) => r.address.toLowerCase())), now);
+      this.#stmt.insertRelayMail.run(message.messageId.trim(), relayMailRecipients(message), now);
     }
-    this.#events.appendSync(tx, {
-      messageId: message.id,
-      type: 'received',
-      detail: {
-        from: message.mailFrom,
-        recipients: message.recipients.length,
-        size: message.size,
-        clientIp: message.clientIp,
-        origin: message.origin,
-        messageId: message.messageId,
-      },
-    });
+    this.#events.appendSync(tx, receivedEvent(message));
   }
 
   async get(id: string, _tx?: Tx): Promise<MessageRecord | undefined> {

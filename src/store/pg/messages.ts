@@ -2,6 +2,8 @@ import type { Clock } from '../../clock.js';
 import { canonicalRecipients } from '../../crypto/origin.js';
 import type { EventInput } from '../events.js';
 import {
+  receivedEvent,
+  relayMailRecipients,
   toMessageRecord,
   toRecipientRecord,
   type AttemptResult,
@@ -69,22 +71,11 @@ export class PgMessageRepository implements Public<MessageRepository> {
     if (message.origin !== 'ingress' && message.messageId) {
       await t.query('INSERT INTO relay_mail (message_id, recipients, created_at) VALUES ($1, $2, $3) ON CONFLICT (message_id) DO NOTHING', [
         message.messageId.trim(),
-        JSON.stringify(message.recipients.map((r) => r.address.toLowerCase())),
+        relayMailRecipients(message),
         now,
       ]);
     }
-    await this.#events.append(tx, {
-      messageId: message.id,
-      type: 'received',
-      detail: {
-        from: message.mailFrom,
-        recipients: message.recipients.length,
-        size: message.size,
-        clientIp: message.clientIp,
-        origin: message.origin,
-        messageId: message.messageId,
-      },
-    });
+    await this.#events.append(tx, receivedEvent(message));
   }
 
   async get(id: string, tx?: Tx): Promise<MessageRecord | undefined> {
