@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import type { PgPool } from '../store/pg/connect.js';
 import { pgTx } from '../store/pg/tx.js';
 import type { Tx } from '../store/tx.js';
-import type { StoredJob } from './sqlite.js';
+import { heldJob, storedJob, type HeldJobRow, type StoredJob, type StoredJobRow } from './rows.js';
 import type { HeldJob, Job, NewJob } from './types.js';
 
 /**
@@ -51,16 +51,6 @@ interface RefRow {
   run_at: number;
 }
 
-interface JobRow {
-  id: string;
-  kind: string;
-  payload: string;
-  run_at: number;
-  attempts: number;
-  state: string;
-  created_at: number;
-}
-
 export interface PgJobCounts {
   kind: string;
   due: number;
@@ -71,16 +61,6 @@ export interface PgJobCounts {
 }
 
 const ref = (row: RefRow): JobRef => ({ id: row.id, kind: row.kind, attempts: row.attempts, dispatch: row.dispatch, runAt: row.run_at });
-
-function messageIdOf(payload: string): string | undefined {
-  try {
-    const parsed = JSON.parse(payload) as { messageId?: unknown } | null;
-    return typeof parsed?.messageId === 'string' ? parsed.messageId : undefined;
-  } catch {
-    // a payload that is not JSON names no message
-    return undefined;
-  }
-}
 
 function leaseLost(id: string): ZegelError {
   return new ZegelError('ZEGEL_JOB_LEASE_LOST', `job ${id}: its lease was taken over by another node; this run's outcome is not written`);
@@ -117,7 +97,7 @@ export class PgJobs {
 
   /** Takes a due job for `token`; undefined when it is gone, not due, held, or leased by a live claim. */
   async claim(id: string, token: string): Promise<ClaimedJob | undefined> {
-    const { rows } = await this.#pool.query<JobRow>(
+    const { rows } = await this.#pool.query<StoredJobRow>(
       `UPDATE jobs SET lease_owner = $2, lease_until = ${DB_NOW} + $3
        WHERE id = $1 AND state <> 'held' AND run_at <= $4 AND ${UNLEASED}
        RETURNING id, kind, payload, run_at, attempts, state, created_at`,
@@ -207,23 +187,23 @@ export class PgJobs {
   }
 
   async held(): Promise<HeldJob[]> {
-    const { rows } = await this.#pool.query<{ id: string; kind: string; payload: string; created_at: number }>(
+    const { rows } = await this.#pool.query<HeldJobRow>(
       "SELECT id, kind, payload, created_at FROM jobs WHERE state = 'held' ORDER BY created_at, id",
     );
-    return rows.map((row) => ({ id: row.id, kind: row.kind, messageId: messageIdOf(row.payload), createdAt: row.created_at }));
+    return rows.map(heldJob);
   }
 
   // ---- the operator's view (zegel queue, zegel messages), as SqliteQueue offers it
 
   async list(tx?: Tx): Promise<StoredJob[]> {
     const sql = 'SELECT id, kind, payload, run_at, attempts, state, created_at FROM jobs ORDER BY run_at, created_at, id';
-    const { rows } = tx ? await pgTx(tx).query<JobRow>(sql) : await this.#pool.query<JobRow>(sql);
+    const { rows } = tx ? await pgTx(tx).query<StoredJobRow>(sql) : await this.#pool.query<StoredJobRow>(sql);
     return rows.map(storedJob);
   }
 
   async get(id: string, tx?: Tx): Promise<StoredJob | undefined> {
     const sql = 'SELECT id, kind, payload, run_at, attempts, state, created_at FROM jobs WHERE id = $1';
-    const { rows } = tx ? await pgTx(tx).query<JobRow>(sql, [id]) : await this.#pool.query<JobRow>(sql, [id]);
+    const { rows } = tx ? await pgTx(tx).query<StoredJobRow>(sql, [id]) : await this.#pool.query<StoredJobRow>(sql, [id]);
     return rows[0] ? storedJob(rows[0]) : undefined;
   }
 
@@ -242,6 +222,3 @@ export class PgJobs {
   }
 }
 
-function storedJob(row: JobRow): StoredJob {
-  return { id: row.id, kind: row.kind, state: row.state, runAt: row.run_at, attempts: row.attempts, createdAt: row.created_at, messageId: messageIdOf(row.payload) };
-}

@@ -3,7 +3,10 @@ import type { Logger } from '../log.js';
 import type { Db } from '../store/db.js';
 import type { GroupCommitter } from '../store/group-commit.js';
 import { sqliteTx, type Tx } from '../store/tx.js';
+import { heldJob, storedJob, type HeldJobRow, type StoredJob, type StoredJobRow } from './rows.js';
 import type { HeldJob, Job, JobHandler, JobQueue, JobResult, NewJob, QueueCounts } from './types.js';
+
+export type { StoredJob } from './rows.js';
 
 interface JobRow {
   id: string;
@@ -215,16 +218,7 @@ export class SqliteQueue implements JobQueue {
 
   /** The held jobs, read at once (readiness checks are synchronous). */
   heldSync(): HeldJob[] {
-    return (this.#held.all() as Array<{ id: string; kind: string; payload: string; created_at: number }>).map((row) => {
-      let messageId: string | undefined;
-      try {
-        const payload = JSON.parse(row.payload) as { messageId?: unknown } | null;
-        if (typeof payload?.messageId === 'string') messageId = payload.messageId;
-      } catch {
-        // a payload that is not JSON names no message
-      }
-      return { id: row.id, kind: row.kind, messageId, createdAt: row.created_at };
-    });
+    return (this.#held.all() as HeldJobRow[]).map(heldJob);
   }
 
   async idle(): Promise<void> {
@@ -284,40 +278,6 @@ export class SqliteQueue implements JobQueue {
     sqliteTx(tx);
     return this.#admin.remove.run(id).changes === 1;
   }
-}
-
-/** A row of the jobs table as an operator sees it. */
-export interface StoredJob {
-  id: string;
-  kind: string;
-  /** `ready` (due at runAt) or `held` (waits for an admin: src/deliver/deliver-job.ts). */
-  state: string;
-  runAt: number;
-  attempts: number;
-  createdAt: number;
-  /** The queue id in the payload (process, secure, deliver jobs), if any. */
-  messageId: string | undefined;
-}
-
-interface StoredJobRow {
-  id: string;
-  kind: string;
-  payload: string;
-  run_at: number;
-  attempts: number;
-  state: string;
-  created_at: number;
-}
-
-function storedJob(row: StoredJobRow): StoredJob {
-  let messageId: string | undefined;
-  try {
-    const payload = JSON.parse(row.payload) as { messageId?: unknown } | null;
-    if (typeof payload?.messageId === 'string') messageId = payload.messageId;
-  } catch {
-    // a payload that is not JSON names no message
-  }
-  return { id: row.id, kind: row.kind, state: row.state, runAt: row.run_at, attempts: row.attempts, createdAt: row.created_at, messageId };
 }
 
 function prepareAdmin(db: Db) {
