@@ -80,7 +80,8 @@ export class DirectoryImportError extends ZegelError {
   }
 }
 
-interface Row {
+/** A `directory` row (both drivers select these columns). */
+export interface DirectoryRow {
   target: string;
   method: string | null;
   phone: string | null;
@@ -138,7 +139,8 @@ async function hashPatch(patch: ReturnType<typeof validatePatch>): Promise<Store
   return stored;
 }
 
-function toEntry(row: Row): DirectoryEntry {
+/** A row as callers see it: never the code or its hash. */
+export function toDirectoryEntry(row: DirectoryRow): DirectoryEntry {
   const entry: DirectoryEntry = { target: row.target, hasAccessCode: row.access_code !== null, updatedAt: row.updated_at };
   if (row.method !== null) entry.method = row.method as VerificationMethod;
   if (row.phone !== null) entry.phone = row.phone;
@@ -147,7 +149,7 @@ function toEntry(row: Row): DirectoryEntry {
 }
 
 /** The domain part of a target or address (`@d` → `d`, `a@d` → `d`). */
-function domainOf(target: string): string {
+export function domainOf(target: string): string {
   return target.slice(target.lastIndexOf('@') + 1);
 }
 
@@ -179,6 +181,137 @@ export interface PreparedWrite {
   readonly patch: StoredPatch;
 }
 
+/** Normalises the target, validates the patch and hashes its access code (ZegelError on bad input). */
+export async function prepareWrite(target: string, patch: DirectoryPatch): Promise<PreparedWrite> {
+  const key = normaliseTarget(target);
+  return { target: key, patch: await hashPatch(validatePatch(patch)) };
+}
+
+/**
+ * Parses and validates a CSV import (see `Directory.importCsv`) and hashes
+ * its access codes: every bad row is found before anything is hashed or
+ * written (DirectoryImportError listing every problem).
+ */
+export async function prepareImportWrites(text: string, source = 'input'): Promise<PreparedWrite[]> {
+  const problems: ImportProblem[] = [];
+  let records: CsvRecord[];
+  try {
+    records = parseCsv(text);
+  } catch (err) {
+    if (err instanceof CsvSyntaxError) throw new DirectoryImportError(source, [{ line: err.line, problem: err.message }]);
+    throw err;
+  }
+  const header = records.shift();
+  if (!header) throw new DirectoryImportError(source, [{ line: 1, problem: `empty file: expected the header ${IMPORT_COLUMNS.join(',')}` }]);
+  const columns = header.fields.map((f) => f.value.trim().toLowerCase());
+  for (const [i, name] of columns.entries()) {
+    if (!(IMPORT_COLUMNS as readonly string[]).includes(name)) problems.push({ line: header.line, problem: `unknown column ${JSON.stringify(header.fields[i]!.value)}: expected ${IMPORT_COLUMNS.join(',')}` });
+    else if (columns.indexOf(name) !== i) problems.push({ line: header.line, problem: `column ${name} appears twice` });
+  }
+  if (!columns.includes('target')) problems.push({ line: header.line, problem: `no target column: expected the header ${IMPORT_COLUMNS.join(',')}` });
+  if (problems.length) throw new DirectoryImportError(source, problems);
+
+  const rows: Array<{ line: number; target: string; patch: ReturnType<typeof validatePatch> }> = [];
+  const seen = new Map<string, number>();
+  for (const record of records) {
+    if (record.fields.length === 1 && !record.fields[0]!.quoted && record.fields[0]!.value.trim() === '') continue; // blank line
+    if (record.fields.length !== columns.length) {
+      problems.push({ line: record.line, problem: `${record.fields.length} cells, expected ${columns.length} (${columns.join(',')})` });
+      continue;
+    }
+    const cell = (name: ImportColumn): string | undefined => {
+      const i = columns.indexOf(name);
+      const field = i < 0 ? undefined : record.fields[i];
+      if (!field) return undefined;
+      const value = field.quoted ? field.value : field.value.trim();
+      return value === '' ? undefined : value;
+    };
+    try {
+      const rawTarget = cell('target');
+      if (rawTarget === undefined) throw new ZegelError('ZEGEL_DIRECTORY_TARGET', 'target is empty');
+      const target = normaliseTarget(rawTarget);
+      const patch = validatePatch({ method: cell('method'), phone: cell('phone'), accessCode: cell('access_code'), language: cell('language') });
+      if (!Object.keys(patch).length) throw new ZegelError('ZEGEL_DIRECTORY_VALUE', `${target}: nothing to set (every cell but target is empty)`);
+      const earlier = seen.get(target);
+      if (earlier !== undefined) throw new ZegelError('ZEGEL_DIRECTORY_TARGET', `${target} already appears on line ${earlier}`);
+      seen.set(target, record.line);
+      rows.push({ line: record.line, target, patch });
+    } catch (err) {
+      if (!(err instanceof ZegelError)) throw err;
+      problems.push({ line: record.line, problem: err.message });
+    }
+  }
+  if (problems.length) throw new DirectoryImportError(source, problems);
+
+  // argon2 runs on the thread pool: a few at a time, before the one transaction
+  const writes: PreparedWrite[] = new Array(rows.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < rows.length; i = next++) writes[i] = { target: rows[i]!.target, patch: await hashPatch(rows[i]!.patch) };
+  };
+  await Promise.all(Array.from({ length: Math.min(4, rows.length) }, worker));
+  return writes;
+}
+
+/**
+ * Every entry, without codes, each domain's `@domain` entry first and then
+ * its addresses; `warnings` names settings that leave a recipient no way in.
+ * Sorted here, not by the database: no server collation decides the order.
+ */
+export function listEntries(rows: readonly DirectoryRow[]): DirectoryListEntry[] {
+  const domains = new Map(rows.filter((r) => r.target.startsWith('@')).map((r) => [r.target, r]));
+  const sortKey = (r: DirectoryRow) => [domainOf(r.target), r.target.startsWith('@') ? 0 : 1, r.target] as const;
+  const sorted = [...rows].sort((a, b) => {
+    const [domainA, levelA, targetA] = sortKey(a);
+    const [domainB, levelB, targetB] = sortKey(b);
+    if (domainA !== domainB) return domainA < domainB ? -1 : 1;
+    return levelA - levelB || (targetA < targetB ? -1 : targetA > targetB ? 1 : 0);
+  });
+  return sorted.map((row) => {
+    const domain = row.target.startsWith('@') ? undefined : domains.get(`@${domainOf(row.target)}`);
+    const method = row.method ?? domain?.method ?? null;
+    const warnings: string[] = [];
+    if (method === 'sms-code' && (row.phone ?? domain?.phone ?? null) === null) {
+      warnings.push('sms-code without a phone: each message needs an [sms:+…] subject tag');
+    }
+    if (method === 'access-code' && (row.access_code ?? domain?.access_code ?? null) === null) {
+      warnings.push('access-code without an access code: the recipient cannot open messages');
+    }
+    return { ...toDirectoryEntry(row), warnings };
+  });
+}
+
+/**
+ * The rows `resolve` reads for `address`: its own (none for a `@domain`) and
+ * its exact `@domain` (none for a string without `@`). An address that cannot
+ * be normalised is looked up as given, lower-cased.
+ */
+export function resolveKeys(address: string): { own: string | null; domain: string | null } {
+  let key = address.trim().toLowerCase();
+  try {
+    key = normaliseTarget(address);
+  } catch {
+    // not an address we could store: look it up as given
+  }
+  return { own: key.startsWith('@') ? null : key, domain: key.includes('@') ? `@${domainOf(key)}` : null };
+}
+
+/** Field by field: the address's own row, then its `@domain` row, then `defaults` (see `Directory.resolve`). */
+export function resolveFrom(own: DirectoryRow | undefined, domain: DirectoryRow | undefined, defaults: { method: VerificationMethod; language: Language }): ResolvedRecipient {
+  const method = (own?.method ?? domain?.method ?? null) as VerificationMethod | null;
+  const phone = own?.phone ?? domain?.phone ?? null;
+  const language = (own?.language ?? domain?.language ?? defaults.language) as Language;
+  const accessCodeHashes = [own?.access_code, domain?.access_code].filter((h): h is string => typeof h === 'string');
+  const resolved: ResolvedRecipient = {
+    method: method ?? defaults.method,
+    language,
+    accessCodeHashes,
+    source: own?.method != null ? 'address' : domain?.method != null ? 'domain' : 'default',
+  };
+  if (phone !== null) resolved.phone = phone;
+  return resolved;
+}
+
 /**
  * The `directory` table's repository (src/store/tx.ts): the only module that
  * holds its SQL. Reads are async and take an optional `tx` to see a
@@ -198,9 +331,9 @@ export class Directory {
   constructor(db: Db, store: Transactor, clock: Clock = systemClock) {
     this.#store = store;
     this.#clock = clock;
-    this.#select = db.prepare<[string], Row>('SELECT target, method, phone, access_code, language, updated_at FROM directory WHERE target = ?');
-    this.#selectAll = db.prepare<[], Row>('SELECT target, method, phone, access_code, language, updated_at FROM directory');
-    this.#upsert = db.prepare<[Row]>(
+    this.#select = db.prepare<[string], DirectoryRow>('SELECT target, method, phone, access_code, language, updated_at FROM directory WHERE target = ?');
+    this.#selectAll = db.prepare<[], DirectoryRow>('SELECT target, method, phone, access_code, language, updated_at FROM directory');
+    this.#upsert = db.prepare<[DirectoryRow]>(
       `INSERT INTO directory (target, method, phone, access_code, language, updated_at)
        VALUES (@target, @method, @phone, @access_code, @language, @updated_at)
        ON CONFLICT (target) DO UPDATE SET method = excluded.method, phone = excluded.phone,
@@ -236,9 +369,8 @@ export class Directory {
   }
 
   /** Normalises the target, validates the patch and hashes its access code (ZegelError on bad input). */
-  async prepare(target: string, patch: DirectoryPatch): Promise<PreparedWrite> {
-    const key = normaliseTarget(target);
-    return { target: key, patch: await hashPatch(validatePatch(patch)) };
+  prepare(target: string, patch: DirectoryPatch): Promise<PreparedWrite> {
+    return prepareWrite(target, patch);
   }
 
   /** One merge write (see `set`); `created` tells whether the entry is new. */
@@ -266,7 +398,7 @@ export class Directory {
 
   async get(target: string, _tx?: Tx): Promise<DirectoryEntry | undefined> {
     const row = this.#select.get(normaliseTarget(target));
-    return row ? toEntry(row) : undefined;
+    return row ? toDirectoryEntry(row) : undefined;
   }
 
   /**
@@ -274,27 +406,7 @@ export class Directory {
    * its addresses; `warnings` names settings that leave a recipient no way in.
    */
   async list(_tx?: Tx): Promise<DirectoryListEntry[]> {
-    const rows = this.#selectAll.all();
-    const domains = new Map(rows.filter((r) => r.target.startsWith('@')).map((r) => [r.target, r]));
-    const sortKey = (r: Row) => [domainOf(r.target), r.target.startsWith('@') ? 0 : 1, r.target] as const;
-    rows.sort((a, b) => {
-      const [domainA, levelA, targetA] = sortKey(a);
-      const [domainB, levelB, targetB] = sortKey(b);
-      if (domainA !== domainB) return domainA < domainB ? -1 : 1;
-      return levelA - levelB || (targetA < targetB ? -1 : targetA > targetB ? 1 : 0);
-    });
-    return rows.map((row) => {
-      const domain = row.target.startsWith('@') ? undefined : domains.get(`@${domainOf(row.target)}`);
-      const method = row.method ?? domain?.method ?? null;
-      const warnings: string[] = [];
-      if (method === 'sms-code' && (row.phone ?? domain?.phone ?? null) === null) {
-        warnings.push('sms-code without a phone: each message needs an [sms:+…] subject tag');
-      }
-      if (method === 'access-code' && (row.access_code ?? domain?.access_code ?? null) === null) {
-        warnings.push('access-code without an access code: the recipient cannot open messages');
-      }
-      return { ...toEntry(row), warnings };
-    });
+    return listEntries(this.#selectAll.all());
   }
 
   /**
@@ -304,97 +416,24 @@ export class Directory {
    * whatever the levels it can be matched against say.
    */
   async resolve(address: string, defaults: { method: VerificationMethod; language: Language }, _tx?: Tx): Promise<ResolvedRecipient> {
-    let key = address.trim().toLowerCase();
-    try {
-      key = normaliseTarget(address);
-    } catch {
-      // not an address we could store: look it up as given
-    }
-    const own = key.startsWith('@') ? undefined : this.#select.get(key);
-    const domain = key.includes('@') ? this.#select.get(`@${domainOf(key)}`) : undefined;
-    const method = (own?.method ?? domain?.method ?? null) as VerificationMethod | null;
-    const phone = own?.phone ?? domain?.phone ?? null;
-    const language = (own?.language ?? domain?.language ?? defaults.language) as Language;
-    const accessCodeHashes = [own?.access_code, domain?.access_code].filter((h): h is string => typeof h === 'string');
-    const resolved: ResolvedRecipient = {
-      method: method ?? defaults.method,
-      language,
-      accessCodeHashes,
-      source: own?.method != null ? 'address' : domain?.method != null ? 'domain' : 'default',
-    };
-    if (phone !== null) resolved.phone = phone;
-    return resolved;
+    const keys = resolveKeys(address);
+    const own = keys.own === null ? undefined : this.#select.get(keys.own);
+    const domain = keys.domain === null ? undefined : this.#select.get(keys.domain);
+    return resolveFrom(own, domain, defaults);
   }
 
   /**
    * Parses and validates a CSV import (see `importCsv`) and hashes its access
    * codes: every bad row is found before anything is hashed or written.
    */
-  async prepareImport(text: string, source = 'input'): Promise<PreparedWrite[]> {
-    const problems: ImportProblem[] = [];
-    let records: CsvRecord[];
-    try {
-      records = parseCsv(text);
-    } catch (err) {
-      if (err instanceof CsvSyntaxError) throw new DirectoryImportError(source, [{ line: err.line, problem: err.message }]);
-      throw err;
-    }
-    const header = records.shift();
-    if (!header) throw new DirectoryImportError(source, [{ line: 1, problem: `empty file: expected the header ${IMPORT_COLUMNS.join(',')}` }]);
-    const columns = header.fields.map((f) => f.value.trim().toLowerCase());
-    for (const [i, name] of columns.entries()) {
-      if (!(IMPORT_COLUMNS as readonly string[]).includes(name)) problems.push({ line: header.line, problem: `unknown column ${JSON.stringify(header.fields[i]!.value)}: expected ${IMPORT_COLUMNS.join(',')}` });
-      else if (columns.indexOf(name) !== i) problems.push({ line: header.line, problem: `column ${name} appears twice` });
-    }
-    if (!columns.includes('target')) problems.push({ line: header.line, problem: `no target column: expected the header ${IMPORT_COLUMNS.join(',')}` });
-    if (problems.length) throw new DirectoryImportError(source, problems);
-
-    const rows: Array<{ line: number; target: string; patch: ReturnType<typeof validatePatch> }> = [];
-    const seen = new Map<string, number>();
-    for (const record of records) {
-      if (record.fields.length === 1 && !record.fields[0]!.quoted && record.fields[0]!.value.trim() === '') continue; // blank line
-      if (record.fields.length !== columns.length) {
-        problems.push({ line: record.line, problem: `${record.fields.length} cells, expected ${columns.length} (${columns.join(',')})` });
-        continue;
-      }
-      const cell = (name: ImportColumn): string | undefined => {
-        const i = columns.indexOf(name);
-        const field = i < 0 ? undefined : record.fields[i];
-        if (!field) return undefined;
-        const value = field.quoted ? field.value : field.value.trim();
-        return value === '' ? undefined : value;
-      };
-      try {
-        const rawTarget = cell('target');
-        if (rawTarget === undefined) throw new ZegelError('ZEGEL_DIRECTORY_TARGET', 'target is empty');
-        const target = normaliseTarget(rawTarget);
-        const patch = validatePatch({ method: cell('method'), phone: cell('phone'), accessCode: cell('access_code'), language: cell('language') });
-        if (!Object.keys(patch).length) throw new ZegelError('ZEGEL_DIRECTORY_VALUE', `${target}: nothing to set (every cell but target is empty)`);
-        const earlier = seen.get(target);
-        if (earlier !== undefined) throw new ZegelError('ZEGEL_DIRECTORY_TARGET', `${target} already appears on line ${earlier}`);
-        seen.set(target, record.line);
-        rows.push({ line: record.line, target, patch });
-      } catch (err) {
-        if (!(err instanceof ZegelError)) throw err;
-        problems.push({ line: record.line, problem: err.message });
-      }
-    }
-    if (problems.length) throw new DirectoryImportError(source, problems);
-
-    // argon2 runs on the thread pool: a few at a time, before the one transaction
-    const writes: PreparedWrite[] = new Array(rows.length);
-    let next = 0;
-    const worker = async () => {
-      for (let i = next++; i < rows.length; i = next++) writes[i] = { target: rows[i]!.target, patch: await hashPatch(rows[i]!.patch) };
-    };
-    await Promise.all(Array.from({ length: Math.min(4, rows.length) }, worker));
-    return writes;
+  prepareImport(text: string, source = 'input'): Promise<PreparedWrite[]> {
+    return prepareImportWrites(text, source);
   }
 
   /** One merge write; runs synchronously inside the caller's transaction. */
   #apply(target: string, patch: StoredPatch): { entry: DirectoryEntry; created: boolean } {
     const existing = this.#select.get(target);
-    const row: Row = {
+    const row: DirectoryRow = {
       target,
       method: patch.method !== undefined ? patch.method : (existing?.method ?? null),
       phone: patch.phone !== undefined ? patch.phone : (existing?.phone ?? null),
@@ -403,7 +442,7 @@ export class Directory {
       updated_at: this.#clock.now(),
     };
     this.#upsert.run(row);
-    return { entry: toEntry(row), created: !existing };
+    return { entry: toDirectoryEntry(row), created: !existing };
   }
 }
 

@@ -2,8 +2,15 @@ import { systemClock, type Clock } from '../../clock.js';
 import { normaliseTarget } from '../../address.js';
 import type { Language, VerificationMethod } from '../../vocabulary.js';
 import {
-  Directory,
+  listEntries,
+  prepareImportWrites,
+  prepareWrite,
+  resolveFrom,
+  resolveKeys,
+  toDirectoryEntry,
+  type Directory,
   type DirectoryEntry,
+  type DirectoryRow as Row,
   type DirectoryListEntry,
   type DirectoryPatch,
   type ImportResult,
@@ -15,40 +22,19 @@ import type { Transactor, Tx } from '../tx.js';
 import type { PgPool } from './connect.js';
 import { pgTx } from './tx.js';
 
-interface Row {
-  target: string;
-  method: string | null;
-  phone: string | null;
-  access_code: string | null;
-  language: string | null;
-  updated_at: number;
-}
-
 const COLUMNS = 'target, method, phone, access_code, language, updated_at';
-
-function toEntry(row: Row): DirectoryEntry {
-  const entry: DirectoryEntry = { target: row.target, hasAccessCode: row.access_code !== null, updatedAt: row.updated_at };
-  if (row.method !== null) entry.method = row.method as VerificationMethod;
-  if (row.phone !== null) entry.phone = row.phone;
-  if (row.language !== null) entry.language = row.language as Language;
-  return entry;
-}
-
-/** The domain part of a target or address (`@d` → `d`, `a@d` → `d`). */
-function domainOf(target: string): string {
-  return target.slice(target.lastIndexOf('@') + 1);
-}
 
 /**
  * The recipient directory on PostgreSQL: the public face of
  * src/store/directory.ts, same validation, same merge, same precedence.
  *
- * Validating, normalising and hashing (argon2id) are the SQLite class's own
- * code, borrowed as they are (`prepare`, `prepareImport` use no database),
- * so both drivers accept and refuse exactly the same input. A merge write is
- * one statement (`INSERT … ON CONFLICT DO UPDATE` keeping each field the
- * patch leaves out), so two nodes writing one target at once each keep the
- * other's fields instead of overwriting them with a stale read.
+ * Validating, normalising and hashing (argon2id), the row → entry mapping,
+ * list order and warnings, and resolve precedence are the driver-free
+ * functions of src/store/directory.ts, so both drivers accept, refuse and
+ * answer exactly alike. A merge write is one statement (`INSERT … ON
+ * CONFLICT DO UPDATE` keeping each field the patch leaves out), so two nodes
+ * writing one target at once each keep the other's fields instead of
+ * overwriting them with a stale read.
  */
 export class PgDirectory implements Public<Directory> {
   readonly #pool: PgPool;
@@ -85,13 +71,12 @@ export class PgDirectory implements Public<Directory> {
 
   /** Normalises the target, validates the patch and hashes its access code (ZegelError on bad input). */
   prepare(target: string, patch: DirectoryPatch): Promise<PreparedWrite> {
-    // touches no database and no private state: the one implementation for both drivers
-    return Directory.prototype.prepare.call(this as unknown as Directory, target, patch);
+    return prepareWrite(target, patch);
   }
 
   /** Parses and validates a CSV import and hashes its access codes (DirectoryImportError listing every bad row). */
   prepareImport(text: string, source = 'input'): Promise<PreparedWrite[]> {
-    return Directory.prototype.prepareImport.call(this as unknown as Directory, text, source);
+    return prepareImportWrites(text, source);
   }
 
   /** One merge write; `created` tells whether the entry is new. */
@@ -122,7 +107,7 @@ export class PgDirectory implements Public<Directory> {
       ],
     );
     const row = rows[0]!;
-    return { entry: toEntry(row), created: row.created };
+    return { entry: toDirectoryEntry(row), created: row.created };
   }
 
   /** Every write of an import, in order, in the caller's transaction. */
@@ -143,7 +128,7 @@ export class PgDirectory implements Public<Directory> {
 
   async get(target: string, tx?: Tx): Promise<DirectoryEntry | undefined> {
     const [row] = await this.#rows(`SELECT ${COLUMNS} FROM directory WHERE target = $1`, [normaliseTarget(target)], tx);
-    return row ? toEntry(row) : undefined;
+    return row ? toDirectoryEntry(row) : undefined;
   }
 
   /**
@@ -152,28 +137,8 @@ export class PgDirectory implements Public<Directory> {
    * (the same order and words as Directory.list).
    */
   async list(tx?: Tx): Promise<DirectoryListEntry[]> {
-    const rows = await this.#rows(`SELECT ${COLUMNS} FROM directory`, [], tx);
-    const domains = new Map(rows.filter((r) => r.target.startsWith('@')).map((r) => [r.target, r]));
-    // sorted here, not by ORDER BY: the server's collation must not decide the order
-    const sortKey = (r: Row) => [domainOf(r.target), r.target.startsWith('@') ? 0 : 1, r.target] as const;
-    rows.sort((a, b) => {
-      const [domainA, levelA, targetA] = sortKey(a);
-      const [domainB, levelB, targetB] = sortKey(b);
-      if (domainA !== domainB) return domainA < domainB ? -1 : 1;
-      return levelA - levelB || (targetA < targetB ? -1 : targetA > targetB ? 1 : 0);
-    });
-    return rows.map((row) => {
-      const domain = row.target.startsWith('@') ? undefined : domains.get(`@${domainOf(row.target)}`);
-      const method = row.method ?? domain?.method ?? null;
-      const warnings: string[] = [];
-      if (method === 'sms-code' && (row.phone ?? domain?.phone ?? null) === null) {
-        warnings.push('sms-code without a phone: each message needs an [sms:+…] subject tag');
-      }
-      if (method === 'access-code' && (row.access_code ?? domain?.access_code ?? null) === null) {
-        warnings.push('access-code without an access code: the recipient cannot open messages');
-      }
-      return { ...toEntry(row), warnings };
-    });
+    // sorted by listEntries, not by ORDER BY: the server's collation must not decide the order
+    return listEntries(await this.#rows(`SELECT ${COLUMNS} FROM directory`, [], tx));
   }
 
   /**
@@ -182,28 +147,10 @@ export class PgDirectory implements Public<Directory> {
    * statement reads both levels.
    */
   async resolve(address: string, defaults: { method: VerificationMethod; language: Language }, tx?: Tx): Promise<ResolvedRecipient> {
-    let key = address.trim().toLowerCase();
-    try {
-      key = normaliseTarget(address);
-    } catch {
-      // not an address we could store: look it up as given
-    }
-    const ownKey = key.startsWith('@') ? null : key;
-    const domainKey = key.includes('@') ? `@${domainOf(key)}` : null;
-    const rows = await this.#rows(`SELECT ${COLUMNS} FROM directory WHERE target = $1 OR target = $2`, [ownKey, domainKey], tx);
-    const own = ownKey === null ? undefined : rows.find((r) => r.target === ownKey);
-    const domain = domainKey === null ? undefined : rows.find((r) => r.target === domainKey);
-    const method = (own?.method ?? domain?.method ?? null) as VerificationMethod | null;
-    const phone = own?.phone ?? domain?.phone ?? null;
-    const language = (own?.language ?? domain?.language ?? defaults.language) as Language;
-    const accessCodeHashes = [own?.access_code, domain?.access_code].filter((h): h is string => typeof h === 'string');
-    const resolved: ResolvedRecipient = {
-      method: method ?? defaults.method,
-      language,
-      accessCodeHashes,
-      source: own?.method != null ? 'address' : domain?.method != null ? 'domain' : 'default',
-    };
-    if (phone !== null) resolved.phone = phone;
-    return resolved;
+    const keys = resolveKeys(address);
+    const rows = await this.#rows(`SELECT ${COLUMNS} FROM directory WHERE target = $1 OR target = $2`, [keys.own, keys.domain], tx);
+    const own = keys.own === null ? undefined : rows.find((r) => r.target === keys.own);
+    const domain = keys.domain === null ? undefined : rows.find((r) => r.target === keys.domain);
+    return resolveFrom(own, domain, defaults);
   }
 }
