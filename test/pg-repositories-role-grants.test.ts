@@ -1,16 +1,14 @@
 import crypto from 'node:crypto';
-import pg from 'pg';
 import t from 'tap';
 import { ManualClock } from '../src/clock.js';
 import type { IncomingMessage } from '../src/store/messages.js';
 import { PgAuditTrail } from '../src/store/pg/audit.js';
-import { openPgPool, type PgPool } from '../src/store/pg/connect.js';
+import type { PgPool } from '../src/store/pg/connect.js';
 import { PgDirectory } from '../src/store/pg/directory.js';
 import { PgEventLog } from '../src/store/pg/events.js';
 import { PgMessageRepository } from '../src/store/pg/messages.js';
-import { migrate } from '../src/store/pg/migrate.js';
 import { PgTransactor } from '../src/store/pg/tx.js';
-import { startPostgres } from './helpers/pg-server.js';
+import { denied, startRoleDatabase, type GroupRole } from './helpers/pg-roles.js';
 
 /**
  * The group roles of migration 001 (docs/cluster.md, "Roles and grants")
@@ -18,14 +16,8 @@ import { startPostgres } from './helpers/pg-server.js';
  * do its own steps (row locks, the chain trigger's reads, the retention
  * cut), and is refused the steps of another.
  */
-const server = await startPostgres();
-t.teardown(() => server.cleanup());
-const url = await server.createDatabase('roles');
+const { owner, login: loginAs } = await startRoleDatabase(t);
 const clock = new ManualClock(Date.UTC(2026, 0, 5, 9, 0, 0));
-
-const owner = await openPgPool({ url, passwordFile: server.passwordFile, applicationName: 'zegel-test-owner' });
-t.teardown(() => owner.close());
-await migrate(owner);
 
 interface Node {
   pool: PgPool;
@@ -36,26 +28,14 @@ interface Node {
   audit: PgAuditTrail;
 }
 
-async function login(role: 'zegel_smtp' | 'zegel_worker' | 'zegel_reader'): Promise<Node> {
-  const name = `${role}_node`;
-  await owner.query(`CREATE ROLE ${name} LOGIN PASSWORD '${server.password}' IN ROLE ${role}`);
-  t.teardown(() => server.query(`DROP OWNED BY ${name}; DROP ROLE ${name}`, [], 'roles').catch(() => undefined));
-  const pool = await openPgPool({ url: url.replace('postgres@', `${name}@`), passwordFile: server.passwordFile, applicationName: name });
-  t.teardown(() => pool.close());
+async function login(role: GroupRole): Promise<Node> {
+  const pool = await loginAs(role, `${role}_node`);
   const store = new PgTransactor(pool);
   const events = new PgEventLog(pool, clock);
   return { pool, store, events, messages: new PgMessageRepository(pool, events, clock), directory: new PgDirectory(pool, store, clock), audit: new PgAuditTrail(pool, store, events) };
 }
 
 const [smtp, worker, reader] = [await login('zegel_smtp'), await login('zegel_worker'), await login('zegel_reader')];
-
-async function denied(promise: Promise<unknown>): Promise<boolean> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  return err instanceof pg.DatabaseError && err.code === '42501';
-}
 
 function message(id: string, overrides: Partial<IncomingMessage> = {}): IncomingMessage {
   return { id, receivedAt: clock.now(), mailFrom: 'jan@org.test', size: 10, origin: 'ingress', messageId: `<${id}@org.test>`, recipients: [{ address: 'a@example.nl' }, { address: 'b@example.nl' }], ...overrides };

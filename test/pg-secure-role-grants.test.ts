@@ -1,15 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import pg from 'pg';
 import t from 'tap';
 import { StorageKey } from '../src/crypto/storage-key.js';
 import { PgBlobStore } from '../src/store/pg/blob-chunks.js';
-import { openPgPool, type PgPool } from '../src/store/pg/connect.js';
-import { migrate } from '../src/store/pg/migrate.js';
+import type { PgPool } from '../src/store/pg/connect.js';
 import { pgSecureRepositories, type PgSecureRepositories } from '../src/store/pg/secure-repositories.js';
 import { PgSpoolChunks } from '../src/store/pg/spool-chunks.js';
 import { PgTransactor } from '../src/store/pg/tx.js';
-import { startPostgres } from './helpers/pg-server.js';
+import { denied, startRoleDatabase, type GroupRole } from './helpers/pg-roles.js';
 
 /**
  * The group roles of migration 001 against what the secure-delivery
@@ -20,13 +18,8 @@ import { startPostgres } from './helpers/pg-server.js';
  * revokes and purges, and hands mail to the spool but cannot read or remove
  * it; the SMTP role spools and reads, and touches no secure table.
  */
-const server = await startPostgres();
-t.teardown(() => server.cleanup());
-const url = await server.createDatabase('roles');
+const { owner, login: loginAs } = await startRoleDatabase(t);
 const storageKey = new StorageKey(randomBytes(32));
-const owner = await openPgPool({ url, passwordFile: server.passwordFile, applicationName: 'zegel-test-owner' });
-t.teardown(() => owner.close());
-await migrate(owner);
 
 interface Node {
   pool: PgPool;
@@ -36,24 +29,12 @@ interface Node {
   blobs: PgBlobStore;
 }
 
-async function login(role: 'zegel_smtp' | 'zegel_worker' | 'zegel_reader'): Promise<Node> {
-  const name = `${role}_s`;
-  await owner.query(`CREATE ROLE ${name} LOGIN PASSWORD '${server.password}' IN ROLE ${role}`);
-  t.teardown(() => server.query(`DROP OWNED BY ${name}; DROP ROLE ${name}`, [], 'roles').catch(() => undefined));
-  const pool = await openPgPool({ url: url.replace('postgres@', `${name}@`), passwordFile: server.passwordFile, applicationName: name });
-  t.teardown(() => pool.close());
+async function login(role: GroupRole): Promise<Node> {
+  const pool = await loginAs(role, `${role}_s`);
   return { pool, store: new PgTransactor(pool), repos: pgSecureRepositories(pool, storageKey), spool: new PgSpoolChunks(pool, storageKey), blobs: new PgBlobStore(pool) };
 }
 
 const [smtp, worker, reader] = [await login('zegel_smtp'), await login('zegel_worker'), await login('zegel_reader')];
-
-async function denied(promise: Promise<unknown>): Promise<boolean> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  return err instanceof pg.DatabaseError && err.code === '42501';
-}
 
 async function collect(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
