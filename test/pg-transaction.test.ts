@@ -6,6 +6,7 @@ import { isPgStoreError } from '../src/store/pg/errors.js';
 import { PgTransactor, PgTx, pgTx } from '../src/store/pg/tx.js';
 import { SqliteTx, sqliteTx, type Tx } from '../src/store/tx.js';
 import { startPostgres } from './helpers/pg-server.js';
+import { rejection } from './helpers/rejection.js';
 
 /**
  * The store's transaction contract (src/store/tx.ts) on PostgreSQL, against a
@@ -24,15 +25,6 @@ async function pool(t: Test, options: { url?: string; passwordFile?: string } = 
   const p = await openPgPool({ url: options.url ?? url, passwordFile: options.passwordFile ?? server.passwordFile, applicationName: 'zegel-test', connectTimeoutMs: 3_000 });
   t.teardown(() => p.close());
   return p;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
 }
 
 const ids = async (p: PgPool): Promise<number[]> => (await p.query<{ id: number }>('SELECT id FROM items ORDER BY id')).rows.map((r) => r.id);

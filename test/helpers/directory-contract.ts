@@ -1,5 +1,6 @@
 import type { Test } from 'tap';
 import { verifyAccessCode } from '../../src/store/directory.js';
+import { rejection } from './rejection.js';
 import type { Driver } from './store-drivers.js';
 
 /**
@@ -10,15 +11,6 @@ import type { Driver } from './store-drivers.js';
  */
 
 const defaults = { method: 'email-code', language: 'nl' } as const;
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 export function directoryContract(t: Test, driver: Driver): void {
   t.test(`${driver.name}: each field from the address, else its exact @domain, else the defaults`, async (t) => {

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Test } from 'tap';
 import type { AuditRecord } from '../../src/audit/export.js';
+import { rejection } from './rejection.js';
 import type { Driver, StoreFixture, StoreNode } from './store-drivers.js';
 
 /**
@@ -17,15 +18,6 @@ async function all(records: AsyncIterable<AuditRecord> | Iterable<AuditRecord>):
   const out: AuditRecord[] = [];
   for await (const r of records) out.push(r);
   return out;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
 }
 
 const seqs = async (s: StoreFixture): Promise<number[]> => (await s.rows<{ seq: number }>('SELECT seq FROM events ORDER BY seq')).map((r) => Number(r.seq));

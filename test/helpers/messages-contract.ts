@@ -1,5 +1,6 @@
 import type { Test } from 'tap';
 import type { IncomingMessage } from '../../src/store/messages.js';
+import { rejection } from './rejection.js';
 import type { Driver, StoreFixture } from './store-drivers.js';
 
 /**
@@ -7,15 +8,6 @@ import type { Driver, StoreFixture } from './store-drivers.js';
  * and run against every driver: the rows a message leaves, the events each
  * step records, and the steps a job may run twice recording nothing twice.
  */
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 function message(id: string, overrides: Partial<IncomingMessage> = {}): IncomingMessage {
   return {
