@@ -313,34 +313,27 @@ export function resolveFrom(own: DirectoryRow | undefined, domain: DirectoryRow 
 }
 
 /**
- * The `directory` table's repository (src/store/tx.ts): the only module that
- * holds its SQL. Reads are async and take an optional `tx` to see a
- * transaction's own writes. Writes take the caller's transaction first
- * (`put`, `putAll`, `delete`); `set`, `importCsv` and `remove` are the
- * single-step conveniences the CLI uses: they validate and hash first, then
- * open one transaction on the store they were given.
+ * What both directory repositories (this module's SQLite one and
+ * src/store/pg/directory.ts) build on their own `put`, `putAll` and
+ * `delete`: the driver-free prepare steps and the single-step conveniences
+ * the CLI uses (`set`, `importCsv`, `remove`), which validate and hash first,
+ * then open one transaction on the store they were given.
  */
-export class Directory {
+export abstract class DirectoryWrites {
   readonly #store: Transactor;
-  readonly #clock: Clock;
-  readonly #select;
-  readonly #selectAll;
-  readonly #upsert;
-  readonly #delete;
 
-  constructor(db: Db, store: Transactor, clock: Clock = systemClock) {
+  constructor(store: Transactor) {
     this.#store = store;
-    this.#clock = clock;
-    this.#select = db.prepare<[string], DirectoryRow>('SELECT target, method, phone, access_code, language, updated_at FROM directory WHERE target = ?');
-    this.#selectAll = db.prepare<[], DirectoryRow>('SELECT target, method, phone, access_code, language, updated_at FROM directory');
-    this.#upsert = db.prepare<[DirectoryRow]>(
-      `INSERT INTO directory (target, method, phone, access_code, language, updated_at)
-       VALUES (@target, @method, @phone, @access_code, @language, @updated_at)
-       ON CONFLICT (target) DO UPDATE SET method = excluded.method, phone = excluded.phone,
-         access_code = excluded.access_code, language = excluded.language, updated_at = excluded.updated_at`,
-    );
-    this.#delete = db.prepare<[string]>('DELETE FROM directory WHERE target = ?');
   }
+
+  /** One merge write (see `set`); `created` tells whether the entry is new. */
+  abstract put(tx: Tx, write: PreparedWrite): Promise<{ entry: DirectoryEntry; created: boolean }>;
+
+  /** Every write of an import, in order, in the caller's transaction. */
+  abstract putAll(tx: Tx, writes: readonly PreparedWrite[]): Promise<ImportResult>;
+
+  /** Removes the entry for `target`; false if there was none. */
+  abstract delete(tx: Tx, target: string): Promise<boolean>;
 
   /**
    * Merges `patch` into the entry for `target` (creating it if missing): only
@@ -371,6 +364,43 @@ export class Directory {
   /** Normalises the target, validates the patch and hashes its access code (ZegelError on bad input). */
   prepare(target: string, patch: DirectoryPatch): Promise<PreparedWrite> {
     return prepareWrite(target, patch);
+  }
+
+  /**
+   * Parses and validates a CSV import (see `importCsv`) and hashes its access
+   * codes: every bad row is found before anything is hashed or written.
+   */
+  prepareImport(text: string, source = 'input'): Promise<PreparedWrite[]> {
+    return prepareImportWrites(text, source);
+  }
+}
+
+/**
+ * The `directory` table's repository (src/store/tx.ts): the only module that
+ * holds its SQL. Reads are async and take an optional `tx` to see a
+ * transaction's own writes. Writes take the caller's transaction first
+ * (`put`, `putAll`, `delete`); `set`, `importCsv` and `remove` are the
+ * single-step conveniences of DirectoryWrites.
+ */
+export class Directory extends DirectoryWrites {
+  readonly #clock: Clock;
+  readonly #select;
+  readonly #selectAll;
+  readonly #upsert;
+  readonly #delete;
+
+  constructor(db: Db, store: Transactor, clock: Clock = systemClock) {
+    super(store);
+    this.#clock = clock;
+    this.#select = db.prepare<[string], DirectoryRow>('SELECT target, method, phone, access_code, language, updated_at FROM directory WHERE target = ?');
+    this.#selectAll = db.prepare<[], DirectoryRow>('SELECT target, method, phone, access_code, language, updated_at FROM directory');
+    this.#upsert = db.prepare<[DirectoryRow]>(
+      `INSERT INTO directory (target, method, phone, access_code, language, updated_at)
+       VALUES (@target, @method, @phone, @access_code, @language, @updated_at)
+       ON CONFLICT (target) DO UPDATE SET method = excluded.method, phone = excluded.phone,
+         access_code = excluded.access_code, language = excluded.language, updated_at = excluded.updated_at`,
+    );
+    this.#delete = db.prepare<[string]>('DELETE FROM directory WHERE target = ?');
   }
 
   /** One merge write (see `set`); `created` tells whether the entry is new. */
@@ -420,14 +450,6 @@ export class Directory {
     const own = keys.own === null ? undefined : this.#select.get(keys.own);
     const domain = keys.domain === null ? undefined : this.#select.get(keys.domain);
     return resolveFrom(own, domain, defaults);
-  }
-
-  /**
-   * Parses and validates a CSV import (see `importCsv`) and hashes its access
-   * codes: every bad row is found before anything is hashed or written.
-   */
-  prepareImport(text: string, source = 'input'): Promise<PreparedWrite[]> {
-    return prepareImportWrites(text, source);
   }
 
   /** One merge write; runs synchronously inside the caller's transaction. */

@@ -2,9 +2,8 @@ import { systemClock, type Clock } from '../../clock.js';
 import { normaliseTarget } from '../../address.js';
 import type { Language, VerificationMethod } from '../../vocabulary.js';
 import {
+  DirectoryWrites,
   listEntries,
-  prepareImportWrites,
-  prepareWrite,
   resolveFrom,
   resolveKeys,
   toDirectoryEntry,
@@ -12,7 +11,6 @@ import {
   type DirectoryEntry,
   type DirectoryRow as Row,
   type DirectoryListEntry,
-  type DirectoryPatch,
   type ImportResult,
   type PreparedWrite,
   type ResolvedRecipient,
@@ -36,47 +34,18 @@ const COLUMNS = 'target, method, phone, access_code, language, updated_at';
  * writing one target at once each keep the other's fields instead of
  * overwriting them with a stale read.
  */
-export class PgDirectory implements Public<Directory> {
+export class PgDirectory extends DirectoryWrites implements Public<Directory> {
   readonly #pool: PgPool;
-  readonly #store: Transactor;
   readonly #clock: Clock;
 
   constructor(pool: PgPool, store: Transactor, clock: Clock = systemClock) {
+    super(store);
     this.#pool = pool;
-    this.#store = store;
     this.#clock = clock;
   }
 
   async #rows(sql: string, params: unknown[], tx?: Tx): Promise<Row[]> {
     return (await (tx ? pgTx(tx) : this.#pool).query<Row>(sql, params)).rows;
-  }
-
-  /** Merges `patch` into the entry for `target` (creating it if missing); returns the entry as stored. */
-  async set(target: string, patch: DirectoryPatch): Promise<DirectoryEntry> {
-    const write = await this.prepare(target, patch);
-    return this.#store.transaction(async (tx) => (await this.put(tx, write)).entry);
-  }
-
-  /** Removes the entry for `target`; false if there was none. */
-  async remove(target: string): Promise<boolean> {
-    const key = normaliseTarget(target);
-    return this.#store.transaction((tx) => this.delete(tx, key));
-  }
-
-  /** Applies a CSV import in one transaction; nothing when any row is bad (DirectoryImportError). */
-  async importCsv(text: string, source = 'input'): Promise<ImportResult> {
-    const writes = await this.prepareImport(text, source);
-    return this.#store.transaction((tx) => this.putAll(tx, writes));
-  }
-
-  /** Normalises the target, validates the patch and hashes its access code (ZegelError on bad input). */
-  prepare(target: string, patch: DirectoryPatch): Promise<PreparedWrite> {
-    return prepareWrite(target, patch);
-  }
-
-  /** Parses and validates a CSV import and hashes its access codes (DirectoryImportError listing every bad row). */
-  prepareImport(text: string, source = 'input'): Promise<PreparedWrite[]> {
-    return prepareImportWrites(text, source);
   }
 
   /** One merge write; `created` tells whether the entry is new. */
