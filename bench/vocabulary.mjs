@@ -221,7 +221,7 @@ function heldoutReport(r, m) {
   L.push(`#### Held-out sets (not tuned on)`, '');
   L.push(
     `\`${path.relative(root, dir) || dir}\`: written apart from the lists and not opened while they were made; ` +
-      `measured with the rules/ of commit ${m.rulesCommit}${m.dirty ? ' plus uncommitted changes' : ''}, in the same run as above. Figures only: no target, no mail named.`,
+      `measured with ${r.shipped ? `the rules/ of commit ${m.rulesCommit}${m.dirty ? ' plus uncommitted changes' : ''}` : process.env.BENCH_RULES_NAME || `the rules from ${r.dir}`}, in the same run as above. Figures only: no target, no mail named.`,
     '',
   );
   L.push(`**Positive** (${pos.length} mails): encrypt **${posEnc}** = recall **${pct(posEnc, pos.length)}**. **Neutral** (${neu.length} mails): encrypt **${neuEnc}** = false encrypts **${pct(neuEnc, neu.length)}**.`, '');
