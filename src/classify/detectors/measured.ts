@@ -243,14 +243,6 @@ export class MeasuredValuesDetector extends WordListDetector {
     this.#measureOf = measureIndex();
   }
 
-  override get refines(): boolean {
-    return true;
-  }
-
-  override find(text: string): Hit[] {
-    return this.refine(text, super.find(text));
-  }
-
   /** Keeps the keyword hits that have a plausible value after them, as measures (Hit.key) ending after the value. */
   override refine(text: string, hits: Hit[]): Hit[] {
     const out: Hit[] = [];

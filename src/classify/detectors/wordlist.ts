@@ -462,9 +462,9 @@ export class WordListDetector implements Detector {
     this.maxMatchLength = 2 * this.automaton.maxKeyLength + 32 + extraLength;
   }
 
-  /** True when `refine` does more than return the hits (MergedWordLists then calls it). */
+  /** True when a subclass overrides `refine` (MergedWordLists then calls it). */
   get refines(): boolean {
-    return false;
+    return this.refine !== WordListDetector.prototype.refine;
   }
 
   /**
@@ -477,12 +477,14 @@ export class WordListDetector implements Detector {
     return hits;
   }
 
+  /** The list's hits, through `refine`. */
   find(text: string): Hit[] {
     const terms = this.automaton.terms;
-    return dropContained(this.automaton.findAll(text)).map((m) => {
+    const hits = dropContained(this.automaton.findAll(text)).map((m) => {
       const term = terms[m.term] as string;
       return { start: m.start, end: m.end, excerpt: term, key: term };
     });
+    return this.refine(text, hits);
   }
 }
 
@@ -514,14 +516,6 @@ export class NearWordListDetector extends WordListDetector {
     super(terms, near.within + 2 * cues.maxKeyLength + 16);
     this.cues = cues;
     this.within = near.within;
-  }
-
-  override get refines(): boolean {
-    return true;
-  }
-
-  override find(text: string): Hit[] {
-    return this.refine(text, super.find(text));
   }
 
   /** Keeps the hits with a cue at most `within` characters away. */
