@@ -6,12 +6,10 @@ import { newKey, newSecureId, unwrapKey, wrapKey } from '../src/crypto/key-sched
 import { decryptBytes, encryptBytes } from '../src/crypto/payload.js';
 import { StorageKey } from '../src/crypto/storage-key.js';
 import { PgBlobStore } from '../src/store/pg/blob-chunks.js';
-import { openPgPool } from '../src/store/pg/connect.js';
-import { migrate } from '../src/store/pg/migrate.js';
 import { pgSecureRepositories } from '../src/store/pg/secure-repositories.js';
 import { PgSpoolChunks } from '../src/store/pg/spool-chunks.js';
 import { PgTransactor } from '../src/store/pg/tx.js';
-import { startPostgres } from './helpers/pg-server.js';
+import { migratedDatabase } from './helpers/pg-database.js';
 
 /**
  * What PostgreSQL's files on disk hold after Zegel wrote a secure message
@@ -25,12 +23,7 @@ import { startPostgres } from './helpers/pg-server.js';
  * the "URL") with the stored wrap and K_srv unwraps the content key, which
  * decrypts the stored blob to the canary.
  */
-const server = await startPostgres();
-t.teardown(() => server.cleanup());
-const url = await server.createDatabase('canary');
-const pool = await openPgPool({ url, passwordFile: server.passwordFile, applicationName: 'zegel-test' });
-t.teardown(() => pool.close());
-await migrate(pool);
+const { server, pool } = await migratedDatabase(t, 'canary');
 const storageKey = new StorageKey(randomBytes(32));
 const repos = pgSecureRepositories(pool, storageKey);
 const store = new PgTransactor(pool);

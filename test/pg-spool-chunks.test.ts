@@ -3,14 +3,12 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import t from 'tap';
 import { SEAL_OVERHEAD, StorageKey } from '../src/crypto/storage-key.js';
-import { openPgPool } from '../src/store/pg/connect.js';
-import { migrate } from '../src/store/pg/migrate.js';
 import { PgSpoolChunks, SPOOL_CHUNK_BYTES } from '../src/store/pg/spool-chunks.js';
 import { Spool } from '../src/spool/spool.js';
 import { tempDir } from './helpers/relay.js';
 import type { Readable } from 'node:stream';
 import type { Test } from 'tap';
-import { startPostgres } from './helpers/pg-server.js';
+import { migratedDatabase } from './helpers/pg-database.js';
 
 /**
  * The plaintext spool in PostgreSQL (src/store/pg/spool-chunks.ts): a 50 MiB
@@ -21,12 +19,7 @@ import { startPostgres } from './helpers/pg-server.js';
  * spares recent and owned messages. And what the file spool
  * (src/spool/spool.ts) does, it does the same: one contract run on both.
  */
-const server = await startPostgres();
-t.teardown(() => server.cleanup());
-const url = await server.createDatabase('spool');
-const pool = await openPgPool({ url, passwordFile: server.passwordFile, applicationName: 'zegel-test' });
-t.teardown(() => pool.close());
-await migrate(pool);
+const { server, pool } = await migratedDatabase(t, 'spool');
 const key = new StorageKey(randomBytes(32));
 
 // Resident memory counts garbage V8 has not collected yet (fresh Buffers per

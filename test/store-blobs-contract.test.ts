@@ -3,9 +3,7 @@ import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { BlobStore } from '../src/store/blobs.js';
 import { BLOB_CHUNK_BYTES, PgBlobStore } from '../src/store/pg/blob-chunks.js';
-import { openPgPool } from '../src/store/pg/connect.js';
-import { migrate } from '../src/store/pg/migrate.js';
-import { startPostgres } from './helpers/pg-server.js';
+import { migratedDatabase } from './helpers/pg-database.js';
 import { tempDir } from './helpers/relay.js';
 
 /**
@@ -72,12 +70,7 @@ function contract(t: Test, name: string, blobs: Blobs): void {
 }
 
 // the server first: tests registered before a top-level await would run, and end the file, without the rest
-const server = await startPostgres();
-t.teardown(() => server.cleanup());
-const url = await server.createDatabase('blobs');
-const pool = await openPgPool({ url, passwordFile: server.passwordFile, applicationName: 'zegel-test' });
-t.teardown(() => pool.close());
-await migrate(pool);
+const { server, pool } = await migratedDatabase(t, 'blobs');
 const pgBlobs = new PgBlobStore(pool);
 
 contract(t, 'files', new BlobStore(tempDir(t)));

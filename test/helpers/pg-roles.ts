@@ -1,8 +1,8 @@
 import pg from 'pg';
 import type { Test } from 'tap';
 import { openPgPool, type PgPool } from '../../src/store/pg/connect.js';
-import { migrate } from '../../src/store/pg/migrate.js';
-import { startPostgres, type PgServer } from './pg-server.js';
+import { migratedDatabase } from './pg-database.js';
+import type { PgServer } from './pg-server.js';
 
 /**
  * What the role-grant tests run on: one PostgreSQL server per test file, a
@@ -23,12 +23,7 @@ export interface RoleDatabase {
 }
 
 export async function startRoleDatabase(t: Test): Promise<RoleDatabase> {
-  const server = await startPostgres();
-  t.teardown(() => server.cleanup());
-  const url = await server.createDatabase('roles');
-  const owner = await openPgPool({ url, passwordFile: server.passwordFile, applicationName: 'zegel-test-owner' });
-  t.teardown(() => owner.close());
-  await migrate(owner);
+  const { server, url, pool: owner } = await migratedDatabase(t, 'roles', 'zegel-test-owner');
   const login = async (role: GroupRole, name: string): Promise<PgPool> => {
     await owner.query(`CREATE ROLE ${name} LOGIN PASSWORD '${server.password}' IN ROLE ${role}`);
     t.teardown(() => server.query(`DROP OWNED BY ${name}; DROP ROLE ${name}`, [], 'roles').catch(() => undefined));
