@@ -50,6 +50,8 @@ export type ZegelErrorCode =
   | 'ZEGEL_CHUNKS_INCOMPLETE'
   | 'ZEGEL_KEY_EXISTS'
   | 'ZEGEL_DRIVER_UNAVAILABLE'
+  /** `zegel start --role` asked for a part this store or process cannot run (e.g. a split role on SQLite, smtpAddress of a reader node). */
+  | 'ZEGEL_ROLE'
   | 'ZEGEL_ORIGIN_STAMP';
 
 export class ZegelError extends Error {

@@ -18,17 +18,22 @@ import type { ClassifyMessage } from './pipeline/decide.js';
 import { Processor } from './pipeline/process-job.js';
 import { Ingress } from './smtp/ingress.js';
 import { RelayPolicy } from './smtp/policy.js';
-import { Spool } from './spool/spool.js';
-import { SqliteBackend } from './store/sqlite-backend.js';
+import type { Spool } from './spool/spool.js';
+import type { SqliteBackend } from './store/sqlite-backend.js';
 import { assertDriversAvailable } from './config/drivers.js';
-import { BlobStore } from './store/blobs.js';
+import type { BlobRepository } from './store/blobs.js';
+import { openRelayStorage, type RelayStorage } from './store/relay-storage.js';
+import { roleParts, type RelayRole, type RoleParts } from './config/roles.js';
+import { loadSharedKeys, type SharedKeys } from './crypto/shared-keys.js';
+import { ZegelError } from './errors.js';
 import type { Directory } from './store/directory.js';
+import type { Public, Store } from './store/store.js';
 import type { SecureRepositories } from './store/secure-repositories.js';
 import { SecureDelivery } from './pipeline/secure-job.js';
 import { PurgeWorker, queuePurgeOnce } from './pipeline/purge-job.js';
 import { RecipientResolver } from './pipeline/recipient-settings.js';
 import { AuditCheckpointWorker } from './audit/checkpoint-job.js';
-import { Revocations, type RevokeActor, type RevokeResult } from './store/revocation.js';
+import { Revocations, type RevokeActor, type RevokeResult } from './secure/revocation.js';
 import { queueRelayMail } from './pipeline/relay-mail.js';
 import { Notifier } from './notify/index.js';
 import { startReader, type RunningReader } from './reader/server.js';
@@ -64,28 +69,39 @@ export interface RelayOptions {
   reader?: boolean;
   /** How often the purge job runs (ms, clock time); 5 minutes by default. */
   purgeIntervalMs?: number;
+  /** What this process runs (`zegel start --role`): `all` by default; the others need the PostgreSQL store. */
+  role?: RelayRole;
+  /** The cluster's shared keys, when the caller read them already (PostgreSQL); read from their files otherwise. */
+  keys?: SharedKeys;
 }
 
 /**
- * One relay process: SMTP ingress, the process and deliver workers, and the
- * embedded SQLite backend, wired together. `start` recovers what a crash left
- * behind; `stop` drains.
+ * One relay process: SMTP ingress, the job workers and the recipient reader
+ * on one storage (src/store/relay-storage.ts: the embedded SQLite default,
+ * or PostgreSQL with BullMQ), wired together; a role runs only its part.
+ * `start` recovers what a crash left behind; `stop` drains.
  */
 export class Relay {
   readonly config: Config;
   readonly clock: Clock;
   readonly log: Logger;
-  readonly backend: SqliteBackend;
+  /** The store the relay's components see (src/store/store.ts), whichever the driver. */
+  readonly backend: Store;
+  /** Store, spool, blobs and shredder of the configured driver. */
+  readonly storage: RelayStorage;
+  /** What this process runs (`--role`). */
+  readonly role: RelayRole;
+  readonly #parts: RoleParts;
   readonly spool: Spool;
   readonly signer: OriginSigner;
-  readonly blobs: BlobStore;
+  readonly blobs: BlobRepository;
   readonly secure: SecureRepositories['secure'];
-  readonly directory: Directory;
+  readonly directory: Public<Directory>;
   /** Revoke, expiry and purge (src/store/revocation.ts). */
   readonly revocations: Revocations;
   readonly #purge: PurgeWorker;
-  /** Signs the audit chain's head every audit.checkpointInterval (src/audit). */
-  readonly audit: AuditCheckpointWorker;
+  /** Signs the audit chain's head every audit.checkpointInterval (src/audit); in the roles that run workers. */
+  readonly audit: AuditCheckpointWorker | undefined;
   readonly notifier: Notifier;
   /** The one way relay-made mail goes to delivery (src/deliver/hand-off.ts). */
   readonly handOff: HandOff;
@@ -95,7 +111,8 @@ export class Relay {
   /** The directory and the defaults, per recipient (src/pipeline/recipient-settings.ts). */
   readonly #recipients: RecipientResolver;
   #reader: RunningReader | undefined;
-  readonly #ingress: Ingress;
+  /** SMTP intake; undefined in a role without it. */
+  readonly #ingress: Ingress | undefined;
   readonly #transports: Transport[];
   /** The rule set and its reloads (src/classify/active-rules.ts); undefined when `options.classify` replaces it. */
   #rules: ActiveRules | undefined;
@@ -109,31 +126,21 @@ export class Relay {
   /** The configuration in effect after SIGHUP reloads (live-safe keys only); `config` is the one started with. */
   #live: Config;
 
-  private constructor(options: RelayOptions) {
+  private constructor(options: RelayOptions, prepared: Prepared) {
     const { config } = options;
     this.config = config;
-    this.clock = options.clock ?? systemClock;
-    this.log = options.log ?? createLogger(config.log.level);
+    this.clock = prepared.clock;
+    this.log = prepared.log;
     this.#live = config;
-    // the rules first: a broken rule set stops start-up before anything is opened
-    if (!options.classify) {
-      this.#rules = new ActiveRules(config, this.log, {
-        // the metrics exist only after the store opened: the first count is set there
-        loaded: (count) => this.metrics?.rulesLoaded(count),
-        reloaded: (ok) => this.metrics.rulesReload(ok),
-        record: (outcome, rules) =>
-          void this.backend
-            .transaction((tx) => this.backend.events.append(tx, { messageId: null, type: outcome.ok ? 'rules-reloaded' : 'rules-refused', detail: { rules, problems: outcome.problems.length } }))
-            .catch((err: Error) => this.log.error({ err: { message: err.message } }, 'could not record the rules event')),
-      });
-    }
-    // refused before anything is made, also when the relay is built without the CLI
-    assertDriversAvailable(config);
-    fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
-    this.#secret = loadRelaySecret({ dataDir: config.data.dir, relayKeyFile: config.data.relayKeyFile });
+    this.role = prepared.role;
+    this.#parts = roleParts(prepared.role);
+    this.#rules = prepared.rules;
+    this.#secret = prepared.secret;
     this.signer = new OriginSigner(this.#secret);
-    this.spool = new Spool(config.data.dir);
-    this.backend = new SqliteBackend(config.data.dir, this.clock, this.log, { pollMs: options.pollMs });
+    this.storage = prepared.storage;
+    this.spool = prepared.storage.spool;
+    this.backend = prepared.storage.store;
+    prepared.hooks.relay = this;
     const metrics = (this.metrics = new Metrics({ queueCounts: () => this.backend.queue.counts(), now: () => this.clock.now() }));
     if (this.#rules) metrics.rulesLoaded(this.#rules.service.rules.rules.length);
     this.health
@@ -146,29 +153,30 @@ export class Relay {
         const held = await this.backend.queue.held();
         return held.length ? { messages: held.length, jobs: held.slice(0, 20).map((j) => j.id), action: 'zegel queue retry <id> | zegel queue delete <id> --force' } : undefined;
       });
-    this.blobs = new BlobStore(config.data.dir);
+    this.blobs = prepared.storage.blobs;
     this.secure = this.backend.secure.secure;
     this.directory = this.backend.directory;
     this.revocations = new Revocations({
-      db: this.backend.db,
       clock: this.clock,
       blobs: this.blobs,
       log: this.log,
       store: this.backend,
       events: this.backend.events,
       repos: this.backend.secure,
-      shredder: this.backend.shredder,
+      shredder: prepared.storage.shredder,
       schedulePurgeRun: (tx, at) => queuePurgeOnce(tx, this.backend.queue, at),
     });
     this.#purge = new PurgeWorker({ revocations: this.revocations, clock: this.clock, log: this.log, intervalMs: options.purgeIntervalMs });
-    this.audit = new AuditCheckpointWorker({ db: this.backend.db, committer: this.backend.committer, events: this.backend.events, clock: this.clock, log: this.log, dataDir: config.data.dir, signingKeyFile: config.audit.signingKeyFile, intervalMs: config.audit.checkpointInterval, retentionMs: config.retention.audit });
+    const sqlite = prepared.storage.sqlite;
+    this.audit =
+      this.#parts.workers && sqlite
+        ? new AuditCheckpointWorker({ db: sqlite.db, committer: sqlite.committer, events: sqlite.events, clock: this.clock, log: this.log, dataDir: config.data.dir, signingKeyFile: config.audit.signingKeyFile, intervalMs: config.audit.checkpointInterval, retentionMs: config.retention.audit })
+        : undefined;
     const policy = new RelayPolicy(config);
     const hostname = config.smtp.hostname ?? os.hostname();
     this.notifier = new Notifier({ config, signer: this.signer, hostname });
     this.sms = options.sms ?? createSmsDriver(config, this.log);
     this.#startReader = options.reader ?? true;
-    const { target, internal, all } = createRouteTransports(config.delivery, { outboxDir: config.delivery.outboxDir ?? defaultOutboxDir(config.data.dir) }, hostname);
-    this.#transports = all;
     this.handOff = new HandOff({ backend: this.backend, spool: this.spool, clock: this.clock });
     const dsn = new DsnSender({
       clock: this.clock,
@@ -180,7 +188,21 @@ export class Relay {
       handOff: this.handOff,
       postmaster: postmasterAddress(config),
     });
+    this.#recipients = new RecipientResolver(this.directory, config);
+    this.#transports = this.#parts.workers ? this.#registerWorkers(options, policy, dsn, hostname) : [];
+    this.#ingress = this.#parts.smtp
+      ? new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs, onAccepted: () => metrics.received(), onAuth: (result) => metrics.smtpAuth(result) })
+      : undefined;
+    if (this.#parts.smtp && !policy.senderDomainCheck) {
+      this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
+    }
+  }
+
+  /** The process, secure, deliver and purge workers (the roles `all` and `worker`); returns the transports they deliver through. */
+  #registerWorkers(options: RelayOptions, policy: RelayPolicy, dsn: DsnSender, hostname: string): Transport[] {
+    const { config, metrics } = this;
     if (!postmasterAddress(config)) this.log.warn('no delivery.postmaster and no organisation.domains: relay-made mail that cannot be delivered is held for an admin at once (zegel queue list)');
+    const { target, internal, all } = createRouteTransports(config.delivery, { outboxDir: config.delivery.outboxDir ?? defaultOutboxDir(config.data.dir) }, hostname);
     const processor = new Processor({
       log: this.log,
       spool: this.spool,
@@ -200,7 +222,6 @@ export class Relay {
       retry: config.delivery.retry,
       metrics,
     });
-    const recipients = (this.#recipients = new RecipientResolver(this.directory, config));
     const secureDelivery = new SecureDelivery({
       config,
       clock: this.clock,
@@ -210,7 +231,7 @@ export class Relay {
       handOff: this.handOff,
       blobs: this.blobs,
       secure: this.secure,
-      resolveRecipient: recipients.settings,
+      resolveRecipient: this.#recipients.settings,
       composeNotification: (request) => this.notifier.notification(request),
       composeReceipt: (request) => this.notifier.receipt(request),
       metrics,
@@ -221,32 +242,37 @@ export class Relay {
       deliver: { handle: delivery.handle, concurrency: config.delivery.concurrency },
       purge: { handle: this.#purge.handle, concurrency: 1 },
     });
-    this.#ingress = new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs, onAccepted: () => metrics.received(), onAuth: (result) => metrics.smtpAuth(result) });
-    if (!policy.senderDomainCheck) {
-      this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
-    }
+    return all;
   }
 
   static async start(options: RelayOptions): Promise<Relay> {
-    const relay = new Relay(options);
-    let address: { host: string; port: number };
+    const prepared = await prepare(options);
+    let relay: Relay;
+    try {
+      relay = new Relay(options, prepared);
+    } catch (err) {
+      await prepared.storage.close().catch(() => undefined);
+      prepared.rules?.close();
+      throw err;
+    }
+    let address: { host: string; port: number } | undefined;
     try {
       // first: readiness answers (not ready) while the relay recovers and opens its listeners
       const listen = relay.config.metrics.listen;
       if (listen !== 'off') relay.#ops = await startOpsServer({ listen, health: relay.health, metrics: relay.metrics, log: relay.log });
       await relay.#recover();
-      await relay.#purge.ensureScheduled(relay.backend.queue);
-      relay.audit.start();
+      if (relay.#parts.workers) await relay.#purge.ensureScheduled(relay.backend.queue);
+      relay.audit?.start();
       relay.classifier?.watch();
-      address = await relay.#ingress.listen();
-      if (relay.#startReader) relay.#reader = await relay.#openReader();
+      address = await relay.#ingress?.listen();
+      if (relay.#parts.reader && relay.#startReader) relay.#reader = await relay.#openReader();
       relay.#started.value = true;
     } catch (err) {
       // e.g. the port is taken: close what was opened, so the process can exit with the error
       await relay.stop(0);
       throw err;
     }
-    relay.log.info({ smtp: `${address.host}:${address.port}`, reader: relay.#reader?.url, ops: relay.#ops?.url, target: relay.config.delivery.target, dataDir: relay.config.data.dir, outbox: [relay.config.delivery.target, relay.config.delivery.internalTarget].includes('outbox') ? relay.config.delivery.outboxDir ?? defaultOutboxDir(relay.config.data.dir) : undefined }, 'relay started');
+    relay.log.info({ role: relay.role, store: relay.storage.driver, smtp: address && `${address.host}:${address.port}`, reader: relay.#reader?.url, ops: relay.#ops?.url, target: relay.config.delivery.target, dataDir: relay.config.data.dir, outbox: [relay.config.delivery.target, relay.config.delivery.internalTarget].includes('outbox') ? relay.config.delivery.outboxDir ?? defaultOutboxDir(relay.config.data.dir) : undefined }, 'relay started');
     return relay;
   }
 
@@ -285,7 +311,16 @@ export class Relay {
   }
 
   get smtpAddress(): { host: string; port: number } {
-    return this.#ingress.address!;
+    const address = this.#ingress?.address;
+    if (!address) throw new ZegelError('ZEGEL_ROLE', `this relay runs the ${this.role} role: no SMTP listener`);
+    return address;
+  }
+
+  /** The embedded SQLite backend; throws on another driver (tests and SQLite-only tools reach its members). */
+  get sqlite(): SqliteBackend {
+    const backend = this.storage.sqlite;
+    if (!backend) throw new ZegelError('ZEGEL_DRIVER_UNAVAILABLE', `the store is ${this.storage.driver}, not sqlite`);
+    return backend;
   }
 
   /** The reader's base URL as it listens (not reader.publicUrl), when it runs. */
@@ -312,7 +347,7 @@ export class Relay {
       config,
       log: this.log,
       messages: backend.messages,
-      shredder: backend.shredder,
+      shredder: this.storage.shredder,
       handOff: this.handOff,
       notifier,
       revocations: {
@@ -350,10 +385,15 @@ export class Relay {
 
   /** Removes spool files that no committed message owns (a crash between fsync and commit). */
   async #recover(): Promise<void> {
-    const removed = await this.spool.sweep(await this.backend.messages.spooledIds());
-    if (removed) this.log.info({ removed }, 'removed spool files of messages that were never accepted');
-    const orphans = await this.blobs.sweep(await this.secure.idsWithBlobs());
-    if (orphans) this.log.info({ removed: orphans }, 'removed ciphertext of secure messages that were never committed');
+    // the reader may only add to the spool (its grants): the SMTP and worker roles clean it
+    if (this.#parts.smtp || this.#parts.workers) {
+      const removed = await this.spool.sweep(await this.backend.messages.spooledIds());
+      if (removed) this.log.info({ removed }, 'removed spool files of messages that were never accepted');
+    }
+    if (this.#parts.workers) {
+      const orphans = await this.blobs.sweep(await this.secure.idsWithBlobs());
+      if (orphans) this.log.info({ removed: orphans }, 'removed ciphertext of secure messages that were never committed');
+    }
   }
 
   /**
@@ -365,16 +405,71 @@ export class Relay {
     if (this.#stopped) return;
     this.#stopped = true;
     this.log.info('relay stopping');
-    await Promise.all([this.#ingress.close(), this.#reader?.close(), this.backend.queue.close(timeoutMs)]);
+    await Promise.all([this.#ingress?.close(), this.#reader?.close(), this.backend.queue.close(timeoutMs)]);
     this.#rules?.close();
     await this.#ops?.close();
     for (const transport of this.#transports) transport.close();
     // sign the audit chain's head, so the tail written since the last checkpoint is covered too
-    this.audit.stop();
-    await this.audit.checkpoint().catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'audit checkpoint at stop failed'));
-    const { commits, writes } = this.backend.committer.stats;
-    await this.backend.close();
-    this.log.info({ storeCommits: commits, storeWrites: writes }, 'relay stopped');
+    this.audit?.stop();
+    await this.audit?.checkpoint().catch((err: Error) => this.log.warn({ err: { message: err.message } }, 'audit checkpoint at stop failed'));
+    const stats = this.storage.stats();
+    await this.storage.close();
+    this.log.info(stats, 'relay stopped');
+  }
+}
+
+/** What start makes before the relay is composed: the rules first, then the relay key and the storage. */
+interface Prepared {
+  clock: Clock;
+  log: Logger;
+  role: RelayRole;
+  rules: ActiveRules | undefined;
+  secret: Buffer;
+  storage: RelayStorage;
+  /** The relay, for the rules' hooks, once it is composed. */
+  hooks: { relay?: Relay };
+}
+
+/**
+ * Loads and opens, in the order that keeps a refusal cheap: a broken rule
+ * set, a driver this build lacks, a role the store cannot serve or a key
+ * file that does not load stop start-up before any store is opened or any
+ * file made. The rules' hooks reach the relay once it exists.
+ */
+async function prepare(options: RelayOptions): Promise<Prepared> {
+  const { config } = options;
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? createLogger(config.log.level);
+  const role = options.role ?? 'all';
+  const hooks: { relay?: Relay } = {};
+  const rules = options.classify
+    ? undefined
+    : new ActiveRules(config, log, {
+        // the metrics exist only after the store opened: the first count is set there
+        loaded: (count) => hooks.relay?.metrics.rulesLoaded(count),
+        reloaded: (ok) => hooks.relay?.metrics.rulesReload(ok),
+        record: (outcome, ruleCount) => {
+          const backend = hooks.relay?.backend;
+          void backend
+            ?.transaction((tx) => backend.events.append(tx, { messageId: null, type: outcome.ok ? 'rules-reloaded' : 'rules-refused', detail: { rules: ruleCount, problems: outcome.problems.length } }))
+            .catch((err: Error) => log.error({ err: { message: err.message } }, 'could not record the rules event'));
+        },
+      });
+  try {
+    // refused before anything is made, also when the relay is built without the CLI
+    assertDriversAvailable(config);
+    if (role !== 'all' && config.store.driver !== 'postgres') {
+      throw new ZegelError('ZEGEL_ROLE', `--role ${role} needs store.driver postgres: on SQLite one process runs every part (--role all)`);
+    }
+    const keys = config.store.driver === 'postgres' ? (options.keys ?? loadSharedKeys(config)) : undefined;
+    fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
+    const secret = keys?.relaySecret ?? loadRelaySecret({ dataDir: config.data.dir, relayKeyFile: config.data.relayKeyFile });
+    const concurrency = (options.processConcurrency ?? config.delivery.concurrency) + config.delivery.concurrency + Math.max(1, Math.min(4, config.delivery.concurrency)) + 1;
+    const storage = await openRelayStorage({ config, clock, log, role, pollMs: options.pollMs, keys, concurrency });
+    return { clock, log, role, rules, secret, storage, hooks };
+  } catch (err) {
+    rules?.close();
+    throw err;
   }
 }
 

@@ -263,14 +263,14 @@ t.test('events from a real relay run over SMTP are chained, and the relay signs 
   t.teardown(() => transport.close());
   const info = await transport.sendMail({ envelope: { from: 'jan@org.test', to: ['a@example.com'] }, raw: 'From: jan@org.test\r\nTo: a@example.com\r\nSubject: hallo\r\nMessage-ID: <audit-1@org.test>\r\n\r\nGewoon een bericht.\r\n' });
   const id = /queued as (\S+)$/.exec(info.response)![1]!;
-  await waitFor(() => storeView(relay.backend).getMessage(id)?.state === 'done', 10_000, 'message done');
-  const db = relay.backend.db;
+  await waitFor(() => storeView(relay.sqlite).getMessage(id)?.state === 'done', 10_000, 'message done');
+  const db = relay.sqlite.db;
   const rows = db.prepare('SELECT * FROM events WHERE message_id = ? ORDER BY seq').all(id) as Array<ChainFields & { prev_hash: string | null; hash: string | null }>;
   t.ok(rows.length >= 3);
   t.ok(rows.every((r) => r.hash && r.prev_hash), 'every event carries its hashes');
   t.match(JSON.parse(rows[0]!.detail), { clientIp: '127.0.0.1' }, 'the received event names the client IP');
   t.ok(fs.statSync(path.join(dataDir, 'audit-signing.pem')).mode % 0o1000 === 0o600, 'the signing key made at first start is 0600');
-  const cp = await relay.audit.checkpoint({ force: true });
+  const cp = await relay.audit!.checkpoint({ force: true });
   t.ok(cp);
   const { key } = loadSigningKey({ dataDir, create: false });
   const result = verifyChain(db, crypto.createPublicKey(key));

@@ -32,7 +32,7 @@ const cluster = (extra: { store?: object; data?: object; audit?: object; queue?:
   data: { ...keys.data, ...extra.data },
   store: { driver: 'postgres', url: URL, ...keys.store, ...extra.store },
   audit: { ...keys.audit, ...extra.audit },
-  ...(extra.queue ? { queue: extra.queue } : {}),
+  queue: extra.queue ?? { driver: 'bullmq', url: 'redis://127.0.0.1:6379' },
 });
 
 t.test('defaults unchanged: SQLite, the in-process queue, the relay key in data.dir', async (t) => {
@@ -44,16 +44,16 @@ t.test('defaults unchanged: SQLite, the in-process queue, the relay key in data.
 });
 
 t.test('a cluster configuration: paths resolved against the config folder', async (t) => {
-  const config = parseConfig({ ...cluster({ store: { passwordFile: 'secrets/db-password' }, queue: { driver: 'bullmq', url: 'redis://127.0.0.1:6379' } }) }, '/etc/zegel');
+  const config = parseConfig({ ...cluster({ store: { passwordFile: 'secrets/db-password' }, queue: { driver: 'bullmq', url: 'redis://127.0.0.1:6379', passwordFile: 'secrets/redis-password' } }) }, '/etc/zegel');
   t.same(config.store, { driver: 'postgres', url: URL, passwordFile: '/etc/zegel/secrets/db-password', keyFile: '/etc/zegel/keys/storage.key' });
-  t.same(config.queue, { driver: 'bullmq', url: 'redis://127.0.0.1:6379' });
+  t.same(config.queue, { driver: 'bullmq', url: 'redis://127.0.0.1:6379', passwordFile: '/etc/zegel/secrets/redis-password' });
   t.equal(config.data.relayKeyFile, '/etc/zegel/keys/relay.key');
   t.equal(config.audit.signingKeyFile, '/etc/zegel/keys/audit-signing.pem');
   t.equal(refusal(cluster({ store: { url: 'postgresql:///zegel?host=/run/postgresql' } })), undefined, 'a Unix socket URL');
 });
 
 t.test('store.driver postgres without a key file: refused, naming each missing key', async (t) => {
-  const none = refusal({ store: { driver: 'postgres', url: URL } });
+  const none = refusal({ store: { driver: 'postgres', url: URL }, queue: { driver: 'bullmq', url: 'redis://127.0.0.1:6379' } });
   t.equal(none?.code, 'ZEGEL_CONFIG_INVALID');
   for (const key of ['data.relayKeyFile', 'store.keyFile', 'audit.signingKeyFile']) {
     t.match(none?.message, new RegExp(`\\n  ${key.replace('.', '\\.')}: required with store\\.driver postgres`), `${key} named`);
@@ -72,7 +72,7 @@ t.test('store.driver postgres without a key file: refused, naming each missing k
     t.match(problem?.message, new RegExp(`^  ${key.replace('.', '\\.')}: required`, 'm'));
   }
   t.match(refusal(cluster({ store: { keyFile: 'keys/relay.key' } }))?.message, /store\.keyFile: the same file as data\.relayKeyFile/, 'one file for two keys');
-  t.match(refusal({ ...keys, store: { driver: 'postgres', keyFile: 'k' } })?.message, /store\.url: required with store\.driver postgres/, 'no URL');
+  t.match(refusal({ ...cluster(), store: { driver: 'postgres', keyFile: 'k' } })?.message, /store\.url: required with store\.driver postgres/, 'no URL');
 });
 
 t.test('a password in store.url is refused and never repeated', async (t) => {
@@ -93,6 +93,15 @@ t.test('queue.driver bullmq needs queue.url and store.driver postgres', async (t
   t.match(refusal(cluster({ queue: { driver: 'bullmq' } }))?.message, /queue\.url: required with queue\.driver bullmq/);
   t.match(refusal(cluster({ queue: { driver: 'bullmq', url: 'http://127.0.0.1:6379' } }))?.message, /queue\.url: expected a URL such as redis:\/\//);
   t.equal(refusal(cluster({ queue: { driver: 'bullmq', url: 'rediss://redis.example.nl:6380' } })), undefined, 'bullmq on postgres with a URL');
+  // the in-process queue lives in one node's SQLite file: a cluster of them would each run their own
+  const inProcess = refusal(cluster({ queue: { driver: 'sqlite' } }));
+  t.equal(inProcess?.message.split('\n').length, 2, 'postgres with the sqlite queue: one problem');
+  t.match(inProcess?.message, /queue\.driver: store\.driver postgres needs queue\.driver bullmq/);
+  for (const url of ['redis://:Geheim-42@127.0.0.1:6379', 'redis://default:Geheim-42@127.0.0.1:6379/0', 'rediss://127.0.0.1:6380?password=Geheim-42']) {
+    const problem = refusal(cluster({ queue: { driver: 'bullmq', url } }));
+    t.match(problem?.message, /queue\.url: holds a password, refused: the password goes in a file named by queue\.passwordFile/, 'a password in queue.url is refused');
+    t.notOk(problem?.message.includes('Geheim-42'), 'and never repeated');
+  }
 });
 
 t.test('server settings of a driver not chosen are refused, not ignored', async (t) => {
@@ -101,6 +110,7 @@ t.test('server settings of a driver not chosen are refused, not ignored', async 
     ['store.passwordFile', { store: { passwordFile: 'pw' } }],
     ['store.keyFile', { store: { keyFile: 'k' } }],
     ['queue.url', { queue: { url: 'redis://127.0.0.1:6379' } }],
+    ['queue.passwordFile', { queue: { passwordFile: 'pw' } }],
   ] as const) {
     t.match(refusal(input)?.message, new RegExp(`${key.replace('.', '\\.')}: only used with`), `${key} with sqlite`);
   }
@@ -173,6 +183,7 @@ t.test('zegel start (the real CLI)', async (t) => {
     data: { dir: dataDir, relayKeyFile: path.join(keyDir, 'relay.key') },
     store: { driver: 'postgres', url: URL, keyFile: path.join(keyDir, 'storage.key') },
     audit: { signingKeyFile: path.join(keyDir, 'audit-signing.pem') },
+    queue: { driver: 'bullmq', url: 'redis://127.0.0.1:6379' },
     smtp: { listen: `127.0.0.1:${await freePort()}` },
     reader: { listen: `127.0.0.1:${await freePort()}` },
   };
@@ -181,7 +192,7 @@ t.test('zegel start (the real CLI)', async (t) => {
     const file = write('cluster.yaml', allKeys);
     const r = await runZegel(['start', '--config', file]);
     t.equal(r.code, 2, 'exit 2: could not start');
-    t.match(r.stderr, /^zegel: ZEGEL_DRIVER_UNAVAILABLE: .*cluster\.yaml cannot start, refused:\n  store\.driver: the PostgreSQL store driver is not available in this build yet \(available: sqlite\)\n$/);
+    t.match(r.stderr, /^zegel: ZEGEL_DRIVER_UNAVAILABLE: .*cluster\.yaml cannot start, refused:\n  store\.driver: the PostgreSQL store driver is not available in this build yet \(available: sqlite\)\n  queue\.driver: the BullMQ queue driver is not available in this build yet \(available: sqlite\)\n$/);
     t.notOk(r.stderr.includes('"relay started"'), 'no relay started');
     nothingMade('unavailable driver');
     const checked = await runZegel(['check-config', '--config', file]);

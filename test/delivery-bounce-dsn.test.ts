@@ -65,21 +65,21 @@ async function settle(relay: Relay, ms = 300): Promise<void> {
 
 /** The DSN message queued for `id`, if any (from the dsn-queued event). */
 function dsnIdOf(relay: Relay, id: string): string | undefined {
-  const event = storeView(relay.backend).events(id).find((e) => e.type === 'dsn-queued');
+  const event = storeView(relay.sqlite).events(id).find((e) => e.type === 'dsn-queued');
   return event ? (event.detail as { dsn: string }).dsn : undefined;
 }
 
 /** The DSN of `id` was tried and deferred. */
 function dsnStuck(relay: Relay, id: string): boolean {
   const dsnId = dsnIdOf(relay, id);
-  return !!dsnId && storeView(relay.backend).getRecipients(dsnId).some((r) => r.state === 'pending' && r.attempts > 0);
+  return !!dsnId && storeView(relay.sqlite).getRecipients(dsnId).some((r) => r.state === 'pending' && r.attempts > 0);
 }
 
 /** What happened to a DSN that never arrived, for the failure message. */
 function dsnState(relay: Relay, id: string): string {
   const dsnId = dsnIdOf(relay, id);
   if (!dsnId) return 'no DSN was queued';
-  return JSON.stringify(storeView(relay.backend).getRecipients(dsnId).map((r) => ({ state: r.state, attempts: r.attempts, lastReply: r.lastReply })));
+  return JSON.stringify(storeView(relay.sqlite).getRecipients(dsnId).map((r) => ({ state: r.state, attempts: r.attempts, lastReply: r.lastReply })));
 }
 
 /** Waits for `n` DSNs at the internal sink; on time-out fails with what the relay knows. */
@@ -126,12 +126,12 @@ t.test('550 5.1.1 for one recipient: a DSN reaches the sender through the intern
 
   await waitFor(() => sink.messages.length === 1, 10_000, 'delivery of the accepted recipient');
   t.same(sink.messages[0]!.to, ['bekend@example.com'], 'the accepted recipient is delivered');
-  await waitFor(() => storeView(relay.backend).getRecipients(id).every((r) => r.state !== 'pending'), 5_000, 'both recipients final');
-  const byAddress = new Map(storeView(relay.backend).getRecipients(id).map((r) => [r.address, r]));
+  await waitFor(() => storeView(relay.sqlite).getRecipients(id).every((r) => r.state !== 'pending'), 5_000, 'both recipients final');
+  const byAddress = new Map(storeView(relay.sqlite).getRecipients(id).map((r) => [r.address, r]));
   t.equal(byAddress.get('bekend@example.com')!.state, 'delivered');
   t.equal(byAddress.get('onbekend@example.com')!.state, 'bounced');
   t.match(byAddress.get('onbekend@example.com')!.lastReply, /^550 5\.1\.1 /);
-  const events = storeView(relay.backend).events(id);
+  const events = storeView(relay.sqlite).events(id);
   t.equal(events.filter((e) => e.type === 'bounced').length, 1, 'one bounced event');
   t.equal(events.find((e) => e.type === 'bounced')!.recipient, 'onbekend@example.com');
   t.equal(events.filter((e) => e.type === 'dsn-queued').length, 1, 'one DSN queued');
@@ -187,11 +187,11 @@ t.test('550 5.1.1 for one recipient: a DSN reaches the sender through the intern
   t.match(parsed.attachments[0]?.content.toString('latin1'), /^Message-ID: <bounce-one@org\.test>\r?$/m, 'mailparser finds the original headers');
 
   const dsnId = dsnIdOf(relay, id)!;
-  await waitFor(() => spoolFiles(dataDir).length === 0 && [id, dsnId].every((m) => storeView(relay.backend).getMessage(m)!.state === 'done'), 5_000, 'spool emptied').catch(() => undefined);
+  await waitFor(() => spoolFiles(dataDir).length === 0 && [id, dsnId].every((m) => storeView(relay.sqlite).getMessage(m)!.state === 'done'), 5_000, 'spool emptied').catch(() => undefined);
   t.same(spoolFiles(dataDir), [], 'the spool is empty once the message is finished and the DSN delivered');
-  t.equal(storeView(relay.backend).getMessage(id)!.state, 'done', 'the message is done');
-  t.equal(storeView(relay.backend).getMessage(dsnId)!.state, 'done', 'the DSN message is done');
-  t.equal(storeView(relay.backend).getRecipients(dsnId)[0]!.state, 'delivered', 'the DSN recipient is delivered');
+  t.equal(storeView(relay.sqlite).getMessage(id)!.state, 'done', 'the message is done');
+  t.equal(storeView(relay.sqlite).getMessage(dsnId)!.state, 'done', 'the DSN message is done');
+  t.equal(storeView(relay.sqlite).getRecipients(dsnId)[0]!.state, 'delivered', 'the DSN recipient is delivered');
 });
 
 t.test('no DSN when the original envelope sender was <>', async (t) => {
@@ -199,15 +199,15 @@ t.test('no DSN when the original envelope sender was <>', async (t) => {
   const dsnSink = await startSink(t);
   const { relay, port, dataDir } = await startRelay(t, { delivery: { target: sink.url, internalTarget: dsnSink.url } }, { clock: new ManualClock(Date.now()) });
   const id = await submitRaw(port, 'MAIL FROM:<>', ['RCPT TO:<onbekend@example.com>'], rawMessage('null', 'onbekend@example.com'));
-  t.equal(storeView(relay.backend).getMessage(id)!.mailFrom, '', 'stored with the null sender');
+  t.equal(storeView(relay.sqlite).getMessage(id)!.mailFrom, '', 'stored with the null sender');
 
-  await waitFor(() => storeView(relay.backend).getRecipients(id)[0]!.state === 'bounced', 10_000, 'bounce');
+  await waitFor(() => storeView(relay.sqlite).getRecipients(id)[0]!.state === 'bounced', 10_000, 'bounce');
   await waitFor(() => spoolFiles(dataDir).length === 0, 5_000, 'spool emptied');
   await settle(relay);
-  t.same(storeView(relay.backend).events(id).filter((e) => e.type === 'dsn-queued'), [], 'no DSN queued');
+  t.same(storeView(relay.sqlite).events(id).filter((e) => e.type === 'dsn-queued'), [], 'no DSN queued');
   t.equal(dsnSink.messages.length, 0, 'no DSN at the internal target');
   t.equal(sink.messages.length, 0, 'nothing at the external target either');
-  const messages = relay.backend.db.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number };
+  const messages = relay.sqlite.db.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number };
   t.equal(messages.n, 1, 'no DSN message was made');
 });
 
@@ -216,20 +216,20 @@ t.test('no DSN for a recipient that asked NOTIFY=NEVER', async (t) => {
   const dsnSink = await startSink(t);
   const { relay, port, dataDir } = await startRelay(t, { delivery: { target: sink.url, internalTarget: dsnSink.url } }, { clock: new ManualClock(Date.now()) });
   const id = await submitRaw(port, `MAIL FROM:<${SENDER}>`, ['RCPT TO:<stil@example.com> NOTIFY=NEVER'], rawMessage('never', 'stil@example.com'));
-  t.same(storeView(relay.backend).getRecipients(id)[0]!.notify, ['NEVER'], 'NOTIFY=NEVER is stored');
+  t.same(storeView(relay.sqlite).getRecipients(id)[0]!.notify, ['NEVER'], 'NOTIFY=NEVER is stored');
 
   try {
     // a refused recipient is bounced at the first attempt; a deferral means it was never refused
-    await waitFor(() => storeView(relay.backend).getRecipients(id)[0]!.state !== 'pending' || storeView(relay.backend).getRecipients(id)[0]!.attempts > 0, 8_000, 'first attempt');
-    if (storeView(relay.backend).getRecipients(id)[0]!.state !== 'bounced') throw new Error('not bounced');
+    await waitFor(() => storeView(relay.sqlite).getRecipients(id)[0]!.state !== 'pending' || storeView(relay.sqlite).getRecipients(id)[0]!.attempts > 0, 8_000, 'first attempt');
+    if (storeView(relay.sqlite).getRecipients(id)[0]!.state !== 'bounced') throw new Error('not bounced');
   } catch {
-    const [rcpt] = storeView(relay.backend).getRecipients(id);
+    const [rcpt] = storeView(relay.sqlite).getRecipients(id);
     t.fail(`the 550 recipient was never bounced: state ${rcpt!.state}, attempts ${rcpt!.attempts}, last reply ${JSON.stringify(rcpt!.lastReply)}`);
     return;
   }
   await waitFor(() => spoolFiles(dataDir).length === 0, 5_000, 'spool emptied');
   await settle(relay);
-  t.same(storeView(relay.backend).events(id).filter((e) => e.type === 'dsn-queued'), [], 'no DSN queued');
+  t.same(storeView(relay.sqlite).events(id).filter((e) => e.type === 'dsn-queued'), [], 'no DSN queued');
   t.equal(dsnSink.messages.length, 0, 'no DSN sent');
 });
 
@@ -244,10 +244,10 @@ t.test('mixed NOTIFY: only the recipient that wants failure reports is in the DS
     rawMessage('mixed', 'melden@example.com'),
   );
   try {
-    await waitFor(() => storeView(relay.backend).getRecipients(id).every((r) => r.state !== 'pending' || r.attempts > 0), 8_000, 'first attempt');
-    if (!storeView(relay.backend).getRecipients(id).every((r) => r.state === 'bounced')) throw new Error('not bounced');
+    await waitFor(() => storeView(relay.sqlite).getRecipients(id).every((r) => r.state !== 'pending' || r.attempts > 0), 8_000, 'first attempt');
+    if (!storeView(relay.sqlite).getRecipients(id).every((r) => r.state === 'bounced')) throw new Error('not bounced');
   } catch {
-    t.fail(`the 550 recipients were never bounced: ${JSON.stringify(storeView(relay.backend).getRecipients(id).map((r) => [r.address, r.state, r.lastReply]))}`);
+    t.fail(`the 550 recipients were never bounced: ${JSON.stringify(storeView(relay.sqlite).getRecipients(id).map((r) => [r.address, r.state, r.lastReply]))}`);
     return;
   }
   if (!(await awaitDsns(t, relay, dsnSink, id))) return;
@@ -269,10 +269,10 @@ t.test('5xx at the end of DATA bounces every recipient with one DSN', async (t) 
   const to = ['een@example.com', 'twee@example.net', 'drie@example.org'];
   const id = await submit(t, port, SENDER, to, rawMessage('data', 'een@example.com'));
 
-  await waitFor(() => storeView(relay.backend).getRecipients(id).every((r) => r.state === 'bounced'), 10_000, 'all bounced');
+  await waitFor(() => storeView(relay.sqlite).getRecipients(id).every((r) => r.state === 'bounced'), 10_000, 'all bounced');
   t.equal(dataCalls, 1, 'one transaction, not retried');
-  t.equal(storeView(relay.backend).events(id).filter((e) => e.type === 'bounced').length, 3);
-  t.equal(storeView(relay.backend).events(id).filter((e) => e.type === 'dsn-queued').length, 1, 'one DSN queued for all three');
+  t.equal(storeView(relay.sqlite).events(id).filter((e) => e.type === 'bounced').length, 3);
+  t.equal(storeView(relay.sqlite).events(id).filter((e) => e.type === 'dsn-queued').length, 1, 'one DSN queued for all three');
   if (!(await awaitDsns(t, relay, dsnSink, id))) return;
   await settle(relay);
   t.equal(dsnSink.messages.length, 1, 'one DSN');

@@ -72,7 +72,7 @@ function sample(text: string, name: string): number | undefined {
 
 /** The chain of one bounced message: its DSN, and the postmaster notice about that DSN. */
 function chain(relay: TestRelay, id: string): { dsn: string | undefined; notice: string | undefined } {
-  const store = storeView(relay.relay.backend);
+  const store = storeView(relay.relay.sqlite);
   const dsn = (store.events(id).find((e) => e.type === 'dsn-queued')?.detail as { dsn?: string } | undefined)?.dsn;
   const notice = dsn ? (store.events(dsn).find((e) => e.type === 'postmaster-queued')?.detail as { copy?: string } | undefined)?.copy : undefined;
   return { dsn, notice };
@@ -80,7 +80,7 @@ function chain(relay: TestRelay, id: string): { dsn: string | undefined; notice:
 
 async function heldChain(t: Test, f: Fixture, tag: string): Promise<{ id: string; dsn: string; notice: string; job: string }> {
   const id = await submit(t, f.relay.port, tag);
-  const queue = f.relay.relay.backend.queue;
+  const queue = f.relay.relay.sqlite.queue;
   await waitFor(() => queue.heldSync().some((j) => j.messageId === chain(f.relay, id).notice), 15_000, `the postmaster notice of ${tag} held (chain so far: ${JSON.stringify(chain(f.relay, id))})`).catch((err: Error) => {
     throw new Error(`${err.message}; chain: ${JSON.stringify(chain(f.relay, id))}`);
   });
@@ -91,7 +91,7 @@ async function heldChain(t: Test, f: Fixture, tag: string): Promise<{ id: string
 t.test('bounce, DSN refused, postmaster notice refused: held and visible; queue retry delivers it once the next hop accepts', async (t) => {
   const f = await fixture(t);
   const { relay } = f;
-  const store = storeView(relay.relay.backend);
+  const store = storeView(relay.relay.sqlite);
   const { id, dsn, notice, job } = await heldChain(t, f, 'retry');
 
   t.equal(store.getRecipients(id)[0]!.state, 'bounced', 'the original recipient bounced');
@@ -146,7 +146,7 @@ t.test('bounce, DSN refused, postmaster notice refused: held and visible; queue 
   t.match(text, /Final-Recipient: rfc822; afzender@org\.test/, 'the notice names the refused DSN recipient');
   t.notMatch(text, /Body retry/, 'never the original content');
   await waitFor(() => store.getRecipients(notice)[0]!.state === 'delivered', 5_000, 'notice recorded delivered');
-  t.equal(relay.relay.backend.queue.heldSync().length, 0, 'nothing held any more');
+  t.equal(relay.relay.sqlite.queue.heldSync().length, 0, 'nothing held any more');
   t.ok(store.events(notice).some((e) => e.type === 'admin-action' && (e.detail as { held?: boolean }).held === true), 'the retry is an admin-action event');
   t.equal(JSON.parse((await get(`${relay.relay.opsUrl}/readyz`)).text).status, 'ready');
   t.equal(sample((await get(`${relay.relay.opsUrl}/metrics`)).text, 'zegel_held_messages'), 0);
@@ -155,16 +155,16 @@ t.test('bounce, DSN refused, postmaster notice refused: held and visible; queue 
 t.test('a held notice given up with zegel queue delete --force: refused without --force, then ended on the audit trail', async (t) => {
   const f = await fixture(t);
   const { relay } = f;
-  const store = storeView(relay.relay.backend);
+  const store = storeView(relay.relay.sqlite);
   const { notice, job } = await heldChain(t, f, 'delete');
 
   const refused = await runZegel(['queue', 'delete', job, '--config', f.configFile]);
   t.equal(refused.code, 1, 'deleting held mail needs --force');
-  t.equal(relay.relay.backend.queue.heldSync().length, 1, 'still held');
+  t.equal(relay.relay.sqlite.queue.heldSync().length, 1, 'still held');
   const deleted = await runZegel(['queue', 'delete', job, '--force', '--config', f.configFile]);
   t.equal(deleted.code, 0, deleted.stderr);
   t.match(deleted.stdout, /deleted held job/);
-  t.equal(relay.relay.backend.queue.heldSync().length, 0, 'no longer held');
+  t.equal(relay.relay.sqlite.queue.heldSync().length, 0, 'no longer held');
   const [rcpt] = store.getRecipients(notice);
   t.equal(rcpt!.state, 'bounced');
   t.match(rcpt!.lastReply, /deleted by an admin/);

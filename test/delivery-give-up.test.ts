@@ -34,10 +34,10 @@ function expectedAttempts(schedule: number[], giveUpAfter: number): number[] {
   return times;
 }
 
-const attemptEvents = (relay: Relay, id: string) => storeView(relay.backend).events(id).filter((e) => e.type === 'deferred' || e.type === 'bounced');
+const attemptEvents = (relay: Relay, id: string) => storeView(relay.sqlite).events(id).filter((e) => e.type === 'deferred' || e.type === 'bounced');
 
 function jobRunAt(relay: Relay, id: string): number | undefined {
-  const row = relay.backend.db.prepare(`SELECT run_at FROM jobs WHERE id = ?`).get(`deliver:${id}:target`) as { run_at: number } | undefined;
+  const row = relay.sqlite.db.prepare(`SELECT run_at FROM jobs WHERE id = ?`).get(`deliver:${id}:target`) as { run_at: number } | undefined;
   return row?.run_at;
 }
 
@@ -116,7 +116,7 @@ t.test('451 at RCPT forever: retried on the default schedule for 48 h, then boun
   t.same(events.map((e) => e.type), [...times.slice(1).map(() => 'deferred'), 'bounced'], 'deferred every time, bounced at the deadline');
   t.same(events.map((e) => (e.detail as { attempt: number }).attempt), times.map((_, i) => i + 1), 'attempts count up');
   t.equal(rcptCalls, times.length, 'one RCPT per attempt');
-  const [rcpt] = storeView(relay.backend).getRecipients(id);
+  const [rcpt] = storeView(relay.sqlite).getRecipients(id);
   t.equal(rcpt!.state, 'bounced');
   t.equal(rcpt!.attempts, times.length);
   t.equal(sink.messages.length, 0);
@@ -132,7 +132,7 @@ t.test('451 at RCPT forever: retried on the default schedule for 48 h, then boun
   t.match(status, /^Status: 4\.3\.0\r?$/m, 'a 4.x.x status: the failure was temporary, the time ran out');
   t.match(status, /^Diagnostic-Code: smtp; 451 4\.3\.0 Temporary lookup failure/m);
   t.match(raw, /retries exhausted/, 'the human-readable part says the retries ran out');
-  t.equal(storeView(relay.backend).events(id).filter((e) => e.type === 'dsn-queued').length, 1, 'one DSN queued');
+  t.equal(storeView(relay.sqlite).events(id).filter((e) => e.type === 'dsn-queued').length, 1, 'one DSN queued');
 
   await checkNoMoreAttempts(t, relay, clock, id, () => rcptCalls, dsnSink);
   await waitFor(() => fs.readdirSync(path.join(dataDir, 'spool')).length === 0, 5_000, 'spool emptied').catch(() => undefined);

@@ -30,7 +30,7 @@ function rawMessage(n: number, to: string): string {
   return [`From: <afzender@org.test>`, `To: <${to}>`, `Subject: retry ${n}`, `Message-ID: <retry-${n}@org.test>`, '', `Body ${n}.`, ''].join('\r\n');
 }
 
-const eventsOf = (relay: Relay, id: string, type?: string) => storeView(relay.backend).events(id).filter((e) => !type || e.type === type);
+const eventsOf = (relay: Relay, id: string, type?: string) => storeView(relay.sqlite).events(id).filter((e) => !type || e.type === type);
 
 /** Lets the workers run for a while (they poll every 25 ms) to show that nothing happens. */
 async function settle(relay: Relay, ms = 250): Promise<void> {
@@ -58,7 +58,7 @@ t.test('next hop down for a while, then up: every message is deferred, retried o
   // first attempt: connection refused, deferred
   await waitFor(() => ids.every((id) => eventsOf(relay, id, 'deferred').length === 1), 15_000, 'first deferral of every message');
   for (const id of ids) {
-    const [rcpt] = storeView(relay.backend).getRecipients(id);
+    const [rcpt] = storeView(relay.sqlite).getRecipients(id);
     t.equal(rcpt!.state, 'pending', `${id}: recipient still pending`);
     t.equal(rcpt!.attempts, 1, `${id}: one attempt recorded`);
     t.equal(eventsOf(relay, id, 'deferred')[0]!.at, start, `${id}: first attempt at once`);
@@ -77,7 +77,7 @@ t.test('next hop down for a while, then up: every message is deferred, retried o
   for (const id of ids) {
     const deferred = eventsOf(relay, id, 'deferred');
     t.equal(deferred[1]!.at, start + 5 * MINUTE + 1, `${id}: second attempt after 5 minutes`);
-    t.equal(storeView(relay.backend).getRecipients(id)[0]!.state, 'pending');
+    t.equal(storeView(relay.sqlite).getRecipients(id)[0]!.state, 'pending');
   }
   t.equal(sink.messages.length, 0, 'nothing delivered while the next hop is down');
 
@@ -92,7 +92,7 @@ t.test('next hop down for a while, then up: every message is deferred, retried o
   relay.backend.queue.poke();
   await waitFor(() => ids.every((id) => eventsOf(relay, id, 'delivered').length === 1), 15_000, 'every message delivered');
   // the spool file goes first, then the message is marked done
-  await waitFor(() => spoolFiles(dataDir).length === 0 && ids.every((id) => storeView(relay.backend).getMessage(id)!.state === 'done'), 5_000, 'spool emptied');
+  await waitFor(() => spoolFiles(dataDir).length === 0 && ids.every((id) => storeView(relay.sqlite).getMessage(id)!.state === 'done'), 5_000, 'spool emptied');
 
   t.equal(sink.messages.length, count, 'each message delivered exactly once');
   t.same(
@@ -101,17 +101,17 @@ t.test('next hop down for a while, then up: every message is deferred, retried o
     'every recipient got its message',
   );
   for (const id of ids) {
-    const [rcpt] = storeView(relay.backend).getRecipients(id);
+    const [rcpt] = storeView(relay.sqlite).getRecipients(id);
     t.equal(rcpt!.state, 'delivered');
     t.equal(rcpt!.attempts, 3, `${id}: three attempts`);
     t.same(eventsOf(relay, id, 'bounced'), [], `${id}: not bounced`);
     t.same(eventsOf(relay, id, 'dsn-queued'), [], `${id}: no DSN queued`);
-    t.equal(storeView(relay.backend).getMessage(id)!.state, 'done');
+    t.equal(storeView(relay.sqlite).getMessage(id)!.state, 'done');
   }
   await settle(relay, 300);
   t.equal(dsnSink.messages.length, 0, 'no DSN was sent');
   t.equal(sink.messages.filter((m) => m.from === '').length, 0, 'no null-sender mail at the next hop');
-  const jobs = relay.backend.db.prepare(`SELECT COUNT(*) AS n FROM jobs WHERE kind <> 'purge'`).get() as { n: number };
+  const jobs = relay.sqlite.db.prepare(`SELECT COUNT(*) AS n FROM jobs WHERE kind <> 'purge'`).get() as { n: number };
   t.equal(jobs.n, 0, 'no job left');
 });
 
@@ -131,7 +131,7 @@ t.test('4xx at RCPT for one of two recipients: the other is delivered at once, t
 
   await waitFor(() => sink.messages.length === 1 && eventsOf(relay, id!, 'deferred').length === 1, 10_000, 'first attempt');
   t.same(sink.messages[0]!.to, ['now@example.com'], 'the accepted recipient is delivered at once, alone');
-  const recipients = storeView(relay.backend).getRecipients(id!);
+  const recipients = storeView(relay.sqlite).getRecipients(id!);
   t.equal(recipients.find((r) => r.address === 'now@example.com')!.state, 'delivered');
   const later = recipients.find((r) => r.address === 'later@example.com')!;
   t.equal(later.state, 'pending', 'the 4xx recipient stays pending');
@@ -151,7 +151,7 @@ t.test('4xx at RCPT for one of two recipients: the other is delivered at once, t
   await waitFor(() => sink.messages.length === 2, 10_000, 'retry delivered');
   t.same(sink.messages[1]!.to, ['later@example.com'], 'the retry goes to the deferred recipient only');
   t.equal(rcptCalls.filter((a) => a === 'now@example.com').length, 1, 'the delivered recipient is not sent again');
-  await waitFor(() => storeView(relay.backend).getRecipients(id!).every((r) => r.state === 'delivered'), 5_000, 'both delivered');
+  await waitFor(() => storeView(relay.sqlite).getRecipients(id!).every((r) => r.state === 'delivered'), 5_000, 'both delivered');
   await waitFor(() => spoolFiles(dataDir).length === 0, 5_000, 'spool emptied');
   t.same(eventsOf(relay, id!, 'bounced'), []);
   t.same(
@@ -179,14 +179,14 @@ t.test('4xx at the end of DATA is retried, not bounced', async (t) => {
   await waitFor(() => eventsOf(relay, id!, 'deferred').length === 2, 10_000, 'both recipients deferred');
   t.equal(dataCalls, 1, 'one transaction reached the end of DATA');
   t.equal(sink.messages.length, 0);
-  t.ok(storeView(relay.backend).getRecipients(id!).every((r) => r.state === 'pending' && /^451/.test(r.lastReply ?? '')), 'both pending with the 451 reply');
+  t.ok(storeView(relay.sqlite).getRecipients(id!).every((r) => r.state === 'pending' && /^451/.test(r.lastReply ?? '')), 'both pending with the 451 reply');
 
   refuse = false;
   clock.advance(5 * MINUTE);
   relay.backend.queue.poke();
   await waitFor(() => sink.messages.length === 1, 10_000, 'retry delivered');
   t.same(sink.messages[0]!.to.sort(), ['a@example.com', 'b@example.com'], 'one transaction for both recipients');
-  await waitFor(() => storeView(relay.backend).getRecipients(id!).every((r) => r.state === 'delivered'), 5_000, 'both delivered');
+  await waitFor(() => storeView(relay.sqlite).getRecipients(id!).every((r) => r.state === 'delivered'), 5_000, 'both delivered');
   await waitFor(() => spoolFiles(dataDir).length === 0, 5_000, 'spool emptied');
   t.equal(dataCalls, 2);
   t.same(eventsOf(relay, id!, 'bounced'), []);

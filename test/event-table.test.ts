@@ -48,12 +48,12 @@ t.test('a delivered message leaves received, classified, decided and delivered e
     const info = await transport.sendMail({ envelope: { from: 'jan@org.test', to: ['a@example.com', 'b@example.net'] }, raw: rawMessage(n) });
     ids.push(/queued as (\S+)$/.exec(info.response)![1]!);
   }
-  await waitFor(() => ids.every((id) => storeView(relay.backend).getMessage(id)?.state === 'done'), 10_000, 'both messages done');
+  await waitFor(() => ids.every((id) => storeView(relay.sqlite).getMessage(id)?.state === 'done'), 10_000, 'both messages done');
   t.equal(sink.messages.length, 2);
   t.ok(sink.messages.every((m) => m.raw.toString('latin1').includes(CANARY_BODY)), 'the canary did travel with the message');
 
   for (const [n, id] of ids.entries()) {
-    const events = storeView(relay.backend).events(id);
+    const events = storeView(relay.sqlite).events(id);
     t.same(
       events.map((e) => [e.type, e.recipient]),
       [
@@ -75,7 +75,7 @@ t.test('a delivered message leaves received, classified, decided and delivered e
     t.same(received!.detail, {
       from: 'jan@org.test',
       recipients: 2,
-      size: storeView(relay.backend).getMessage(id)!.size,
+      size: storeView(relay.sqlite).getMessage(id)!.size,
       clientIp: '127.0.0.1',
       origin: 'ingress',
       messageId: `<events-${n + 1}@org.test>`,
@@ -84,7 +84,7 @@ t.test('a delivered message leaves received, classified, decided and delivered e
     t.same(decidedA!.detail, { decision: 'deliver', reason: 'no-findings' });
     t.match(deliveredA!.detail, { reply: /^250 /, remoteMta: '127.0.0.1', attempt: 1, route: `127.0.0.1:${sink.port}` });
 
-    const rows = relay.backend.db.prepare('SELECT * FROM events WHERE message_id = ? ORDER BY seq').all(id) as Array<Record<string, unknown>>;
+    const rows = relay.sqlite.db.prepare('SELECT * FROM events WHERE message_id = ? ORDER BY seq').all(id) as Array<Record<string, unknown>>;
     t.equal(rows.length, events.length);
     for (const row of rows) {
       const json = JSON.stringify(row);
@@ -95,7 +95,7 @@ t.test('a delivered message leaves received, classified, decided and delivered e
 
   // nothing of the content anywhere in the database, nor in the log
   for (const table of ['messages', 'recipients', 'events', 'jobs']) {
-    const dump = JSON.stringify(relay.backend.db.prepare(`SELECT * FROM ${table}`).all());
+    const dump = JSON.stringify(relay.sqlite.db.prepare(`SELECT * FROM ${table}`).all());
     for (const canary of CANARIES) t.notOk(dump.includes(canary), `table ${table} holds no message content (${canary.slice(0, 16)}...)`);
   }
   const log = logs();
@@ -110,9 +110,9 @@ t.test('the event table is append-only: UPDATE and DELETE throw', async (t) => {
   t.teardown(() => transport.close());
   const info = await transport.sendMail({ envelope: { from: 'jan@org.test', to: ['a@example.com'] }, raw: rawMessage(3) });
   const id = /queued as (\S+)$/.exec(info.response)![1]!;
-  await waitFor(() => storeView(relay.backend).getMessage(id)?.state === 'done', 10_000, 'message done');
+  await waitFor(() => storeView(relay.sqlite).getMessage(id)?.state === 'done', 10_000, 'message done');
 
-  const db = relay.backend.db;
+  const db = relay.sqlite.db;
   const before = db.prepare('SELECT * FROM events ORDER BY seq').all();
   t.ok(before.length >= 4, 'there are events');
   const first = (before[0] as { seq: number }).seq;
@@ -124,7 +124,7 @@ t.test('the event table is append-only: UPDATE and DELETE throw', async (t) => {
   t.throws(() => db.exec(`UPDATE events SET at = 0; DELETE FROM events;`), /append-only/, 'in a script too');
   t.same(db.prepare('SELECT * FROM events ORDER BY seq').all(), before, 'every row is unchanged');
   t.same(
-    storeView(relay.backend).events(id).map((e) => e.type),
+    storeView(relay.sqlite).events(id).map((e) => e.type),
     ['received', 'classified', 'decided', 'delivered', 'spool-removed'],
   );
 });
@@ -136,9 +136,9 @@ t.test('no statement rewrites an event row: INSERT OR REPLACE, REPLACE and UPSER
   t.teardown(() => transport.close());
   const info = await transport.sendMail({ envelope: { from: 'jan@org.test', to: ['a@example.com'] }, raw: rawMessage(4) });
   const id = /queued as (\S+)$/.exec(info.response)![1]!;
-  await waitFor(() => storeView(relay.backend).getMessage(id)?.state === 'done', 10_000, 'message done');
+  await waitFor(() => storeView(relay.sqlite).getMessage(id)?.state === 'done', 10_000, 'message done');
 
-  const db = relay.backend.db;
+  const db = relay.sqlite.db;
   const before = db.prepare('SELECT * FROM events ORDER BY seq').all();
   const first = (before[0] as { seq: number }).seq;
   const rewrite = (sql: string) => () => db.prepare(sql).run(first, id);

@@ -14,7 +14,7 @@ import { blobFiles, eventsOf, linkRow, messageRow, openLink, passEmailCheck, sen
 const DAY = 86_400_000;
 
 function purgeJobs(s: Awaited<ReturnType<typeof setupSecure>>): Array<{ id: string; run_at: number }> {
-  return s.relay.relay.backend.db.prepare(`SELECT id, run_at FROM jobs WHERE kind = 'purge' ORDER BY id`).all() as Array<{ id: string; run_at: number }>;
+  return s.relay.relay.sqlite.db.prepare(`SELECT id, run_at FROM jobs WHERE kind = 'purge' ORDER BY id`).all() as Array<{ id: string; run_at: number }>;
 }
 
 async function settle(s: Awaited<ReturnType<typeof setupSecure>>): Promise<void> {
@@ -54,13 +54,13 @@ t.test('a [verloopt:1d] message expires after a day, the default one after reten
   t.equal(eventsOf(s, long.queueId, 'expired').length, 2, 'an expired event per recipient');
 
   // a second run changes nothing
-  const before = s.relay.relay.backend.db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number };
+  const before = s.relay.relay.sqlite.db.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number };
   const report = await s.relay.relay.revocations.purgeDue();
   t.same(report, { expired: 0, revoked: 0, purged: 0, repaired: 0, sessions: 0, codes: 0 }, 'idempotent');
-  t.same(s.relay.relay.backend.db.prepare('SELECT COUNT(*) AS n FROM events').get(), before, 'no new events');
+  t.same(s.relay.relay.sqlite.db.prepare('SELECT COUNT(*) AS n FROM events').get(), before, 'no new events');
 
   // only metadata stays: no key column and no blob id of either message holds a value
-  const db = s.relay.relay.backend.db;
+  const db = s.relay.relay.sqlite.db;
   t.equal((db.prepare('SELECT COUNT(*) AS n FROM secure_links WHERE wrap IS NOT NULL OR k_srv IS NOT NULL').get() as { n: number }).n, 0, 'no wrap or K_srv left');
   t.equal((db.prepare('SELECT COUNT(*) AS n FROM secure_messages WHERE body_blob IS NOT NULL OR sender_wrap IS NOT NULL OR sender_k_srv IS NOT NULL').get() as { n: number }).n, 0, 'no body or sender key left');
   t.same(fs.existsSync(path.join(s.relay.dataDir, 'blobs')) ? fs.readdirSync(path.join(s.relay.dataDir, 'blobs')) : [], [], 'the blob directory is empty');
@@ -90,7 +90,7 @@ t.test('old reader sessions and one-time codes are deleted once past their expir
   const opened = await openLink(s, link.linkId);
   // a session is stored only once a check passes; the code it used stays on record until it expires
   await passEmailCheck(s, link, opened.cookie);
-  const db = s.relay.relay.backend.db;
+  const db = s.relay.relay.sqlite.db;
   const count = (table: string) => (db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
   t.equal(count('reader_sessions'), 1);
   t.equal(count('one_time_codes'), 1);

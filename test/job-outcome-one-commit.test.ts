@@ -99,7 +99,7 @@ t.test('when the rows cannot be written, neither is the completion, and afterCom
 t.test('a plain message costs three store writes: intake, process, deliver', async (t) => {
   const sink = await startSink(t);
   const { relay, port } = await startRelay(t, { delivery: { target: sink.url } }, { clock: new ManualClock(Date.now()) });
-  const { committer } = relay.backend;
+  const { committer } = relay.sqlite;
   // the audit checkpoint the relay signs at start: let it land first
   let last = -1;
   await waitFor(
@@ -121,7 +121,7 @@ t.test('a plain message costs three store writes: intake, process, deliver', asy
     const info = await transport.sendMail({ from: 'jan@org.test', to: 'a@example.com', subject: `plain ${i}`, text: 'Tot morgen.' });
     ids.push(/queued as (\S+)$/.exec(info.response)![1]!);
   }
-  const view = storeView(relay.backend);
+  const view = storeView(relay.sqlite);
   await waitFor(() => ids.every((id) => view.getMessage(id)?.state === 'done'), 10_000, 'all four delivered');
   t.equal(committer.stats.writes - before, 12, 'three writes per message (five before the outcome and its rows shared a commit)');
   for (const id of ids) {

@@ -43,7 +43,7 @@ async function fixture(t: Test): Promise<Fixture> {
   const link = first.links[0]!;
   // piet opens the link page; the open times a passed check would set are written directly
   await openLink(s, link.linkId);
-  s.relay.relay.backend.db.prepare('UPDATE secure_links SET first_opened_at = ?, last_opened_at = ? WHERE id = ?').run(clock.now(), clock.now() + 60_000, link.linkId);
+  s.relay.relay.sqlite.db.prepare('UPDATE secure_links SET first_opened_at = ?, last_opened_at = ? WHERE id = ?').run(clock.now(), clock.now() + 60_000, link.linkId);
   await s.relay.relay.stop(2_000);
   const config = path.join(dir, 'zegel.yaml');
   fs.writeFileSync(config, stringify({ data: { dir: 'state' } }));

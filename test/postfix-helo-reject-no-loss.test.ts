@@ -73,13 +73,13 @@ if (!postfixInstalled()) {
     const sent = await swaks(submitPort, ['--ehlo', 'client.zorg.test', '--from', 'arts@zorg.test', '--to', 'patient@example.com', '--header', 'Subject: helo chain', '--body', 'helo chain body']);
     t.equal(sent.code, 0, `Postfix accepted the message: ${sent.stdout}${sent.stderr}`);
 
-    const store = storeView(relay.relay.backend);
-    const queue = relay.relay.backend.queue;
+    const store = storeView(relay.relay.sqlite);
+    const queue = relay.relay.sqlite.queue;
     const held = await waitFor(() => queue.heldSync()[0], 60_000, 'held mail').catch((err: Error) => {
       throw new Error(`${err.message}\nzegel log:\n${relay.logs().slice(-4000)}\npostfix log:\n${postfix.log().slice(-3000)}`);
     });
     const notice = held.messageId!;
-    const ids = (relay.relay.backend.db.prepare('SELECT id, origin FROM messages ORDER BY received_at').all() as Array<{ id: string; origin: string }>);
+    const ids = (relay.relay.sqlite.db.prepare('SELECT id, origin FROM messages ORDER BY received_at').all() as Array<{ id: string; origin: string }>);
     const original = ids.find((m) => m.origin === 'ingress')!.id;
     const dsn = ids.find((m) => m.origin === 'dsn')!.id;
     t.match(store.getRecipients(original)[0], { address: 'patient@example.com', state: 'bounced', lastReply: /^504 5\.5\.2 .*Helo command rejected/ }, 'the message bounced on the short HELO');

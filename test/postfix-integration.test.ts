@@ -73,7 +73,7 @@ function withoutTrace(raw: Buffer): { trace: number; rest: string } {
 }
 
 const has = (m: Received, needle: string) => m.raw.includes(needle);
-const events = (relay: TestRelay, sql: string, ...args: unknown[]) => relay.relay.backend.db.prepare(sql).all(...args) as Array<Record<string, string>>;
+const events = (relay: TestRelay, sql: string, ...args: unknown[]) => relay.relay.sqlite.db.prepare(sql).all(...args) as Array<Record<string, string>>;
 
 async function submit(s: Setup, from: string, to: string[], file: string): Promise<void> {
   const result = await swaks(s.postfix.port, ['--from', from, '--to', to.join(','), '--data', `@${file}`]);

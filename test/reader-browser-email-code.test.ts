@@ -77,7 +77,7 @@ t.test('recipient opens a secure message with an e-mail code on a 360 px phone a
 
   const fragment = new URL(link!).hash.slice(1);
   t.notOk(requests.some((r) => r.includes(fragment)), 'the fragment (K_link) never left the browser');
-  const events = storeView(relay.relay.backend).events(/queued as (\S+)/.exec(info.response)![1]!);
+  const events = storeView(relay.relay.sqlite).events(/queued as (\S+)/.exec(info.response)![1]!);
   const types = events.map((e) => e.type);
   for (const type of ['code-sent', 'check-passed', 'opened', 'downloaded']) t.ok(types.includes(type as never), `event ${type} recorded`);
   t.notOk(JSON.stringify(events).includes(code!), 'no event holds the code');

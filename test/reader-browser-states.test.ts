@@ -128,7 +128,7 @@ t.test('revoked and expired messages show their pages', async (t) => {
   const revoked = await secureMessage(relay, sink, 'a@extern.test');
   const expiring = await secureMessage(relay, sink, 'b@extern.test', { subject: 'Dossier [verloopt:1d]' });
   // revocation itself is the sender's (next issue); the reader's state check is here
-  relay.relay.backend.db.prepare("UPDATE secure_links SET state = 'revoked', wrap = NULL, k_srv = NULL WHERE address = 'a@extern.test'").run();
+  relay.relay.sqlite.db.prepare("UPDATE secure_links SET state = 'revoked', wrap = NULL, k_srv = NULL WHERE address = 'a@extern.test'").run();
   const { page } = await launchBrowser(t);
   const tab = await page();
   await tab.goto(revoked.link);
@@ -192,7 +192,7 @@ t.test('a stored blob with one flipped byte shows the damaged-message page and n
   const { relay, sink } = await setup(t, { verification: { default: 'none' } });
   const { link } = await secureMessage(relay, sink, 'piet@extern.test');
   const linkId = /\/m\/([A-Za-z0-9_-]{22})#/.exec(link)![1]!;
-  const row = relay.relay.backend.db.prepare('SELECT m.id, m.body_blob FROM secure_links l JOIN secure_messages m ON m.id = l.message_id WHERE l.id = ?').get(linkId) as { id: string; body_blob: string };
+  const row = relay.relay.sqlite.db.prepare('SELECT m.id, m.body_blob FROM secure_links l JOIN secure_messages m ON m.id = l.message_id WHERE l.id = ?').get(linkId) as { id: string; body_blob: string };
   const file = path.join(relay.dataDir, 'blobs', row.id, `${row.body_blob}.pgp`);
   const bytes = fs.readFileSync(file);
   bytes[Math.floor(bytes.length / 2)]! ^= 0x01;

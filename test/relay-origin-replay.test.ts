@@ -45,7 +45,7 @@ function rawField(raw: Buffer, name: string): string {
 t.test('X-Zegel-Origin vouches for one relay-made mail, once', async (t) => {
   const sink = await startSink(t);
   const { port, relay } = await startRelay(t, { organisation: { domains: ['org.test'] }, delivery: { target: sink.url }, receipts: { sender: false } });
-  const store = storeView(relay.backend);
+  const store = storeView(relay.sqlite);
 
   /** Sends, waits until the relay is done with it, and returns its queue id and what reached the next hop since. */
   async function relayed(raw: Buffer, to: string[]): Promise<{ queueId: string; out: Received[] }> {

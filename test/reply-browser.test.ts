@@ -120,7 +120,7 @@ t.test('a reply with an attachment reaches the sender threaded, with the same by
   t.ok(mail.attachments[0]!.content.equals(attachment), 'the attachment has the same bytes');
   const replyMessageId = mail.messageId!;
 
-  const db = relay.relay.backend.db;
+  const db = relay.relay.sqlite.db;
   const row = db.prepare('SELECT * FROM secure_replies').get() as { id: string; blob: string; queue_id: string; link_id: string };
   t.ok(row.blob, 'the copy is recorded');
   t.equal(replyMessageId, `<${row.id}@${new URL('http://' + replyMessageId.slice(replyMessageId.indexOf('@') + 1, -1)).hostname}>`);
@@ -172,7 +172,7 @@ t.test('the sender answers the reply by mail: a new secure message in the same t
   });
   const second = await linkFor(sink, 'piet@extern.test', 1);
   t.ok(second, 'the recipient gets a new notification');
-  const db = relay.relay.backend.db;
+  const db = relay.relay.sqlite.db;
   const rows = await waitFor(() => {
     const r = db.prepare('SELECT id, queue_id, thread_id FROM secure_messages ORDER BY created_at, rowid').all() as Array<{ id: string; queue_id: string; thread_id: string }>;
     return r.length === 2 ? r : undefined;
@@ -248,7 +248,7 @@ t.test('CSRF, sessions, size and type: refused with a readable answer', async (t
   f.append('copy', new Blob([Buffer.from('{"v":1}')]), 'copy.pgp');
   res = await fetch(url, { method: 'POST', headers: { 'X-Zegel-Reader': '1', cookie }, body: f });
   t.equal(res.status, 400, 'a copy that is not ciphertext is refused');
-  t.equal((relay.relay.backend.db.prepare('SELECT COUNT(*) AS n FROM secure_replies').get() as { n: number }).n, 0, 'nothing was recorded');
+  t.equal((relay.relay.sqlite.db.prepare('SELECT COUNT(*) AS n FROM secure_replies').get() as { n: number }).n, 0, 'nothing was recorded');
   t.same(fs.readdirSync(path.join(relay.dataDir, 'uploads')), [], 'no upload files are left');
 
   // in the browser: the page refuses before uploading, with a readable message

@@ -54,7 +54,7 @@ function form(attachment?: { name: string; bytes: Buffer; type?: string }): Form
 }
 
 function replyRows(s: SecureSetup): number {
-  return (s.relay.relay.backend.db.prepare('SELECT COUNT(*) AS n FROM secure_replies').get() as { n: number }).n;
+  return (s.relay.relay.sqlite.db.prepare('SELECT COUNT(*) AS n FROM secure_replies').get() as { n: number }).n;
 }
 
 t.test('per day and per link: the next reply is refused with 429 too-many-replies', async (t) => {

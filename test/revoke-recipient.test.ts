@@ -21,7 +21,7 @@ t.test('revoke for one recipient: the other still decrypts; the revoked one gets
   const opened = await openLink(s, piet!.linkId);
   t.equal(opened.status, 200, 'piet opens the link page');
   const session = await passEmailCheck(s, piet!, opened.cookie);
-  const db = s.relay.relay.backend.db;
+  const db = s.relay.relay.sqlite.db;
   t.equal((db.prepare('SELECT COUNT(*) AS n FROM reader_sessions WHERE link_id = ?').get(piet!.linkId) as { n: number }).n, 1, 'a reader session for piet');
   s.clock.advance(31_000); // one code per 30 s
   const code = await fetch(`${s.relay.relay.readerUrl}/api/links/${piet!.linkId}/code`, { method: 'POST', headers: { 'X-Zegel-Reader': '1', cookie: session } });

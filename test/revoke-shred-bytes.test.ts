@@ -29,7 +29,7 @@ interface Secret {
 
 /** Every stored key of a secure message: each link's wrap and K_srv, and the sender's. */
 function secretsOf(s: SecureSetup, sent: Sent, only?: string): Secret[] {
-  const db = s.relay.relay.backend.db;
+  const db = s.relay.relay.sqlite.db;
   const out: Secret[] = [];
   for (const link of sent.links) {
     if (only !== undefined && link.address !== only) continue;
@@ -133,13 +133,13 @@ t.test('revoking while another connection holds a read open: the shred completes
 
   const result = await s.relay.relay.revocations.revokeLink(sent.links.find((l) => l.address === 'piet@extern.test')!.linkId, 'sender');
   t.equal(result.revoked.length, 1, 'revoked (the commit does not wait for the reader)');
-  t.equal(s.relay.relay.backend.shredder.pending, true, 'the WAL checkpoint waits for the reader');
+  t.equal(s.relay.relay.sqlite.shredder.pending, true, 'the WAL checkpoint waits for the reader');
   t.ok(allFound(dataDir, piet), 'while the reader holds its snapshot the old page is still on disk');
 
   reader.exec('COMMIT');
   await waitFor(() => scan(dataDir, piet).length === 0, 60_000, 'the shred to complete after the reader let go');
   t.pass('piet’s keys are gone without another revoke');
-  t.equal(s.relay.relay.backend.shredder.pending, false, 'no shred waits any more');
+  t.equal(s.relay.relay.sqlite.shredder.pending, false, 'no shred waits any more');
   t.ok(allFound(dataDir, klaas), 'klaas’s are still found');
 });
 
@@ -157,7 +157,7 @@ t.test('the CLI revokes while a reader is open: the relay’s purge job finishes
   const r = await cli(['messages', 'revoke', sent.secureId, '--recipient', 'piet@extern.test']);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stderr, /finishes erasing the revoked keys/, 'the CLI says the relay finishes it');
-  const db = s.relay.relay.backend.db;
+  const db = s.relay.relay.sqlite.db;
   t.ok(db.prepare(`SELECT 1 FROM jobs WHERE kind = 'purge' AND id LIKE 'purge-at:%'`).get(), 'a one-off purge job is queued');
   t.ok(allFound(dataDir, piet), 'the old page is still on disk while the reader is mid-way');
 
@@ -184,7 +184,7 @@ t.test('expiry and purge: no key of the expired or revoked message is left in an
   // expiry: the relay's purge job after a day
   s.clock.advance(DAY + 60_000);
   s.relay.relay.backend.queue.poke();
-  await waitFor(() => (s.relay.relay.backend.db.prepare('SELECT state FROM secure_messages WHERE id = ?').get(expiring.secureId) as { state: string }).state === 'expired', 20_000, 'expiry');
+  await waitFor(() => (s.relay.relay.sqlite.db.prepare('SELECT state FROM secure_messages WHERE id = ?').get(expiring.secureId) as { state: string }).state === 'expired', 20_000, 'expiry');
   await s.relay.relay.backend.queue.idle();
   await waitFor(() => scan(dataDir, expiringKeys).length === 0, 20_000, 'the expired message’s keys to be gone');
   t.pass('expired: both wraps, both K_srv and the sender’s keys are in no file');

@@ -59,8 +59,8 @@ t.test('a changed rule file is picked up; a broken one is refused and the previo
   t.match(text, /The secret project Zwaan must not leave the organisation/, 'and in English');
   t.match(text, /Status: 5\.7\.1/);
   t.match(text, /Final-Recipient: rfc822; collega@org\.test/, 'internal recipients are stopped too');
-  t.same(storeView(relay.backend).getRecipients(blocked).map((r) => [r.decision, r.state]), [['block', 'bounced'], ['block', 'bounced']]);
-  t.equal(storeView(relay.backend).getMessage(blocked)?.spool, false, 'the spool file of the blocked message is gone');
+  t.same(storeView(relay.sqlite).getRecipients(blocked).map((r) => [r.decision, r.state]), [['block', 'bounced'], ['block', 'bounced']]);
+  t.equal(storeView(relay.sqlite).getMessage(blocked)?.spool, false, 'the spool file of the blocked message is gone');
 
   // a broken edit is refused: the previous set (with the block rule) stays active
   const before = reloads.length;
@@ -73,7 +73,7 @@ t.test('a changed rule file is picked up; a broken one is refused and the previo
   await send(port, ['klant@example.com'], 'planning', 'Weer over projectzwaan.');
   await waitFor(() => internal.messages.length === 2, 10_000, 'a second DSN');
   t.equal(sink.messages.length, 1, 'still blocked under the previous set');
-  const types = (relay.backend.db.prepare("SELECT type, detail FROM events WHERE message_id IS NULL AND type LIKE 'rules-%' ORDER BY seq").all() as Array<{ type: string; detail: string }>);
+  const types = (relay.sqlite.db.prepare("SELECT type, detail FROM events WHERE message_id IS NULL AND type LIKE 'rules-%' ORDER BY seq").all() as Array<{ type: string; detail: string }>);
   t.ok(types.some((e) => e.type === 'rules-reloaded' && JSON.parse(e.detail).rules.includes('project-zwaan')), 'the reload is on the audit trail with the rules now active');
   t.ok(types.some((e) => e.type === 'rules-refused'), 'so is the refused set');
 });

@@ -34,7 +34,7 @@ t.test('a failed blob write while the notifications are written: nothing committ
     text: 'Het BSN is 123456782.',
   });
   const queueId = /queued as (\S+)$/.exec(info.response)![1]!;
-  const db = relay.backend.db;
+  const db = relay.sqlite.db;
   const secureJob = () => db.prepare("SELECT attempts, run_at FROM jobs WHERE id = ?").get(`secure:${queueId}`) as { attempts: number; run_at: number } | undefined;
   await waitFor(() => /job failed unexpectedly/.test(logs()) && secureJob(), 20_000, 'the secure job to fail');
   await relay.backend.queue.idle();

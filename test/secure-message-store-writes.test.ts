@@ -19,7 +19,7 @@ import { storeView } from './helpers/store-view.js';
 t.test('a secure message with two recipients and a receipt costs six store writes and keeps its audit trail', async (t) => {
   const sink = await startSink(t);
   const { relay, port } = await startRelay(t, { organisation: { name: 'Voorbeeldzorg', domains: ['zorg.test'] }, delivery: { target: sink.url }, receipts: { sender: true } }, { clock: new ManualClock(Date.now()) });
-  const { committer } = relay.backend;
+  const { committer } = relay.sqlite;
   // the audit checkpoint the relay signs at start: let it land first
   let last = -1;
   await waitFor(
@@ -48,7 +48,7 @@ t.test('a secure message with two recipients and a receipt costs six store write
     ids.push(/queued as (\S+)$/.exec(info.response)![1]!);
   }
   await waitFor(() => sink.messages.length === 9, 20_000, 'two notifications and a receipt per message');
-  const view = storeView(relay.backend);
+  const view = storeView(relay.sqlite);
   await waitFor(() => ids.every((id) => view.getMessage(id)?.state === 'done'), 10_000, 'all three served');
   await relay.backend.queue.idle();
   t.equal(committer.stats.writes - before, 18, 'six writes per secure message: intake, process, secure, three deliveries');
@@ -61,9 +61,9 @@ t.test('a secure message with two recipients and a receipt costs six store write
       `${id}: received, classified, decided per recipient, two notifications and the receipt queued, encrypted per recipient`,
     );
     t.ok(types.includes('spool-removed'), `${id}: its plaintext spool file removed`);
-    const secure = relay.backend.db.prepare('SELECT id FROM secure_messages WHERE queue_id = ?').get(id) as { id: string } | undefined;
+    const secure = relay.sqlite.db.prepare('SELECT id FROM secure_messages WHERE queue_id = ?').get(id) as { id: string } | undefined;
     t.ok(secure, `${id}: stored as a secure message`);
-    t.equal((relay.backend.db.prepare('SELECT COUNT(*) AS n FROM secure_links WHERE message_id = ?').get(secure!.id) as { n: number }).n, 2, `${id}: with a link per recipient`);
+    t.equal((relay.sqlite.db.prepare('SELECT COUNT(*) AS n FROM secure_links WHERE message_id = ?').get(secure!.id) as { n: number }).n, 2, `${id}: with a link per recipient`);
     for (const mail of [`${id}-n0`, `${id}-n1`, `${id}-receipt`]) {
       t.same(view.events(mail).map((e) => e.type).filter((type) => type !== 'spool-removed'), ['received', 'delivered'], `${mail}: received and delivered`);
     }

@@ -44,14 +44,14 @@ t.test('one notification per external recipient, each with its own link; a BCC r
   // what the reader shows: To and Cc of the original, never the BCC recipient
   const link = [...links][0]!;
   const [, linkId, fragment] = /\/m\/([A-Za-z0-9_-]{22})#([A-Za-z0-9_-]{43})/.exec(link)!;
-  const row = relay.relay.backend.db.prepare('SELECT l.wrap, l.k_srv, m.id, m.body_blob FROM secure_links l JOIN secure_messages m ON m.id = l.message_id WHERE l.id = ?').get(linkId) as { wrap: Buffer; k_srv: Buffer; id: string; body_blob: string };
+  const row = relay.relay.sqlite.db.prepare('SELECT l.wrap, l.k_srv, m.id, m.body_blob FROM secure_links l JOIN secure_messages m ON m.id = l.message_id WHERE l.id = ?').get(linkId) as { wrap: Buffer; k_srv: Buffer; id: string; body_blob: string };
   const key = unwrapKey(row.wrap, Buffer.from(fragment!, 'base64url'), row.k_srv, row.id, linkId!);
   const content = JSON.parse(Buffer.from(await decryptBytes(key, fs.readFileSync(path.join(relay.dataDir, 'blobs', row.id, `${row.body_blob}.pgp`)))).toString()) as SecureContent;
   t.same(content.to, ['a@extern.test', 'b@example.co.uk']);
   t.same(content.cc, ['collega@zorg.test']);
   t.notOk(JSON.stringify(content).includes('verborgen'), 'the BCC recipient is not in what the reader shows');
   // another recipient's link does not open with this fragment
-  const other = relay.relay.backend.db.prepare('SELECT id, wrap, k_srv FROM secure_links WHERE id != ? LIMIT 1').get(linkId) as { id: string; wrap: Buffer; k_srv: Buffer };
+  const other = relay.relay.sqlite.db.prepare('SELECT id, wrap, k_srv FROM secure_links WHERE id != ? LIMIT 1').get(linkId) as { id: string; wrap: Buffer; k_srv: Buffer };
   t.throws(() => unwrapKey(other.wrap, Buffer.from(fragment!, 'base64url'), other.k_srv, row.id, other.id), 'a fragment opens only its own link');
 });
 

@@ -18,7 +18,7 @@ t.test('In-Reply-To and folded References from the parse put an answer in its or
   const { relay, port } = await startRelay(t, { organisation: { name: 'Voorbeeldzorg', domains: ['zorg.test'] }, delivery: { target: sink.url }, receipts: { sender: false } }, { clock: new ManualClock(Date.now()) });
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
   t.teardown(() => transport.close());
-  const db = relay.backend.db;
+  const db = relay.sqlite.db;
   const send = async (subject: string, headers: { messageId: string; inReplyTo?: string; references?: string[] }): Promise<{ id: string; thread: string }> => {
     const info = await transport.sendMail({
       envelope: { from: 'jan@zorg.test', to: ['a@extern.test'] },

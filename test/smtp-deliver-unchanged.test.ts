@@ -80,9 +80,9 @@ t.test('with the shipped rules: deliver cases arrive unchanged, sensitive ones r
     t.notOk(message.raw.includes(original.raw.subarray(original.raw.indexOf('\r\n\r\n') + 4, original.raw.indexOf('\r\n\r\n') + 200)), `${original.name}: the body did not leave`);
   }
   for (const s of secured) {
-    t.equal(storeView(relay.backend).getMessage(s.queueId)?.spool, false, `${s.name}: the plaintext spool file is gone`);
-    t.equal(storeView(relay.backend).getRecipients(s.queueId)[0]?.state, 'encrypted', `${s.name}: the recipient is served securely`);
-    const classified = storeView(relay.backend).events(s.queueId).find((e) => e.type === 'classified');
+    t.equal(storeView(relay.sqlite).getMessage(s.queueId)?.spool, false, `${s.name}: the plaintext spool file is gone`);
+    t.equal(storeView(relay.sqlite).getRecipients(s.queueId)[0]?.state, 'encrypted', `${s.name}: the recipient is served securely`);
+    const classified = storeView(relay.sqlite).events(s.queueId).find((e) => e.type === 'classified');
     t.equal((classified?.detail as { decision?: string } | undefined)?.decision, 'encrypt', `${s.name}: the classified event records the decision`);
   }
 });

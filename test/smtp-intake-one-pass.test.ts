@@ -279,7 +279,7 @@ t.test('over SMTP into the relay: the spool file and the reply are those of the 
       const cached = relay.relay.spool.cache.get(id);
       if (cached) t.ok(cached.equals(file), `${mode}, ${name}: the cached copy is the file`);
       else t.ok(file.length > relay.relay.spool.cache.maxEntryBytes, `${mode}, ${name}: only a large message is not cached`);
-      const row = relay.relay.backend.db.prepare('SELECT size FROM messages WHERE id = ?').get(id) as { size: number } | undefined;
+      const row = relay.relay.sqlite.db.prepare('SELECT size FROM messages WHERE id = ?').get(id) as { size: number } | undefined;
       t.equal(row?.size, expected.size, `${mode}, ${name}: the recorded size is the DATA bytes`);
     }
     t.equal(fs.readdirSync(path.join(relay.dataDir, 'spool')).length, accepted, `${mode}: one spool file per accepted message, none for a refused one`);

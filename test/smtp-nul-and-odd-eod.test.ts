@@ -77,7 +77,7 @@ function wireFaults(wire: Buffer): string[] {
 
 
 function storedMessageIds(relay: TestRelay): string[] {
-  return (relay.relay.backend.db.prepare('SELECT id FROM messages').all() as Array<{ id: string }>).map((r) => r.id);
+  return (relay.relay.sqlite.db.prepare('SELECT id FROM messages').all() as Array<{ id: string }>).map((r) => r.id);
 }
 
 const spoolFiles = (relay: TestRelay) => {

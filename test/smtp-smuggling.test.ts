@@ -65,7 +65,7 @@ async function setup(t: Teardown, mode?: 'normalise' | 'reject'): Promise<Setup>
 }
 
 function storedRecipients(relay: TestRelay): string[] {
-  return (relay.relay.backend.db.prepare('SELECT address FROM recipients ORDER BY message_id, idx').all() as Array<{ address: string }>).map((r) => r.address);
+  return (relay.relay.sqlite.db.prepare('SELECT address FROM recipients ORDER BY message_id, idx').all() as Array<{ address: string }>).map((r) => r.address);
 }
 
 const spoolFiles = (relay: TestRelay) => fs.readdirSync(path.join(relay.dataDir, 'spool'));

@@ -129,7 +129,7 @@ function bigBody(bytes: number): string {
   return line.repeat(Math.ceil(bytes / line.length));
 }
 
-const storedMessages = (relay: TestRelay['relay']) => (relay.backend.db.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n;
+const storedMessages = (relay: TestRelay['relay']) => (relay.sqlite.db.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n;
 const spoolFiles = (spool: string) => fs.readdirSync(spool);
 const settle = (ms = 300) => new Promise((resolve) => setTimeout(resolve, ms));
 

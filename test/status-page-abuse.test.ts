@@ -84,7 +84,7 @@ t.test('rate limits per status id and per address; revoke and resend under the C
   t.same(crossSite.json, { error: 'csrf' });
   const resend = await call('127.0.0.1', s, first, '/resend', { linkId }, { 'sec-fetch-site': 'cross-site' });
   t.equal(resend.status, 403, 'resend: the same rule');
-  const state = s.relay.relay.backend.db.prepare('SELECT state FROM secure_links WHERE id = ?').get(linkId) as { state: string };
+  const state = s.relay.relay.sqlite.db.prepare('SELECT state FROM secure_links WHERE id = ?').get(linkId) as { state: string };
   t.equal(state.state, 'active', 'nothing was revoked');
 
   // per status id: four overviews in all (one above), whoever asks; another status page is not affected

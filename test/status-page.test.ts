@@ -129,7 +129,7 @@ t.test('receipt at the internal route; the status page shows an open; resend fro
   t.match(parsed.text, /geen extra controle/, 'and the check each must pass');
   t.match(parsed.text, /te lezen tot/, 'and the expiry');
   t.ok(parsed.headers.has('x-zegel-origin'), 'X-Zegel-Origin like the other relay mails');
-  const row = s.relay.relay.backend.db.prepare('SELECT status_id, status_token_hash, sender_wrap FROM secure_messages WHERE queue_id = ?').get(queueId) as Record<string, unknown>;
+  const row = s.relay.relay.sqlite.db.prepare('SELECT status_id, status_token_hash, sender_wrap FROM secure_messages WHERE queue_id = ?').get(queueId) as Record<string, unknown>;
   const fragment = new URL(statusLink!).hash.slice(1);
   t.equal(row.status_id, tokenOf(statusLink!).id, 'the status id is stored');
   t.notOk(JSON.stringify(row).includes(fragment) || (row.sender_wrap as Buffer).toString('base64url').includes(fragment), 'K_link_s is not');
@@ -169,10 +169,10 @@ t.test('receipt at the internal route; the status page shows an open; resend fro
 
   t.notOk(requests.some((r) => r.includes(fragment)), 'the status fragment never left the browser');
   const oldFragment = new URL(fresh).hash.slice(1);
-  const events = storeView(s.relay.relay.backend).events(queueId);
+  const events = storeView(s.relay.relay.sqlite).events(queueId);
   t.ok(events.some((e) => e.type === 'link-resent'), 'the resend is in the audit trail');
   t.notOk(JSON.stringify(events).includes(oldFragment), 'without the new K_link');
-  const oldRow = s.relay.relay.backend.db.prepare('SELECT state, replaced_by, wrap FROM secure_links WHERE id = ?').get(new URL(klaas).pathname.split('/')[2]) as Record<string, unknown>;
+  const oldRow = s.relay.relay.sqlite.db.prepare('SELECT state, replaced_by, wrap FROM secure_links WHERE id = ?').get(new URL(klaas).pathname.split('/')[2]) as Record<string, unknown>;
   t.same(oldRow, { state: 'replaced', replaced_by: new URL(fresh).pathname.split('/')[2], wrap: null }, 'the old link is replaced and shredded');
 
   // the old link in the browser: the one "does not work" page
@@ -246,6 +246,6 @@ t.test('receipts.sender false: no receipt, no status link', async (t) => {
   await notificationLink(s, 'piet@extern.test');
   await new Promise((resolve) => setTimeout(resolve, 500));
   t.equal(s.internal.messages.length, 0, 'nothing reached the internal route');
-  const row = s.relay.relay.backend.db.prepare('SELECT status_id, sender_wrap FROM secure_messages WHERE queue_id = ?').get(queueId);
+  const row = s.relay.relay.sqlite.db.prepare('SELECT status_id, sender_wrap FROM secure_messages WHERE queue_id = ?').get(queueId);
   t.same(row, { status_id: null, sender_wrap: null }, 'no status link stored');
 });

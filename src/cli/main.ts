@@ -1,7 +1,8 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { completeHostname, defaultConfig, loadConfigFile, type LoadedConfig } from '../config/load.js';
 import { assertRelayScope, hostnameWarning } from '../config/validate.js';
 import { assertDriversAvailable, unavailableDrivers } from '../config/drivers.js';
+import { RELAY_ROLES, type RelayRole } from '../config/roles.js';
 import { loadSharedKeys } from '../crypto/shared-keys.js';
 import { ZegelError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -31,10 +32,10 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function start(options: { config?: string }): Promise<void> {
+async function start(options: { config?: string; role: RelayRole }): Promise<void> {
   const { config, source } = await load(options.config);
   // a cluster's keys come from files every node shares: read them all (making none) before anything else
-  if (config.store.driver === 'postgres') loadSharedKeys(config);
+  const keys = config.store.driver === 'postgres' ? loadSharedKeys(config) : undefined;
   // a driver the contract names but this build lacks: refused before anything is opened or made
   assertDriversAvailable(config, source ?? 'embedded default');
   const log = createLogger(config.log.level);
@@ -44,7 +45,7 @@ async function start(options: { config?: string }): Promise<void> {
   else log.info({ config: source }, 'configuration loaded');
   // loaded here, not at the top: admin commands then start without the relay's modules (PDF engine, HTTP server, …)
   const { Relay } = await import('../relay.js');
-  const relay = await Relay.start({ config, log });
+  const relay = await Relay.start({ config, log, role: options.role, ...(keys ? { keys } : {}) });
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -92,6 +93,7 @@ export function buildCli(): Command {
     .command('start')
     .description('run the relay (with no --config: the embedded default)')
     .option('-c, --config <file>', 'YAML configuration file')
+    .addOption(new Option('--role <role>', 'what this node runs (smtp, worker and reader need store.driver postgres)').choices(RELAY_ROLES).default('all'))
     .action(start);
   program
     .command('check-config')

@@ -40,6 +40,7 @@ export function parseConfig(input: unknown, baseDir: string = process.cwd(), sou
   if (config.data.relayKeyFile) config.data.relayKeyFile = resolve(config.data.relayKeyFile);
   if (config.store.passwordFile) config.store.passwordFile = resolve(config.store.passwordFile);
   if (config.store.keyFile) config.store.keyFile = resolve(config.store.keyFile);
+  if (config.queue.passwordFile) config.queue.passwordFile = resolve(config.queue.passwordFile);
   if (config.audit.signingKeyFile) config.audit.signingKeyFile = resolve(config.audit.signingKeyFile);
   config.delivery.outboxDir = config.delivery.outboxDir ? resolve(config.delivery.outboxDir) : defaultOutboxDir(config.data.dir);
   if (config.rules.dir) config.rules.dir = resolve(config.rules.dir);

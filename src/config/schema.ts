@@ -89,7 +89,7 @@ function serverUrl(schemes: readonly string[], example: string, secretFree: stri
 }
 
 const postgresUrl = serverUrl(['postgres', 'postgresql'], 'postgres://zegel@db.example.nl:5432/zegel', 'the password goes in a file named by store.passwordFile, never in the YAML');
-const redisUrl = serverUrl(['redis', 'rediss'], 'redis://redis.example.nl:6379', undefined);
+const redisUrl = serverUrl(['redis', 'rediss'], 'redis://redis.example.nl:6379', 'the password goes in a file named by queue.passwordFile, never in the YAML');
 
 const verificationMethod = z.enum(VERIFICATION_METHODS);
 const language = z.enum(LANGUAGES);
@@ -258,8 +258,10 @@ export const configSchema = strict({
   /** How jobs are dispatched: `sqlite` (in process) or `bullmq` (Redis carries jobs; PostgreSQL stays the source of truth). */
   queue: strict({
     driver: z.enum(['sqlite', 'bullmq']).default('sqlite'),
-    /** redis://host:6379 (rediss:// for TLS). */
+    /** redis://host:6379 (rediss:// for TLS): never with a password in it (queue.passwordFile). */
     url: redisUrl.optional(),
+    /** A file holding the Redis password (first line; Redis AUTH). */
+    passwordFile: z.string().min(1).optional(),
   }).prefault({}),
   metrics: strict({
     /** The operations listener (/healthz, /readyz, /metrics): host:port, or off. Never the public reader port. */

@@ -98,8 +98,12 @@ export function clusterProblems(config: Config): string[] {
   if (queue.driver === 'bullmq') {
     if (!queue.url) problems.push('queue.url: required with queue.driver bullmq, e.g. redis://redis.example.nl:6379');
     if (store.driver !== 'postgres') problems.push(`queue.driver: bullmq needs store.driver postgres (PostgreSQL is the source of truth for jobs; store.driver is ${store.driver})`);
-  } else if (queue.url !== undefined) {
-    problems.push(`queue.url: only used with queue.driver bullmq (queue.driver is ${queue.driver})`);
+  } else {
+    for (const key of ['url', 'passwordFile'] as const) {
+      if (queue[key] !== undefined) problems.push(`queue.${key}: only used with queue.driver bullmq (queue.driver is ${queue.driver})`);
+    }
+    // the in-process queue lives in the SQLite file: a cluster's nodes would each run their own
+    if (store.driver === 'postgres') problems.push('queue.driver: store.driver postgres needs queue.driver bullmq (the sqlite queue lives in one node\'s SQLite file), with queue.url redis://…');
   }
   return problems;
 }

@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.js';
 import type { Directory } from '../store/directory.js';
+import type { Public } from '../store/store.js';
 import type { RecipientSettings } from './secure-job.js';
 
 /**
@@ -10,10 +11,10 @@ import type { RecipientSettings } from './secure-job.js';
  * `notification.language.default`.
  */
 export class RecipientResolver {
-  readonly #directory: Directory;
+  readonly #directory: Public<Directory>;
   readonly #config: Pick<Config, 'verification' | 'notification'>;
 
-  constructor(directory: Directory, config: Pick<Config, 'verification' | 'notification'>) {
+  constructor(directory: Public<Directory>, config: Pick<Config, 'verification' | 'notification'>) {
     this.#directory = directory;
     this.#config = config;
   }

@@ -3,7 +3,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import type { BlobStore } from '../store/blobs.js';
+import type { BlobRepository } from '../store/blobs.js';
 import { LinkAccess } from '../secure/access.js';
 import type { SecureReader } from '../secure/index.js';
 import type { LinkView } from '../secure/links.js';
@@ -37,7 +37,7 @@ export interface ReaderDeps {
   log: Logger;
   /** The relay secret: key of the one-time code HMACs. */
   secret: Buffer;
-  blobs: BlobStore;
+  blobs: BlobRepository;
   mailer: {
     sendCode(link: LinkRow, code: string, expiresAt: number): Promise<void>;
     notifyForgot(link: LinkRow, sender: string): Promise<void>;

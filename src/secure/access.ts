@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import type { BlobStore } from '../store/blobs.js';
+import type { BlobRepository } from '../store/blobs.js';
 import type { EventType } from '../store/events.js';
 import {
   accessCodeMatches,
@@ -49,7 +49,7 @@ export interface LinkAccessDeps {
   log: Logger;
   /** The relay secret: key of the one-time code HMACs. */
   secret: Buffer;
-  blobs: BlobStore;
+  blobs: BlobRepository;
   mailer: {
     sendCode(link: LinkView, code: string, expiresAt: number): Promise<void>;
     notifyForgot(link: LinkView, sender: string): Promise<void>;

@@ -1,10 +1,8 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { BlobStore } from '../store/blobs.js';
+import type { BlobRepository } from '../store/blobs.js';
 import type { ReplyRow } from '../store/replies.js';
 import type { LinkService, LinkView } from './links.js';
 import { Refusal } from './refusal.js';
@@ -28,7 +26,7 @@ const MAILBOX = /^[^\s@<>,;:"()[\]\\]+@[^\s@<>,;:"()[\]\\]+$/;
 export interface ReplyDeskDeps {
   links: LinkService;
   replies: ReplyService;
-  blobs: BlobStore;
+  blobs: BlobRepository;
   clock: Clock;
   log: Logger;
   /** reader.replyLimit */
@@ -140,7 +138,7 @@ export class ReplyDesk {
         copyBlob: reply.replyId,
       });
     } catch (err) {
-      await fsp.rm(path.join(blobs.dir, link.secureId, `${reply.replyId}.pgp`), { force: true });
+      await blobs.removeOne(link.secureId, reply.replyId);
       throw err;
     }
     await links.touch(link.id, clock.now());

@@ -36,6 +36,8 @@ export interface BlobRepository {
   sweep(committed: ReadonlySet<string>): Promise<number>;
   /** Removes every blob of a message (idempotent). */
   remove(secureId: string): Promise<void>;
+  /** Removes one blob of a message (idempotent): a reply copy whose mail could not be queued. */
+  removeOne(secureId: string, blobId: string): Promise<void>;
 }
 
 export class BlobStore implements BlobRepository {
@@ -123,6 +125,10 @@ export class BlobStore implements BlobRepository {
   /** Removes every blob of a message (idempotent). */
   async remove(secureId: string): Promise<void> {
     await fsp.rm(this.#path(secureId), { recursive: true, force: true });
+  }
+
+  async removeOne(secureId: string, blobId: string): Promise<void> {
+    await fsp.rm(this.#path(secureId, blobId), { force: true });
   }
 }
 

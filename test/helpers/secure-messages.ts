@@ -80,13 +80,13 @@ export async function sendSecure(s: SecureSetup, to: string[], options: { subjec
     links.push(link);
   }
   await s.relay.relay.backend.queue.idle();
-  const row = s.relay.relay.backend.db.prepare('SELECT id FROM secure_messages WHERE queue_id = ?').get(queueId) as { id: string };
+  const row = s.relay.relay.sqlite.db.prepare('SELECT id FROM secure_messages WHERE queue_id = ?').get(queueId) as { id: string };
   return { queueId, secureId: row.id, links };
 }
 
 /** Opens the message the way a browser would: the stored wrap and K_srv plus the link's fragment. */
 export async function decryptWithLink(s: SecureSetup, sent: Sent, link: SentLink): Promise<SecureContent> {
-  const db = s.relay.relay.backend.db;
+  const db = s.relay.relay.sqlite.db;
   const row = db.prepare('SELECT wrap, k_srv FROM secure_links WHERE id = ?').get(link.linkId) as { wrap: Buffer | null; k_srv: Buffer | null };
   const message = db.prepare('SELECT body_blob FROM secure_messages WHERE id = ?').get(sent.secureId) as { body_blob: string | null };
   if (!row.wrap || !row.k_srv || !message.body_blob) throw new Error('no wrap, K_srv or body left');
@@ -148,15 +148,15 @@ export interface LinkState {
 }
 
 export function linkRow(s: SecureSetup, linkId: string): LinkState {
-  return s.relay.relay.backend.db.prepare('SELECT state, wrap, k_srv FROM secure_links WHERE id = ?').get(linkId) as LinkState;
+  return s.relay.relay.sqlite.db.prepare('SELECT state, wrap, k_srv FROM secure_links WHERE id = ?').get(linkId) as LinkState;
 }
 
 export function messageRow(s: SecureSetup, secureId: string): Record<string, unknown> {
-  return s.relay.relay.backend.db.prepare('SELECT * FROM secure_messages WHERE id = ?').get(secureId) as Record<string, unknown>;
+  return s.relay.relay.sqlite.db.prepare('SELECT * FROM secure_messages WHERE id = ?').get(secureId) as Record<string, unknown>;
 }
 
 export function eventsOf(s: SecureSetup, queueId: string, type: string): Array<{ recipient: string | null; detail: Record<string, unknown> }> {
-  return (s.relay.relay.backend.db.prepare('SELECT recipient, detail FROM events WHERE message_id = ? AND type = ? ORDER BY seq').all(queueId, type) as Array<{ recipient: string | null; detail: string }>).map((r) => ({
+  return (s.relay.relay.sqlite.db.prepare('SELECT recipient, detail FROM events WHERE message_id = ? AND type = ? ORDER BY seq').all(queueId, type) as Array<{ recipient: string | null; detail: string }>).map((r) => ({
     recipient: r.recipient,
     detail: JSON.parse(r.detail) as Record<string, unknown>,
   }));

@@ -112,6 +112,11 @@ export class PgBackend implements Store {
     }
   }
 
+  /** The node's pool, for the stores beside the repositories (spool and blob chunks, rate limits). */
+  get pool(): PgPool {
+    return this.#pool;
+  }
+
   transaction<T>(work: (tx: Tx) => Promise<T> | T): Promise<T> {
     return this.#transactor.transaction(work);
   }

@@ -127,4 +127,9 @@ export class PgBlobStore implements BlobRepository {
   async remove(secureId: string): Promise<void> {
     await this.#pool.query('DELETE FROM blobs WHERE secure_id = $1', [checkId(secureId)]);
   }
+
+  /** Removes one blob of a message (idempotent; its chunks go with it). */
+  async removeOne(secureId: string, blobId: string): Promise<void> {
+    await this.#pool.query('DELETE FROM blobs WHERE secure_id = $1 AND blob_id = $2', [checkId(secureId), checkId(blobId)]);
+  }
 }
