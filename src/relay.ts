@@ -148,6 +148,11 @@ export class Relay {
       .check('queue', () => this.#started.value && !this.#stopped)
       .check('rules', () => options.classify !== undefined || this.#rules?.service.rules !== undefined)
       .check('started', this.#started.get)
+      // Redis gone: mail is still taken in (jobs wait in PostgreSQL), so reported, not unready
+      .detail('redis', async () => {
+        const reachable = await this.backend.queue.carrierReachable?.();
+        return reachable === false ? { reachable: false, effect: 'jobs wait in PostgreSQL until Redis answers again; the reconciler hands them over' } : undefined;
+      })
       // held relay-made mail waits for an admin: reported (status degraded), but the relay stays ready
       .detail('held', async () => {
         const held = await this.backend.queue.held();

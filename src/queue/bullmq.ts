@@ -227,6 +227,23 @@ export class BullmqQueue implements JobQueue {
     return queue;
   }
 
+  /**
+   * Whether Redis answers a read within redisTimeoutMs (readiness detail). A
+   * node without Redis still takes mail in (the job rows are in PostgreSQL),
+   * so this is reported, not a reason to leave the load balancer.
+   */
+  async carrierReachable(): Promise<boolean> {
+    if (this.#closed) return false;
+    try {
+      // one read of a key: answers only when Redis does (the queue's connection has no offline queue)
+      const queue = this.#queue('process');
+      await this.#redis(() => queue.getVersion());
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** A Redis call bounded by redisTimeoutMs. */
   async #redis<T>(call: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;

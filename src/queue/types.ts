@@ -86,6 +86,8 @@ export interface JobQueue {
    * running then is left as it is in the store and runs again after restart.
    */
   close(timeoutMs: number): Promise<void>;
+  /** Whether the job carrier (Redis, for BullMQ) answers; absent when jobs need no other server. */
+  carrierReachable?(): Promise<boolean>;
 }
 
 export interface HeldJob {
