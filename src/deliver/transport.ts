@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { SmtpPool, SmtpPoolError, type TlsFacts } from './smtp-pool.js';
 
 export interface Envelope {
@@ -111,7 +110,14 @@ async function writeDurably(file: string, source: SpoolSource): Promise<void> {
   try {
     await handle.chmod(0o600);
     if ('bytes' in source) await handle.writeFile(source.bytes);
-    else await pipeline(fs.createReadStream(source.path, { highWaterMark: 256 * 1024 }), handle.createWriteStream({ autoClose: false, highWaterMark: 256 * 1024 }));
+    else {
+      // Piece by piece through the handle, not through handle.createWriteStream({ autoClose: false }):
+      // such a stream holds a reference on the handle that only its own close gives back, so
+      // handle.close() below waited for ever (Node 20) and a large message never reached the outbox.
+      for await (const piece of fs.createReadStream(source.path, { highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+        for (let at = 0; at < piece.length; ) at += (await handle.write(piece, at)).bytesWritten;
+      }
+    }
     await handle.sync();
   } finally {
     await handle.close();
