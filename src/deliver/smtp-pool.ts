@@ -96,8 +96,11 @@ class Connection {
  * A lean pool of SMTP sessions to one next hop, on nodemailer's own SMTP
  * client (`SMTPConnection`: EHLO, STARTTLS, PIPELINING, DSN, SMTPUTF8, SIZE
  * and the dot-stuffing of DATA). It hands the spooled bytes to the session as
- * they are: a Buffer in one write, or a file streamed with backpressure,
- * never composed again and never read whole into memory.
+ * they are: a Buffer in one write, or a file or the spool's stream (the
+ * PostgreSQL spool's chunks) piped with backpressure, never composed again and
+ * never read whole into memory. A stream that fails midway (a chunk that does
+ * not open, the database gone) closes the session before the final dot, so the
+ * next hop never takes a cut-off message; the delivery is retried.
  *
  * Behaviour (as nodemailer's own pool had it for `sendMail({ raw })`):
  * at most `maxConnections` sessions, callers beyond that wait in order; a
@@ -165,10 +168,14 @@ export class SmtpPool {
 
   async #transaction(c: Connection, envelope: Envelope, message: SpoolSource): Promise<PoolSendResult> {
     let stream: Readable | undefined;
-    let size: number;
+    let size: number | undefined;
     try {
       if ('bytes' in message) size = message.bytes.length;
-      else {
+      else if ('open' in message) {
+        // the spool's own stream (PostgreSQL: chunk by chunk); opened last, so a failed size leaves nothing open
+        size = message.size ? await message.size() : undefined;
+        stream = message.open();
+      } else {
         const handle = await fsp.open(message.path, 'r');
         try {
           size = (await handle.stat()).size;
@@ -186,7 +193,7 @@ export class SmtpPool {
     const smtpEnvelope = {
       from: envelope.from,
       to: envelope.to,
-      size,
+      ...(size !== undefined ? { size } : {}),
       ...(envelope.dsn ? { dsn: envelope.dsn } : {}),
     };
     return new Promise<PoolSendResult>((resolve, reject) => {

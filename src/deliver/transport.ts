@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { SmtpPool, SmtpPoolError, type TlsFacts } from './smtp-pool.js';
 
 export interface Envelope {
@@ -15,8 +16,26 @@ export interface Envelope {
   dsn?: { ret?: string | undefined; envid?: string | undefined; notify?: string[] | undefined; orcpt?: string | undefined } | undefined;
 }
 
-/** A small message's bytes from memory, or the spool file to stream. */
-export type SpoolSource = { bytes: Buffer } | { path: string };
+/**
+ * Where a message's bytes come from for delivery: a small message's bytes
+ * from memory (the spool cache), a spool file to stream (the SMTP pool and
+ * the outbox read it with backpressure and stat it for the size), or a stream
+ * the spool opens on demand (the PostgreSQL spool: chunk by chunk, never the
+ * whole message in memory).
+ */
+export type SpoolSource = { bytes: Buffer } | { path: string } | SpoolStream;
+
+/** A message the spool streams to whoever sends it: `open` once per send. */
+export interface SpoolStream {
+  /** A fresh stream of the message's bytes, in order; it errors if they cannot be read whole. */
+  open(): Readable;
+  /**
+   * The message's size in bytes, for SMTP's SIZE parameter (the next hop can
+   * refuse a message too large for it before any byte goes). Absent: sent
+   * without SIZE.
+   */
+  size?(): Promise<number>;
+}
 
 export interface RecipientReply {
   address: string;
@@ -57,7 +76,7 @@ export class TransportError extends Error {
 
 export interface Transport {
   readonly name: string;
-  /** Sends the spooled bytes unchanged (streamed when on disk) with the given envelope. */
+  /** Sends the spooled bytes unchanged (streamed when not in memory) with the given envelope. */
   send(envelope: Envelope, source: SpoolSource, tag: string): Promise<SendResult>;
   close(): void;
 }
@@ -114,7 +133,8 @@ async function writeDurably(file: string, source: SpoolSource): Promise<void> {
       // Piece by piece through the handle, not through handle.createWriteStream({ autoClose: false }):
       // such a stream holds a reference on the handle that only its own close gives back, so
       // handle.close() below waited for ever (Node 20) and a large message never reached the outbox.
-      for await (const piece of fs.createReadStream(source.path, { highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+      const from = 'path' in source ? fs.createReadStream(source.path, { highWaterMark: 256 * 1024 }) : source.open();
+      for await (const piece of from as AsyncIterable<Buffer>) {
         for (let at = 0; at < piece.length; ) at += (await handle.write(piece, at)).bytesWritten;
       }
     }
