@@ -7,6 +7,7 @@ import { ZegelError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { SqliteQueue } from '../queue/sqlite.js';
 import { Spool } from '../spool/spool.js';
+import type { MessageSpool } from '../spool/types.js';
 import { BlobStore } from '../store/blobs.js';
 import { DirectoryImportError, Directory } from '../store/directory.js';
 import type { EventLog } from '../store/events.js';
@@ -95,7 +96,7 @@ export interface AdminStore extends Transactor {
   readonly directory: Directory;
   readonly audit: AuditTrail;
   readonly revocations: Revocations;
-  readonly spool: Spool;
+  readonly spool: MessageSpool;
   /** Whether a shred could not truncate the WAL yet (another connection holds a read open). */
   readonly shredPending: boolean;
   close(): Promise<void>;

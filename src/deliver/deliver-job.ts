@@ -4,7 +4,7 @@ import ms from 'ms';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
-import type { Spool } from '../spool/spool.js';
+import type { MessageSpool } from '../spool/types.js';
 import type { Store as Backend } from '../store/store.js';
 import type { AttemptResult, MessageRecord, RecipientRecord } from '../store/messages.js';
 import type { Bounce } from './dsn.js';
@@ -31,7 +31,7 @@ export function deliverJob(messageId: string, route: Route, recipients: number[]
 export interface DeliveryDeps {
   clock: Clock;
   log: Logger;
-  spool: Spool;
+  spool: MessageSpool;
   backend: Backend;
   dsn: DsnSender;
   transports: Record<Route, Transport>;

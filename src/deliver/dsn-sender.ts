@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import { ORIGIN_PLACEHOLDER, type OriginSigner } from '../crypto/origin.js';
 import { stampOrigin } from '../crypto/origin-stamp.js';
 import type { Logger } from '../log.js';
-import type { Spool } from '../spool/spool.js';
+import type { MessageSpool } from '../spool/types.js';
 import type { MessageRecord, RecipientRecord } from '../store/messages.js';
 import type { Store as Backend } from '../store/store.js';
 import { composeDsn, type Bounce } from './dsn.js';
@@ -12,7 +12,7 @@ import type { HandOff, OutboundMail } from './hand-off.js';
 export interface DsnSenderDeps {
   clock: Clock;
   log: Logger;
-  spool: Spool;
+  spool: MessageSpool;
   backend: Backend;
   signer: OriginSigner;
   hostname: string;

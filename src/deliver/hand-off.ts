@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import type { Spool } from '../spool/spool.js';
+import type { MessageSpool } from '../spool/types.js';
 import type { EventType } from '../store/events.js';
 import type { MessageOrigin } from '../store/messages.js';
 import type { Store as Backend } from '../store/store.js';
@@ -37,7 +37,7 @@ export interface OutboundMail {
 
 export interface HandOffDeps {
   backend: Backend;
-  spool: Spool;
+  spool: MessageSpool;
   clock: Clock;
 }
 

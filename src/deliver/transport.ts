@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import type { SpoolSource } from '../spool/types.js';
 import { SmtpPool, SmtpPoolError, type TlsFacts } from './smtp-pool.js';
 
 export interface Envelope {
@@ -16,26 +16,8 @@ export interface Envelope {
   dsn?: { ret?: string | undefined; envid?: string | undefined; notify?: string[] | undefined; orcpt?: string | undefined } | undefined;
 }
 
-/**
- * Where a message's bytes come from for delivery: a small message's bytes
- * from memory (the spool cache), a spool file to stream (the SMTP pool and
- * the outbox read it with backpressure and stat it for the size), or a stream
- * the spool opens on demand (the PostgreSQL spool: chunk by chunk, never the
- * whole message in memory).
- */
-export type SpoolSource = { bytes: Buffer } | { path: string } | SpoolStream;
-
-/** A message the spool streams to whoever sends it: `open` once per send. */
-export interface SpoolStream {
-  /** A fresh stream of the message's bytes, in order; it errors if they cannot be read whole. */
-  open(): Readable;
-  /**
-   * The message's size in bytes, for SMTP's SIZE parameter (the next hop can
-   * refuse a message too large for it before any byte goes). Absent: sent
-   * without SIZE.
-   */
-  size?(): Promise<number>;
-}
+/** A small message's bytes from memory, the spool file to stream, or a stream the spool opens (src/spool/types.ts). */
+export type { SpoolSource, SpoolStream } from '../spool/types.js';
 
 export interface RecipientReply {
   address: string;

@@ -1,7 +1,7 @@
 import { newJob } from '../queue/registry.js';
 import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
-import type { Spool } from '../spool/spool.js';
+import type { MessageSpool } from '../spool/types.js';
 import type { Store as Backend } from '../store/store.js';
 import type { Decision } from '../store/messages.js';
 import { ZegelError } from '../errors.js';
@@ -25,7 +25,7 @@ export function processJob(messageId: string, relayOrigin: boolean): NewJob {
 
 export interface ProcessDeps {
   log: Logger;
-  spool: Spool;
+  spool: MessageSpool;
   backend: Backend;
   policy: RelayPolicy;
   classify: ClassifyMessage;

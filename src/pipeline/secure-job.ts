@@ -9,7 +9,7 @@ import type { HandOff } from '../deliver/hand-off.js';
 import { ZegelError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Job, JobResult, NewJob } from '../queue/types.js';
-import type { Spool } from '../spool/spool.js';
+import type { MessageSpool } from '../spool/types.js';
 import type { BlobRepository } from '../store/blobs.js';
 import type { SecureLinkInsert } from '../store/secure.js';
 import type { SecureRepositories } from '../store/secure-repositories.js';
@@ -74,7 +74,7 @@ export interface SecureDeps {
   config: Pick<Config, 'classify' | 'notification' | 'organisation' | 'reader' | 'receipts' | 'retention'>;
   clock: Clock;
   log: Logger;
-  spool: Spool;
+  spool: MessageSpool;
   backend: Store;
   /** Notifications and the receipt go to delivery through the hand-off, in the secure message's commit. */
   handOff: HandOff;

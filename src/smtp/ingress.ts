@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import os from 'node:os';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Clock } from '../clock.js';
@@ -8,7 +7,7 @@ import type { OriginSigner } from '../crypto/origin.js';
 import { SmtpReplyError, ZegelError } from '../errors.js';
 import { newQueueId } from '../ids.js';
 import type { Logger } from '../log.js';
-import type { Spool } from '../spool/spool.js';
+import type { MessageSpool } from '../spool/types.js';
 import type { Store as Backend } from '../store/store.js';
 import type { IncomingMessage } from '../store/messages.js';
 import { processJob } from '../pipeline/process-job.js';
@@ -26,7 +25,7 @@ export interface IngressDeps {
   config: Pick<Config, 'smtp'>;
   clock: Clock;
   log: Logger;
-  spool: Spool;
+  spool: MessageSpool;
   backend: Backend;
   policy: RelayPolicy;
   signer: OriginSigner;
@@ -63,9 +62,10 @@ function protocolOf(session: SMTPServerSession): string {
 }
 
 /**
- * The SMTP ingress. A message is answered `250` only after its spool file and
- * the spool directory are fsynced and its job is committed; any failure before
- * that is a `4xx` or a `5xx`, and the partial spool file is removed.
+ * The SMTP ingress. A message is answered `250` only after its bytes are
+ * durably in the spool (file and directory fsynced, or every chunk committed)
+ * and its job is committed; any failure before that is a `4xx` or a `5xx`,
+ * and what was spooled of it is discarded.
  */
 export class Ingress {
   readonly #deps: IngressDeps;
@@ -212,7 +212,7 @@ export class Ingress {
     const envelope = session.envelope;
     const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : '';
     const rcptTo = envelope.rcptTo;
-    // the guards in one pass per chunk, and the spool file (src/smtp/intake.ts)
+    // the guards in one pass per chunk, and the spool (src/smtp/intake.ts)
     const intake = new Intake(stream, {
       spool,
       id,
@@ -235,7 +235,7 @@ export class Ingress {
       },
     });
     try {
-      // the file's data and its directory entry are on disk once this resolves
+      // the bytes and the spool's durable step (the file's directory entry) are on disk once this resolves
       await intake.done;
       const facts = intake.facts;
       if (facts.hops >= config.smtp.maxHops) throw new ZegelError('ZEGEL_TOO_MANY_HOPS', 'too many Received fields');
@@ -276,8 +276,8 @@ export class Ingress {
         { queueId: id, client: session.remoteAddress, from: mailFrom, rcpts: rcptTo.length, size: intake.bytes, reply: `${reply.responseCode} ${reply.message}`, cause: (err as ZegelError).code ?? (err as NodeJS.ErrnoException).code },
         'message refused',
       );
-      // `done` settles only once the file is closed
-      if (intake.created) await fsp.rm(spool.pathOf(id), { force: true }).catch(() => undefined);
+      // `done` settles only once the writer has nothing in flight
+      if (intake.created) await spool.discard(id).catch(() => undefined);
       throw reply;
     }
   }

@@ -1,14 +1,13 @@
 import type { Readable } from 'node:stream';
 import { ZegelError } from '../errors.js';
-import type { Spool } from '../spool/spool.js';
-import type { SpoolFileWriter } from '../spool/spool-writer.js';
+import type { MessageSpool, SpoolIntakeWriter } from '../spool/types.js';
 import { HeaderScan, type HeaderFacts, type HeaderGuardOptions } from './header-guard.js';
 import { LineEndings, type BareLineEndingMode } from './line-endings.js';
 import { assertNoNul } from './nul-guard.js';
 
 export interface IntakeOptions {
-  spool: Spool;
-  /** The queue id: the spool file's name. */
+  spool: MessageSpool;
+  /** The queue id: the message's name in the spool. */
   id: string;
   /** DATA bytes allowed (as they arrive, before line endings are repaired). */
   maxBytes: number;
@@ -24,20 +23,26 @@ export interface IntakeOptions {
  * Transform), with no stream between them.
  *
  * A message that stays within the spool cache's entry size is collected in
- * memory and written with one open (O_DSYNC), write and close; a larger one
- * is streamed to its file as it arrives, the source paused while a quarter
- * megabyte waits for the disk, and fdatasync-ed at the end. Either way `done`
- * resolves only after the whole DATA was read and the file's data is on
- * disk and its directory entry synced (for a small message the directory
- * sync runs while the data is written: the entry exists once open returns);
- * it rejects with the first error once the client has finished sending (the
- * reply comes at the end of DATA) and the file is closed. Removing the file
- * (`created`) on a later failure is the caller's.
+ * memory and written in one go (`spool.writeNew`); a larger one is streamed
+ * to the spool's writer (`spool.openNew`) as it arrives, the source paused
+ * while the writer says enough waits for storage. Either way `done` resolves
+ * only after the whole DATA was read, every byte is durably stored and the
+ * spool's `durable` step resolved; it rejects with the first error once the
+ * client has finished sending (the reply comes at the end of DATA) and the
+ * writer has nothing in flight. Discarding what was stored (`created`) on a
+ * later failure is the caller's (`spool.discard`).
+ *
+ * On the file spool (src/spool/spool.ts): one open (O_DSYNC), write and close
+ * for a small message, with the directory's fsync running while the data is
+ * written (the entry exists once open returns); a file written with writev,
+ * a quarter megabyte at most waiting for the disk, fdatasync-ed at its end,
+ * then the directory synced, for a large one. On PostgreSQL
+ * (src/store/pg/pg-spool.ts): sealed chunks, each committed on its own.
  */
 export class Intake {
   /** DATA bytes received. */
   bytes = 0;
-  /** True once the spool file exists. */
+  /** True once something of the message may be in the spool (the caller's to discard on failure). */
   created = false;
   readonly done: Promise<void>;
   readonly #options: IntakeOptions;
@@ -45,11 +50,11 @@ export class Intake {
   readonly #lineEndings: LineEndings;
   readonly #header: HeaderScan;
   readonly #limit: number;
-  /** The message so far while it fits the spool cache; undefined once it went to a file. */
+  /** The message so far while it fits the spool cache; undefined once it went to the writer. */
   #memory: Buffer[] | undefined = [];
   #memoryBytes = 0;
   #small: Buffer | undefined;
-  #file: SpoolFileWriter | undefined;
+  #file: SpoolIntakeWriter | undefined;
   #error: unknown;
   #resolve!: () => void;
   #reject!: (err: unknown) => void;
@@ -109,7 +114,7 @@ export class Intake {
     }
   }
 
-  /** Passes guarded bytes on: to memory while the message fits the cache, else to its file. */
+  /** Passes guarded bytes on: to memory while the message fits the cache, else to the spool's writer. */
   #keep(data: Buffer): void {
     if (this.#memory) {
       this.#memoryBytes += data.length;
@@ -154,12 +159,12 @@ export class Intake {
             const bytes = Buffer.concat(this.#memory, this.#memoryBytes);
             this.#memory = undefined;
             this.#small = bytes;
-            // the directory entry exists once open returns: its sync runs while the data is written
+            // the message exists once `onCreated` runs: its durable step (a directory sync) runs while the data is written
             let entry: Promise<void> | undefined;
             try {
               await spool.writeNew(id, bytes, () => {
                 this.created = true;
-                entry = spool.syncDir();
+                entry = spool.durable(id);
                 entry.catch(() => undefined);
               });
             } finally {
@@ -168,7 +173,7 @@ export class Intake {
             await entry;
           } else {
             await this.#file!.end();
-            await spool.syncDir();
+            await spool.durable(id);
           }
         }
       } catch (err) {

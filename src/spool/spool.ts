@@ -6,13 +6,20 @@ import { ensurePrivateDirSync } from '../store/file-modes.js';
 import { SpoolCache } from './spool-cache.js';
 import { CoalescedSync } from '../store/coalesced-sync.js';
 import { SpoolFileWriter, replaceFile, writeNewFile } from './spool-writer.js';
+import type { MessageSpool } from './types.js';
 
 /**
  * The plaintext spool: one file per accepted message under `<data.dir>/spool`.
  * A file exists from DATA until no job needs it any more. The directory is
  * 0700 and its files 0600, whatever the umask (store/file-modes.ts).
+ *
+ * Intake (MessageSpool's intake side): a small message is one
+ * `open(O_EXCL|O_DSYNC)`, `write`, `close` (`writeNew`), a large one a file
+ * streamed with `writev` and fdatasync-ed at its end (`openNew`); `durable`
+ * is the spool directory's fsync, coalesced across messages (two fsyncs for a
+ * burst, not one per file).
  */
-export class Spool {
+export class Spool implements MessageSpool {
   readonly dir: string;
   readonly cache = new SpoolCache();
   /** A burst of new spool files costs two directory fsyncs, not one per file. */
@@ -63,6 +70,16 @@ export class Spool {
     // a read buffer the size of the message, up to 256 KiB: small messages make no large garbage
     const highWaterMark = Math.min(Math.max(size ?? 256 * 1024, 16 * 1024), 256 * 1024);
     return fs.createReadStream(source.path, { highWaterMark });
+  }
+
+  /** MessageSpool's durable step: the file's directory entry, by `syncDir`. */
+  durable(_id: string): Promise<void> {
+    return this.syncDir();
+  }
+
+  /** Removes the file of a message intake did not accept (and any cached copy). */
+  discard(id: string): Promise<void> {
+    return this.remove(id);
   }
 
   /** Makes the creation (or removal) of spool files durable. */
