@@ -1,8 +1,9 @@
 import { Readable } from 'node:stream';
-import { openChunk, sealChunk, type StorageKey } from '../../crypto/storage-key.js';
+import { SEAL_OVERHEAD, openChunk, sealChunk, type StorageKey } from '../../crypto/storage-key.js';
 import { ZegelError } from '../../errors.js';
-import { chunksIncomplete, forEachChunk } from './chunks.js';
+import { chunksIncomplete } from './chunks.js';
 import type { PgPool } from './connect.js';
+import { PgSpoolWriter, SPOOL_WRITES_IN_FLIGHT } from './spool-chunk-writer.js';
 
 /** Plaintext bytes per spool chunk (each stored sealed: SEAL_OVERHEAD bytes more). */
 export const SPOOL_CHUNK_BYTES = 256 * 1024;
@@ -39,9 +40,10 @@ function checkId(id: string): string {
  * refused DATA) are removed by `remove` on failure and by `sweep` at start.
  * The table has no foreign key to messages for that reason.
  *
- * Memory: one chunk of plaintext and one sealed chunk in flight while
- * writing; at most READ_BATCH sealed chunks and one plaintext chunk while
- * reading. Never the whole message.
+ * Memory: one chunk of plaintext and `writesInFlight` (2) sealed chunks in
+ * flight while writing (src/store/pg/spool-chunk-writer.ts; the source
+ * waits meanwhile); at most READ_BATCH sealed chunks and one plaintext
+ * chunk while reading. Never the whole message.
  *
  * Reading checks the order: chunk seq n must be the n-th row; a gap (a
  * missing chunk) is refused with ZEGEL_CHUNKS_INCOMPLETE, a chunk that does
@@ -57,31 +59,58 @@ export class PgSpoolChunks {
   readonly #pool: PgPool;
   readonly #key: StorageKey;
   readonly #chunkBytes: number;
+  readonly #writesInFlight: number;
 
-  constructor(pool: PgPool, storageKey: StorageKey, options: { chunkBytes?: number } = {}) {
+  /** `chunkBytes`: plaintext per chunk (SPOOL_CHUNK_BYTES); `writesInFlight`: chunk inserts one writer keeps going at once (2). */
+  constructor(pool: PgPool, storageKey: StorageKey, options: { chunkBytes?: number | undefined; writesInFlight?: number | undefined } = {}) {
     this.#pool = pool;
     this.#key = storageKey;
     this.#chunkBytes = options.chunkBytes ?? SPOOL_CHUNK_BYTES;
+    this.#writesInFlight = options.writesInFlight ?? SPOOL_WRITES_IN_FLIGHT;
+  }
+
+  /**
+   * A writer for message `id` (which must have no chunks yet), for a caller
+   * that is handed bytes (SMTP DATA): each chunk sealed and inserted as it
+   * fills, with backpressure. Removing what it wrote on failure
+   * (`created`, after `destroy`) is the caller's.
+   */
+  openWriter(id: string): PgSpoolWriter {
+    checkId(id);
+    return new PgSpoolWriter(
+      {
+        seal: (seq, plain) => sealChunk(this.#key, spoolChunkContext(id, seq), plain),
+        insert: async (seq, sealed) => {
+          await this.#pool.query('INSERT INTO spool_chunks (message_id, seq, bytes) VALUES ($1, $2, $3)', [id, seq, sealed]);
+        },
+      },
+      { chunkBytes: this.#chunkBytes, inFlight: this.#writesInFlight },
+    );
   }
 
   /**
    * Streams `source` into the spool as message `id` (which must have no
-   * chunks yet); resolves with its size and chunk count once every chunk is
+   * chunks yet) through `openWriter`, reading on only while the writer has
+   * room; resolves with its size and chunk count once every chunk is
    * committed. On failure the chunks written so far are removed (best
    * effort: `sweep` removes what a crash leaves) and the error is passed on.
    */
   async write(id: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<{ bytes: number; chunks: number }> {
-    checkId(id);
-    let chunks = 0;
+    const writer = this.openWriter(id);
     try {
-      const bytes = await forEachChunk(source, this.#chunkBytes, async (chunk, seq) => {
-        const sealed = sealChunk(this.#key, spoolChunkContext(id, seq), chunk);
-        await this.#pool.query('INSERT INTO spool_chunks (message_id, seq, bytes) VALUES ($1, $2, $3)', [id, seq, sealed]);
-        chunks = seq + 1;
-      });
-      return { bytes, chunks };
+      for await (const piece of source) {
+        const data = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+        // a chunk's worth at a time: a large piece is not sealed whole before the first insert
+        for (let at = 0; at < data.length; at += this.#chunkBytes) {
+          if (!writer.write(data.subarray(at, at + this.#chunkBytes))) await drained(writer);
+          if (writer.error) throw writer.error;
+        }
+      }
+      await writer.end();
+      return { bytes: writer.bytes, chunks: writer.chunks };
     } catch (err) {
-      if (chunks > 0) await this.remove(id).catch(() => undefined);
+      await writer.destroy();
+      if (writer.created) await this.remove(id).catch(() => undefined);
       throw err;
     }
   }
@@ -121,6 +150,20 @@ export class PgSpoolChunks {
     }
     if (expected === undefined && seq === 0) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool ${id}: no chunks stored`);
     if (expected !== undefined && total !== expected) throw chunksIncomplete(`spool ${id}`, `${total} of the recorded ${expected} bytes stored`);
+  }
+
+  /**
+   * The message's size in bytes, from the stored chunks' lengths (the
+   * database reads no chunk for it); ZEGEL_SPOOL_MISSING when it has none.
+   */
+  async size(id: string): Promise<number> {
+    const { rows } = await this.#pool.query<{ n: number; stored: number }>(
+      'SELECT count(*)::int AS n, coalesce(sum(octet_length(bytes)), 0)::float8 AS stored FROM spool_chunks WHERE message_id = $1',
+      [checkId(id)],
+    );
+    const { n, stored } = rows[0]!;
+    if (!n) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool ${id}: no chunks stored`);
+    return stored - n * SEAL_OVERHEAD;
   }
 
   /** The top-level header block (up to `limit` bytes), CRLF line endings kept, as Spool.readHeaderBlock. */
@@ -174,4 +217,18 @@ export class PgSpoolChunks {
     }
     return removed;
   }
+}
+
+/** Resolves when `writer` has room again, rejects when it fails first. */
+function drained(writer: PgSpoolWriter): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      writer.onDrain = undefined;
+      writer.onError = undefined;
+      if (err) reject(err);
+      else resolve();
+    };
+    writer.onDrain = () => done();
+    writer.onError = (err) => done(err);
+  });
 }
