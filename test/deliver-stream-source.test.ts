@@ -1,0 +1,122 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { SMTPServer } from 'smtp-server';
+import { StorageKey } from '../src/crypto/storage-key.js';
+import { OutboxTransport, SmtpTransport, TransportError, type Transport } from '../src/deliver/transport.js';
+import { PgSpool } from '../src/store/pg/pg-spool.js';
+import { migratedDatabase } from './helpers/pg-database.js';
+import { tempDir } from './helpers/relay.js';
+import { startSink } from './helpers/sink.js';
+import { WireSink } from './helpers/wire-sink.js';
+
+/**
+ * Delivery from the PostgreSQL spool: `PgSpool.source` is a stream source
+ * (`{ open, size }`, src/spool/types.ts), and the SMTP pool and the outbox
+ * send from it chunk by chunk. The bytes arrive unchanged (dot lines across
+ * chunk borders included); SIZE is announced from the chunks' lengths, so a
+ * next hop with a smaller limit refuses before DATA; a chunk that does not
+ * open in the middle of DATA cuts the session before the end-of-data line, so
+ * the next hop never takes a cut-off message, and the failure is temporary;
+ * a message with no chunks fails before MAIL FROM. Real PostgreSQL, real
+ * SMTP servers on loopback.
+ */
+const db = await migratedDatabase(t, 'streamsource');
+const spool = new PgSpool(db.pool, new StorageKey(randomBytes(32)), { chunkBytes: 64 * 1024 });
+const options = { hostname: 'zegel.test', maxConnections: 2, timeout: 10_000 };
+const envelope = { from: 'jan@org.test', to: ['klant@example.com'] };
+
+/** About `bytes` of mail whose lines start with dots and carry 8-bit bytes, CRLF throughout; chunk borders fall inside lines. */
+function message(tag: string, bytes: number): Buffer {
+  const parts = [Buffer.from(`From: jan@org.test\r\nTo: klant@example.com\r\nSubject: ${tag}\r\nMessage-ID: <${tag}@org.test>\r\n\r\n`)];
+  let size = parts[0]!.length;
+  for (let i = 0; size < bytes; i++) {
+    const line = Buffer.from(`${i % 3 === 0 ? '.' : ''}${i % 11 === 0 ? '.' : ''}regel ${i} caf\xe9 ${'x'.repeat(i % 97)}\r\n`, 'latin1');
+    parts.push(line);
+    size += line.length;
+  }
+  return Buffer.concat(parts);
+}
+
+const big = message('groot', 1024 * 1024);
+await spool.chunks.writeBytes('m-big', big);
+
+t.test('the SMTP pool sends a message from its chunks byte for byte, and again on a reused session', async (t) => {
+  const sink = await startSink(t);
+  const transport: Transport = new SmtpTransport(sink.url, options);
+  t.teardown(() => transport.close());
+  const source = spool.source('m-big');
+  t.ok('open' in source, 'not cached: a stream source');
+  const sent = await transport.send(envelope, source, 'a');
+  t.same(sent.accepted, envelope.to);
+  t.equal(sink.messages.length, 1);
+  t.ok(sink.messages[0]!.raw.equals(big), `${big.length} bytes in ${Math.ceil(big.length / 65536)} chunks arrived unchanged`);
+  await transport.send(envelope, source, 'b');
+  t.ok(sink.messages[1]?.raw.equals(big), 'the same source opens a fresh stream for the next send');
+});
+
+t.test('the outbox writes a message from its chunks, and from a spool file', async (t) => {
+  const dir = tempDir(t);
+  const outbox = new OutboxTransport(path.join(dir, 'outbox'));
+  const sent = await outbox.send(envelope, spool.source('m-big'), 'm-big.target.1');
+  t.match(sent.reply, /^250 /);
+  t.ok(fs.readFileSync(path.join(outbox.dir, 'm-big.target.1.eml')).equals(big));
+  t.equal((fs.statSync(path.join(outbox.dir, 'm-big.target.1.eml')).mode & 0o777).toString(8), '600');
+  // the file spool's large message: its stream once held the outbox file's handle open for ever
+  const file = path.join(dir, 'm-file.eml');
+  fs.writeFileSync(file, big);
+  await outbox.send(envelope, { path: file }, 'm-file.target.1');
+  t.ok(fs.readFileSync(path.join(outbox.dir, 'm-file.target.1.eml')).equals(big));
+});
+
+t.test('SIZE comes from the chunks: a next hop with a smaller limit refuses before DATA', async (t) => {
+  let dataPhases = 0;
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
+    size: 512 * 1024,
+    onData: (stream, _session, callback) => {
+      dataPhases++;
+      stream.resume();
+      stream.on('end', () => callback());
+    },
+  });
+  server.on('error', () => undefined);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const transport: Transport = new SmtpTransport(`smtp://127.0.0.1:${(server.server.address() as { port: number }).port}`, options);
+  t.teardown(() => transport.close());
+  const err = await transport.send(envelope, spool.source('m-big'), 'c').catch((e: unknown) => e);
+  t.ok(err instanceof TransportError);
+  t.match(err, { code: 552, permanent: true, reply: /next hop's limit of 524288 bytes \(SIZE\)/ });
+  t.equal(dataPhases, 0, 'no byte of the message was sent');
+});
+
+t.test("a chunk that does not open mid-DATA cuts the session: the next hop never gets the end-of-data line", async (t) => {
+  await spool.chunks.writeBytes('m-bad', big);
+  // chunk 5 of 17 changed: the first five go out, then the stream fails
+  await db.server.query(`UPDATE spool_chunks SET bytes = set_byte(bytes, 40, get_byte(bytes, 40) # 1) WHERE message_id = 'm-bad' AND seq = 5`, [], 'streamsource');
+  const wire = new WireSink();
+  await wire.listen();
+  t.teardown(() => wire.close());
+  const transport: Transport = new SmtpTransport(wire.url, options);
+  t.teardown(() => transport.close());
+  const err = await transport.send(envelope, spool.source('m-bad'), 'd').catch((e: unknown) => e);
+  t.ok(err instanceof TransportError, 'the send failed');
+  t.match(err, { code: 0, permanent: false, reply: /ZEGEL_STORAGE_SEAL|does not open|seal/i });
+  t.equal(wire.messages.length, 0, 'no message ended on the wire');
+  await transport.send(envelope, spool.source('m-big'), 'e');
+  t.equal(wire.messages.length, 1, 'the pool goes on with a new session');
+  t.ok(wire.messages[0]!.wire.subarray(-5).equals(Buffer.from('\r\n.\r\n')));
+});
+
+t.test('a message with no chunks fails before MAIL FROM, temporarily', async (t) => {
+  const sink = await startSink(t);
+  const transport: Transport = new SmtpTransport(sink.url, options);
+  t.teardown(() => transport.close());
+  const err = await transport.send(envelope, spool.source('m-none'), 'f').catch((e: unknown) => e);
+  t.match(err, { code: 0, permanent: false, reply: /^ESPOOL .*no chunks stored/ });
+  t.equal(sink.messages.length, 0);
+});
