@@ -4,7 +4,7 @@ import { checkpointBytes, keyId, type CheckpointRow } from '../../audit/checkpoi
 import type { ChainFields } from '../../audit/chain.js';
 import { toAuditRecord, type AuditFilter, type AuditRecord, type AuditRow } from '../../audit/export.js';
 import type { AuditPurgeResult } from '../../audit/retention.js';
-import type { AuditTrail } from '../../audit/trail.js';
+import type { AuditTrail, AuditTrailStore } from '../../audit/trail.js';
 import { verifyChain, type VerifyResult } from '../../audit/verify.js';
 import type { Public } from '../store.js';
 import type { Transactor, Tx } from '../tx.js';
@@ -58,7 +58,7 @@ function where(filter: AuditFilter, params: unknown[]): string {
 }
 
 /** AuditTrail's face but for `records`, which is an async iterable here (rows come over the network). */
-export class PgAuditTrail implements Omit<Public<AuditTrail>, 'records'> {
+export class PgAuditTrail implements Omit<Public<AuditTrail>, 'records'>, AuditTrailStore {
   readonly #pool: PgPool;
   readonly #store: Transactor;
   readonly #events: PgEventLog;
