@@ -1,3 +1,5 @@
+import { soleLeader, type PeriodicLeader } from '../audit/leader.js';
+import { AuditTrail } from '../audit/trail.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { SqliteQueue } from '../queue/sqlite.js';
@@ -32,6 +34,8 @@ export class SqliteBackend implements Store {
   readonly queue: SqliteQueue;
   /** Truncates the WAL after each shred (revocation.ts uses the same one: one per connection). */
   readonly shredder: WalShredder;
+  /** Export, verify, checkpoint and purge of the audit trail, in this connection's transactions. */
+  readonly audit: AuditTrail;
 
   constructor(dataDir: string, clock: Clock, log: Logger, options: { pollMs?: number } = {}) {
     this.db = openDb(dataDir);
@@ -42,6 +46,12 @@ export class SqliteBackend implements Store {
     this.secure = secureRepositories(this.db);
     this.directory = new Directory(this.db, this.committer, clock);
     this.queue = new SqliteQueue(this.db, this.committer, clock, log, options);
+    this.audit = new AuditTrail(this.db, this.committer, this.events);
+  }
+
+  /** One relay owns a SQLite data directory: it always leads. */
+  periodicLeader(): PeriodicLeader {
+    return soleLeader;
   }
 
   transaction<T>(work: (tx: Tx) => Promise<T> | T): Promise<T> {

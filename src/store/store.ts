@@ -1,4 +1,7 @@
+import type { PeriodicLeader } from '../audit/leader.js';
+import type { AuditTrailStore } from '../audit/trail.js';
 import type { NewJob, JobQueue } from '../queue/types.js';
+import type { Shredder } from '../secure/revocation.js';
 import type { Directory } from './directory.js';
 import type { EventLog } from './events.js';
 import type { IncomingMessage, MessageRepository } from './messages.js';
@@ -33,6 +36,12 @@ export interface Store extends Transactor {
   readonly secure: SecureRepositories;
   /** The recipient directory (src/store/directory.ts). */
   readonly directory: Public<Directory>;
+  /** The audit trail as the checkpoint timer and the admin commands reach it: export, verify, sign, purge (src/audit/trail.ts). */
+  readonly audit: AuditTrailStore;
+  /** What revocation calls after it deleted keys: the WAL truncation of the SQLite connection, nothing on PostgreSQL (src/store/pg/shred.ts). */
+  readonly shredder: Shredder;
+  /** A leader for periodic work done once per cluster (src/audit/leader.ts): always this node on SQLite, the holder of an advisory lock on PostgreSQL. */
+  periodicLeader(): PeriodicLeader;
   /** Durably records an accepted message and its first job; resolves after the commit. */
   intake(message: IncomingMessage, firstJob: NewJob): Promise<void>;
   /** The store answers (readiness). */

@@ -7,7 +7,13 @@ import type { IncomingMessage } from '../messages.js';
 import type { SecureRepositories } from '../secure-repositories.js';
 import type { Store } from '../store.js';
 import type { Tx } from '../tx.js';
+import type { PeriodicLeader } from '../../audit/leader.js';
+import type { Shredder } from '../../secure/revocation.js';
+import { PgAuditTrail } from './audit.js';
+import { PgBlobStore } from './blob-chunks.js';
 import { openPgPool, type PgPool } from './connect.js';
+import { PgSessionLeader } from './leader.js';
+import { pgShredder } from './shred.js';
 import { PgDirectory } from './directory.js';
 import { PgEventLog } from './events.js';
 import { PgMessageRepository } from './messages.js';
@@ -73,7 +79,14 @@ export class PgBackend implements Store {
   readonly secure: SecureRepositories;
   readonly directory: PgDirectory;
   readonly queue: BullmqQueue;
+  /** Export, verify, checkpoint and purge of the cluster's one audit chain. */
+  readonly audit: PgAuditTrail;
+  /** The ciphertext blobs of secure messages (blobs, blob_chunks). */
+  readonly blobs: PgBlobStore;
+  /** Nothing to truncate on PostgreSQL (src/store/pg/shred.ts). */
+  readonly shredder: Shredder = pgShredder;
   readonly #pool: PgPool;
+  readonly #log: Logger;
   readonly #transactor: PgTransactor;
   readonly #pingTimeoutMs: number;
   #closing: Promise<void> | undefined;
@@ -87,6 +100,9 @@ export class PgBackend implements Store {
     this.messages = new PgMessageRepository(pool, this.events, options.clock);
     this.secure = pgSecureRepositories(pool, options.storageKey);
     this.directory = new PgDirectory(pool, this.#transactor, options.clock);
+    this.audit = new PgAuditTrail(pool, this.#transactor, this.events);
+    this.blobs = new PgBlobStore(pool);
+    this.#log = options.log;
     this.queue = new BullmqQueue(pool, this.#transactor, options.clock, options.log, {
       ...options.queue,
       redisUrl: options.redisUrl,
@@ -112,7 +128,7 @@ export class PgBackend implements Store {
     }
   }
 
-  /** The node's pool, for the stores beside the repositories (spool and blob chunks, rate limits). */
+  /** The node's pool, for the parts PgBackend does not compose (the spool, rate limits). */
   get pool(): PgPool {
     return this.#pool;
   }
@@ -129,6 +145,16 @@ export class PgBackend implements Store {
       await this.messages.insertReceived(tx, message);
     });
     this.queue.poke(firstJob.kind);
+  }
+
+  /**
+   * A leader for the audit checkpoint timer: the node whose session holds
+   * the advisory lock AUDIT_LEADER_LOCK (src/store/pg/leader.ts). It keeps
+   * one of the pool's connections while it leads; release it (the worker's
+   * stop) before `close`.
+   */
+  periodicLeader(): PeriodicLeader {
+    return new PgSessionLeader(this.#pool, { log: this.#log });
   }
 
   /** PostgreSQL answers within pingTimeoutMs (readiness); false, never a throw, when it does not. */
