@@ -10,10 +10,13 @@ import { newJob } from '../queue/registry.js';
  * scheduled revocations, purges ciphertext no link can open any more and
  * deletes reader sessions and codes past their expiry (Revocations.purgeDue).
  *
- * One chain of jobs: each run completes by adding the next, atomically, with
- * the deterministic id `purge:<slot>` where slot = floor(runAt / interval). Two
- * chains (a start-up job next to a surviving chain) pick the same next id and
- * so merge at once; a job cut off by kill -9 simply runs again.
+ * One chain of jobs per store (per cluster on PostgreSQL): each run completes
+ * by adding the next, atomically, with the deterministic id `purge:<slot>`
+ * where slot = floor(runAt / interval); start-up adds the chain's next id
+ * (`ensureScheduled`), never one of the current slot. So however many nodes
+ * start or restart, each slot's job exists once and runs once (the job
+ * table's id is unique; a second insert of an id is a no-op); a job cut off
+ * by kill -9 simply runs again.
  * `once` jobs (a revocation scheduled for an exact moment) run a purge without
  * adding a next one.
  * Every run ends with a WAL checkpoint that truncates the `-wal` file
@@ -61,12 +64,18 @@ export class PurgeWorker {
   }
 
   /**
-   * Queues a run for the current slot at start-up. A chain that survived a
-   * restart holds `purge:<slot + 1>` (or an older, now due slot): this run and
-   * that one add the same next id, so the chains merge after one run.
+   * Joins the chain at start-up by adding its *next* job, `purge:<slot + 1>`:
+   * the id the chain's current run adds when it completes (a job of this
+   * slot that ran already, or runs now on any node, adds exactly it), so
+   * start-up never runs a purge of its own. Nodes starting together add the
+   * same id (one row: the insert ignores an id that is there), a restart
+   * within a slot whose purge ran already adds nothing new, and an overdue
+   * job left from before (a long stop) runs at once and merges into it.
+   * The first run of a fresh database is at the next slot boundary.
    */
   async ensureScheduled(queue: JobQueue): Promise<void> {
-    await queue.add([purgeJob(this.#clock.now(), this.#intervalMs)]);
+    const slot = Math.floor(this.#clock.now() / this.#intervalMs) + 1;
+    await queue.add([purgeJob(slot * this.#intervalMs, this.#intervalMs)]);
   }
 
   readonly handle = async (job: Job<PurgePayload>): Promise<JobResult> => {
