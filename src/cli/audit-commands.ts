@@ -79,14 +79,15 @@ export function registerAuditCommands(program: Command): void {
     .action((options: { since?: string; until?: string; message?: string; recipient?: string; event?: string; format: 'json' | 'csv'; config?: string }) =>
       withStore(
         options.config,
-        (store, filter) => {
+        async (store, filter) => {
+          // an async iterable on PostgreSQL (rows come page by page), a plain one on SQLite
           if (options.format === 'csv') {
             const out: string[] = [CSV_BOM + csvLine(CSV_HEADER)];
-            for (const r of store.audit.records(filter)) out.push(csvRecord(r));
+            for await (const r of store.audit.records(filter)) out.push(csvRecord(r));
             write(out.join(''));
           } else {
             const out: string[] = [];
-            for (const r of store.audit.records(filter)) out.push(jsonLine(r));
+            for await (const r of store.audit.records(filter)) out.push(jsonLine(r));
             write(out.join(''));
           }
         },

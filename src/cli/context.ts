@@ -1,21 +1,22 @@
 import { CommanderError } from 'commander';
-import { AuditTrail } from '../audit/trail.js';
+import type { AuditTrailStore } from '../audit/trail.js';
 import { systemClock, type Clock } from '../clock.js';
 import { defaultConfig, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ZegelError } from '../errors.js';
-import { createLogger } from '../log.js';
-import type { SqliteQueue } from '../queue/sqlite.js';
+import { createLogger, type Logger } from '../log.js';
+import type { StoredJob } from '../queue/rows.js';
+import type { HeldJob, NewJob } from '../queue/types.js';
+import type { Revocations } from '../secure/revocation.js';
 import { Spool } from '../spool/spool.js';
-import type { MessageSpool } from '../spool/types.js';
 import { BlobStore } from '../store/blobs.js';
-import { DirectoryImportError, Directory } from '../store/directory.js';
-import type { EventLog } from '../store/events.js';
+import { DirectoryImportError, type Directory } from '../store/directory.js';
 import { databaseFile, hasDatabase } from '../store/locate.js';
 import type { MessageRepository } from '../store/messages.js';
-import { Revocations } from '../store/revocation.js';
+import { revocationsFor } from '../store/revocations-for.js';
 import type { SecureRepositories } from '../store/secure-repositories.js';
 import { SqliteBackend } from '../store/sqlite-backend.js';
+import type { EventRepository, Public } from '../store/store.js';
 import { assertDriversAvailable } from '../config/drivers.js';
 import type { Transactor, Tx } from '../store/tx.js';
 
@@ -24,11 +25,12 @@ import type { Transactor, Tx } from '../store/tx.js';
  * messages | queue | audit`), and the one exit-code rule of every command.
  *
  * Data: `loadAdminConfig` reads the configuration and says on stderr which
- * data directory it names; `openAdminStore` opens that directory's store
- * (never inventing a database: see below) as the same repositories the relay
- * uses, on one connection with one group committer, so every write of a
- * command is a transaction of the store and every event it records goes
- * through the event log in the transaction of the change it records.
+ * data directory (or PostgreSQL database) it names; `openAdminStore` opens
+ * that store (never inventing a database: see below) as the same repositories
+ * the relay uses, on SQLite on one connection with one group committer, on
+ * PostgreSQL as a PgBackend with a small pool, so every write of a command is
+ * a transaction of the store and every event it records goes through the
+ * event log in the transaction of the change it records.
  * `withStore` does both, runs the command and closes the store (its
  * committer first, so nothing queued is lost).
  *
@@ -70,43 +72,78 @@ export interface AdminData {
   dataDir: string;
 }
 
-/** Loads the configuration and prints `zegel: data directory DIR (…)` on stderr. */
+/**
+ * Loads the configuration and says on stderr where the data is:
+ * `zegel: data directory DIR (…)` on SQLite, `zegel: PostgreSQL store URL (…)`
+ * with store.driver postgres (the URL holds no password: store.passwordFile does).
+ */
 export function loadAdminConfig(configFile: string | undefined): AdminData {
   const { config, source } = configFile ? loadConfigFile(configFile) : defaultConfig();
-  // a command must not quietly open a SQLite file in data.dir when the relay runs on another store
-  assertDriversAvailable(config, source ?? 'embedded default');
+  // a command must not quietly open a SQLite file in data.dir when the relay runs on another store;
+  // PostgreSQL it opens itself (openAdminStore), before `zegel start` runs on it
+  if (config.store.driver !== 'postgres') assertDriversAvailable(config, source ?? 'embedded default');
   const dataDir = config.data.dir;
-  process.stderr.write(`zegel: data directory ${dataDir} (${source ? `data.dir of ${source}` : 'no --config: the embedded default ./data'})\n`);
+  if (config.store.driver === 'postgres') process.stderr.write(`zegel: PostgreSQL store ${config.store.url ?? '?'} (store.url of ${source ?? 'embedded default'})\n`);
+  else process.stderr.write(`zegel: data directory ${dataDir} (${source ? `data.dir of ${source}` : 'no --config: the embedded default ./data'})\n`);
   return { config, source, dataDir };
 }
 
-/** The relay's data as an admin command reaches it: the repositories on one connection, and its transactions. */
+/**
+ * The job queue as a command reaches it: the jobs table, no workers (a
+ * running relay takes what a command queues: on SQLite at its next poll, on
+ * PostgreSQL at the next pass of its job reconciler, docs/cluster.md).
+ */
+export interface AdminJobs {
+  insert(tx: Tx, jobs: NewJob[]): Promise<void>;
+  list(tx?: Tx): Promise<StoredJob[]>;
+  get(id: string, tx?: Tx): Promise<StoredJob | undefined>;
+  /** Makes a job due at `at` (a held one too); false when there is none. */
+  retryAt(tx: Tx, id: string, at: number): Promise<boolean>;
+  remove(tx: Tx, id: string): Promise<boolean>;
+  held(): Promise<HeldJob[]>;
+}
+
+/** The relay's data as an admin command reaches it: the repositories of its store, and its transactions. */
 export interface AdminStore extends Transactor {
   readonly config: Config;
   readonly dataDir: string;
   readonly clock: Clock;
   /** The one writer of the audit trail. */
-  readonly events: EventLog;
+  readonly events: EventRepository;
   /** messages, recipients, relay_mail. */
-  readonly messages: MessageRepository;
-  /** The jobs table (no workers run in a command: the relay picks up what a command queues at its next poll). */
-  readonly jobs: SqliteQueue;
+  readonly messages: Public<MessageRepository>;
+  /** The jobs table (no workers run in a command). */
+  readonly jobs: AdminJobs;
   /** secure_messages, secure_links, reader_sessions, one_time_codes, secure_replies. */
   readonly secure: SecureRepositories;
-  readonly directory: Directory;
-  readonly audit: AuditTrail;
+  readonly directory: Public<Directory>;
+  readonly audit: AuditTrailStore;
   readonly revocations: Revocations;
-  readonly spool: MessageSpool;
-  /** Whether a shred could not truncate the WAL yet (another connection holds a read open). */
+  /** Where a message's bytes are spooled: removed when an admin gives held mail up. */
+  readonly spool: { remove(id: string): Promise<void> };
+  /** Whether a shred could not truncate the WAL yet (SQLite: another connection holds a read open; never on PostgreSQL). */
   readonly shredPending: boolean;
   close(): Promise<void>;
 }
 
 /**
- * Opens the store of `data`. When there is no database yet: without --config
- * it is refused (ZEGEL_NO_DATABASE); with --config only when `create` is set.
+ * Opens the store of `data`: SQLite in data.dir, or with store.driver
+ * postgres the cluster's PostgreSQL database (src/cli/pg-admin.ts). When
+ * there is no database yet: without --config it is refused
+ * (ZEGEL_NO_DATABASE); with --config only when `create` is set.
  */
-export function openAdminStore(data: AdminData, options: { create?: boolean | undefined } = {}): AdminStore {
+export async function openAdminStore(data: AdminData, options: { create?: boolean | undefined } = {}): Promise<AdminStore> {
+  const clock = systemClock;
+  const log = createLogger('silent');
+  if (data.config.store.driver === 'postgres') {
+    // loaded here, not at start-up: node-postgres and BullMQ cost every other command time
+    const { openPgAdminStore } = await import('./pg-admin.js');
+    return openPgAdminStore(data, { create: options.create, clock, log });
+  }
+  return openSqliteAdminStore(data, options, clock, log);
+}
+
+function openSqliteAdminStore(data: AdminData, options: { create?: boolean | undefined }, clock: Clock, log: Logger): AdminStore {
   if (!hasDatabase(data.dataDir)) {
     const file = databaseFile(data.dataDir);
     if (!data.source) {
@@ -119,13 +156,9 @@ export function openAdminStore(data: AdminData, options: { create?: boolean | un
       throw new ZegelError('ZEGEL_NO_DATABASE', `no database at ${file} (data.dir of ${data.source}): the relay has not run with this configuration yet, so there is nothing to read or change`);
     }
   }
-  const clock = systemClock;
-  const log = createLogger('silent');
   const backend = new SqliteBackend(data.dataDir, clock, log);
   // a command runs no workers: the queue's poll timer is not needed (close(0) stops it; inserts still work)
   void backend.queue.close(0);
-  const blobs = new BlobStore(data.dataDir);
-  const revocations = new Revocations({ db: backend.db, clock, blobs, log, store: backend.committer, events: backend.events, shredder: backend.shredder, repos: backend.secure });
   return {
     config: data.config,
     dataDir: data.dataDir,
@@ -134,9 +167,9 @@ export function openAdminStore(data: AdminData, options: { create?: boolean | un
     messages: backend.messages,
     jobs: backend.queue,
     secure: backend.secure,
-    directory: new Directory(backend.db, backend.committer, clock),
-    audit: new AuditTrail(backend.db, backend.committer, backend.events),
-    revocations,
+    directory: backend.directory,
+    audit: backend.audit,
+    revocations: revocationsFor(backend, new BlobStore(data.dataDir), backend.shredder, clock, log),
     spool: new Spool(data.dataDir),
     get shredPending() {
       return backend.shredder.pending;
@@ -162,7 +195,7 @@ export async function withStore<P = undefined>(
   let store: AdminStore | undefined;
   let phase: Phase = 'setup';
   try {
-    store = openAdminStore(loadAdminConfig(configFile), options);
+    store = await openAdminStore(loadAdminConfig(configFile), options);
     const ready = options.setup ? await options.setup(store) : (undefined as P);
     phase = 'work';
     await work(store, ready);

@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { ZegelError } from '../errors.js';
 import { withStore } from './context.js';
 import { normaliseTarget, type Directory, type DirectoryEntry, type DirectoryPatch } from '../store/directory.js';
+import type { Public } from '../store/store.js';
 import { LANGUAGES, VERIFICATION_METHODS } from '../vocabulary.js';
 
 /**
@@ -126,7 +127,7 @@ function describe(entry: DirectoryEntry): string {
  * exit code 1. Only `set` and `import` with --config make the database when
  * there is none yet (filling the directory before the relay's first start).
  */
-function run(configFile: string | undefined, fn: (directory: Directory) => Promise<void>, options: { create?: boolean } = {}): Promise<void> {
+function run(configFile: string | undefined, fn: (directory: Public<Directory>) => Promise<void>, options: { create?: boolean } = {}): Promise<void> {
   return withStore(configFile, (store) => fn(store.directory), options);
 }
 
