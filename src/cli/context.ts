@@ -9,14 +9,14 @@ import type { StoredJob } from '../queue/rows.js';
 import type { HeldJob, NewJob } from '../queue/types.js';
 import type { Revocations } from '../secure/revocation.js';
 import { Spool } from '../spool/spool.js';
-import { BlobStore } from '../store/blobs.js';
+import { BlobStore, type BlobRepository } from '../store/blobs.js';
 import { DirectoryImportError, type Directory } from '../store/directory.js';
 import { databaseFile, hasDatabase } from '../store/locate.js';
 import type { MessageRepository } from '../store/messages.js';
 import { revocationsFor } from '../store/revocations-for.js';
 import type { SecureRepositories } from '../store/secure-repositories.js';
 import { SqliteBackend } from '../store/sqlite-backend.js';
-import type { EventRepository, Public } from '../store/store.js';
+import type { EventRepository, Public, Store } from '../store/store.js';
 import { assertDriversAvailable } from '../config/drivers.js';
 import type { Transactor, Tx } from '../store/tx.js';
 
@@ -159,20 +159,29 @@ function openSqliteAdminStore(data: AdminData, options: { create?: boolean | und
   const backend = new SqliteBackend(data.dataDir, clock, log);
   // a command runs no workers: the queue's poll timer is not needed (close(0) stops it; inserts still work)
   void backend.queue.close(0);
+  return adminStoreOver(data, backend, { clock, log, blobs: new BlobStore(data.dataDir), spool: new Spool(data.dataDir), shredPending: () => backend.shredder.pending });
+}
+
+/** An admin store over an open store of either driver: its repositories, its transactions, revocation on its blobs. */
+export function adminStoreOver(
+  data: AdminData,
+  backend: Store & { readonly queue: AdminJobs },
+  parts: { clock: Clock; log: Logger; blobs: BlobRepository; spool: AdminStore['spool']; shredPending: () => boolean },
+): AdminStore {
   return {
     config: data.config,
     dataDir: data.dataDir,
-    clock,
+    clock: parts.clock,
     events: backend.events,
     messages: backend.messages,
     jobs: backend.queue,
     secure: backend.secure,
     directory: backend.directory,
     audit: backend.audit,
-    revocations: revocationsFor(backend, new BlobStore(data.dataDir), backend.shredder, clock, log),
-    spool: new Spool(data.dataDir),
+    revocations: revocationsFor(backend, parts.blobs, backend.shredder, parts.clock, parts.log),
+    spool: parts.spool,
     get shredPending() {
-      return backend.shredder.pending;
+      return parts.shredPending();
     },
     transaction<T>(work: (tx: Tx) => Promise<T> | T): Promise<T> {
       return backend.transaction(work);

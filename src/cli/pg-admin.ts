@@ -2,12 +2,10 @@ import type { Clock } from '../clock.js';
 import { loadStorageKey } from '../crypto/storage-key.js';
 import { ZegelError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { revocationsFor } from '../store/revocations-for.js';
 import { PgBackend } from '../store/pg/backend.js';
 import { openPgPool } from '../store/pg/connect.js';
 import { PgSpoolChunks } from '../store/pg/spool-chunks.js';
-import type { Tx } from '../store/tx.js';
-import type { AdminData, AdminStore } from './context.js';
+import { adminStoreOver, type AdminData, type AdminStore } from './context.js';
 
 /** Connections a command uses at most: it runs one thing at a time. */
 const POOL_MAX = 2;
@@ -54,25 +52,15 @@ export async function openPgAdminStore(data: AdminData, options: { create?: bool
   });
   // no workers, no reconciler: the nodes' reconciler carries what a command queues
   await backend.queue.close(0);
-  const spool = new PgSpoolChunks(backend.pool, storageKey);
-  return {
-    config,
-    dataDir: data.dataDir,
+  return adminStoreOver(data, backend, {
     clock: options.clock,
-    events: backend.events,
-    messages: backend.messages,
-    jobs: backend.queue,
-    secure: backend.secure,
-    directory: backend.directory,
-    audit: backend.audit,
-    revocations: revocationsFor(backend, backend.blobs, backend.shredder, options.clock, options.log),
-    spool,
-    shredPending: false,
-    transaction<T>(work: (tx: Tx) => Promise<T> | T): Promise<T> {
-      return backend.transaction(work);
-    },
-    close: () => backend.close(),
-  };
+    log: options.log,
+    blobs: backend.blobs,
+    // the spool's chunks, by message id (the PostgreSQL spool's table)
+    spool: new PgSpoolChunks(backend.pool, storageKey),
+    // nothing to truncate on PostgreSQL (src/store/pg/shred.ts)
+    shredPending: () => false,
+  });
 }
 
 /** Refuses a database no Zegel has migrated (the analogue of SQLite's missing zegel.db). */
