@@ -17,6 +17,12 @@ export type Admission =
   /** Refused without verifying the password: the address or the username is over its limit, or the limiter failed. */
   | { admitted: false; scope: 'client' | 'user' | 'error'; retryAfterMs: number };
 
+/** Makes one limiter: rate-limiter-flexible's options as AuthThrottle sets them. */
+export type AuthLimiterFactory = (opts: { keyPrefix: string; points: number; duration: number; blockDuration: number }) => RateLimiterAbstract;
+
+/** One process's counters (the embedded default, one node). */
+export const memoryAuthLimiter: AuthLimiterFactory = (opts) => new RateLimiterMemory(opts);
+
 /** Whole seconds, at least one: the stores after the memory one (Redis, PostgreSQL) count in seconds. */
 const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
 
@@ -56,15 +62,16 @@ export function clientKey(ip: string): string {
  * Past the limit the attempt is refused without verifying anything, for
  * `lockFor`, even with the right password.
  *
- * The counters are rate-limiter-flexible limiters: in memory today, and the
- * same calls work against its Redis and PostgreSQL stores for a relay that
- * runs as several processes.
+ * The counters are rate-limiter-flexible limiters made by `make`: in memory
+ * by default (one node), on PostgreSQL for a cluster (src/store/pg/rate-limits.ts,
+ * `PgRateLimiter`), where every node counts the same failures. A store that
+ * fails refuses the attempt (scope `error`): AUTH is never verified unthrottled.
  */
 export class AuthThrottle {
   readonly #byClient: RateLimiterAbstract;
   readonly #byUser: RateLimiterAbstract | undefined;
 
-  constructor(options: AuthThrottleOptions, make: (opts: { keyPrefix: string; points: number; duration: number; blockDuration: number }) => RateLimiterAbstract = (opts) => new RateLimiterMemory(opts)) {
+  constructor(options: AuthThrottleOptions, make: AuthLimiterFactory = memoryAuthLimiter) {
     const duration = seconds(options.failureWindowMs);
     const blockDuration = seconds(options.lockForMs);
     this.#byClient = make({ keyPrefix: 'zegel_smtp_auth_client', points: options.maxFailures, duration, blockDuration });

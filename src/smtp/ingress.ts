@@ -14,7 +14,7 @@ import { processJob } from '../pipeline/process-job.js';
 import { installSmtpServerPatches } from './smtp-server-patches.js';
 import { Intake } from './intake.js';
 import { ReverseLookupCache } from './reverse-lookup.js';
-import { AuthThrottle } from './auth-throttle.js';
+import { AuthThrottle, type AuthLimiterFactory } from './auth-throttle.js';
 import type { RelayPolicy } from './policy.js';
 import { receivedField } from './received.js';
 
@@ -33,6 +33,8 @@ export interface IngressDeps {
   closeTimeout?: number;
   /** Called after a message is durably accepted. */
   onAccepted?: (id: string) => void;
+  /** Makes the AUTH throttle's counters; absent: in this process's memory (one node). */
+  authLimiterFactory?: AuthLimiterFactory | undefined;
   /** Called for each SMTP AUTH attempt: accepted and rejected were verified, throttled was not. */
   onAuth?: (result: 'accepted' | 'rejected' | 'throttled') => void;
 }
@@ -80,7 +82,7 @@ export class Ingress {
     const { config, policy } = deps;
     this.#hostname = config.smtp.hostname ?? os.hostname();
     const { maxFailures, maxFailuresPerUser, failureWindow, lockFor } = config.smtp.auth;
-    this.#throttle = new AuthThrottle({ maxFailures, maxFailuresPerUser, failureWindowMs: failureWindow, lockForMs: lockFor });
+    this.#throttle = new AuthThrottle({ maxFailures, maxFailuresPerUser, failureWindowMs: failureWindow, lockForMs: lockFor }, deps.authLimiterFactory);
     const tls = config.smtp.tls;
     const disabled = tls ? (config.smtp.auth.users.length ? [] : ['AUTH']) : ['STARTTLS', 'AUTH'];
     this.#server = new SMTPServer({
