@@ -2,6 +2,7 @@ import fastifyRateLimit, { normalizeIP, type FastifyRateLimitStoreCtor } from '@
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
+import { ApiFailure } from './routes/errors.js';
 
 /**
  * Rate limits of the reader and the status page (config `reader.rateLimit`),
@@ -12,11 +13,17 @@ import type { Logger } from '../log.js';
  * link's allowance, so one address cannot shut a link for everyone else.
  *
  * The counters live in the plugin's store: by default its in-memory LRU
- * (per process). A shared store for several processes is a store class with
- * the plugin's contract (`incr(key, cb, timeWindow, max)`, `child(options)`)
- * passed as `ReaderDeps.rateLimitStore`, or the plugin's own Redis store;
- * the keys below already name their group and kind, so one shared store
- * serves every limiter.
+ * (per process). In a cluster every node passes the PostgreSQL store
+ * (src/store/pg/rate-limits.ts) as `ReaderDeps.rateLimitStore`, so the
+ * nodes count together; the keys below already name their group and kind,
+ * so one shared store serves every limiter.
+ *
+ * A store that fails (PostgreSQL away or too slow): page loads (the page
+ * shell and its assets, served from disk) go on uncounted, so the page can
+ * still tell the reader to try again later; API calls and checks answer 503,
+ * since they need the database anyway and a check must never run uncounted
+ * (a code guess across many links is held back only by the per-address
+ * count). Either way the failure is logged, at most once per ten seconds.
  */
 
 export type LimitGroup = 'pages' | 'api' | 'checks';
@@ -70,12 +77,28 @@ export async function registerRateLimits(app: FastifyInstance, config: Pick<Conf
     return found;
   };
 
+  let lastFailureLog = 0;
+  const storeFailed = (group: LimitGroup, err: unknown): void => {
+    const now = Date.now();
+    if (now - lastFailureLog < 10_000) return;
+    lastFailureLog = now;
+    const e = err as { name?: string; code?: unknown };
+    log.warn({ group, failOpen: group === 'pages', err: { name: e?.name, code: e?.code } }, 'reader: rate-limit store failed');
+  };
+
   return {
     hook(group, target) {
       const checks = [limiter(group, 'address'), ...(target ? [limiter(group, target)] : [])];
       const hook: onRequestAsyncHookHandler = async (request, reply) => {
         for (const [i, check] of checks.entries()) {
-          const result = await check(request);
+          let result: Awaited<ReturnType<Limiter>>;
+          try {
+            result = await check(request);
+          } catch (err) {
+            storeFailed(group, err);
+            if (group === 'pages') continue;
+            throw new ApiFailure(503, { error: 'bad-request' });
+          }
           if (result.isAllowed || !result.isExceeded) continue;
           const retryAfter = Math.max(1, result.ttlInSeconds);
           reply.header('retry-after', String(retryAfter));

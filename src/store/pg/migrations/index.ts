@@ -2,6 +2,7 @@ import { schema } from './001-schema.js';
 import { jobDispatch } from './002-job-dispatch.js';
 import { eventsGapless } from './003-events-gapless.js';
 import { spoolWrittenAt } from './004-spool-written-at.js';
+import { rateLimitsUnlogged } from './005-rate-limits-unlogged.js';
 
 /**
  * One PostgreSQL schema migration: TypeScript modules exporting SQL, so tsc
@@ -18,4 +19,4 @@ export interface PgMigration {
 }
 
 /** Every migration this code knows, in version order (1, 2, …, no gaps). */
-export const PG_MIGRATIONS: readonly PgMigration[] = [schema, jobDispatch, eventsGapless, spoolWrittenAt];
+export const PG_MIGRATIONS: readonly PgMigration[] = [schema, jobDispatch, eventsGapless, spoolWrittenAt, rateLimitsUnlogged];
