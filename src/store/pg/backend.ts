@@ -18,6 +18,7 @@ import { PgDirectory } from './directory.js';
 import { PgEventLog } from './events.js';
 import { PgMessageRepository } from './messages.js';
 import { migrate, type MigrateResult } from './migrate.js';
+import { pgRateLimits, type PgRateLimits } from './rate-limits.js';
 import { pgSecureRepositories } from './secure-repositories.js';
 import { PgTransactor } from './tx.js';
 
@@ -85,6 +86,8 @@ export class PgBackend implements Store {
   readonly blobs: PgBlobStore;
   /** Nothing to truncate on PostgreSQL (src/store/pg/shred.ts). */
   readonly shredder: Shredder = pgShredder;
+  /** Rate limits every node shares: the reader's store and the SMTP AUTH limiters (src/store/pg/rate-limits.ts). */
+  readonly rateLimits: PgRateLimits;
   readonly #pool: PgPool;
   readonly #log: Logger;
   readonly #transactor: PgTransactor;
@@ -103,6 +106,7 @@ export class PgBackend implements Store {
     this.audit = new PgAuditTrail(pool, this.#transactor, this.events);
     this.blobs = new PgBlobStore(pool);
     this.#log = options.log;
+    this.rateLimits = pgRateLimits(pool, options.log);
     this.queue = new BullmqQueue(pool, this.#transactor, options.clock, options.log, {
       ...options.queue,
       redisUrl: options.redisUrl,
@@ -183,6 +187,7 @@ export class PgBackend implements Store {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.queue.close(0);
+      this.rateLimits.close();
       await this.#pool.close();
     })();
     return this.#closing;
