@@ -5,7 +5,9 @@ import { parseConfig } from '../src/config/load.js';
 import { ApiFailure } from '../src/reader/routes/errors.js';
 import { RateLimited, registerRateLimits, type RateLimitStore } from '../src/reader/rate-limit.js';
 import { AuthThrottle, type AuthThrottleOptions } from '../src/smtp/auth-throttle.js';
+import { openPgPool } from '../src/store/pg/connect.js';
 import { pgRateLimits, pgReaderStore, sweepRateLimits } from '../src/store/pg/rate-limits.js';
+import { freePort } from './helpers/child-relay.js';
 import { startRoleDatabase } from './helpers/pg-roles.js';
 import { waitFor } from './helpers/relay.js';
 
@@ -208,6 +210,14 @@ t.test('AUTH: a node with a skewed clock neither resets nor stretches a lock', a
   const ahead = await skewed(10 * 60_000, () => b.admit('127.0.5.1', mta));
   t.match(ahead, { admitted: false, scope: 'client' }, 'still locked for a node whose clock is ahead');
   t.ok(!ahead.admitted && ahead.retryAfterMs <= 4_000, `the time left is the server's (${JSON.stringify(ahead)})`);
+});
+
+t.test('AUTH with PostgreSQL away: refused without verifying, as an error, not as the client\'s failure', async (t) => {
+  const port = await freePort();
+  const gone = await openPgPool({ url: `postgres://postgres@127.0.0.1:${port}/zegel`, applicationName: 'gone', probe: false, connectTimeoutMs: 500 });
+  t.teardown(() => gone.close());
+  const auth = new AuthThrottle(AUTH, pgRateLimits(gone, silent, { sweepEveryMs: 0 }).authLimiterFactory);
+  t.same(await auth.admit('127.0.5.9', `mta-${fresh()}`), { admitted: false, scope: 'error', retryAfterMs: 0 });
 });
 
 t.test('a username longer than the key column is counted under a hashed key', async (t) => {

@@ -183,7 +183,8 @@ export class Ingress {
     if (!admission.admitted) {
       onAuth?.('throttled');
       log.warn({ client, user, method, scope: admission.scope, retryAfterS: Math.ceil(admission.retryAfterMs / 1000) }, 'smtp auth throttled');
-      throw new SmtpReplyError(454, '4.7.0', 'Too many failed authentication attempts; try again later');
+      // scope error: the counters' store failed (PostgreSQL away): refused unverified, but not blamed on the client
+      throw new SmtpReplyError(454, '4.7.0', admission.scope === 'error' ? 'Temporary authentication failure' : 'Too many failed authentication attempts; try again later');
     }
     let ok: boolean;
     try {
