@@ -10,6 +10,9 @@ import { pgRateLimits, pgReaderStore, sweepRateLimits } from '../src/store/pg/ra
 import { freePort } from './helpers/child-relay.js';
 import { startRoleDatabase } from './helpers/pg-roles.js';
 import { waitFor } from './helpers/relay.js';
+import { httpFrom } from './helpers/http-from.js';
+import { ReaderFixture } from './helpers/reader-fixture.js';
+import { startReader } from '../src/reader/server.js';
 
 /**
  * Rate limits shared through PostgreSQL (src/store/pg/rate-limits.ts): two
@@ -164,6 +167,24 @@ t.test('PostgreSQL not answering: pages go on uncounted, checks answer 503, both
   const warned = logs.filter((l) => l.includes('rate-limit store failed'));
   t.equal(warned.length, 1, 'one warning per ten seconds, not one per request');
   t.match(warned[0], /"failOpen":true/);
+});
+
+t.test('two real readers on the PostgreSQL store count together over HTTP', async (t) => {
+  const f = new ReaderFixture(t, { reader: { rateLimit: { pages: { perAddress: 4, perLink: 1000, window: '10m' }, checks: { perAddress: 100, perLink: 3, window: '10m' } } } });
+  const one = await startReader({ ...f.deps(), rateLimitStore: pgReaderStore(readerA) });
+  t.teardown(() => one.close());
+  const two = await startReader({ ...f.deps(), rateLimitStore: pgReaderStore(readerB) });
+  t.teardown(() => two.close());
+  const link = await f.link({ method: 'access-code' });
+  const pages: number[] = [];
+  for (let i = 0; i < 6; i++) pages.push((await httpFrom('127.0.10.1', `${(i % 2 ? two : one).url}/m/${link.linkId}`)).status);
+  t.same(pages, [200, 200, 200, 200, 429, 429], 'page loads: four in all pass');
+  const checks: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const res = await httpFrom(`127.0.10.${i + 2}`, `${(i % 2 ? one : two).url}/api/links/${link.linkId}/forgot`, { method: 'POST', headers: { 'x-zegel-reader': '1' } });
+    checks.push(res.status);
+  }
+  t.same(checks, [200, 200, 200, 429, 429], 'checks on one link from five addresses: three in all pass');
 });
 
 const AUTH: AuthThrottleOptions = { maxFailures: 3, maxFailuresPerUser: 5, failureWindowMs: 60_000, lockForMs: 4_000 };

@@ -1,9 +1,10 @@
 import crypto from 'node:crypto';
 import type { FastifyRateLimitOptions, FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
-import { RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Logger } from '../../log.js';
 import type { AuthLimiterFactory } from '../../smtp/auth-throttle.js';
 import type { PgPool } from './connect.js';
+import { pgStoreError } from './errors.js';
 
 /**
  * Rate limits every node shares, in the `rate_limits` table of schema 001
@@ -77,7 +78,7 @@ export function pgReaderStore(pool: PgPool, options: PgReaderStoreOptions = {}):
     incr(key: string, callback: (error: Error | null, result?: { current: number; ttl: number }) => void, timeWindow: number): void {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`rate-limit store: no answer from PostgreSQL within ${deadlineMs} ms`)), deadlineMs);
+        timer = setTimeout(() => reject(pgStoreError('ZEGEL_STORE_UNAVAILABLE', `rate-limit store: no answer from PostgreSQL ${pool.where} within ${deadlineMs} ms`)), deadlineMs);
       });
       const answer = pool.query<{ points: number; ttl: number }>(INCR_SQL, [storedKey(READER_KEY_PREFIX + key), Math.max(1, Math.trunc(timeWindow))]);
       answer.catch(() => undefined); // after the deadline nobody waits for it
@@ -240,7 +241,7 @@ export function pgRateLimits(pool: PgPool, log: Logger, options: PgRateLimitsOpt
   schedule();
   return {
     readerStore: pgReaderStore(pool, options),
-    authLimiterFactory: (opts) => new PgRateLimiter(pool, opts) as unknown as RateLimiterAbstract,
+    authLimiterFactory: (opts) => new PgRateLimiter(pool, opts),
     close: () => {
       closed = true;
       clearTimeout(timer);
