@@ -23,7 +23,7 @@ import { WireSink } from './helpers/wire-sink.js';
  * SMTP servers on loopback.
  */
 const db = await migratedDatabase(t, 'streamsource');
-const spool = new PgSpool(db.pool, new StorageKey(randomBytes(32)), { chunkBytes: 64 * 1024 });
+const spool = new PgSpool(db.pool, new StorageKey(randomBytes(32)), { chunkBytes: 64 * 1024, draftDir: path.join(tempDir(t), 'drafts') });
 const options = { hostname: 'zegel.test', maxConnections: 2, timeout: 10_000 };
 const envelope = { from: 'jan@org.test', to: ['klant@example.com'] };
 

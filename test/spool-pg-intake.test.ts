@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -62,7 +63,7 @@ function holdInserts(): { release: () => void } {
     },
   };
 }
-const pgSpool = new PgSpool(countingPool, key);
+const pgSpool = new PgSpool(countingPool, key, { draftDir: path.join(tempDir(t), 'drafts') });
 const fileSpool = new Spool(tempDir(t));
 
 const chunksOf = async (id: string): Promise<number> => (await db.server.query<{ n: number }>('SELECT count(*)::int AS n FROM spool_chunks WHERE message_id = $1', [id], 'spoolintake'))[0]!.n;

@@ -9,7 +9,7 @@ import { ORIGIN_PLACEHOLDER, type OriginSigner } from '../crypto/origin.js';
 import { OriginStamper } from '../crypto/origin-stamp.js';
 import type { Route } from '../deliver/deliver-job.js';
 import type { HandOff } from '../deliver/hand-off.js';
-import type { Spool } from '../spool/spool.js';
+import type { MessageSpool } from '../spool/types.js';
 import type { SecureRepositories } from '../store/secure-repositories.js';
 
 /**
@@ -60,7 +60,7 @@ export interface ReplyMailerDeps {
   handOff: HandOff;
   /** The conversation record (secure_replies), written in the mail's commit. */
   replies: SecureRepositories['replies'];
-  spool: Spool;
+  spool: MessageSpool;
   clock: Clock;
   signer: OriginSigner;
   hostname: string;
@@ -74,9 +74,14 @@ export function replyMessageId(replyId: string, hostname: string): string {
   return `<${replyId}@${host}>`;
 }
 
-/** Writes a stream to a new spool file durably (file and directory fsynced), with its X-Zegel-Origin stamped. */
-async function writeSpoolFile(spool: Spool, id: string, source: Readable, stamper: OriginStamper): Promise<number> {
-  const file = spool.pathOf(id);
+/**
+ * Writes a stream into the spool durably, with its X-Zegel-Origin stamped:
+ * to the spool's draft file (the file spool's own file; a node-local one on
+ * PostgreSQL), stamped there once the body is known, then adopted (the
+ * directory synced; the draft streamed into chunks).
+ */
+async function writeSpoolFile(spool: MessageSpool, id: string, source: Readable, stamper: OriginStamper): Promise<number> {
+  const file = spool.draftPath(id);
   let size = 0;
   const out = fs.createWriteStream(file, { mode: 0o600, flush: true });
   try {
@@ -97,7 +102,7 @@ async function writeSpoolFile(spool: Spool, id: string, source: Readable, stampe
     await fsp.rm(file, { force: true });
     throw err;
   }
-  await spool.syncDir();
+  await spool.adopt(id);
   return size;
 }
 

@@ -82,6 +82,16 @@ export class Spool implements MessageSpool {
     return this.remove(id);
   }
 
+  /** A streamed mail the relay composes is written straight to its spool file (and fsynced by its writer). */
+  draftPath(id: string): string {
+    return this.pathOf(id);
+  }
+
+  /** The draft is the spool file already: only its directory entry is left to make durable. */
+  adopt(_id: string): Promise<void> {
+    return this.syncDir();
+  }
+
   /** Makes the creation (or removal) of spool files durable. */
   async syncDir(): Promise<void> {
     this.#syncWaiters++;

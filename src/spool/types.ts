@@ -103,4 +103,16 @@ export interface MessageSpool {
   durable(id: string): Promise<void>;
   /** Removes what intake stored of a message that was not accepted (idempotent, whatever state it is in). */
   discard(id: string): Promise<void>;
+
+  // ---- a mail the relay composes as a stream and patches before it is spooled (src/secure/reply-mail.ts) ----
+
+  /**
+   * A node-local file to write such a mail into (new, 0600), where it can be
+   * patched in place (X-Zegel-Origin is stamped once the body is known);
+   * `adopt` then takes it into the spool. On a failure before `adopt` the
+   * caller removes the file.
+   */
+  draftPath(id: string): string;
+  /** Takes the written draft of `id` into the spool, durably; the draft is gone from `draftPath` afterwards, whatever the outcome. */
+  adopt(id: string): Promise<void>;
 }

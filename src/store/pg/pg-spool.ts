@@ -1,12 +1,23 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { StorageKey } from '../../crypto/storage-key.js';
 import { SpoolCache } from '../../spool/spool-cache.js';
+import { ensurePrivateDirSync } from '../file-modes.js';
 import type { MessageSpool, SpoolSource } from '../../spool/types.js';
 import type { PgPool } from './connect.js';
 import type { PgSpoolWriter } from './spool-chunk-writer.js';
-import { PgSpoolChunks, SPOOL_SWEEP_GRACE_MS } from './spool-chunks.js';
+import { PgSpoolChunks, SPOOL_SWEEP_GRACE_MS, checkSpoolId } from './spool-chunks.js';
 
 export interface PgSpoolOptions {
+  /**
+   * A node-local folder (under data.dir, made 0700) for the drafts of mail
+   * the relay composes as a stream and stamps before spooling (a
+   * recipient's reply): plaintext for as long as one is being composed, as
+   * the reply's uploads are.
+   */
+  draftDir: string;
   /** Plaintext per chunk (256 KiB). */
   chunkBytes?: number | undefined;
   /** Chunk inserts one message's writer keeps going at once (2). */
@@ -29,17 +40,22 @@ export interface PgSpoolOptions {
  * most `writesInFlight` inserts outstanding, the SMTP stream paused
  * meanwhile), each chunk committed on its own before the intake transaction
  * (docs/cluster.md, "Writing the spool"). `durable` has nothing left to do.
- * Delivery streams from the chunks (`source`: `{ open, size }`).
+ * Delivery streams from the chunks (`source`: `{ open, size }`). A mail
+ * the relay composes as a stream and stamps afterwards (a reply) is written
+ * to a node-local draft first and streamed into chunks by `adopt`.
  */
 export class PgSpool implements MessageSpool {
   readonly cache: SpoolCache;
   readonly chunks: PgSpoolChunks;
   readonly #sweepGraceMs: number;
+  readonly #draftDir: string;
 
-  constructor(pool: PgPool, storageKey: StorageKey, options: PgSpoolOptions = {}) {
+  constructor(pool: PgPool, storageKey: StorageKey, options: PgSpoolOptions) {
     this.chunks = new PgSpoolChunks(pool, storageKey, { chunkBytes: options.chunkBytes, writesInFlight: options.writesInFlight });
     this.cache = options.cache ?? new SpoolCache();
     this.#sweepGraceMs = options.sweepGraceMs ?? SPOOL_SWEEP_GRACE_MS;
+    this.#draftDir = options.draftDir;
+    ensurePrivateDirSync(this.#draftDir);
   }
 
   source(id: string): SpoolSource {
@@ -110,5 +126,19 @@ export class PgSpool implements MessageSpool {
 
   discard(id: string): Promise<void> {
     return this.remove(id);
+  }
+
+  draftPath(id: string): string {
+    return path.join(this.#draftDir, `${checkSpoolId(id)}.eml`);
+  }
+
+  /** Streams the draft into sealed chunks (committed when this resolves), then removes it; on failure no chunk stays either. */
+  async adopt(id: string): Promise<void> {
+    const draft = this.draftPath(id);
+    try {
+      await this.chunks.write(id, fs.createReadStream(draft, { highWaterMark: 256 * 1024 }));
+    } finally {
+      await fsp.rm(draft, { force: true });
+    }
   }
 }

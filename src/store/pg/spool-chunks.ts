@@ -17,7 +17,8 @@ export function spoolChunkContext(id: string, seq: number): string {
   return `spool:${id}:${seq}`;
 }
 
-function checkId(id: string): string {
+/** `id` when it is a spool id (queue ids: [0-9A-Za-z_-], at most 128), else a RangeError. */
+export function checkSpoolId(id: string): string {
   if (!/^[0-9a-zA-Z_-]{1,128}$/.test(id)) throw new RangeError(`not a spool id: ${JSON.stringify(id.slice(0, 40))}`);
   return id;
 }
@@ -76,7 +77,7 @@ export class PgSpoolChunks {
    * (`created`, after `destroy`) is the caller's.
    */
   openWriter(id: string): PgSpoolWriter {
-    checkId(id);
+    checkSpoolId(id);
     return new PgSpoolWriter(
       {
         seal: (seq, plain) => sealChunk(this.#key, spoolChunkContext(id, seq), plain),
@@ -126,7 +127,7 @@ export class PgSpoolChunks {
    * it a message with no chunk is ZEGEL_SPOOL_MISSING.
    */
   read(id: string, options: { bytes?: number | undefined } = {}): Readable {
-    checkId(id);
+    checkSpoolId(id);
     return Readable.from(this.#chunks(id, options.bytes), { objectMode: false, highWaterMark: this.#chunkBytes });
   }
 
@@ -159,7 +160,7 @@ export class PgSpoolChunks {
   async size(id: string): Promise<number> {
     const { rows } = await this.#pool.query<{ n: number; stored: number }>(
       'SELECT count(*)::int AS n, coalesce(sum(octet_length(bytes)), 0)::float8 AS stored FROM spool_chunks WHERE message_id = $1',
-      [checkId(id)],
+      [checkSpoolId(id)],
     );
     const { n, stored } = rows[0]!;
     if (!n) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool ${id}: no chunks stored`);
@@ -187,7 +188,7 @@ export class PgSpoolChunks {
 
   /** Removes a message's chunks (idempotent). */
   async remove(id: string): Promise<void> {
-    await this.#pool.query('DELETE FROM spool_chunks WHERE message_id = $1', [checkId(id)]);
+    await this.#pool.query('DELETE FROM spool_chunks WHERE message_id = $1', [checkSpoolId(id)]);
   }
 
   /** Ids of every message with chunks stored. */
