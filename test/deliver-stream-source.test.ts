@@ -3,9 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { SMTPServer } from 'smtp-server';
-import { StorageKey } from '../src/crypto/storage-key.js';
+import { StorageKey, sealChunk } from '../src/crypto/storage-key.js';
 import { OutboxTransport, SmtpTransport, TransportError, type Transport } from '../src/deliver/transport.js';
 import { PgSpool } from '../src/store/pg/pg-spool.js';
+import { spoolChunkContext } from '../src/store/pg/spool-chunks.js';
 import { migratedDatabase } from './helpers/pg-database.js';
 import { tempDir } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
@@ -19,11 +20,14 @@ import { WireSink } from './helpers/wire-sink.js';
  * next hop with a smaller limit refuses before DATA; a chunk that does not
  * open in the middle of DATA cuts the session before the end-of-data line, so
  * the next hop never takes a cut-off message, and the failure is temporary;
- * a message with no chunks fails before MAIL FROM. Real PostgreSQL, real
+ * so does a message whose last chunks are gone (no gap in the sequence: the
+ * last chunk is sealed as the last); a message with no chunks fails before
+ * MAIL FROM. Real PostgreSQL, real
  * SMTP servers on loopback.
  */
 const db = await migratedDatabase(t, 'streamsource');
-const spool = new PgSpool(db.pool, new StorageKey(randomBytes(32)), { chunkBytes: 64 * 1024, draftDir: path.join(tempDir(t), 'drafts') });
+const key = new StorageKey(randomBytes(32));
+const spool = new PgSpool(db.pool, key, { chunkBytes: 64 * 1024, draftDir: path.join(tempDir(t), 'drafts') });
 const options = { hostname: 'zegel.test', maxConnections: 2, timeout: 10_000 };
 const envelope = { from: 'jan@org.test', to: ['klant@example.com'] };
 
@@ -36,6 +40,12 @@ function message(tag: string, bytes: number): Buffer {
     parts.push(line);
     size += line.length;
   }
+  return Buffer.concat(parts);
+}
+
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part);
   return Buffer.concat(parts);
 }
 
@@ -110,6 +120,29 @@ t.test("a chunk that does not open mid-DATA cuts the session: the next hop never
   await transport.send(envelope, spool.source('m-big'), 'e');
   t.equal(wire.messages.length, 1, 'the pool goes on with a new session');
   t.ok(wire.messages[0]!.wire.subarray(-5).equals(Buffer.from('\r\n.\r\n')));
+});
+
+t.test('a message whose last chunks are gone is not delivered cut off, nor one that goes on after its last chunk', async (t) => {
+  await spool.chunks.writeBytes('m-cut', big);
+  const [{ n }] = (await db.server.query<{ n: number }>("SELECT count(*)::int AS n FROM spool_chunks WHERE message_id = 'm-cut'", [], 'streamsource')) as [{ n: number }];
+  // the last two rows lost (a bad restore, a bug): no gap in the sequence, and the relay does not know the spooled size
+  await db.server.query(`DELETE FROM spool_chunks WHERE message_id = 'm-cut' AND seq >= $1`, [n - 2], 'streamsource');
+  const wire = new WireSink();
+  await wire.listen();
+  t.teardown(() => wire.close());
+  const transport: Transport = new SmtpTransport(wire.url, options);
+  t.teardown(() => transport.close());
+  const err = await transport.send(envelope, spool.source('m-cut'), 'g').catch((e: unknown) => e);
+  t.match(err, { code: 0, permanent: false, reply: /the last chunk is missing/ });
+  t.equal(wire.messages.length, 0, 'every byte went out but the end-of-data line did not');
+  const outbox = new OutboxTransport(path.join(tempDir(t), 'outbox'));
+  await t.rejects(outbox.send(envelope, spool.source('m-cut'), 'm-cut.target.1'), { code: 'ZEGEL_CHUNKS_INCOMPLETE' });
+  t.notOk(fs.existsSync(path.join(outbox.dir, 'm-cut.target.1.eml')), 'no message in the outbox');
+
+  // a chunk added after the last one, sealed for its position (by someone holding the key)
+  await spool.chunks.writeBytes('m-long', Buffer.from('Subject: kort\r\n\r\nkort\r\n'));
+  await db.server.query('INSERT INTO spool_chunks (message_id, seq, bytes) VALUES ($1, 1, $2)', ['m-long', sealChunk(key, spoolChunkContext('m-long', 1), Buffer.from('meer\r\n'))], 'streamsource');
+  await t.rejects(collect(spool.read('m-long')), { code: 'ZEGEL_CHUNKS_INCOMPLETE', message: /chunk 1 follows the last one/ });
 });
 
 t.test('a message with no chunks fails before MAIL FROM, temporarily', async (t) => {

@@ -3,17 +3,18 @@ import type { SpoolIntakeWriter } from '../../spool/types.js';
 /** Chunk inserts one writer keeps in flight at most (each on its own pooled connection). */
 export const SPOOL_WRITES_IN_FLIGHT = 2;
 
-/** How a writer stores its chunks: seal one (synchronously), insert a sealed one (its own commit). */
+/** How a writer stores its chunks: seal one (synchronously; `last`: the message's last), insert a sealed one (its own commit). */
 export interface ChunkStore {
-  seal(seq: number, plain: Buffer): Buffer;
+  seal(seq: number, plain: Buffer, last: boolean): Buffer;
   insert(seq: number, sealed: Buffer): Promise<void>;
 }
 
 /**
  * Writes one message into `spool_chunks` as its bytes arrive (SMTP DATA, or
  * any source): cuts them into chunks of `chunkBytes` in one reused buffer,
- * seals each chunk as soon as it is full (so the plaintext is overwritten at
- * once) and inserts it, each insert its own autocommitted statement, at most
+ * seals each full chunk as soon as the next byte arrives (or, at `end`, as
+ * the message's last chunk), so the plaintext is overwritten at once, and
+ * inserts it, each insert its own autocommitted statement, at most
  * `inFlight` of them at a time on the pool's connections. `write` returns
  * false once `inFlight` chunks are outstanding: the caller pauses its source
  * until `onDrain`. Memory: the plaintext buffer, the sealed chunks in flight,
@@ -65,11 +66,12 @@ export class PgSpoolWriter implements SpoolIntakeWriter {
     this.bytes += chunk.length;
     let at = 0;
     while (at < chunk.length && !this.#error) {
+      // a full buffer is cut once more bytes come: only `end` knows which chunk is the last
+      if (this.#filled === this.#chunkBytes) this.#cut(false);
       const n = Math.min(this.#chunkBytes - this.#filled, chunk.length - at);
       chunk.copy(this.#buffer, this.#filled, at, at + n);
       this.#filled += n;
       at += n;
-      if (this.#filled === this.#chunkBytes) this.#cut();
     }
     this.#pump();
     if (this.#outstanding() >= this.#inFlightMax) this.#full = true;
@@ -81,7 +83,7 @@ export class PgSpoolWriter implements SpoolIntakeWriter {
     return new Promise((resolve, reject) => {
       if (this.#error) return reject(this.#error);
       if (this.#stopped) return reject(new Error('the spool writer was destroyed'));
-      if (this.#filled > 0) this.#cut();
+      if (this.#filled > 0) this.#cut(true);
       this.#ending = { resolve, reject };
       this.#pump();
       this.#settle();
@@ -103,12 +105,12 @@ export class PgSpoolWriter implements SpoolIntakeWriter {
     return this.#inFlight + this.#waiting.length;
   }
 
-  /** Seals the filled buffer as the next chunk and clears the plaintext (the buffer is reused). */
-  #cut(): void {
+  /** Seals the filled buffer as the next chunk (`last`: the message's last) and clears the plaintext (the buffer is reused). */
+  #cut(last: boolean): void {
     const seq = this.chunks++;
     const plain = this.#buffer.subarray(0, this.#filled);
     try {
-      this.#waiting.push({ seq, sealed: this.#store.seal(seq, plain) });
+      this.#waiting.push({ seq, sealed: this.#store.seal(seq, plain, last) });
     } catch (err) {
       this.#fail(err as Error);
     }

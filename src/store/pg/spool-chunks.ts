@@ -12,9 +12,14 @@ export const SPOOL_SWEEP_GRACE_MS = 3600_000;
 /** Chunks fetched per query when reading (1 MiB of plaintext). */
 const READ_BATCH = 4;
 
-/** The additional data a spool chunk is sealed with: it opens only as chunk `seq` of message `id`. */
-export function spoolChunkContext(id: string, seq: number): string {
-  return `spool:${id}:${seq}`;
+/**
+ * The additional data a spool chunk is sealed with: it opens only as chunk
+ * `seq` of message `id`, and the message's last chunk only as its last
+ * (`:last`), so a message whose last chunks are gone is found out without
+ * knowing its size.
+ */
+export function spoolChunkContext(id: string, seq: number, last = false): string {
+  return last ? `spool:${id}:${seq}:last` : `spool:${id}:${seq}`;
 }
 
 /** `id` when it is a spool id (queue ids: [0-9A-Za-z_-], at most 128), else a RangeError. */
@@ -48,9 +53,12 @@ export function checkSpoolId(id: string): string {
  *
  * Reading checks the order: chunk seq n must be the n-th row; a gap (a
  * missing chunk) is refused with ZEGEL_CHUNKS_INCOMPLETE, a chunk that does
- * not open (swapped, changed, another key) with ZEGEL_STORAGE_SEAL. A
- * missing last chunk leaves no gap: pass the message's recorded size
- * (`bytes`) and a total that differs is refused too.
+ * not open (swapped, changed, another key) with ZEGEL_STORAGE_SEAL. The last
+ * chunk is sealed as the last (`spoolChunkContext`): a message that ends
+ * without it (its last chunks gone) or goes on after it is
+ * ZEGEL_CHUNKS_INCOMPLETE at its end, so the stream errors instead of ending
+ * and no reader takes a cut-off message for a whole one. With the message's
+ * size (`bytes`) a total that differs is refused too.
  *
  * Roles: the SMTP and reader roles may INSERT (and the reader nothing else:
  * it hands mail to the spool but cannot read one); reading and deleting
@@ -80,7 +88,7 @@ export class PgSpoolChunks {
     checkSpoolId(id);
     return new PgSpoolWriter(
       {
-        seal: (seq, plain) => sealChunk(this.#key, spoolChunkContext(id, seq), plain),
+        seal: (seq, plain, last) => sealChunk(this.#key, spoolChunkContext(id, seq, last), plain),
         insert: async (seq, sealed) => {
           await this.#pool.query('INSERT INTO spool_chunks (message_id, seq, bytes) VALUES ($1, $2, $3)', [id, seq, sealed]);
         },
@@ -134,14 +142,29 @@ export class PgSpoolChunks {
   async *#chunks(id: string, expected: number | undefined): AsyncGenerator<Buffer> {
     let seq = 0;
     let total = 0;
+    let ended = false;
     for (;;) {
       const { rows } = await this.#pool.query<{ seq: number; bytes: Buffer }>(
         'SELECT seq, bytes FROM spool_chunks WHERE message_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3',
         [id, seq, READ_BATCH],
       );
-      for (const row of rows) {
+      for (const [i, row] of rows.entries()) {
+        if (ended) throw chunksIncomplete(`spool ${id}`, `chunk ${row.seq} follows the last one`);
         if (row.seq !== seq) throw chunksIncomplete(`spool ${id}`, `chunk ${seq} is missing (next stored: ${row.seq})`);
-        const plain = openChunk(this.#key, spoolChunkContext(id, seq), row.bytes);
+        // the final row of a short batch is most likely the last chunk: its context is tried first
+        const likelyLast = rows.length < READ_BATCH && i === rows.length - 1;
+        let plain: Buffer;
+        try {
+          plain = openChunk(this.#key, spoolChunkContext(id, seq, likelyLast), row.bytes);
+          ended = likelyLast;
+        } catch (err) {
+          try {
+            plain = openChunk(this.#key, spoolChunkContext(id, seq, !likelyLast), row.bytes);
+          } catch {
+            throw err;
+          }
+          ended = !likelyLast;
+        }
         seq++;
         total += plain.length;
         if (expected !== undefined && total > expected) throw chunksIncomplete(`spool ${id}`, `more than the recorded ${expected} bytes`);
@@ -151,6 +174,7 @@ export class PgSpoolChunks {
     }
     if (expected === undefined && seq === 0) throw new ZegelError('ZEGEL_SPOOL_MISSING', `spool ${id}: no chunks stored`);
     if (expected !== undefined && total !== expected) throw chunksIncomplete(`spool ${id}`, `${total} of the recorded ${expected} bytes stored`);
+    if (seq > 0 && !ended) throw chunksIncomplete(`spool ${id}`, `the last chunk is missing (${seq} chunks, ${total} bytes stored)`);
   }
 
   /**
