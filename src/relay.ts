@@ -18,7 +18,7 @@ import type { ClassifyMessage } from './pipeline/decide.js';
 import { Processor } from './pipeline/process-job.js';
 import { Ingress } from './smtp/ingress.js';
 import { RelayPolicy } from './smtp/policy.js';
-import type { Spool } from './spool/spool.js';
+import type { MessageSpool } from './spool/types.js';
 import type { SqliteBackend } from './store/sqlite-backend.js';
 import { assertDriversAvailable } from './config/drivers.js';
 import type { BlobRepository } from './store/blobs.js';
@@ -87,12 +87,12 @@ export class Relay {
   readonly log: Logger;
   /** The store the relay's components see (src/store/store.ts), whichever the driver. */
   readonly backend: Store;
-  /** Store, spool, blobs and shredder of the configured driver. */
+  /** Store, spool and blobs of the configured driver. */
   readonly storage: RelayStorage;
   /** What this process runs (`--role`). */
   readonly role: RelayRole;
   readonly #parts: RoleParts;
-  readonly spool: Spool;
+  readonly spool: MessageSpool;
   readonly signer: OriginSigner;
   readonly blobs: BlobRepository;
   readonly secure: SecureRepositories['secure'];
@@ -168,15 +168,23 @@ export class Relay {
       store: this.backend,
       events: this.backend.events,
       repos: this.backend.secure,
-      shredder: prepared.storage.shredder,
+      shredder: this.backend.shredder,
       schedulePurgeRun: (tx, at) => queuePurgeOnce(tx, this.backend.queue, at),
     });
     this.#purge = new PurgeWorker({ revocations: this.revocations, clock: this.clock, log: this.log, intervalMs: options.purgeIntervalMs });
-    const sqlite = prepared.storage.sqlite;
-    this.audit =
-      this.#parts.workers && sqlite
-        ? new AuditCheckpointWorker({ db: sqlite.db, committer: sqlite.committer, events: sqlite.events, clock: this.clock, log: this.log, dataDir: config.data.dir, signingKeyFile: config.audit.signingKeyFile, intervalMs: config.audit.checkpointInterval, retentionMs: config.retention.audit })
-        : undefined;
+    // every worker node runs the timer; the store's leader lets one of them sign and purge per interval
+    this.audit = this.#parts.workers
+      ? new AuditCheckpointWorker({
+          trail: this.backend.audit,
+          leader: this.backend.periodicLeader(),
+          clock: this.clock,
+          log: this.log,
+          dataDir: config.data.dir,
+          signingKeyFile: config.audit.signingKeyFile,
+          intervalMs: config.audit.checkpointInterval,
+          retentionMs: config.retention.audit,
+        })
+      : undefined;
     const policy = new RelayPolicy(config);
     const hostname = config.smtp.hostname ?? os.hostname();
     this.notifier = new Notifier({ config, signer: this.signer, hostname });
@@ -196,7 +204,19 @@ export class Relay {
     this.#recipients = new RecipientResolver(this.directory, config);
     this.#transports = this.#parts.workers ? this.#registerWorkers(options, policy, dsn, hostname) : [];
     this.#ingress = this.#parts.smtp
-      ? new Ingress({ config, clock: this.clock, log: this.log, spool: this.spool, backend: this.backend, policy, signer: this.signer, closeTimeout: options.closeTimeoutMs, onAccepted: () => metrics.received(), onAuth: (result) => metrics.smtpAuth(result) })
+      ? new Ingress({
+          config,
+          clock: this.clock,
+          log: this.log,
+          spool: this.spool,
+          backend: this.backend,
+          policy,
+          signer: this.signer,
+          closeTimeout: options.closeTimeoutMs,
+          onAccepted: () => metrics.received(),
+          onAuth: (result) => metrics.smtpAuth(result),
+          authLimiterFactory: this.storage.sharedLimits?.authLimiterFactory,
+        })
       : undefined;
     if (this.#parts.smtp && !policy.senderDomainCheck) {
       this.log.warn(config.organisation.domains.length ? 'smtp.senderDomainCheck is off: any sender address may relay' : 'organisation.domains is empty: the sender-domain check is off');
@@ -352,7 +372,7 @@ export class Relay {
       config,
       log: this.log,
       messages: backend.messages,
-      shredder: this.storage.shredder,
+      shredder: backend.shredder,
       handOff: this.handOff,
       notifier,
       revocations: {
@@ -372,6 +392,7 @@ export class Relay {
       secret: this.#secret,
       blobs: this.blobs,
       sms: this.sms,
+      ...(this.storage.sharedLimits ? { rateLimitStore: this.storage.sharedLimits.readerStore } : {}),
       accessCodes: this.#recipients.accessCodeHashes,
       assetsDir: readerAssetsDir(),
       replyMailer: createReplyMailer({ replies: repos.replies, handOff: this.handOff, spool, clock, signer: this.signer, hostname: config.smtp.hostname ?? os.hostname(), route: 'internal' }),
@@ -467,7 +488,8 @@ async function prepare(options: RelayOptions): Promise<Prepared> {
       throw new ZegelError('ZEGEL_ROLE', `--role ${role} needs store.driver postgres: on SQLite one process runs every part (--role all)`);
     }
     const keys = config.store.driver === 'postgres' ? (options.keys ?? loadSharedKeys(config)) : undefined;
-    fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
+    // SQLite keeps everything in data.dir; a cluster node only its scratch (uploads, drafts), made once the store opened
+    if (!keys) fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
     const secret = keys?.relaySecret ?? loadRelaySecret({ dataDir: config.data.dir, relayKeyFile: config.data.relayKeyFile });
     const concurrency = (options.processConcurrency ?? config.delivery.concurrency) + config.delivery.concurrency + Math.max(1, Math.min(4, config.delivery.concurrency)) + 1;
     const storage = await openRelayStorage({ config, clock, log, role, pollMs: options.pollMs, keys, concurrency });

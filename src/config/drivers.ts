@@ -8,8 +8,8 @@ import type { Config } from './schema.js';
  * never run half (docs/architecture.md, "Configuration").
  */
 export const AVAILABLE_DRIVERS: { readonly store: readonly Config['store']['driver'][]; readonly queue: readonly Config['queue']['driver'][] } = {
-  store: ['sqlite'],
-  queue: ['sqlite'],
+  store: ['sqlite', 'postgres'],
+  queue: ['sqlite', 'bullmq'],
 };
 
 const NAMES: Record<string, string> = { postgres: 'PostgreSQL store', bullmq: 'BullMQ queue' };

@@ -1,29 +1,31 @@
 import type { Clock } from '../clock.js';
-import { ZegelError } from '../errors.js';
 import type { RelayRole } from '../config/roles.js';
 import type { Config } from '../config/schema.js';
 import type { SharedKeys } from '../crypto/shared-keys.js';
 import type { Logger } from '../log.js';
-import type { Shredder } from '../secure/revocation.js';
 import { Spool } from '../spool/spool.js';
+import type { MessageSpool } from '../spool/types.js';
+import type { PgRateLimits } from './pg/rate-limits.js';
 import { BlobStore, type BlobRepository } from './blobs.js';
 import { SqliteBackend } from './sqlite-backend.js';
 import type { Store } from './store.js';
 
 /**
- * Everything the relay keeps, for one driver: the store (rows, events, jobs),
- * the plaintext spool, the ciphertext blobs and the shredder revocation calls
- * after it removed key material. The relay is composed on this and never
+ * Everything the relay keeps, for one driver: the store (rows, events, jobs,
+ * the audit trail), the plaintext spool and the ciphertext blobs. The relay is composed on this and never
  * asks which driver it has, except through `sqlite` (the embedded file's own
  * members, which tests and the WAL shredder use).
  */
 export interface RelayStorage {
   readonly driver: Config['store']['driver'];
   readonly store: Store;
-  readonly spool: Spool;
+  readonly spool: MessageSpool;
   readonly blobs: BlobRepository;
-  /** Called after a change removed key material (src/secure/revocation.ts). */
-  readonly shredder: Shredder;
+  /**
+   * Counters every node shares (the reader's limits, the SMTP AUTH throttle),
+   * on PostgreSQL; undefined on SQLite, where they stay in the process (one node).
+   */
+  readonly sharedLimits: Pick<PgRateLimits, 'readerStore' | 'authLimiterFactory'> | undefined;
   /** The SQLite backend, when the store is the embedded one. */
   readonly sqlite: SqliteBackend | undefined;
   /** Figures for the stop line of the log (commits and writes of the group committer on SQLite). */
@@ -54,7 +56,7 @@ export function openSqliteStorage(options: OpenStorageOptions): RelayStorage {
     store: backend,
     spool,
     blobs: new BlobStore(config.data.dir),
-    shredder: backend.shredder,
+    sharedLimits: undefined,
     sqlite: backend,
     stats: () => {
       const { commits, writes } = backend.committer.stats;
@@ -69,6 +71,9 @@ export function openSqliteStorage(options: OpenStorageOptions): RelayStorage {
  * configured, so the embedded default never loads `pg` or BullMQ.
  */
 export async function openRelayStorage(options: OpenStorageOptions): Promise<RelayStorage> {
-  if (options.config.store.driver === 'postgres') throw new ZegelError('ZEGEL_DRIVER_UNAVAILABLE', 'store.driver: the PostgreSQL store driver is not available in this build yet');
+  if (options.config.store.driver === 'postgres') {
+    const { openPgStorage } = await import('./pg/relay-storage.js');
+    return openPgStorage(options);
+  }
   return openSqliteStorage(options);
 }
