@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { SMTPServer } from 'smtp-server';
 import { StorageKey, sealChunk } from '../src/crypto/storage-key.js';
 import { OutboxTransport, SmtpTransport, TransportError, type Transport } from '../src/deliver/transport.js';
@@ -47,6 +47,16 @@ async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const part of stream) parts.push(part);
   return Buffer.concat(parts);
+}
+
+/** A raw wire sink (it records a message only at its end-of-data line) and an SMTP transport to it. */
+async function wireTransport(t: Test): Promise<{ wire: WireSink; transport: Transport }> {
+  const wire = new WireSink();
+  await wire.listen();
+  t.teardown(() => wire.close());
+  const transport: Transport = new SmtpTransport(wire.url, options);
+  t.teardown(() => transport.close());
+  return { wire, transport };
 }
 
 const big = message('groot', 1024 * 1024);
@@ -108,11 +118,7 @@ t.test("a chunk that does not open mid-DATA cuts the session: the next hop never
   await spool.chunks.writeBytes('m-bad', big);
   // chunk 5 of 17 changed: the first five go out, then the stream fails
   await db.server.query(`UPDATE spool_chunks SET bytes = set_byte(bytes, 40, get_byte(bytes, 40) # 1) WHERE message_id = 'm-bad' AND seq = 5`, [], 'streamsource');
-  const wire = new WireSink();
-  await wire.listen();
-  t.teardown(() => wire.close());
-  const transport: Transport = new SmtpTransport(wire.url, options);
-  t.teardown(() => transport.close());
+  const { wire, transport } = await wireTransport(t);
   const err = await transport.send(envelope, spool.source('m-bad'), 'd').catch((e: unknown) => e);
   t.ok(err instanceof TransportError, 'the send failed');
   t.match(err, { code: 0, permanent: false, reply: /ZEGEL_STORAGE_SEAL|does not open|seal/i });
@@ -127,11 +133,7 @@ t.test('a message whose last chunks are gone is not delivered cut off, nor one t
   const [{ n }] = (await db.server.query<{ n: number }>("SELECT count(*)::int AS n FROM spool_chunks WHERE message_id = 'm-cut'", [], 'streamsource')) as [{ n: number }];
   // the last two rows lost (a bad restore, a bug): no gap in the sequence, and the relay does not know the spooled size
   await db.server.query(`DELETE FROM spool_chunks WHERE message_id = 'm-cut' AND seq >= $1`, [n - 2], 'streamsource');
-  const wire = new WireSink();
-  await wire.listen();
-  t.teardown(() => wire.close());
-  const transport: Transport = new SmtpTransport(wire.url, options);
-  t.teardown(() => transport.close());
+  const { wire, transport } = await wireTransport(t);
   const err = await transport.send(envelope, spool.source('m-cut'), 'g').catch((e: unknown) => e);
   t.match(err, { code: 0, permanent: false, reply: /the last chunk is missing/ });
   t.equal(wire.messages.length, 0, 'every byte went out but the end-of-data line did not');
