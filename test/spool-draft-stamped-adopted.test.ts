@@ -20,8 +20,9 @@ import { tempDir } from './helpers/relay.js';
  * body is known, then `adopt(id)` takes it in. On the file spool the draft
  * is the spool file itself (nothing copied); on PostgreSQL it is a
  * node-local file streamed into sealed chunks and then removed. Either way
- * the spooled bytes carry a mark that verifies, no draft stays behind, and
- * a failed adopt leaves neither a draft nor a chunk.
+ * the spooled bytes carry a mark that verifies, no draft stays behind, a
+ * failed adopt leaves neither a draft nor a chunk, and what a crash left in
+ * the drafts is cleared.
  */
 const db = await migratedDatabase(t, 'spooldrafts');
 const dir = tempDir(t);
@@ -85,4 +86,12 @@ t.test('postgres: a failed adopt leaves neither a draft nor a chunk', async (t) 
   t.equal(await chunksOf('reply-bad'), 0, 'what it wrote was removed, the leftover with it');
   t.notOk(fs.existsSync(draft), 'the draft is gone');
   t.throws(() => spool.draftPath('../etc'), RangeError, 'only spool ids name a draft');
+});
+
+t.test('postgres: what a crash left in the drafts is cleared at start', async (t) => {
+  const spool = drivers[1]![1] as PgSpool;
+  fs.writeFileSync(spool.draftPath('reply-crashed'), 'From: klant@example.com\r\n\r\nhalf a reply');
+  t.equal(await spool.clearDrafts(), 1);
+  t.same(fs.readdirSync(path.join(dir, 'drafts')), []);
+  t.equal(await spool.clearDrafts(), 0);
 });

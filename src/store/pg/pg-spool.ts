@@ -132,6 +132,18 @@ export class PgSpool implements MessageSpool {
     return path.join(this.#draftDir, `${checkSpoolId(id)}.eml`);
   }
 
+  /**
+   * Removes every draft: what a crash left of a reply being composed, in
+   * plaintext. For the start of the role that writes drafts (the reader), as
+   * it empties its uploads; not while this node composes a reply. Resolves
+   * to how many went.
+   */
+  async clearDrafts(): Promise<number> {
+    const names = await fsp.readdir(this.#draftDir);
+    await Promise.all(names.map((name) => fsp.rm(path.join(this.#draftDir, name), { recursive: true, force: true })));
+    return names.length;
+  }
+
   /** Streams the draft into sealed chunks (committed when this resolves), then removes it; on failure no chunk stays either. */
   async adopt(id: string): Promise<void> {
     const draft = this.draftPath(id);
