@@ -52,6 +52,8 @@ export type ZegelErrorCode =
   | 'ZEGEL_DRIVER_UNAVAILABLE'
   /** `zegel start --role` asked for a part this store or process cannot run (e.g. a split role on SQLite, smtpAddress of a reader node). */
   | 'ZEGEL_ROLE'
+  /** The database schema is older than this build, and the node's login may not migrate it (a member of zegel_smtp|worker|reader). */
+  | 'ZEGEL_SCHEMA_BEHIND'
   | 'ZEGEL_ORIGIN_STAMP';
 
 export class ZegelError extends Error {

@@ -11,8 +11,11 @@ import { ZegelError, type ZegelErrorCode } from '../../errors.js';
  * - `ZEGEL_SCHEMA_CHECKSUM`: an applied migration's SQL differs from this
  *   code's migration of the same version: the schema is not the one the
  *   code was written for.
+ * - `ZEGEL_SCHEMA_BEHIND`: the schema is older than this code and the
+ *   node's login (a member of a group role) may not migrate it: the owner
+ *   runs `zegel db migrate` first.
  */
-export type PgStoreErrorCode = Extract<ZegelErrorCode, 'ZEGEL_STORE_UNAVAILABLE' | 'ZEGEL_SCHEMA_NEWER' | 'ZEGEL_SCHEMA_CHECKSUM'>;
+export type PgStoreErrorCode = Extract<ZegelErrorCode, 'ZEGEL_STORE_UNAVAILABLE' | 'ZEGEL_SCHEMA_NEWER' | 'ZEGEL_SCHEMA_CHECKSUM' | 'ZEGEL_SCHEMA_BEHIND'>;
 
 export function pgStoreError(code: PgStoreErrorCode, message: string): ZegelError {
   return new ZegelError(code, message);

@@ -91,13 +91,18 @@ export async function migrate(pool: PgPool, options: MigrateOptions = {}): Promi
       throw err;
     }
     try {
-      await q(`CREATE TABLE IF NOT EXISTS zegel_schema_migrations (
+      // a node logged in as a member of zegel_smtp|worker|reader may not CREATE, even IF NOT EXISTS: look first
+      const { rows: state } = await q<{ exists: boolean; mayCreate: boolean }>(
+        `SELECT to_regclass('zegel_schema_migrations') IS NOT NULL AS "exists", has_schema_privilege(current_schema(), 'CREATE') AS "mayCreate"`,
+      );
+      const mayCreate = state[0]?.mayCreate === true;
+      if (!state[0]?.exists && mayCreate) await q(`CREATE TABLE IF NOT EXISTS zegel_schema_migrations (
         version     integer PRIMARY KEY,
         name        text NOT NULL,
         checksum    text NOT NULL,
         applied_at  timestamptz NOT NULL DEFAULT now()
       )`);
-      const applied = (await q<AppliedRow>('SELECT version, name, checksum FROM zegel_schema_migrations ORDER BY version')).rows;
+      const applied = state[0]?.exists || mayCreate ? (await q<AppliedRow>('SELECT version, name, checksum FROM zegel_schema_migrations ORDER BY version')).rows : [];
       const known = migrations.length;
       const newest = applied.at(-1)?.version ?? 0;
       if (newest > known) {
@@ -117,6 +122,12 @@ export async function migrate(pool: PgPool, options: MigrateOptions = {}): Promi
       }
       const done = new Set(applied.map((row) => row.version));
       const result: MigrateResult = { applied: [], version: newest };
+      if (!mayCreate && migrations.some((m) => !done.has(m.version))) {
+        throw pgStoreError(
+          'ZEGEL_SCHEMA_BEHIND',
+          `PostgreSQL ${pool.where}: the schema is at version ${newest}, this Zegel needs ${known}, and this login may not change it; run zegel db migrate --config FILE as the database owner first`,
+        );
+      }
       for (const migration of migrations) {
         if (done.has(migration.version)) continue;
         await q('BEGIN');

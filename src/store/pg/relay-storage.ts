@@ -40,6 +40,9 @@ export async function openPgStorage(options: OpenStorageOptions): Promise<RelayS
     // (streamed into chunks once stamped); never a message once it is accepted
     fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
     spool = new PgSpool(backend.pool, keys.storageKey, { draftDir: path.join(config.data.dir, 'drafts') });
+    // a crash while a reply was composed leaves its plaintext draft: this node's own folder, nobody else's
+    const cleared = await spool.clearDrafts();
+    if (cleared) log.info({ removed: cleared }, 'removed reply drafts a crash left behind');
   } catch (err) {
     await backend.close();
     throw err;
