@@ -35,9 +35,8 @@ export async function openPgAdminStore(data: AdminData, options: { create?: bool
   const source = data.source ?? 'embedded default';
   if (!store.url) throw new ZegelError('ZEGEL_CONFIG_INVALID', `${source}: store.url is required with store.driver postgres`);
   if (!store.keyFile) throw new ZegelError('ZEGEL_CONFIG_INVALID', `${source}: store.keyFile is required with store.driver postgres`);
-  if (queue.driver !== 'bullmq' || !queue.url) {
-    throw new ZegelError('ZEGEL_DRIVER_UNAVAILABLE', `${source}: store.driver postgres runs with queue.driver bullmq and a queue.url (PostgreSQL holds the jobs, BullMQ carries them)`);
-  }
+  // the configuration requires queue.driver bullmq and its url with postgres (src/config/validate.ts)
+  if (!queue.url) throw new ZegelError('ZEGEL_CONFIG_INVALID', `${source}: queue.url is required with store.driver postgres`);
   const storageKey = loadStorageKey(store.keyFile);
   if (!options.create) await assertSchema(store.url, store.passwordFile, source);
   const backend = await PgBackend.open({
