@@ -9,6 +9,7 @@ import { systemClock } from '../src/clock.js';
 import { loadStorageKey } from '../src/crypto/storage-key.js';
 import { newJob } from '../src/queue/registry.js';
 import { PgBackend } from '../src/store/pg/backend.js';
+import { PgSpoolChunks } from '../src/store/pg/spool-chunks.js';
 import { runZegel } from './helpers/child-relay.js';
 import { startJobServers } from './helpers/bullmq-queue.js';
 import { tempDir } from './helpers/relay.js';
@@ -16,7 +17,8 @@ import { tempDir } from './helpers/relay.js';
 /*
  * The admin commands (the real CLI, a child process) on a PostgreSQL
  * configuration: `audit verify|export|checkpoint|purge`, `messages
- * list|show|revoke`, `recipients set|list`, `queue list|retry|delete` read
+ * list|show|revoke`, `recipients set|list`, `queue list|retry|delete` (held
+ * mail given up: recipients bounced, spool chunks gone) read
  * and write the cluster's database, which a node (PgBackend, in this
  * process) wrote; a database without Zegel's schema is refused unless the
  * command may create (recipients set); nothing is made in data.dir; and an
@@ -98,6 +100,19 @@ t.test('messages, queue and audit commands on what a node wrote', async (t) => {
   const deleted = await zegel('queue', 'delete', `process:${queueId}`, '--force');
   t.equal(deleted.code, 0);
   t.same(await sql('SELECT id FROM jobs WHERE id = $1', [`process:${queueId}`]), [], 'the job is gone');
+
+  // held mail: relay-made mail whose delivery job is held, its bytes in the spool
+  const heldId = id();
+  await new PgSpoolChunks(node.pool, loadStorageKey(storageKeyFile)).write(heldId, [randomBytes(5000)]);
+  await node.intake({ id: heldId, receivedAt: now, mailFrom: '', size: 5000, origin: 'dsn', recipients: [{ address: 'postmaster@zorg.test' }] }, newJob('deliver', `deliver:${heldId}`, { messageId: heldId, route: 'internal', recipients: [0] }));
+  await sql("UPDATE jobs SET state = 'held' WHERE id = $1", [`deliver:${heldId}`]);
+  const held = await zegel('queue', 'list', '--json');
+  t.match(JSON.parse(held.stdout), [{ id: `deliver:${heldId}`, state: 'held' }]);
+  const gaveUp = await zegel('queue', 'delete', `deliver:${heldId}`, '--force');
+  t.equal(gaveUp.code, 0, `queue delete --force of held mail: exit 0 (${gaveUp.stderr.trim()})`);
+  t.match(gaveUp.stdout, 'is given up');
+  t.same(await sql('SELECT state FROM recipients WHERE message_id = $1', [heldId]), [{ state: 'bounced' }], 'its recipient ends bounced');
+  t.same(await sql('SELECT seq FROM spool_chunks WHERE message_id = $1', [heldId]), [], 'its spool chunks are gone');
 
   const checkpoint = await zegel('audit', 'checkpoint');
   t.equal(checkpoint.code, 0, `audit checkpoint: exit 0 (${checkpoint.stderr.trim()})`);

@@ -55,7 +55,7 @@ export async function openPgAdminStore(data: AdminData, options: { create?: bool
     clock: options.clock,
     log: options.log,
     blobs: backend.blobs,
-    // the spool's chunks, by message id (the PostgreSQL spool's table)
+    // the spool's chunks (what PgSpool.remove removes; a PgSpool would make a drafts directory in data.dir)
     spool: new PgSpoolChunks(backend.pool, storageKey),
     // nothing to truncate on PostgreSQL (src/store/pg/shred.ts)
     shredPending: () => false,
