@@ -10,10 +10,10 @@ import { systemClock } from '../src/clock.js';
 import { PgAuditTrail } from '../src/store/pg/audit.js';
 import { openPgPool, type PgPool } from '../src/store/pg/connect.js';
 import { PgEventLog } from '../src/store/pg/events.js';
-import { PgSessionLeader } from '../src/store/pg/leader.js';
 import { PgTransactor } from '../src/store/pg/tx.js';
 import { cleanEnv } from './helpers/child-relay.js';
 import { migratedDatabase } from './helpers/pg-database.js';
+import { pgAuditWorker } from './helpers/pg-audit-worker.js';
 import { repoRoot } from './helpers/repo-root.js';
 import { tempDir, waitFor } from './helpers/relay.js';
 
@@ -59,17 +59,7 @@ interface Node {
 
 async function node(name: string, guarded = true): Promise<Node> {
   const pool = await openPgPool({ url: db.url, passwordFile: db.server.passwordFile, applicationName: name });
-  const leader = guarded ? new PgSessionLeader(pool, { log }) : soleLeader;
-  const worker = new AuditCheckpointWorker({
-    trail: new PgAuditTrail(pool, new PgTransactor(pool), new PgEventLog(pool, systemClock)),
-    leader,
-    clock: systemClock,
-    log,
-    dataDir: keyDir,
-    signingKeyFile: keyFile,
-    intervalMs: INTERVAL,
-    retentionMs: 365 * 86400e3,
-  });
+  const { worker, leader } = pgAuditWorker(pool, { signingKeyFile: keyFile, intervalMs: INTERVAL, retentionMs: 365 * 86400e3, log, ...(guarded ? {} : { leader: soleLeader }) });
   const n = { name, pool, leader, worker };
   t.teardown(() => stopNode(n));
   return n;
@@ -89,7 +79,13 @@ async function checkpointsBetween(from: number, to: number): Promise<number[]> {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const gaps = (ats: number[]): number[] => ats.slice(1).map((at, i) => at - ats[i]!);
 
-/** Lets the nodes run `intervals` intervals and returns the checkpoints signed meanwhile. */
+/**
+ * Lets the nodes run `intervals` intervals and returns the checkpoints signed
+ * meanwhile. A window of n intervals holds n + 1 ticks at most, and a
+ * checkpoint's time jitters with its queries: counts are checked to ±2, the
+ * gaps (never two in one interval) are the sharp check; without the guard
+ * three nodes sign about 3n.
+ */
 async function observe(intervals: number): Promise<{ ats: number[]; elapsed: number }> {
   const from = Date.now();
   await sleep(intervals * INTERVAL);
@@ -119,7 +115,7 @@ t.test('three nodes: one checkpoint per interval; the killed leader is replaced,
 
   const first = await observe(8);
   const expected = first.elapsed / INTERVAL;
-  t.ok(first.ats.length >= expected - 2 && first.ats.length <= expected + 1, `about one checkpoint per interval: ${first.ats.length} in ${first.elapsed} ms (${expected.toFixed(1)} intervals)`);
+  t.ok(first.ats.length >= expected - 2 && first.ats.length <= expected + 2, `about one checkpoint per interval: ${first.ats.length} in ${first.elapsed} ms (${expected.toFixed(1)} intervals)`);
   t.ok(Math.min(...gaps(first.ats)) >= INTERVAL * 0.6, `never two in one interval (gaps ${gaps(first.ats).join(', ')} ms)`);
   t.same([a.worker.stats.led, b.worker.stats.led], [0, 0], 'A and B only asked');
   t.ok(a.worker.stats.skipped >= 6 && b.worker.stats.skipped >= 6, 'and asked every interval');
@@ -134,7 +130,7 @@ t.test('three nodes: one checkpoint per interval; the killed leader is replaced,
   const other = successor === a ? b : a;
 
   const second = await observe(6);
-  t.ok(second.ats.length >= second.elapsed / INTERVAL - 2 && second.ats.length <= second.elapsed / INTERVAL + 1, `after the takeover still one per interval: ${second.ats.length} in ${second.elapsed} ms`);
+  t.ok(second.ats.length >= second.elapsed / INTERVAL - 2 && second.ats.length <= second.elapsed / INTERVAL + 2, `after the takeover still one per interval: ${second.ats.length} in ${second.elapsed} ms`);
   t.ok(Math.min(...gaps(second.ats)) >= INTERVAL * 0.6, `never two in one interval (gaps ${gaps(second.ats).join(', ')} ms)`);
   t.equal(other.worker.stats.led, 0, `${other.name} still only asks`);
 
@@ -162,7 +158,7 @@ t.test('PostgreSQL killed and started again: one node leads again, still one che
   await waitFor(async () => (await checkpointsBetween(upAt, Date.now() + 1)).length > 0, 10_000, 'a checkpoint after the restart');
   t.ok(Date.now() - upAt <= 3 * INTERVAL + 1_000, `signing again ${Date.now() - upAt} ms after the server was back`);
   const run = await observe(6);
-  t.ok(run.ats.length >= run.elapsed / INTERVAL - 2 && run.ats.length <= run.elapsed / INTERVAL + 1, `${run.ats.length} checkpoints in ${(run.elapsed / INTERVAL).toFixed(1)} intervals`);
+  t.ok(run.ats.length >= run.elapsed / INTERVAL - 2 && run.ats.length <= run.elapsed / INTERVAL + 2, `${run.ats.length} checkpoints in ${(run.elapsed / INTERVAL).toFixed(1)} intervals`);
   t.ok(Math.min(...gaps(run.ats)) >= INTERVAL * 0.6, `never two in one interval (gaps ${gaps(run.ats).join(', ')} ms)`);
   t.equal(nodes.filter((n) => n.leader.leading).length, 1, 'one node leads');
   for (const n of nodes) await stopNode(n);

@@ -3,14 +3,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
-import { AuditCheckpointWorker } from '../src/audit/checkpoint-job.js';
 import { ManualClock, systemClock } from '../src/clock.js';
-import { PgAuditTrail } from '../src/store/pg/audit.js';
 import type { PgPool } from '../src/store/pg/connect.js';
 import { PgEventLog } from '../src/store/pg/events.js';
-import { PgSessionLeader } from '../src/store/pg/leader.js';
 import { PgTransactor } from '../src/store/pg/tx.js';
 import { denied, startRoleDatabase } from './helpers/pg-roles.js';
+import { pgAuditWorker } from './helpers/pg-audit-worker.js';
 import { tempDir } from './helpers/relay.js';
 
 /*
@@ -34,17 +32,7 @@ for (let i = 0; i < 10; i++) await ownerTx.transaction((tx) => ownerLog.append(t
 await ownerTx.transaction((tx) => new PgEventLog(db.owner, systemClock).append(tx, { messageId: null, type: 'rules-reloaded', detail: { now: true } }));
 
 function worker(pool: PgPool) {
-  const leader = new PgSessionLeader(pool, { log });
-  const w = new AuditCheckpointWorker({
-    trail: new PgAuditTrail(pool, new PgTransactor(pool), new PgEventLog(pool, systemClock)),
-    leader,
-    clock: systemClock,
-    log,
-    dataDir: dir,
-    signingKeyFile: keyFile,
-    intervalMs: 60_000,
-    retentionMs: 86_400_000,
-  });
+  const { worker: w, leader } = pgAuditWorker(pool, { signingKeyFile: keyFile, intervalMs: 60_000, retentionMs: 86_400_000, log });
   t.teardown(() => w.stop());
   return { leader, w };
 }
