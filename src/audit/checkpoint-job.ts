@@ -1,16 +1,15 @@
 import type crypto from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { Db } from '../store/db.js';
-import type { EventLog } from '../store/events.js';
-import type { Transactor } from '../store/tx.js';
 import { keyId, loadSigningKey, publicKeyPem } from './checkpoint.js';
 import { soleLeader, type PeriodicLeader } from './leader.js';
 import type { AuditPurgeResult } from './retention.js';
-import { AuditTrail, type AuditTrailStore } from './trail.js';
+import type { AuditTrailStore } from './trail.js';
 
-/** What the worker needs besides its trail. */
+/** What the worker runs on. */
 export interface AuditCheckpointDeps {
+  /** Signing and purging: AuditTrail on SQLite, PgAuditTrail on PostgreSQL (Store.audit). */
+  trail: AuditTrailStore;
   clock: Clock;
   log: Logger;
   dataDir: string;
@@ -25,13 +24,6 @@ export interface AuditCheckpointDeps {
    */
   leader?: PeriodicLeader | undefined;
 }
-
-/**
- * The trail: `trail` (AuditTrail on SQLite, PgAuditTrail on PostgreSQL), or
- * the SQLite connection's db, committer and event log, from which the worker
- * makes an AuditTrail (src/relay.ts's wiring until it passes `trail`).
- */
-export type AuditTrailSource = { trail: AuditTrailStore } | { db: Db; committer: Transactor; events: EventLog };
 
 /**
  * The periodic audit checkpoint: signs the chain head every
@@ -61,9 +53,9 @@ export class AuditCheckpointWorker {
   /** Runs this node did the work of, and runs it left to the leading node. */
   readonly stats = { led: 0, skipped: 0 };
 
-  constructor(deps: AuditCheckpointDeps & AuditTrailSource) {
+  constructor(deps: AuditCheckpointDeps) {
     this.#retentionMs = deps.retentionMs;
-    this.#trail = 'trail' in deps ? deps.trail : new AuditTrail(deps.db, deps.committer, deps.events);
+    this.#trail = deps.trail;
     this.#clock = deps.clock;
     this.#log = deps.log;
     this.#intervalMs = deps.intervalMs;
