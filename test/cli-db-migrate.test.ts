@@ -28,6 +28,8 @@ function configFile(t: Parameters<typeof tempDir>[0], store: Record<string, unkn
       data: { dir: path.join(dir, 'data'), relayKeyFile: 'keys/relay.key' },
       store: { keyFile: 'keys/storage.key', ...store },
       audit: { signingKeyFile: 'keys/audit-signing.pem' },
+      // a cluster's queue (the configuration requires it with postgres); db migrate never contacts Redis
+      queue: { driver: 'bullmq', url: 'redis://127.0.0.1:6379' },
     }),
   );
   return file;

@@ -58,7 +58,7 @@ t.test('writes relay.key, storage.key and audit-signing.pem that load where they
   const yaml = r.stdout.slice(r.stdout.indexOf('\ndata:\n') + 1);
   const lines = parse(yaml) as { data: { relayKeyFile: string }; store: { keyFile: string }; audit: { signingKeyFile: string } };
   t.same(lines, { data: { relayKeyFile: relayFile }, store: { keyFile: storageFile }, audit: { signingKeyFile: signingFile } }, 'the three settings, each naming its file');
-  const config = parseConfig({ ...lines, store: { ...lines.store, driver: 'postgres', url: 'postgres://zegel@127.0.0.1:5432/zegel' } }, base);
+  const config = parseConfig({ ...lines, store: { ...lines.store, driver: 'postgres', url: 'postgres://zegel@127.0.0.1:5432/zegel' }, queue: { driver: 'bullmq', url: 'redis://127.0.0.1:6379' } }, base);
   t.equal(config.store.keyFile, storageFile, 'accepted as a store.driver postgres configuration');
 
   const again = await runZegel(['keys', 'generate', path.join(base, 'other')]);
