@@ -4,6 +4,7 @@ import { ZegelError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { PgBackend } from '../store/pg/backend.js';
 import { openPgPool } from '../store/pg/connect.js';
+import { hasSchema } from '../store/pg/migrate.js';
 import { PgSpoolChunks } from '../store/pg/spool-chunks.js';
 import { adminStoreOver, type AdminData, type AdminStore } from './context.js';
 
@@ -66,8 +67,7 @@ export async function openPgAdminStore(data: AdminData, options: { create?: bool
 async function assertSchema(url: string, passwordFile: string | undefined, source: string): Promise<void> {
   const pool = await openPgPool({ url, passwordFile, applicationName: 'zegel-admin', max: 1 });
   try {
-    const { rows } = await pool.query<{ t: string | null }>("SELECT to_regclass('zegel_schema_migrations')::text AS t");
-    if (!rows[0]?.t) {
+    if (!(await hasSchema(pool))) {
       throw new ZegelError('ZEGEL_NO_DATABASE', `no Zegel schema in PostgreSQL ${pool.where} (store.url of ${source}): no node has started on it and zegel db migrate has not run, so there is nothing to read or change`);
     }
   } finally {

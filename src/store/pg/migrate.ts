@@ -66,6 +66,12 @@ function checkList(migrations: readonly PgMigration[]): void {
   });
 }
 
+/** Whether any Zegel has migrated this database (its migrations table exists). */
+export async function hasSchema(pool: PgPool): Promise<boolean> {
+  const { rows } = await pool.query<{ t: string | null }>("SELECT to_regclass('zegel_schema_migrations')::text AS t");
+  return Boolean(rows[0]?.t);
+}
+
 export async function migrate(pool: PgPool, options: MigrateOptions = {}): Promise<MigrateResult> {
   const migrations = options.migrations ?? PG_MIGRATIONS;
   checkList(migrations);
