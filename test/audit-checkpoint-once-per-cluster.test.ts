@@ -82,9 +82,10 @@ const gaps = (ats: number[]): number[] => ats.slice(1).map((at, i) => at - ats[i
 /**
  * Lets the nodes run `intervals` intervals and returns the checkpoints signed
  * meanwhile. A window of n intervals holds n + 1 ticks at most, and a
- * checkpoint's time jitters with its queries: counts are checked to ±2, the
- * gaps (never two in one interval) are the sharp check; without the guard
- * three nodes sign about 3n.
+ * checkpoint's time jitters with its queries (and a timer of a loaded machine
+ * fires late, then on time: two checkpoints of one node can fall close
+ * together), so counts are checked to ±2 and the sharp check is which nodes
+ * signed: one; without the guard three nodes sign about 3n.
  */
 async function observe(intervals: number): Promise<{ ats: number[]; elapsed: number }> {
   const from = Date.now();
@@ -116,7 +117,6 @@ t.test('three nodes: one checkpoint per interval; the killed leader is replaced,
   const first = await observe(8);
   const expected = first.elapsed / INTERVAL;
   t.ok(first.ats.length >= expected - 2 && first.ats.length <= expected + 2, `about one checkpoint per interval: ${first.ats.length} in ${first.elapsed} ms (${expected.toFixed(1)} intervals)`);
-  t.ok(Math.min(...gaps(first.ats)) >= INTERVAL * 0.6, `never two in one interval (gaps ${gaps(first.ats).join(', ')} ms)`);
   t.same([a.worker.stats.led, b.worker.stats.led], [0, 0], 'A and B only asked');
   t.ok(a.worker.stats.skipped >= 6 && b.worker.stats.skipped >= 6, 'and asked every interval');
 
@@ -131,7 +131,6 @@ t.test('three nodes: one checkpoint per interval; the killed leader is replaced,
 
   const second = await observe(6);
   t.ok(second.ats.length >= second.elapsed / INTERVAL - 2 && second.ats.length <= second.elapsed / INTERVAL + 2, `after the takeover still one per interval: ${second.ats.length} in ${second.elapsed} ms`);
-  t.ok(Math.min(...gaps(second.ats)) >= INTERVAL * 0.6, `never two in one interval (gaps ${gaps(second.ats).join(', ')} ms)`);
   t.equal(other.worker.stats.led, 0, `${other.name} still only asks`);
 
   // the successor stops (gives the lead up) and its pool closes: the last node leads
@@ -157,9 +156,11 @@ t.test('PostgreSQL killed and started again: one node leads again, still one che
   // the old leader finds its connection broken at its next run; whoever asks first then leads
   await waitFor(async () => (await checkpointsBetween(upAt, Date.now() + 1)).length > 0, 10_000, 'a checkpoint after the restart');
   t.ok(Date.now() - upAt <= 3 * INTERVAL + 1_000, `signing again ${Date.now() - upAt} ms after the server was back`);
+  const ledBefore = nodes.map((n) => n.worker.stats.led);
   const run = await observe(6);
+  const signers = nodes.filter((n, i) => n.worker.stats.led > ledBefore[i]!).map((n) => n.name);
   t.ok(run.ats.length >= run.elapsed / INTERVAL - 2 && run.ats.length <= run.elapsed / INTERVAL + 2, `${run.ats.length} checkpoints in ${(run.elapsed / INTERVAL).toFixed(1)} intervals`);
-  t.ok(Math.min(...gaps(run.ats)) >= INTERVAL * 0.6, `never two in one interval (gaps ${gaps(run.ats).join(', ')} ms)`);
+  t.equal(signers.length, 1, `one node signed in that time (${signers.join(', ')})`);
   t.equal(nodes.filter((n) => n.leader.leading).length, 1, 'one node leads');
   for (const n of nodes) await stopNode(n);
 });
@@ -168,8 +169,11 @@ t.test('control: the same three workers without the guard sign about three per i
   const nodes = await Promise.all(['free-a', 'free-b', 'free-c'].map((name) => node(name, false)));
   for (const [i, n] of nodes.entries()) setTimeout(() => n.worker.start(), (i * INTERVAL) / 3);
   await sleep(INTERVAL);
+  const ledBefore = nodes.map((n) => n.worker.stats.led);
   const run = await observe(6);
+  const signers = nodes.filter((n, i) => n.worker.stats.led > ledBefore[i]!).map((n) => n.name);
   t.ok(run.ats.length >= 2 * (run.elapsed / INTERVAL), `${run.ats.length} checkpoints in ${(run.elapsed / INTERVAL).toFixed(1)} intervals`);
   t.ok(Math.min(...gaps(run.ats)) < INTERVAL * 0.6, 'several in one interval');
+  t.equal(signers.length, 3, 'every node signed');
   for (const n of nodes) await stopNode(n);
 });

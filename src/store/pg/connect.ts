@@ -268,6 +268,14 @@ export async function openPgPool(options: PgPoolOptions): Promise<PgPool> {
   pool.on('error', (err) => {
     options.log?.warn({ store: where, reason: result.redact(err.message) }, 'PostgreSQL dropped an idle connection');
   });
+  // Every connection keeps a listener of its own for as long as it lives. pg-pool listens only
+  // while a connection is idle or inside its own query(); a server that dies sends each of its
+  // sessions a last 57P01 ("terminating connection"), and one that arrives between those
+  // windows (after a failed query released the connection, seen with a PostgreSQL restart)
+  // would otherwise be an uncaught 'error' event and end the node.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   if (options.probe ?? true) {
     try {
       const { rows } = await result.query<{ sc: string; fs: string }>("SELECT current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fs");
