@@ -1,6 +1,7 @@
 import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
 import t from 'tap';
+import { statusToken } from '../src/secure/status-keys.js';
 import { startCluster, type ClusterNode } from './helpers/cluster.js';
 import { waitFor } from './helpers/relay.js';
 
@@ -114,4 +115,33 @@ t.test('five wrong codes spread over three nodes lock the link', async (t) => {
   t.equal(right.status, 423, 'locked everywhere: even the right code on node C is refused');
   const rows = await cluster.query<{ locked_until: string | null }>('SELECT locked_until FROM secure_links WHERE id = $1', [link.linkId]);
   t.ok(Number(rows[0]?.locked_until) > Date.now(), 'the lock is one row in PostgreSQL');
+});
+
+t.test('revoke on node B, from the sender’s status page, is seen on every node', async (t) => {
+  const link = await sendSecure(c, 'anna@extern.test');
+  // the sender's receipt (from node C's worker) carries the status link with its key in the fragment
+  const status = await waitFor(async () => {
+    for (const m of cluster.sink.messages) {
+      if (!m.to.includes('jan@zorg.test')) continue;
+      const text = (await simpleParser(m.raw)).text ?? '';
+      const match = text.includes('anna@extern.test') ? /\/s\/([A-Za-z0-9_-]{22})#([A-Za-z0-9_-]{43})/.exec(text) : null;
+      if (match) return { id: match[1]!, token: statusToken(Buffer.from(match[2]!, 'base64url'), match[1]!).toString('base64url') };
+    }
+    return undefined;
+  }, 30_000, 'the sender’s receipt');
+  const visitor = new Visitor();
+  t.equal((await visitor.post(a, `/api/links/${link.linkId}/open`)).status, 200, 'the link opens before');
+  const revoked = await fetch(`${b.readerUrl}/api/status/${status.id}/revoke`, {
+    method: 'POST',
+    headers: { 'X-Zegel-Reader': '1', 'x-zegel-status': status.token, 'content-type': 'application/json' },
+    body: JSON.stringify({ linkId: link.linkId }),
+  });
+  t.equal(revoked.status, 200, 'node B revokes the link');
+  for (const node of [a, b, c]) {
+    const after = await visitor.post(node, `/api/links/${link.linkId}/open`);
+    t.equal(after.status, 410, `node ${node.name} answers 410`);
+    t.same(after.json, { error: 'revoked' }, `node ${node.name}: revoked`);
+  }
+  const rows = await cluster.query<{ wrap: Buffer | null; k_srv: Buffer | null }>('SELECT wrap, k_srv FROM secure_links WHERE id = $1', [link.linkId]);
+  t.same([rows[0]?.wrap, rows[0]?.k_srv], [null, null], 'its wrap and K_srv are gone from PostgreSQL');
 });
