@@ -30,6 +30,20 @@ if (!args.some((a) => /\.[cm]?[jt]s$/.test(a))) {
     if (!fs.existsSync(compiled) || fs.statSync(compiled).mtimeMs < fs.statSync(source).mtimeMs) stale.push(compiled);
     args.push(compiled);
   }
+  // The cluster tests run three relay processes each, plus their own PostgreSQL and Redis: in name
+  // order they would start side by side (tap runs 4 files at once) and starve each other and
+  // everything else on 2 cores. Spread them evenly through the run instead.
+  const heavy = args.filter((f) => /\/cluster-[^/]*\.test\.js$/.test(f));
+  if (heavy.length > 1) {
+    const light = args.filter((f) => !heavy.includes(f));
+    const every = Math.max(1, Math.floor(light.length / heavy.length));
+    args.length = 0;
+    light.forEach((f, i) => {
+      if (i % every === 0 && heavy.length) args.push(heavy.shift());
+      args.push(f);
+    });
+    args.push(...heavy);
+  }
   if (stale.length) {
     process.stderr.write(`missing or older than its source (run npm run build first): ${stale.join(', ')}\n`);
     process.stdout.write('tests: 0 passed, 1 failed\n');

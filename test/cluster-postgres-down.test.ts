@@ -1,5 +1,5 @@
 import t from 'tap';
-import { receivedTags, startCluster, submit, type Submission } from './helpers/cluster.js';
+import { deliveredTags, startCluster, submit, type Submission } from './helpers/cluster.js';
 import { waitFor } from './helpers/relay.js';
 
 /*
@@ -51,14 +51,7 @@ t.test('PostgreSQL down for 20 s: 451 while it is down, never 250; the cluster r
   const accepted = [...before, ...after].filter((s) => s.code === 250);
   t.ok(nodes.every((n) => n.child.exitCode === null), 'no node died');
 
-  const seen = await waitFor(
-    () => {
-      const tags = receivedTags(cluster.sink);
-      return accepted.every((s) => tags.has(s.tag)) ? tags : undefined;
-    },
-    60_000,
-    'every acknowledged message delivered',
-  ).catch(() => receivedTags(cluster.sink));
+  const seen = await deliveredTags(cluster.sink, accepted);
   t.same(accepted.filter((s) => !seen.has(s.tag)).map((s) => s.tag), [], 'every acknowledged message delivered');
   t.same(during.filter((s) => seen.has(s.tag)).map((s) => s.tag), [], 'nothing refused with 451 was delivered');
   t.comment(`accepted ${accepted.length}, refused while down ${during.length}, duplicates ${[...seen.values()].filter((n) => n > 1).length}`);

@@ -54,15 +54,12 @@ export interface ChildRelay {
 }
 
 /**
- * Runs the real CLI, `node bin/zegel start --config FILE`, as a child process
+ * Runs the real CLI, `node bin/zegel ARGS` (a `start`), as a child process
  * (the build in dist/ must be current: `npm test` builds first), and waits
- * until it says it listens.
+ * until it says it listens ("relay started"); killed at teardown.
  */
-export async function startChildRelay(t: Teardown, configFile: string, config: Record<string, unknown>): Promise<ChildRelay> {
-  // the reader listens too: on a free port, unless the test chose one
-  if (!config.reader) config = { ...config, reader: { listen: `127.0.0.1:${await freePort()}` } };
-  fs.writeFileSync(configFile, stringify(config));
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), 'start', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
+export async function spawnRelay(t: Teardown, args: string[], what = 'relay', timeoutMs = 20_000): Promise<Omit<ChildRelay, 'port'>> {
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, path.join(root, 'bin/zegel'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
@@ -71,14 +68,23 @@ export async function startChildRelay(t: Teardown, configFile: string, config: R
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     return exited;
   });
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + timeoutMs;
   while (!output.includes('"relay started"')) {
-    if (child.exitCode !== null) throw new Error(`relay exited early:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`relay did not start:\n${output}`);
+    if (child.exitCode !== null) throw new Error(`${what} exited early:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`${what} did not start:\n${output}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+  return { child, output: () => output, exited };
+}
+
+/** `zegel start --config FILE` with `config` written to FILE (see spawnRelay). */
+export async function startChildRelay(t: Teardown, configFile: string, config: Record<string, unknown>): Promise<ChildRelay> {
+  // the reader listens too: on a free port, unless the test chose one
+  if (!config.reader) config = { ...config, reader: { listen: `127.0.0.1:${await freePort()}` } };
+  fs.writeFileSync(configFile, stringify(config));
+  const started = await spawnRelay(t, ['start', '--config', configFile]);
   const listen = String((config.smtp as { listen: string }).listen);
-  return { child, port: Number(listen.slice(listen.lastIndexOf(':') + 1)), output: () => output, exited };
+  return { ...started, port: Number(listen.slice(listen.lastIndexOf(':') + 1)) };
 }
 
 export interface CliRun {
