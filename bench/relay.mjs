@@ -72,8 +72,12 @@ const children = new Set();
 /** Postfix instances (config dirs) that may still run. */
 const postfixInstances = new Set();
 let tmpRoot;
+/** Where runs make their directories (bench/cluster.mjs, which imports this module, sets it). */
+export function setTmpRoot(dir) {
+  tmpRoot = dir;
+}
 
-function log(message) {
+export function log(message) {
   process.stderr.write(`[bench] ${message}\n`);
 }
 
@@ -100,7 +104,7 @@ function tailKeeper(limit = 64 * 1024) {
  * (Node's pipes are socketpairs, and a program that opens /dev/stdout, as
  * Postfix's maillog_file does, cannot open a socket that way).
  */
-function startChild(name, command, args, { env = process.env, onStdout, onStderr, logFile } = {}) {
+export function startChild(name, command, args, { env = process.env, onStdout, onStderr, logFile } = {}) {
   let fd;
   if (logFile) fd = fs.openSync(logFile, 'a');
   const proc = spawn(command, args, { stdio: ['ignore', fd ?? 'pipe', fd ?? 'pipe'], env });
@@ -156,10 +160,10 @@ function fileTail(file, limit = 64 * 1024) {
   };
 }
 
-const running = (entry) => entry.proc.exitCode === null && entry.proc.signalCode === null;
+export const running = (entry) => entry.proc.exitCode === null && entry.proc.signalCode === null;
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves when the child is gone. */
-async function stopChild(entry, graceMs = 5_000) {
+export async function stopChild(entry, graceMs = 5_000) {
   if (!running(entry)) return entry.exited;
   entry.proc.kill('SIGTERM');
   const timer = setTimeout(() => {
@@ -171,7 +175,7 @@ async function stopChild(entry, graceMs = 5_000) {
 }
 
 /** A free loopback port (listen on 0, read it, close). */
-async function freePort() {
+export async function freePort() {
   const server = net.createServer();
   await new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -183,7 +187,7 @@ async function freePort() {
 }
 
 /** Resolves once something accepts TCP connections on 127.0.0.1:port. */
-async function waitForPort(port, entry, timeoutMs = 20_000) {
+export async function waitForPort(port, entry, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise((resolve) => {
@@ -202,7 +206,7 @@ async function waitForPort(port, entry, timeoutMs = 20_000) {
 }
 
 /** The environment for a child that must run as a user would run it. */
-function cleanEnv() {
+export function cleanEnv() {
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
   for (const key of Object.keys(env)) if (key.startsWith('TAP') || key.startsWith('_TAPJS')) delete env[key];
@@ -217,7 +221,7 @@ function cleanEnv() {
  * QUIT arrives or the "." that ends DATA is received; `mesg` is what we count.
  * (It must drop root privileges, hence -u nobody when we run as root.)
  */
-async function startSink(name) {
+export async function startSink(name) {
   const port = await freePort();
   let count = 0;
   let partial = '';
@@ -288,32 +292,41 @@ function reapedChildrenCpuSeconds() {
  * delivered = messages / time from smtp-source start until the sink's count.
  * `watchPid` (optional): a process whose CPU time is reported too.
  * `sourceArgs` (optional): extra smtp-source arguments (the secure path's -r and -F).
+ * `port` may be a list of ports (bench/cluster.mjs: one per node): then one
+ * smtp-source per port runs at the same time, each with its share of the
+ * messages and sessions (connections spread round robin, as a load balancer
+ * would), and accepted is measured until the last of them has finished.
  * `mailsPerMessage`: what the sink must count per message sent (the secure
  * path: two notifications and a receipt), so delivered = messages / time until
  * the sink counted messages × mailsPerMessage.
  */
-async function measure(label, port, sink, { watchPid, sourceArgs = ['-l', String(SIZE)], mailsPerMessage = 1 } = {}) {
+export async function measure(label, port, sink, { watchPid, sourceArgs = ['-l', String(SIZE)], mailsPerMessage = 1 } = {}) {
   const background = await backgroundCores();
   if (background > 0.25) log(`${label}: warning: ${background.toFixed(2)} cores busy before the run (other processes); figures will be low`);
-  const args = ['-s', String(SESSIONS), '-m', String(MESSAGES), ...sourceArgs, '-f', FROM, '-t', TO, `127.0.0.1:${port}`];
+  const ports = Array.isArray(port) ? port : [port];
+  const share = (total, i) => Math.floor(total / ports.length) + (i < total % ports.length ? 1 : 0);
+  const argsFor = (p, i) => ['-s', String(Math.max(1, share(SESSIONS, i))), '-m', String(share(MESSAGES, i)), ...sourceArgs, '-f', FROM, '-t', TO, `127.0.0.1:${p}`];
+  const args = argsFor(ports[0], 0);
   const cpu0 = machineCpuSeconds();
   const proc0 = watchPid ? processCpuSeconds(watchPid) : NaN;
   const sink0 = processCpuSeconds(sink.entry.proc.pid);
   const reaped0 = reapedChildrenCpuSeconds();
   const baseline = sink.count;
   const expected = MESSAGES * mailsPerMessage;
-  log(`${label}: smtp-source ${args.join(' ')}${mailsPerMessage > 1 ? ` (waiting for ${expected} mails at the sink)` : ''}`);
+  log(`${label}: smtp-source ${args.join(' ')}${ports.length > 1 ? ` (and ${ports.length - 1} more, one per port)` : ''}${mailsPerMessage > 1 ? ` (waiting for ${expected} mails at the sink)` : ''}`);
   const started = performance.now();
   const delivered = sink.reached(baseline + expected);
   delivered.catch(() => undefined);
-  const source = startChild(`smtp-source → ${label}`, SMTP_SOURCE, args);
-  const timer = setTimeout(() => stopChild(source, 1000), RUN_TIMEOUT_MS);
-  const code = await source.exited;
+  const sources = ports.map((p, i) => startChild(`smtp-source → ${label}${ports.length > 1 ? ` :${p}` : ''}`, SMTP_SOURCE, argsFor(p, i)));
+  const source = sources[0];
+  const timer = setTimeout(() => sources.forEach((s) => stopChild(s, 1000)), RUN_TIMEOUT_MS);
+  const codes = await Promise.all(sources.map((s) => s.exited));
   const acceptedAt = performance.now();
   clearTimeout(timer);
   // smtp-source has been reaped by now (the exit event comes after waitpid)
   const sourceCpu = reapedChildrenCpuSeconds() - reaped0;
-  if (code !== 0) throw new Error(`smtp-source into ${label} exited with ${code}:\n${source.tail.text}`);
+  const failed = codes.findIndex((code) => code !== 0);
+  if (failed >= 0) throw new Error(`smtp-source into ${label} exited with ${codes[failed]}:\n${sources[failed].tail.text}`);
   const cpuAccepted = machineCpuSeconds();
   const deliveredAt = await delivered;
   const cpu1 = machineCpuSeconds();
@@ -335,7 +348,7 @@ async function measure(label, port, sink, { watchPid, sourceArgs = ['-l', String
     sinkCpu: sink1 - sink0,
     sourceCpu,
     background,
-    sourceOutput: source.tail.text.trim(),
+    sourceOutput: sources.map((s) => s.tail.text.trim()).filter(Boolean).join('\n'),
   };
   log(
     `${label}: accepted ${result.accepted.toFixed(0)} msg/s (${acceptSec.toFixed(2)} s), delivered ${result.delivered.toFixed(0)} msg/s (${deliverSec.toFixed(2)} s), ${result.cores.toFixed(2)} cores busy` +
@@ -346,11 +359,11 @@ async function measure(label, port, sink, { watchPid, sourceArgs = ['-l', String
 }
 
 /** CPU seconds over the run → milliseconds per message sent, as text. */
-const msPer = (seconds) => (Number.isFinite(seconds) ? ((seconds * 1000) / MESSAGES).toFixed(2) : 'n/a');
+export const msPer = (seconds) => (Number.isFinite(seconds) ? ((seconds * 1000) / MESSAGES).toFixed(2) : 'n/a');
 
 // ---------------------------------------------------------------- 1. direct
 
-async function runDirect() {
+export async function runDirect() {
   const sink = await startSink('smtp-sink (direct)');
   try {
     return await measure('direct', sink.port, sink);
@@ -487,7 +500,7 @@ async function runRelay(name, label, { bin = ZEGEL_BIN, profDir, prepare }) {
 }
 
 /** The plain path; `bin` is this checkout's relay or the baseline's (only this one is profiled). */
-function runZegel(bin = ZEGEL_BIN) {
+export function runZegel(bin = ZEGEL_BIN) {
   return runRelay('zegel', 'zegel', {
     bin,
     profDir: bin === ZEGEL_BIN ? CPU_PROF : undefined,
@@ -631,7 +644,7 @@ async function stopPostfix(conf, entry) {
   postfixInstances.delete(conf);
 }
 
-async function runPostfix() {
+export async function runPostfix() {
   const sink = await startSink('smtp-sink (postfix relayhost)');
   let postfix;
   try {
@@ -846,7 +859,7 @@ const mib = (bytes) => (bytes / 1024 / 1024).toFixed(0);
 const fmtRate = (r) => (r ? r.toFixed(0) : 'n/a');
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
 
-function runMachine() {
+export function runMachine() {
   // -d: the compiled-in value, also where /etc/postfix/main.cf does not exist
   // (Debian's package installed with "No configuration", as the tests do)
   const postfix = spawnSync(POSTCONF, ['-d', '-h', 'mail_version'], { encoding: 'utf8' }).stdout?.trim() || 'not found';
@@ -952,7 +965,7 @@ const writeReadme = (section) => writeResults(README, MARKERS, section);
 // ---------------------------------------------------------------- main
 
 let cleaning;
-async function cleanup() {
+export async function cleanup() {
   cleaning ??= (async () => {
     for (const conf of [...postfixInstances]) {
       const entry = [...children].find((c) => c.name === 'postfix');
@@ -964,12 +977,6 @@ async function cleanup() {
   return cleaning;
 }
 
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.once(signal, () => {
-    log(`${signal}: stopping children`);
-    cleanup().finally(() => process.exit(130));
-  });
-}
 
 async function main() {
   for (const tool of [SMTP_SINK, SMTP_SOURCE]) if (!fs.existsSync(tool)) throw new Error(`${tool} not found (Debian package postfix)`);
@@ -1008,11 +1015,21 @@ async function main() {
   }
 }
 
-try {
-  await main();
-  await cleanup();
-} catch (err) {
-  log(`failed: ${err.stack ?? err}`);
-  await cleanup();
-  process.exitCode = 1;
+// bench/cluster.mjs imports this module for its plumbing, sinks and load; only
+// `node bench/relay.mjs` runs the relay benchmark itself
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(signal, () => {
+      log(`${signal}: stopping children`);
+      cleanup().finally(() => process.exit(130));
+    });
+  }
+  try {
+    await main();
+    await cleanup();
+  } catch (err) {
+    log(`failed: ${err.stack ?? err}`);
+    await cleanup();
+    process.exitCode = 1;
+  }
 }
