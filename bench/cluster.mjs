@@ -382,7 +382,7 @@ function report(results, m) {
   return lines.join('\n');
 }
 
-const MARKERS = { start: '<!-- cluster-results:start (bench/cluster.mjs writes below; newest run first) -->', end: '<!-- cluster-results:end -->', heading: '## Cluster benchmark' };
+const MARKERS = { start: '<!-- cluster-results:start (bench/cluster.mjs writes below; newest run first) -->', end: '<!-- cluster-results:end -->', heading: '## Cluster results' };
 
 // ---------------------------------------------------------------- main
 
