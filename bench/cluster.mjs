@@ -396,7 +396,8 @@ async function cleanup() {
 async function main() {
   tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'zegel-bench-cluster-'));
   relay.setTmpRoot(tmpRoot);
-  const m = { ...relay.runMachine(), commit: commandOutput('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], '?') };
+  const dirty = commandOutput('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no', '--', 'src', 'bench/relay.mjs', 'bench/cluster.mjs', 'bench/common.mjs'], '');
+  const m = { ...relay.runMachine(), commit: `${commandOutput('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], '?')}${dirty ? ' (with uncommitted changes)' : ''}` };
   log(`${m.date}; ${m.nproc} cores; Node ${m.node}; ${MESSAGES} messages; temp ${tmpRoot}`);
   const results = { clusters: [], kills: [] };
   if (ONLY.has('direct')) results.direct = await relay.runDirect();
