@@ -33,7 +33,8 @@ import { SecureDelivery } from './pipeline/secure-job.js';
 import { PurgeWorker, queuePurgeOnce } from './pipeline/purge-job.js';
 import { RecipientResolver } from './pipeline/recipient-settings.js';
 import { AuditCheckpointWorker } from './audit/checkpoint-job.js';
-import { Revocations, type RevokeActor, type RevokeResult } from './secure/revocation.js';
+import type { Revocations, RevokeActor, RevokeResult } from './secure/revocation.js';
+import { revocationsFor } from './store/revocations-for.js';
 import { queueRelayMail } from './pipeline/relay-mail.js';
 import { Notifier } from './notify/index.js';
 import { startReader, type RunningReader } from './reader/server.js';
@@ -161,16 +162,7 @@ export class Relay {
     this.blobs = prepared.storage.blobs;
     this.secure = this.backend.secure.secure;
     this.directory = this.backend.directory;
-    this.revocations = new Revocations({
-      clock: this.clock,
-      blobs: this.blobs,
-      log: this.log,
-      store: this.backend,
-      events: this.backend.events,
-      repos: this.backend.secure,
-      shredder: this.backend.shredder,
-      schedulePurgeRun: (tx, at) => queuePurgeOnce(tx, this.backend.queue, at),
-    });
+    this.revocations = revocationsFor(this.backend, this.blobs, this.backend.shredder, this.clock, this.log, (tx, at) => queuePurgeOnce(tx, this.backend.queue, at));
     this.#purge = new PurgeWorker({ revocations: this.revocations, clock: this.clock, log: this.log, intervalMs: options.purgeIntervalMs });
     // every worker node runs the timer; the store's leader lets one of them sign and purge per interval
     this.audit = this.#parts.workers
