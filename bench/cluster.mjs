@@ -29,7 +29,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { backgroundCores, commandOutput, intEnv, machineCpuSeconds, processCpuSeconds } from './common.mjs';
+import { backgroundCores, commandOutput, intEnv, machineCpuSeconds, processCpuSeconds, runMain } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -422,17 +422,4 @@ async function main() {
   }
 }
 
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.once(signal, () => {
-    log(`${signal}: stopping children`);
-    cleanup().finally(() => process.exit(130));
-  });
-}
-try {
-  await main();
-} catch (err) {
-  log(`failed: ${err.stack ?? err}`);
-  process.exitCode = 1;
-} finally {
-  await cleanup();
-}
+await runMain(main, cleanup, log);

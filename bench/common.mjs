@@ -81,13 +81,15 @@ export function intEnv(name, dflt, min = 0) {
 /**
  * Runs a benchmark's main: a signal stops it (cleanup, exit 130), a failure
  * is logged with its stack and exits 1, and cleanup runs at the end either way.
+ * `cleanup` may be async (stopping child servers): exit waits for it.
  */
 export async function runMain(main, cleanup, log) {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.once(signal, () => {
       log(`${signal}: stopping`);
-      cleanup();
-      process.exit(130);
+      Promise.resolve()
+        .then(cleanup)
+        .finally(() => process.exit(130));
     });
   }
   try {
@@ -96,7 +98,7 @@ export async function runMain(main, cleanup, log) {
     log(`failed: ${err.stack ?? err}`);
     process.exitCode = 1;
   } finally {
-    cleanup();
+    await cleanup();
   }
 }
 

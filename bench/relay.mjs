@@ -30,7 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { backgroundCores, clkTck, intEnv, machine, machineCpuSeconds, median, processCpuSeconds, procStatus } from './common.mjs';
+import { backgroundCores, clkTck, intEnv, machine, machineCpuSeconds, median, processCpuSeconds, procStatus, runMain } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -1017,19 +1017,4 @@ async function main() {
 
 // bench/cluster.mjs imports this module for its plumbing, sinks and load; only
 // `node bench/relay.mjs` runs the relay benchmark itself
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.once(signal, () => {
-      log(`${signal}: stopping children`);
-      cleanup().finally(() => process.exit(130));
-    });
-  }
-  try {
-    await main();
-    await cleanup();
-  } catch (err) {
-    log(`failed: ${err.stack ?? err}`);
-    await cleanup();
-    process.exitCode = 1;
-  }
-}
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await runMain(main, cleanup, log);
