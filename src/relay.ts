@@ -1,4 +1,4 @@
-import { registerWorkers } from './queue/registry.js';
+import { registerWorkers, type JobKind } from './queue/registry.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import { systemClock, type Clock } from './clock.js';
@@ -253,11 +253,12 @@ export class Relay {
       composeReceipt: (request) => this.notifier.receipt(request),
       metrics,
     });
+    const concurrency = workerConcurrency(options);
     registerWorkers(this.backend.queue, {
-      process: { handle: processor.handle, concurrency: options.processConcurrency ?? config.delivery.concurrency },
-      secure: { handle: secureDelivery.handle, concurrency: Math.max(1, Math.min(4, config.delivery.concurrency)) },
-      deliver: { handle: delivery.handle, concurrency: config.delivery.concurrency },
-      purge: { handle: this.#purge.handle, concurrency: 1 },
+      process: { handle: processor.handle, concurrency: concurrency.process },
+      secure: { handle: secureDelivery.handle, concurrency: concurrency.secure },
+      deliver: { handle: delivery.handle, concurrency: concurrency.deliver },
+      purge: { handle: this.#purge.handle, concurrency: concurrency.purge },
     });
     return all;
   }
@@ -436,6 +437,12 @@ export class Relay {
   }
 }
 
+/** Jobs of each kind one process runs at once (the PostgreSQL pool is sized above their sum). */
+function workerConcurrency(options: RelayOptions): Record<JobKind, number> {
+  const { concurrency } = options.config.delivery;
+  return { process: options.processConcurrency ?? concurrency, secure: Math.max(1, Math.min(4, concurrency)), deliver: concurrency, purge: 1 };
+}
+
 /** What start makes before the relay is composed: the rules first, then the relay key and the storage. */
 interface Prepared {
   clock: Clock;
@@ -483,8 +490,8 @@ async function prepare(options: RelayOptions): Promise<Prepared> {
     // SQLite keeps everything in data.dir; a cluster node only its scratch (uploads, drafts), made once the store opened
     if (!keys) fs.mkdirSync(config.data.dir, { recursive: true, mode: 0o700 });
     const secret = keys?.relaySecret ?? loadRelaySecret({ dataDir: config.data.dir, relayKeyFile: config.data.relayKeyFile });
-    const concurrency = (options.processConcurrency ?? config.delivery.concurrency) + config.delivery.concurrency + Math.max(1, Math.min(4, config.delivery.concurrency)) + 1;
-    const storage = await openRelayStorage({ config, clock, log, role, pollMs: options.pollMs, keys, concurrency });
+    const jobs = Object.values(workerConcurrency(options));
+    const storage = await openRelayStorage({ config, clock, log, role, pollMs: options.pollMs, keys, concurrency: jobs.reduce((sum, n) => sum + n, 0) });
     return { clock, log, role, rules, secret, storage, hooks };
   } catch (err) {
     rules?.close();
