@@ -54,7 +54,9 @@ export type ZegelErrorCode =
   | 'ZEGEL_ROLE'
   /** The database schema is older than this build, and the node's login may not migrate it (a member of zegel_smtp|worker|reader). */
   | 'ZEGEL_SCHEMA_BEHIND'
-  | 'ZEGEL_ORIGIN_STAMP';
+  | 'ZEGEL_ORIGIN_STAMP'
+  /** A file delivery needs (delivery.auth.passwordFile, delivery.tls.ca, delivery.mx.mtaSts.ca) is missing, unreadable or not what it should hold. */
+  | 'ZEGEL_DELIVERY_FILE';
 
 export class ZegelError extends Error {
   readonly code: ZegelErrorCode;

@@ -7,7 +7,8 @@ import { defaultOutboxDir } from './config/validate.js';
 import { OriginSigner } from './crypto/origin.js';
 import { loadRelaySecret } from './crypto/relay-secret.js';
 import { Delivery } from './deliver/deliver-job.js';
-import { createRouteTransports, type Transport } from './deliver/transport.js';
+import { createRouteTransports } from './deliver/routes.js';
+import type { Transport } from './deliver/transport.js';
 import { createLogger, type Logger } from './log.js';
 import type { ClassifierService } from './classify/service.js';
 import { ActiveRules } from './classify/active-rules.js';
@@ -219,7 +220,8 @@ export class Relay {
   #registerWorkers(options: RelayOptions, policy: RelayPolicy, dsn: DsnSender, hostname: string): Transport[] {
     const { config, metrics } = this;
     if (!postmasterAddress(config)) this.log.warn('no delivery.postmaster and no organisation.domains: relay-made mail that cannot be delivered is held for an admin at once (zegel queue list)');
-    const { target, internal, all } = createRouteTransports(config.delivery, { outboxDir: config.delivery.outboxDir ?? defaultOutboxDir(config.data.dir) }, hostname);
+    const { target, internal, all, warnings } = createRouteTransports(config.delivery, { outboxDir: config.delivery.outboxDir ?? defaultOutboxDir(config.data.dir) }, hostname, this.log);
+    for (const warning of warnings) this.log.warn(warning);
     const processor = new Processor({
       log: this.log,
       spool: this.spool,

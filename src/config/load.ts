@@ -4,7 +4,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ZegelError } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
-import { clusterProblems, defaultOutboxDir, outboxProblems } from './validate.js';
+import { clusterProblems, defaultOutboxDir, deliveryProblems, outboxProblems } from './validate.js';
 import { defaultHostname, type HostnameResolver } from './hostname.js';
 
 export interface LoadedConfig {
@@ -44,6 +44,9 @@ export function parseConfig(input: unknown, baseDir: string = process.cwd(), sou
   if (config.audit.signingKeyFile) config.audit.signingKeyFile = resolve(config.audit.signingKeyFile);
   config.delivery.outboxDir = config.delivery.outboxDir ? resolve(config.delivery.outboxDir) : defaultOutboxDir(config.data.dir);
   if (config.rules.dir) config.rules.dir = resolve(config.rules.dir);
+  if (config.delivery.auth) config.delivery.auth.passwordFile = resolve(config.delivery.auth.passwordFile);
+  if (config.delivery.tls.ca) config.delivery.tls.ca = resolve(config.delivery.tls.ca);
+  if (config.delivery.mx.mtaSts.ca) config.delivery.mx.mtaSts.ca = resolve(config.delivery.mx.mtaSts.ca);
   if (config.smtp.tls) config.smtp.tls = { key: resolve(config.smtp.tls.key), cert: resolve(config.smtp.tls.cert) };
   if (config.notification.dkim) config.notification.dkim.privateKeyFile = resolve(config.notification.dkim.privateKeyFile);
   if (config.verification.sms.tokenFile) config.verification.sms.tokenFile = resolve(config.verification.sms.tokenFile);
@@ -61,7 +64,7 @@ export function parseConfig(input: unknown, baseDir: string = process.cwd(), sou
 
 /** Rules that span several keys. */
 function crossChecks(config: Config): string[] {
-  const problems: string[] = [...outboxProblems(config), ...clusterProblems(config)];
+  const problems: string[] = [...outboxProblems(config), ...clusterProblems(config), ...deliveryProblems(config)];
   if (config.smtp.auth.users.length && !config.smtp.tls) {
     problems.push('smtp.auth.users: SMTP AUTH is only offered after STARTTLS, so smtp.tls.key and smtp.tls.cert are required');
   }

@@ -60,9 +60,14 @@ const domain = z
 
 const address = z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, 'expected an e-mail address');
 
-const target = z.string().refine((value) => value === 'outbox' || /^smtp:\/\/[^\s/:]+(?::\d{1,5})?\/?$/.test(value) || /^smtp:\/\/\[[0-9a-fA-F:.]+\](?::\d{1,5})?\/?$/.test(value), {
-  message: 'expected "outbox" or smtp://host:port',
-});
+const target = z
+  .string()
+  .refine((value) => value === 'outbox' || value === 'mx' || /^smtps?:\/\/(?:[^\s/:@\[\]]+|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?\/?$/.test(value), {
+    message: 'expected "outbox", "mx", smtp://host:port (STARTTLS) or smtps://host:port (TLS from the first byte); a login goes in delivery.auth, never in the URL',
+  });
+
+/** A TLS policy level for outgoing sessions (src/deliver/tls-policy.ts). */
+const tlsLevel = z.enum(['may', 'encrypt', 'verify']);
 
 /**
  * A connection URL with one of `schemes`. `secretFree`: a password in it (user:password@, or a
@@ -158,6 +163,32 @@ export const configSchema = strict({
       giveUpAfter: duration.default(48 * 3600e3),
     }).prefault({}),
     timeout: duration.default(120_000),
+    /** SMTP AUTH at a smarthost (smtp:// or smtps:// delivery.target): the password on the first line of passwordFile, never in this file. */
+    auth: strict({ user: z.string().min(1), passwordFile: z.string().min(1) }).optional(),
+    /**
+     * TLS towards the next hop (docs/delivery.md). `default`: absent means `verify` for mx, smtps:// and
+     * a target with auth, and for any other non-loopback smtp:// target; `may` for a loopback target.
+     * Mail with link keys or codes gets at least `verify` over mx, smtps:// and auth targets unless
+     * `policies` names the domain lower (warned at start). `ca`: an extra trusted CA (PEM file), added
+     * to the system CAs. `policies`: per next-hop domain (the recipient domain for mx, the smarthost name otherwise).
+     */
+    tls: strict({
+      default: tlsLevel.optional(),
+      ca: z.string().min(1).optional(),
+      policies: z.record(domain, tlsLevel).default({}),
+    }).prefault({}),
+    /** delivery.target mx: the SMTP port of every MX (25), the DNS servers to ask (absent: the system's), MTA-STS. */
+    mx: strict({
+      port: z.number().int().min(1).max(65535).default(25),
+      dnsServers: z.array(hostPort).default([]),
+      /** Sessions at most to one recipient domain at a time. */
+      maxConnectionsPerDomain: z.number().int().min(1).max(100).default(5),
+      mtaSts: strict({
+        enabled: z.boolean().default(true),
+        /** An extra CA (PEM file) trusted for fetching policies, added to the system CAs. */
+        ca: z.string().min(1).optional(),
+      }).prefault({}),
+    }).prefault({}),
   }).prefault({}),
   data: strict({
     dir: z.string().min(1).default('./data'),

@@ -189,3 +189,13 @@ export function hostnameWarning(config: Config): string | undefined {
   if (name === undefined || name.replace(/\.$/, '').includes('.') || name.startsWith('[')) return undefined;
   return `smtp.hostname "${name}" has no dot: next hops with reject_non_fqdn_helo_hostname (a common Postfix setting) refuse it as EHLO name with 504, and relay-made mail carries it in its Message-ID; set smtp.hostname to this host's fully qualified name`;
 }
+
+/** delivery.auth and the mx keys only make sense with the targets they serve. */
+export function deliveryProblems(config: Config): string[] {
+  const { delivery } = config;
+  const problems: string[] = [];
+  if (delivery.auth && !/^smtps?:/.test(delivery.target)) {
+    problems.push(`delivery.auth: a login is for a smarthost (delivery.target smtp://… or smtps://), not for ${delivery.target}`);
+  }
+  return problems;
+}

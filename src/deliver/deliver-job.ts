@@ -40,18 +40,20 @@ export interface DeliveryDeps {
 }
 
 /**
- * One SMTP transaction per set of recipients that share their DSN parameters
- * (NOTIFY and ORCPT are per transaction in nodemailer); usually one.
+ * One SMTP transaction per set of recipients that share their next hop (the
+ * MX transport groups them by domain) and their DSN parameters (NOTIFY and
+ * ORCPT are per transaction in nodemailer); usually one.
  */
-function toEnvelopes(message: MessageRecord, recipients: RecipientRecord[]): Array<{ envelope: Envelope; recipients: RecipientRecord[] }> {
+function toEnvelopes(message: MessageRecord, recipients: RecipientRecord[], hop?: (address: string) => string): Array<{ envelope: Envelope; recipients: RecipientRecord[] }> {
   const groups = new Map<string, RecipientRecord[]>();
   for (const r of recipients) {
-    const key = r.orcpt || r.notify ? `${r.notify?.join(',') ?? ''}|${r.orcpt ?? r.address}` : '';
+    const dsnKey = r.orcpt || r.notify ? `${r.notify?.join(',') ?? ''}|${r.orcpt ?? r.address}` : '';
+    const key = `${hop ? hop(r.address) : ''}\n${dsnKey}`;
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   return [...groups.entries()].map(([key, group]) => {
     const first = group[0]!;
-    const hasDsn = message.ret || message.envId || key;
+    const hasDsn = message.ret || message.envId || key.slice(key.indexOf('\n') + 1);
     return {
       recipients: group,
       envelope: {
@@ -97,29 +99,32 @@ export class Delivery {
     const results: AttemptResult[] = [];
     const tag = `${messageId}.${route}.${attempt}`;
     let temporary: string | undefined;
-    const transactions = toEnvelopes(message, pending);
+    const transactions = toEnvelopes(message, pending, transport.group?.bind(transport));
+    // relay-made mail (notifications, receipts, code mails, replies) carries link keys or codes: its session must meet the secrets floor
+    const kind = { secrets: message.origin === 'notification' };
     for (const [i, { envelope, recipients }] of transactions.entries()) {
       try {
-        const sent = await transport.send(envelope, spool.source(messageId), transactions.length > 1 ? `${tag}.${i}` : tag);
+        const sent = await transport.send(envelope, spool.source(messageId), transactions.length > 1 ? `${tag}.${i}` : tag, kind);
+        const facts = sent.tls ? { tls: sent.tls } : {};
         const byAddress = new Map(recipients.map((r) => [r.address, r]));
         for (const address of sent.accepted) {
           const rcpt = byAddress.get(address);
-          if (rcpt) results.push({ idx: rcpt.idx, outcome: 'delivered', reply: sent.reply, remoteMta: sent.remoteMta });
+          if (rcpt) results.push({ idx: rcpt.idx, outcome: 'delivered', reply: sent.reply, remoteMta: sent.remoteMta, ...facts });
         }
         for (const refusal of sent.rejected) {
           const rcpt = byAddress.get(refusal.address);
           if (!rcpt) continue;
-          results.push({ idx: rcpt.idx, outcome: refusal.code >= 500 ? 'bounced' : 'deferred', reply: refusal.reply, remoteMta: sent.remoteMta });
+          results.push({ idx: rcpt.idx, outcome: refusal.code >= 500 ? 'bounced' : 'deferred', reply: refusal.reply, remoteMta: sent.remoteMta, ...facts });
         }
         // a recipient the next hop did not mention stays pending and is tried again
         for (const rcpt of recipients) {
-          if (!results.some((r) => r.idx === rcpt.idx)) results.push({ idx: rcpt.idx, outcome: 'deferred', reply: sent.reply, remoteMta: sent.remoteMta });
+          if (!results.some((r) => r.idx === rcpt.idx)) results.push({ idx: rcpt.idx, outcome: 'deferred', reply: sent.reply, remoteMta: sent.remoteMta, ...facts });
         }
       } catch (err) {
         const failure = err instanceof TransportError ? err : new TransportError(0, (err as Error).message, transport.name);
         if (!(err instanceof TransportError)) temporary = (err as Error).message;
         for (const rcpt of recipients) {
-          results.push({ idx: rcpt.idx, outcome: failure.permanent ? 'bounced' : 'deferred', reply: failure.reply, remoteMta: failure.remoteMta });
+          results.push({ idx: rcpt.idx, outcome: failure.permanent ? 'bounced' : 'deferred', reply: failure.reply, remoteMta: failure.remoteMta, ...(failure.tls ? { tls: failure.tls } : {}) });
         }
       }
     }
@@ -135,7 +140,7 @@ export class Delivery {
     for (const r of results) {
       const rcpt = pending.find((p) => p.idx === r.idx)!;
       log.info(
-        { queueId: messageId, job: job.id, attempt, to: rcpt.address, route: transport.name, result: r.outcome, reply: r.reply, ms: clock.now() - started, ...(temporary ? { error: temporary } : {}) },
+        { queueId: messageId, job: job.id, attempt, to: rcpt.address, route: transport.name, result: r.outcome, reply: r.reply, remoteMta: r.remoteMta, ...(r.tls ? { tls: r.tls } : {}), ms: clock.now() - started, ...(temporary ? { error: temporary } : {}) },
         'delivery attempt',
       );
     }

@@ -1,24 +1,34 @@
 import fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import type tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 // type-only: erased at run time, so no import cycle with transport.ts
 import type { Envelope, RecipientReply, SendResult, SpoolSource } from './transport.js';
+import type { TlsLevel } from './tls-policy.js';
 
 /**
- * Where a pool connects and how. Today: `smtp://host:port` with opportunistic,
- * unverified STARTTLS. Issue 18 fills in the rest per target (smtps, a TLS
- * policy, AUTH) without touching the pool's sending code.
+ * Where a pool connects and how: one next hop (an address or a name, a
+ * port), the TLS policy level its sessions must meet, the name the
+ * certificate must carry, and the login, if any. A pool never mixes levels:
+ * the transports keep one pool per (host, level).
  */
 export interface SmtpTarget {
+  /** The address (or name) to connect to. */
   host: string;
   port: number;
+  /** The name the certificate must carry and the SNI sent: the MX or smarthost name. Default: `host` unless it is an address. */
+  servername?: string | undefined;
   /** TLS from the first byte (`smtps://`). */
   secure?: boolean | undefined;
-  /** Refuse to go on without STARTTLS (policy `encrypt`/`verify`). */
-  requireTLS?: boolean | undefined;
-  /** Options for tls.connect (ca, servername, rejectUnauthorized). Default: `{ rejectUnauthorized: false }`. */
-  tls?: tls.ConnectionOptions | undefined;
+  /** `may` (opportunistic, unverified; the default), `encrypt` (TLS required) or `verify` (TLS required, chain and name checked): src/deliver/tls-policy.ts. */
+  level?: TlsLevel | undefined;
+  /** Extra trusted CA certificates (PEM, `delivery.tls.ca`), added to the system CAs, never replacing them. */
+  ca?: string[] | undefined;
+  /** SMTP AUTH (smarthost): only ever sent over TLS. */
+  auth?: { user: string; pass: string } | undefined;
+  /** The MTA-STS mode that applied to this host (recorded in the TLS facts; `mx` only). */
+  mtaSts?: StsMode | undefined;
 }
 
 export interface SmtpPoolOptions {
@@ -34,32 +44,60 @@ export interface SmtpPoolOptions {
   idleTimeout?: number | undefined;
 }
 
-/** TLS facts of the connection a message went over (absent: plain text). */
+/** The MTA-STS mode of the recipient domain (RFC 8461), or `none` when it publishes no policy. */
+export type StsMode = 'enforce' | 'testing' | 'none';
+
+/**
+ * TLS facts of the session a delivery attempt went over, recorded in its
+ * event (`zegel messages show`, the audit export): what a compliance
+ * officer needs to show that mail left encrypted, and how.
+ */
 export interface TlsFacts {
-  version: string;
-  cipher: string;
-  /** Whether the certificate was verified. Always false until issue 18 turns verification on. */
+  /** `TLSv1.3`, `TLSv1.2`, …; null: the session stayed in plain text (policy `may` with a next hop without STARTTLS). */
+  version: string | null;
+  cipher: string | null;
+  /** Whether the certificate chained to a trusted CA and named the host. */
   verified: boolean;
+  /** What it was verified against: `system CAs` or `delivery.tls.ca`; null when not verified. */
+  verifiedBy: string | null;
+  /** The MTA-STS mode that applied (`mx` delivery), null for a smarthost. */
+  mtaSts: StsMode | null;
+  /** The policy level the session had to meet. */
+  policy: TlsLevel;
+  /** Why the certificate did not verify (e.g. `DEPTH_ZERO_SELF_SIGNED_CERT`), when it did not. */
+  error?: string | undefined;
 }
 
 /** What the next hop said: the transport's result without the remote MTA, which the transport names. */
 export type PoolSendResult = Omit<SendResult, 'remoteMta'>;
 
-/** The transaction failed as a whole: `code` is the SMTP reply code, 0 for network trouble. */
+/**
+ * The transaction failed as a whole: `code` is the SMTP reply code, 0 for
+ * network trouble. `tls`: the session could not meet its TLS policy (a
+ * temporary 454 with 4.7.x; never a fall back to plain text), or `connection`:
+ * the session never started (refused, timed out, 421 at greeting). Either
+ * way the MX transport tries the next host.
+ */
 export class SmtpPoolError extends Error {
   readonly code: number;
   readonly reply: string;
+  readonly kind: 'tls' | 'connection' | 'transaction';
+  /** The TLS facts of a session that failed its policy (e.g. the certificate error). */
+  readonly tls: TlsFacts | undefined;
 
-  constructor(code: number, reply: string) {
+  constructor(code: number, reply: string, kind: 'tls' | 'connection' | 'transaction' = 'transaction', facts?: TlsFacts) {
     super(reply);
     this.name = 'SmtpPoolError';
     this.code = code;
     this.reply = reply;
+    this.kind = kind;
+    this.tls = facts;
   }
 }
 
 interface NodemailerError extends Error {
   code?: string;
+  originalCode?: string;
   responseCode?: number;
   response?: string;
   recipient?: string;
@@ -113,7 +151,7 @@ class Connection {
  * once more on a new session, as nodemailer requeued it.
  */
 export class SmtpPool {
-  readonly target: SmtpTarget;
+  readonly target: SmtpTarget & { level: TlsLevel };
   readonly #options: Required<SmtpPoolOptions>;
   readonly #all = new Set<Connection>();
   /** Idle sessions, the most recently used last (taken first: it is the least likely to have timed out). */
@@ -125,7 +163,7 @@ export class SmtpPool {
   #closed = false;
 
   constructor(target: SmtpTarget, options: SmtpPoolOptions) {
-    this.target = target;
+    this.target = { ...target, level: target.level ?? 'may' };
     this.#options = {
       hostname: options.hostname,
       maxConnections: Math.max(1, options.maxConnections),
@@ -254,30 +292,38 @@ export class SmtpPool {
   #open(): Promise<Connection> {
     this.#opening++;
     const { target } = this;
+    const name = this.hostName;
     const smtp = new SMTPConnection({
       host: target.host,
       port: target.port,
+      ...(target.servername ? { servername: target.servername } : {}),
       secure: target.secure ?? false,
-      requireTLS: target.requireTLS ?? false,
+      // `encrypt` and `verify` never go on in plain text; `may` takes STARTTLS when offered and goes on without it when refused
+      requireTLS: target.level !== 'may' && !target.secure,
+      opportunisticTLS: target.level === 'may',
       name: this.#options.hostname,
       connectionTimeout: this.#options.timeout,
       greetingTimeout: this.#options.timeout,
       socketTimeout: this.#options.timeout,
-      // opportunistic STARTTLS towards the next hop, as an MTA does (issue 18: a policy per target)
-      tls: target.tls ?? { rejectUnauthorized: false },
+      tls: {
+        // `verify`: chain and name (servername, else host) checked by tls.connect itself; the others record what it found
+        rejectUnauthorized: target.level === 'verify',
+        minVersion: 'TLSv1.2',
+        ...(target.ca?.length ? { ca: [...tls.rootCertificates, ...target.ca] } : {}),
+      },
       logger: false,
     });
     const c = new Connection(smtp);
     return new Promise<Connection>((resolve, reject) => {
       let settled = false;
-      const fail = (err: NodemailerError | Error) => {
+      const fail = (err: NodemailerError | Error | SmtpPoolError) => {
         c.dead = true;
         if (settled) return;
         settled = true;
         this.#opening--;
         smtp.close();
         this.#wakeOne();
-        reject(toPoolError(err as NodemailerError));
+        reject(err instanceof SmtpPoolError ? err : toPoolError(err as NodemailerError, { host: name, level: target.level, mtaSts: target.mtaSts, opening: true }));
       };
       // an error is also handed to a send in flight, which decides what it means; without a listener it would throw
       smtp.on('error', (err: NodemailerError) => {
@@ -288,17 +334,35 @@ export class SmtpPool {
         if (!settled) return fail(Object.assign(new Error('connection closed before the session started'), { code: 'ECONNECTION' }));
         this.#drop(c);
       });
-      smtp.connect((err) => {
-        if (err) return fail(err);
+      const ready = () => {
         if (settled) return;
         settled = true;
         this.#opening--;
-        c.tls = tlsFacts(smtp);
         c.busy = true;
         this.#all.add(c);
         resolve(c);
+      };
+      smtp.connect((err) => {
+        if (err) return fail(err);
+        if (settled) return;
+        c.tls = tlsFacts(smtp, target);
+        if (!target.auth) return ready();
+        // the password never crosses a session in plain text, whatever the level
+        if (!smtp.secure) return fail(new SmtpPoolError(454, `454 4.7.0 ${name} did not start TLS; the login for ${target.auth.user} is never sent in plain text`, 'tls', c.tls));
+        smtp.login({ user: target.auth.user, pass: target.auth.pass }, (loginErr) => {
+          if (!loginErr) return ready();
+          const e = loginErr as NodemailerError;
+          // a refused login is the smarthost's or the configuration's to mend: retried, as Postfix defers it
+          const said = (e.response ?? e.message).trim();
+          fail(new SmtpPoolError(454, `454 4.7.0 ${name} refused the login for ${target.auth!.user}: ${said}`, 'connection'));
+        });
       });
     });
+  }
+
+  /** The name a reply about this pool's sessions gives: the MX or smarthost name, else the address. */
+  get hostName(): string {
+    return this.target.servername ?? this.target.host;
   }
 
   /** After a transaction: to the next waiting caller, or idle (QUIT at the message cap or once the pool is closed). */
@@ -371,16 +435,72 @@ function recipientReply(address: string, err: NodemailerError | undefined): Reci
   return { address, code: err?.responseCode ?? 550, reply: (err?.response ?? '550 recipient rejected').trim() };
 }
 
-function toPoolError(e: NodemailerError): SmtpPoolError {
+interface ErrorContext {
+  host: string;
+  level: TlsLevel;
+  mtaSts: StsMode | undefined;
+  /** The session was being set up (no transaction yet). */
+  opening: boolean;
+}
+
+/** Certificate problems as tls.connect reports them (OpenSSL's verify codes and Node's name check). */
+const CERT_ERROR = /CERT|SELF_SIGNED|ISSUER|UNABLE_TO_(?:GET|VERIFY)|ALTNAME|HOSTNAME/;
+
+function toPoolError(e: NodemailerError, context?: ErrorContext): SmtpPoolError {
   // SMTPConnection refuses a message over the next hop's advertised SIZE itself: as permanent as the 552 the server would give
   const tooBig = /^Message size larger than allowed (\d+)/.exec(e.message);
   if (tooBig && !e.responseCode) return new SmtpPoolError(552, `552 5.3.4 Message size exceeds the next hop's limit of ${tooBig[1]} bytes (SIZE)`);
-  if (typeof e.responseCode === 'number' && e.response) return new SmtpPoolError(e.responseCode, e.response.trim());
-  return new SmtpPoolError(0, `${e.code ?? 'ERROR'} ${e.message}`.trim());
+  if (context) {
+    const certCode = [e.originalCode, e.code].find((code) => code && CERT_ERROR.test(code));
+    if (certCode) {
+      const facts: TlsFacts = { version: null, cipher: null, verified: false, verifiedBy: null, mtaSts: context.mtaSts ?? null, policy: context.level, error: certCode };
+      const why = certCode === 'ERR_TLS_CERT_ALTNAME_INVALID' ? `does not name ${context.host}` : `is not trusted (${certCode})`;
+      return new SmtpPoolError(454, `454 4.7.5 TLS policy ${context.level}: the certificate of ${context.host} ${why}`, 'tls', facts);
+    }
+    if (e.code === 'ETLS') {
+      const said = e.response ? `: ${e.response.trim()}` : ` (${e.message})`;
+      const facts: TlsFacts = { version: null, cipher: null, verified: false, verifiedBy: null, mtaSts: context.mtaSts ?? null, policy: context.level, error: 'STARTTLS' };
+      return new SmtpPoolError(454, `454 4.7.4 TLS policy ${context.level}: ${context.host} did not start TLS${said}`, 'tls', facts);
+    }
+  }
+  if (typeof e.responseCode === 'number' && e.response) return new SmtpPoolError(e.responseCode, e.response.trim(), context?.opening ? 'connection' : 'transaction');
+  return new SmtpPoolError(0, `${e.code ?? 'ERROR'} ${e.message}`.trim(), context?.opening ? 'connection' : 'transaction');
 }
 
-function tlsFacts(smtp: SMTPConnection): TlsFacts | undefined {
+/** What the session's socket says about its TLS, as the event records it. */
+function tlsFacts(smtp: SMTPConnection, target: SmtpTarget & { level: TlsLevel }): TlsFacts {
   const socket = smtp._socket as tls.TLSSocket | false | null;
-  if (!smtp.secure || !socket || typeof socket.getProtocol !== 'function') return undefined;
-  return { version: socket.getProtocol() ?? 'unknown', cipher: socket.getCipher()?.name ?? 'unknown', verified: false };
+  const base = { mtaSts: target.mtaSts ?? null, policy: target.level };
+  if (!smtp.secure || !socket || typeof socket.getProtocol !== 'function') return { version: null, cipher: null, verified: false, verifiedBy: null, ...base };
+  const verified = socket.authorized === true;
+  const error = verified ? undefined : String(socket.authorizationError ?? 'unverified');
+  return {
+    version: socket.getProtocol() ?? 'unknown',
+    cipher: socket.getCipher()?.name ?? 'unknown',
+    verified,
+    verifiedBy: verified ? (target.ca?.length && chainsTo(socket, target.ca) ? 'delivery.tls.ca' : 'system CAs') : null,
+    ...base,
+    ...(error ? { error } : {}),
+  };
+}
+
+/** Whether the peer's chain ends in (or is issued by) one of the extra CAs, rather than a system CA. */
+function chainsTo(socket: tls.TLSSocket, cas: string[]): boolean {
+  let cert = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
+  const seen = new Set<string>();
+  let top: X509Certificate | undefined;
+  while (cert?.raw && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    top = new X509Certificate(cert.raw);
+    cert = cert.issuerCertificate;
+  }
+  if (!top) return false;
+  return cas.some((pem) => {
+    try {
+      const ca = new X509Certificate(pem);
+      return ca.fingerprint256 === top.fingerprint256 || (top.checkIssued(ca) && top.verify(ca.publicKey));
+    } catch {
+      return false;
+    }
+  });
 }

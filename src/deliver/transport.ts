@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { SpoolSource } from '../spool/types.js';
-import { SmtpPool, SmtpPoolError, type TlsFacts } from './smtp-pool.js';
+import { SmtpPool, SmtpPoolError, type SmtpTarget, type TlsFacts } from './smtp-pool.js';
+import type { MailKind, TlsLevel, TlsPolicy } from './tls-policy.js';
 
 export interface Envelope {
   /** '' for the null sender. */
@@ -33,7 +34,7 @@ export interface SendResult {
   /** The reply to DATA (or the outbox file written). */
   reply: string;
   remoteMta: string;
-  /** TLS facts of the SMTP session it went over (absent: plain text or the outbox). Not recorded yet (issue 18). */
+  /** TLS facts of the SMTP session it went over (absent: the outbox). Recorded in the attempt's event. */
   tls?: TlsFacts | undefined;
 }
 
@@ -42,13 +43,16 @@ export class TransportError extends Error {
   readonly code: number;
   readonly reply: string;
   readonly remoteMta: string;
+  /** TLS facts of a session that failed its TLS policy (recorded with the deferral). */
+  readonly tls: TlsFacts | undefined;
 
-  constructor(code: number, reply: string, remoteMta: string) {
+  constructor(code: number, reply: string, remoteMta: string, facts?: TlsFacts) {
     super(reply);
     this.name = 'TransportError';
     this.code = code;
     this.reply = reply;
     this.remoteMta = remoteMta;
+    this.tls = facts;
   }
 
   get permanent(): boolean {
@@ -58,8 +62,17 @@ export class TransportError extends Error {
 
 export interface Transport {
   readonly name: string;
-  /** Sends the spooled bytes unchanged (streamed when not in memory) with the given envelope. */
-  send(envelope: Envelope, source: SpoolSource, tag: string): Promise<SendResult>;
+  /**
+   * Which recipients may share one transaction: the MX transport keys them by
+   * domain (each domain has its own next hop). Absent: all of a job's together.
+   */
+  group?(address: string): string;
+  /**
+   * Sends the spooled bytes unchanged (streamed when not in memory) with the
+   * given envelope. `kind.secrets`: the mail carries a link key or a code, so
+   * its session must meet the route's floor for such mail (src/deliver/tls-policy.ts).
+   */
+  send(envelope: Envelope, source: SpoolSource, tag: string, kind?: MailKind): Promise<SendResult>;
   close(): void;
 }
 
@@ -126,64 +139,66 @@ async function writeDurably(file: string, source: SpoolSource): Promise<void> {
   }
 }
 
+/** How a smarthost is reached: `smtp://` (STARTTLS per policy) or `smtps://` (TLS from the first byte), with or without AUTH. */
+export interface SmarthostOptions {
+  hostname: string;
+  maxConnections: number;
+  timeout: number;
+  /** Absent: `may` for every domain (the loopback default). */
+  policy?: TlsPolicy | undefined;
+  /** Extra trusted CAs (PEM), `delivery.tls.ca`. */
+  ca?: string[] | undefined;
+  auth?: { user: string; pass: string } | undefined;
+}
+
 /**
- * Delivery over SMTP to `smtp://host:port`: the spooled bytes go straight
- * into DATA on a pooled session (src/deliver/smtp-pool.ts, nodemailer's
- * SMTPConnection), with the envelope and its DSN parameters.
+ * Delivery over SMTP to one next hop, `smtp://host:port` or
+ * `smtps://host:port`: the spooled bytes go straight into DATA on a pooled
+ * session (src/deliver/smtp-pool.ts, nodemailer's SMTPConnection), with the
+ * envelope and its DSN parameters. The TLS policy is looked up by the
+ * smarthost's host name; mail with secrets may need a stricter level than
+ * the rest, so there is one pool per level.
  */
 export class SmtpTransport implements Transport {
   readonly name: string;
-  readonly #pool: SmtpPool;
   readonly #host: string;
+  readonly #port: number;
+  readonly #secure: boolean;
+  readonly #options: SmarthostOptions;
+  readonly #pools = new Map<TlsLevel, SmtpPool>();
 
-  constructor(url: string, options: { hostname: string; maxConnections: number; timeout: number }) {
+  constructor(url: string, options: SmarthostOptions) {
     const parsed = new URL(url);
     this.#host = parsed.hostname.replace(/^\[|\]$/g, '');
-    const port = Number(parsed.port || 25);
-    this.name = `${parsed.hostname}:${port}`;
-    this.#pool = new SmtpPool({ host: this.#host, port }, { hostname: options.hostname, maxConnections: options.maxConnections, timeout: options.timeout, maxMessages: 1000 });
+    this.#secure = parsed.protocol === 'smtps:';
+    this.#port = Number(parsed.port || (this.#secure ? 465 : 25));
+    this.name = `${parsed.hostname}:${this.#port}`;
+    this.#options = options;
   }
 
-  async send(envelope: Envelope, source: SpoolSource): Promise<SendResult> {
+  async send(envelope: Envelope, source: SpoolSource, _tag: string, kind: MailKind = { secrets: false }): Promise<SendResult> {
+    const level = this.#options.policy?.resolve(this.#host, kind).level ?? 'may';
     try {
-      const sent = await this.#pool.send(envelope, source);
+      const sent = await this.#pool(level).send(envelope, source);
       return { accepted: sent.accepted, rejected: sent.rejected, reply: sent.reply, remoteMta: this.#host, ...(sent.tls ? { tls: sent.tls } : {}) };
     } catch (err) {
-      if (err instanceof SmtpPoolError) throw new TransportError(err.code, err.reply, this.#host);
+      if (err instanceof SmtpPoolError) throw new TransportError(err.code, err.reply, this.#host, err.tls);
       throw new TransportError(0, (err as Error).message, this.#host);
     }
   }
 
-  close(): void {
-    this.#pool.close();
+  #pool(level: TlsLevel): SmtpPool {
+    let pool = this.#pools.get(level);
+    if (!pool) {
+      const { hostname, maxConnections, timeout, ca, auth } = this.#options;
+      const target: SmtpTarget = { host: this.#host, port: this.#port, secure: this.#secure, level, ca, auth };
+      pool = new SmtpPool(target, { hostname, maxConnections, timeout, maxMessages: 1000 });
+      this.#pools.set(level, pool);
+    }
+    return pool;
   }
-}
 
-/** Where the outbox goes (`delivery.outboxDir`, already checked to lie outside data.dir). */
-export interface TransportPaths {
-  outboxDir: string;
-}
-
-export function createTransport(target: string, paths: TransportPaths, options: { hostname: string; maxConnections: number; timeout: number }): Transport {
-  return target === 'outbox' ? new OutboxTransport(paths.outboxDir) : new SmtpTransport(target, options);
-}
-
-/** The two routes' transports; one when `delivery.internalTarget` is unset or the same as `delivery.target`. */
-export interface RouteTransports {
-  target: Transport;
-  internal: Transport;
-  /** Each transport once (for closing). */
-  all: Transport[];
-}
-
-export function createRouteTransports(
-  delivery: { target: string; internalTarget?: string | undefined; concurrency: number; timeout: number },
-  paths: TransportPaths,
-  hostname: string,
-): RouteTransports {
-  const options = { hostname, maxConnections: delivery.concurrency, timeout: delivery.timeout };
-  const target = createTransport(delivery.target, paths, options);
-  const internalTarget = delivery.internalTarget ?? delivery.target;
-  const internal = internalTarget === delivery.target ? target : createTransport(internalTarget, paths, options);
-  return { target, internal, all: internal === target ? [target] : [target, internal] };
+  close(): void {
+    for (const pool of this.#pools.values()) pool.close();
+  }
 }

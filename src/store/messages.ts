@@ -1,3 +1,4 @@
+import type { TlsFacts } from '../deliver/smtp-pool.js';
 import type { Clock } from '../clock.js';
 import { canonicalRecipients } from '../crypto/origin.js';
 import type { Db } from './db.js';
@@ -58,6 +59,8 @@ export interface AttemptResult {
   outcome: 'delivered' | 'deferred' | 'bounced' | 'encrypted';
   reply: string;
   remoteMta?: string | undefined;
+  /** TLS facts of the SMTP session (src/deliver/smtp-pool.ts): recorded in the event's detail as `tls`. */
+  tls?: TlsFacts | undefined;
 }
 
 export interface MessageRow {
@@ -265,7 +268,7 @@ export class MessageRepository {
         messageId,
         recipient: rcpt.address,
         type: result.outcome,
-        detail: { reply: result.reply, remoteMta: result.remoteMta, attempt: rcpt.attempts + 1, ...extra },
+        detail: { reply: result.reply, remoteMta: result.remoteMta, attempt: rcpt.attempts + 1, ...extra, ...(result.tls ? { tls: result.tls } : {}) },
       });
     }
     const pending = (this.#stmt.pending.get(messageId) as { n: number }).n;

@@ -142,7 +142,7 @@ export class PgMessageRepository implements Public<MessageRepository> {
         messageId,
         recipient: rcpt.address,
         type: result.outcome,
-        detail: { reply: result.reply, remoteMta: result.remoteMta, attempt: rcpt.attempts + 1, ...extra },
+        detail: { reply: result.reply, remoteMta: result.remoteMta, attempt: rcpt.attempts + 1, ...extra, ...(result.tls ? { tls: result.tls } : {}) },
       });
     }
     const pending = await this.pendingCount(messageId, tx);

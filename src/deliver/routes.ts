@@ -1,0 +1,116 @@
+import fs from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import type { Config } from '../config/schema.js';
+import { isLoopbackHost } from '../config/validate.js';
+import { ZegelError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { MxTransport } from './mx-transport.js';
+import { MxResolver } from './mx/dns.js';
+import { MtaSts } from './mx/mta-sts.js';
+import { TlsPolicy, type TlsLevel } from './tls-policy.js';
+import { OutboxTransport, SmtpTransport, type Transport } from './transport.js';
+
+/** Where the outbox goes (`delivery.outboxDir`, already checked to lie outside data.dir). */
+export interface TransportPaths {
+  outboxDir: string;
+}
+
+/** The two routes' transports; one when `delivery.internalTarget` is unset or the same as `delivery.target`. */
+export interface RouteTransports {
+  target: Transport;
+  internal: Transport;
+  /** Each transport once (for closing). */
+  all: Transport[];
+  /** What the relay warns about at start-up (a policy that lowers mail with secrets below `verify`). */
+  warnings: string[];
+}
+
+type DeliveryConfig = Config['delivery'];
+
+/**
+ * The TLS defaults of a target (issue 18, docs/delivery.md): `verify` where
+ * mail leaves the organisation's own machines (mx, smtps://, a login, any
+ * smtp:// host that is not this machine), `may` for a loopback target (the
+ * Postfix re-injection). Mail with link keys or codes is raised to `verify`
+ * over mx, smtps:// and login targets (`secretsFloor`).
+ */
+export function targetTlsDefaults(target: string, withAuth: boolean): { level: TlsLevel; secretsFloor: TlsLevel | undefined } {
+  if (target === 'mx' || target.startsWith('smtps:') || withAuth) return { level: 'verify', secretsFloor: 'verify' };
+  const host = new URL(target).hostname.replace(/^\[|\]$/g, '');
+  return { level: isLoopbackHost(host) ? 'may' : 'verify', secretsFloor: undefined };
+}
+
+/** The first line of a secret file, or a named error. */
+function readPassword(file: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ZegelError('ZEGEL_DELIVERY_FILE', `delivery.auth.passwordFile: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const password = text.split(/\r?\n/)[0] ?? '';
+  if (!password) throw new ZegelError('ZEGEL_DELIVERY_FILE', `delivery.auth.passwordFile: ${file} is empty; the password goes on its first line`);
+  return password;
+}
+
+/** The certificates of a PEM file, each checked to parse as X.509. */
+export function readCaFile(key: string, file: string): string[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ZegelError('ZEGEL_DELIVERY_FILE', `${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (!pems.length) throw new ZegelError('ZEGEL_DELIVERY_FILE', `${key}: ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  for (const pem of pems) {
+    try {
+      new X509Certificate(pem);
+    } catch (err) {
+      throw new ZegelError('ZEGEL_DELIVERY_FILE', `${key}: ${file} holds a certificate that does not parse (${(err as Error).message})`);
+    }
+  }
+  return pems;
+}
+
+/**
+ * Builds the transports of both routes from `delivery` (reading the login's
+ * password file and the CA files once, at start), and the start-up warnings.
+ */
+export function createRouteTransports(delivery: DeliveryConfig, paths: TransportPaths, hostname: string, log?: Logger): RouteTransports {
+  const ca = delivery.tls.ca ? readCaFile('delivery.tls.ca', delivery.tls.ca) : undefined;
+  const warnings: string[] = [];
+  let shared: { resolver: MxResolver; mtaSts: MtaSts | undefined } | undefined;
+  const make = (url: string, withAuth: boolean): Transport => {
+    if (url === 'outbox') return new OutboxTransport(paths.outboxDir);
+    const defaults = targetTlsDefaults(url, withAuth);
+    const policy = new TlsPolicy(delivery.tls, defaults.level, defaults.secretsFloor);
+    for (const { domain, level } of policy.loweredForSecrets()) {
+      warnings.push(`delivery.tls.policies lowers ${domain} to ${level}: notifications, receipts and code mails to it leave without a verified certificate (their link keys and codes can be read by anyone in the path)`);
+    }
+    if (url === 'mx') {
+      shared ??= (() => {
+        const resolver = new MxResolver({ servers: delivery.mx.dnsServers.length ? delivery.mx.dnsServers : undefined });
+        const stsCa = delivery.mx.mtaSts.ca ? readCaFile('delivery.mx.mtaSts.ca', delivery.mx.mtaSts.ca) : undefined;
+        return { resolver, mtaSts: delivery.mx.mtaSts.enabled ? new MtaSts({ resolver, ...(stsCa ? { ca: stsCa.join('\n') } : {}) }) : undefined };
+      })();
+      return new MxTransport({
+        hostname,
+        timeout: delivery.timeout,
+        port: delivery.mx.port,
+        maxConnectionsPerDomain: delivery.mx.maxConnectionsPerDomain,
+        policy,
+        ca,
+        resolver: shared.resolver,
+        mtaSts: shared.mtaSts,
+        log,
+      });
+    }
+    const auth = withAuth && delivery.auth ? { user: delivery.auth.user, pass: readPassword(delivery.auth.passwordFile) } : undefined;
+    return new SmtpTransport(url, { hostname, maxConnections: delivery.concurrency, timeout: delivery.timeout, policy, ca, auth });
+  };
+  const target = make(delivery.target, !!delivery.auth);
+  const internalTarget = delivery.internalTarget ?? delivery.target;
+  const internal = internalTarget === delivery.target ? target : make(internalTarget, false);
+  return { target, internal, all: internal === target ? [target] : [target, internal], warnings: [...new Set(warnings)] };
+}
