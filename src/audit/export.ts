@@ -24,6 +24,8 @@ export interface AuditRecord {
   actor: string | undefined;
   clientIp: string | undefined;
   detail: Record<string, unknown>;
+  /** A delivery attempt's TLS facts (`detail.tls`, lifted out): { version, cipher, verified, verifiedBy, mtaSts, policy }. */
+  tls: Record<string, unknown> | undefined;
   hash: string | undefined;
 }
 
@@ -65,6 +67,7 @@ export function toAuditRecord(row: AuditRow): AuditRecord {
     actor: actorOf(row.type, detail),
     clientIp: typeof detail.clientIp === 'string' ? detail.clientIp : undefined,
     detail,
+    tls: detail.tls && typeof detail.tls === 'object' && !Array.isArray(detail.tls) ? (detail.tls as Record<string, unknown>) : undefined,
     hash: row.hash ?? undefined,
   };
 }
@@ -106,6 +109,7 @@ export function jsonLine(r: AuditRecord): string {
     event: r.type,
     actor: r.actor,
     clientIp: r.clientIp,
+    tls: r.tls,
     detail: r.detail,
     hash: r.hash,
   })}\n`;

@@ -13,7 +13,8 @@ const configOption = () => new Option('-c, --config <file>', 'YAML configuration
 const EXPORT_HELP = `
 Output:
   json  one JSON object per line: {seq, at (ISO 8601 UTC), messageId, recipient, event,
-        actor, clientIp, detail, hash}
+        actor, clientIp, tls, detail, hash}; tls (delivery attempts over SMTP):
+        {version (null: plain text), cipher, verified, verifiedBy, mtaSts, policy}
   csv   for a spreadsheet in Dutch locale: UTF-8 with BOM, ';' between cells, CRLF,
         times as yyyy-mm-dd hh:mm:ss in Europe/Amsterdam; a cell starting with = + - @
         gets a leading ' so it is never run as a formula.

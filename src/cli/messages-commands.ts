@@ -7,6 +7,8 @@ import { queuePurgeOnce } from '../pipeline/purge-job.js';
 import { blobCount, type SecureMessageRow } from '../store/secure.js';
 import { withStore, type AdminStore } from './context.js';
 import { describeHeld, heldMail, HELD_JSON } from './held-mail.js';
+import type { TlsFacts } from '../deliver/smtp-pool.js';
+import type { MessageRecord } from '../store/messages.js';
 
 /**
  * `zegel messages list|show|revoke`: secure messages for operators. Only
@@ -31,8 +33,16 @@ ID is the secure message id or the queue id of the original.
    "threadId": string | null, "blobs": number (ciphertext blobs; 0 once purged),
    "recipients": [{"address", "method": "none" | "access-code" | "email-code" | "sms-code",
      "linkId", "linkState": "active" | "revoked" | "expired" | "replaced", "revokeAt",
-     "notification": {"id": queue id | null, "state": "queued" | "delivered" | "failed" | "unknown", "at": ISO time | null},
+     "notification": {"id": queue id | null, "state": "queued" | "delivered" | "failed" | "unknown", "at": ISO time | null,
+       "tls": TLS | null},
      "firstOpenedAt", "lastOpenedAt", "downloads": number, "replies": number}]}
+For a queue id of mail that was not encrypted (delivered as it came, or made by the relay):
+  {"queueId", "origin", "receivedAt", "sender", "state",
+   "recipients": [{"address", "state": "pending" | "delivered" | "bounced" | "encrypted",
+     "attempts", "lastReply", "remoteMta", "tls": TLS | null}]}
+TLS is the session of the last delivery attempt: {"version": "TLSv1.3" | null (plain text),
+  "cipher", "verified": boolean, "verifiedBy": "system CAs" | "delivery.tls.ca" | null,
+  "mtaSts": "enforce" | "testing" | "none" | null, "policy": "may" | "encrypt" | "verify", "error"?}.
 Times are ISO 8601 (UTC) or null.`;
 
 const REVOKE_JSON = `
@@ -114,7 +124,13 @@ export function registerMessagesCommands(program: Command): void {
           process.stdout.write(options.json ? `${JSON.stringify({ state: 'held', ...held[0] }, null, 2)}\n` : describeHeld(held));
           return;
         }
-        const m = await find(store, id);
+        const m = await findSecure(store, id);
+        if (!m) {
+          const plain = await store.messages.get(id);
+          if (!plain) throw new ZegelError('ZEGEL_MESSAGE_NOT_FOUND', `no secure message and no queued message ${id}`);
+          process.stdout.write(await describeDelivery(store, plain, options.json === true));
+          return;
+        }
         const recipients = [];
         for (const l of await store.secure.links.ofMessage(m.id)) {
           // the notification is the link's own mail: its one recipient's state
@@ -126,7 +142,7 @@ export function registerMessagesCommands(program: Command): void {
             linkId: l.id,
             linkState: l.state,
             revokeAt: iso(l.revoke_at),
-            notification: { id: l.notification_id, state, at: n && state !== 'queued' ? iso(n.updatedAt) : null },
+            notification: { id: l.notification_id, state, at: n && state !== 'queued' ? iso(n.updatedAt) : null, tls: l.notification_id ? await lastTls(store, l.notification_id, l.address) : null },
             firstOpenedAt: iso(l.first_opened_at),
             lastOpenedAt: iso(l.last_opened_at),
             downloads: await store.events.countWith(m.queue_id, 'downloaded', 'linkId', l.id),
@@ -162,7 +178,7 @@ export function registerMessagesCommands(program: Command): void {
         for (const r of recipients) {
           const opened = r.firstOpenedAt ? `opened ${short(Date.parse(r.firstOpenedAt))}${r.lastOpenedAt !== r.firstOpenedAt ? `, last ${short(Date.parse(r.lastOpenedAt!))}` : ''}` : 'not opened';
           lines.push(
-            `  ${r.address}  ${r.method}  link ${r.linkState}${r.revokeAt ? ` (revoke at ${short(Date.parse(r.revokeAt))})` : ''}  notification ${r.notification.state}  ${opened}  ${r.downloads} download${r.downloads === 1 ? '' : 's'}${r.replies ? `  ${r.replies} repl${r.replies === 1 ? 'y' : 'ies'}` : ''}`,
+            `  ${r.address}  ${r.method}  link ${r.linkState}${r.revokeAt ? ` (revoke at ${short(Date.parse(r.revokeAt))})` : ''}  notification ${r.notification.state}${r.notification.tls ? ` (${tlsWords(r.notification.tls)})` : ''}  ${opened}  ${r.downloads} download${r.downloads === 1 ? '' : 's'}${r.replies ? `  ${r.replies} repl${r.replies === 1 ? 'y' : 'ies'}` : ''}`,
           );
         }
         process.stdout.write(`${lines.join('\n')}\n`);
@@ -217,9 +233,48 @@ function describeRevoke(result: RevokeResult, recipient: string | undefined): st
 
 /** A secure message by its id or its queue id. */
 async function find(store: AdminStore, id: string): Promise<SecureMessageRow> {
-  const row = (await store.secure.secure.get(id)) ?? (await store.secure.secure.byQueueId(id));
+  const row = await findSecure(store, id);
   if (!row) throw new ZegelError('ZEGEL_MESSAGE_NOT_FOUND', `no secure message ${id}`);
   return row;
+}
+
+async function findSecure(store: AdminStore, id: string): Promise<SecureMessageRow | undefined> {
+  return (await store.secure.secure.get(id)) ?? (await store.secure.secure.byQueueId(id));
+}
+
+/** The TLS facts of the last delivery attempt of `queueId` (to `address`, when given) that recorded any. */
+async function lastTls(store: AdminStore, queueId: string, address?: string): Promise<TlsFacts | null> {
+  const events = await store.events.forMessage(queueId);
+  for (let i = events.length - 1; i >= 0; i--) {
+    const e = events[i]!;
+    if (!['delivered', 'deferred', 'bounced'].includes(e.type)) continue;
+    if (address && e.recipient && e.recipient.toLowerCase() !== address.toLowerCase()) continue;
+    const tls = e.detail.tls;
+    if (tls && typeof tls === 'object') return tls as TlsFacts;
+  }
+  return null;
+}
+
+/** `TLSv1.3, verified by system CAs, MTA-STS enforce` or `plain text`. */
+function tlsWords(tls: TlsFacts): string {
+  if (!tls.version) return `plain text, policy ${tls.policy}`;
+  const verified = tls.verified ? `verified by ${tls.verifiedBy}` : `not verified${tls.error ? `: ${tls.error}` : ''}`;
+  return `${tls.version} ${tls.cipher}, ${verified}${tls.mtaSts ? `, MTA-STS ${tls.mtaSts}` : ''}`;
+}
+
+/** A message that was not encrypted: its recipients' delivery state and the TLS of their last attempt. */
+async function describeDelivery(store: AdminStore, m: MessageRecord, json: boolean): Promise<string> {
+  const recipients = [];
+  for (const r of await store.messages.recipients(m.id)) {
+    recipients.push({ address: r.address, state: r.state, attempts: r.attempts, lastReply: r.lastReply ?? null, remoteMta: r.remoteMta ?? null, tls: await lastTls(store, m.id, r.address) });
+  }
+  if (json) return `${JSON.stringify({ queueId: m.id, origin: m.origin, receivedAt: iso(m.receivedAt), sender: m.mailFrom, state: m.state, recipients }, null, 2)}\n`;
+  const lines = [`queue id  ${m.id} (${m.origin}, not encrypted)`, `sender    ${m.mailFrom || '<>'}`, `received  ${short(m.receivedAt)} UTC`, `state     ${m.state}`, `recipients (${recipients.length}):`];
+  for (const r of recipients) {
+    lines.push(`  ${r.address}  ${r.state}${r.attempts ? `  after ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}` : ''}${r.remoteMta ? `  via ${r.remoteMta}` : ''}${r.tls ? `  (${tlsWords(r.tls)})` : ''}`);
+    if (r.lastReply) lines.push(`    ${r.lastReply}`);
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 /** `--since`: a date or time (ISO 8601), or a duration back from now (7d, 12h). */
