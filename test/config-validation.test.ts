@@ -105,7 +105,7 @@ t.test('a bad value names its key', async (t) => {
     ['allow a hostname', { smtp: { allow: ['127.0.0.1/8', 'localhost'] } }, /smtp\.allow\.1: /],
     ['maxRecipients 0', { smtp: { maxRecipients: 0 } }, /smtp\.maxRecipients: /],
     ['bareLineEndings', { smtp: { bareLineEndings: 'fix' } }, /smtp\.bareLineEndings: /],
-    ['target http', { delivery: { target: 'http://mail.example:25' } }, /delivery\.target: expected "outbox" or smtp:\/\/host:port/],
+    ['target http', { delivery: { target: 'http://mail.example:25' } }, /delivery\.target: expected "outbox", "mx", smtp:\/\/host:port/],
     ['schedule word', { delivery: { retry: { schedule: ['5m', 'soon'] } } }, /delivery\.retry\.schedule\.1: expected a duration/],
     ['empty schedule', { delivery: { retry: { schedule: [] } } }, /delivery\.retry\.schedule: /],
     ['domain', { organisation: { domains: ['not a domain'] } }, /organisation\.domains\.0: expected a domain name/],

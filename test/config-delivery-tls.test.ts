@@ -1,0 +1,62 @@
+import t from 'tap';
+import { parseConfig } from '../src/config/load.js';
+import { TlsPolicy } from '../src/deliver/tls-policy.js';
+import { targetTlsDefaults } from '../src/deliver/routes.js';
+import type { ZegelError } from '../src/errors.js';
+
+// The delivery contract of issue 18: targets, the login, TLS levels and their
+// defaults per target, and the floor for mail with link keys or codes.
+
+function problemWith(input: unknown): string | undefined {
+  try {
+    parseConfig(input, '/etc/zegel');
+  } catch (err) {
+    return `${(err as ZegelError).code}: ${(err as Error).message}`;
+  }
+  return undefined;
+}
+
+t.test('the targets: outbox, smtp://, smtps://, mx; a login never in the URL', async (t) => {
+  for (const target of ['outbox', 'mx', 'smtp://127.0.0.1:10026', 'smtps://smtp.provider.example:465', 'smtp://[::1]:25', 'smtp://relay.example.nl']) {
+    t.equal(problemWith({ delivery: { target } }), undefined, target);
+  }
+  t.match(problemWith({ delivery: { target: 'smtp://zegel:geheim@smtp.provider.example:587' } }), /ZEGEL_CONFIG_INVALID: [\s\S]*delivery\.target: .*a login goes in delivery\.auth, never in the URL/);
+  t.match(problemWith({ delivery: { target: 'lmtp://x:24' } }), /delivery\.target/);
+  t.match(problemWith({ delivery: { target: 'outbox', auth: { user: 'u', passwordFile: 'p' } } }), /delivery\.auth: a login is for a smarthost .*not for outbox/);
+  t.match(problemWith({ delivery: { target: 'smtps://s.example:465', auth: { user: 'u', password: 'p' } } }), /delivery\.auth/, 'a password in the YAML is refused');
+  t.match(problemWith({ delivery: { tls: { default: 'dane' } } }), /delivery\.tls\.default/);
+  t.match(problemWith({ delivery: { tls: { policies: { 'not a domain': 'may' } } } }), /delivery\.tls\.policies/);
+  t.match(problemWith({ delivery: { mx: { dnsServers: ['127.0.0.1'] } } }), /delivery\.mx\.dnsServers.*host:port/);
+});
+
+t.test('the files are resolved against the configuration file', async (t) => {
+  const config = parseConfig({ delivery: { target: 'smtps://s.example:465', auth: { user: 'u', passwordFile: 'smarthost.pw' }, tls: { ca: 'ca.pem' }, mx: { mtaSts: { ca: 'sts.pem' }, dnsServers: ['127.0.0.1:5353'] } } }, '/etc/zegel');
+  t.equal(config.delivery.auth!.passwordFile, '/etc/zegel/smarthost.pw');
+  t.equal(config.delivery.tls.ca, '/etc/zegel/ca.pem');
+  t.equal(config.delivery.mx.mtaSts.ca, '/etc/zegel/sts.pem');
+  t.same(config.delivery.mx.dnsServers, [{ host: '127.0.0.1', port: 5353 }]);
+  t.equal(config.delivery.mx.port, 25);
+  t.equal(config.delivery.mx.mtaSts.enabled, true);
+});
+
+t.test('TLS defaults per target', async (t) => {
+  t.same(targetTlsDefaults('mx', false), { level: 'verify', secretsFloor: 'verify' });
+  t.same(targetTlsDefaults('smtps://s.example:465', false), { level: 'verify', secretsFloor: 'verify' });
+  t.same(targetTlsDefaults('smtp://s.example:587', true), { level: 'verify', secretsFloor: 'verify' }, 'a login: verify');
+  t.same(targetTlsDefaults('smtp://relay.example.nl:25', false), { level: 'verify', secretsFloor: undefined }, 'another machine: verify');
+  t.same(targetTlsDefaults('smtp://127.0.0.1:10026', false), { level: 'may', secretsFloor: undefined }, 'the loopback re-injection: may');
+  t.same(targetTlsDefaults('smtp://[::1]:10026', false), { level: 'may', secretsFloor: undefined });
+  t.same(targetTlsDefaults('smtp://localhost:10026', false), { level: 'may', secretsFloor: undefined });
+});
+
+t.test('mail with secrets gets the floor unless a policy names the domain lower', async (t) => {
+  const policy = new TlsPolicy({ default: 'may', policies: { 'partner.example': 'encrypt', 'Strict.Example.': 'verify' } }, 'verify', 'verify');
+  t.same(policy.resolve('elders.example', { secrets: false }), { level: 'may', source: 'default' });
+  t.same(policy.resolve('elders.example', { secrets: true }), { level: 'verify', source: 'secrets' });
+  t.same(policy.resolve('PARTNER.example', { secrets: true }), { level: 'encrypt', source: 'policy' }, 'the admin\'s explicit word wins, case-insensitive');
+  t.same(policy.resolve('strict.example', { secrets: false }), { level: 'verify', source: 'policy' });
+  t.same(policy.loweredForSecrets(), [{ domain: 'partner.example', level: 'encrypt' }], 'and is warned about');
+  const loopback = new TlsPolicy({ policies: { 'x.example': 'may' } }, 'may', undefined);
+  t.same(loopback.resolve('127.0.0.1', { secrets: true }), { level: 'may', source: 'default' }, 'no floor on a loopback target');
+  t.same(loopback.loweredForSecrets(), []);
+});
