@@ -32,7 +32,7 @@ world.dns.zone.set('nomail.test', { MX: [{ exchange: '', priority: 0 }] });
 
 const dir = tempDir(t);
 const dataDir = path.join(dir, 'data');
-const { relay, port, logs } = await startRelay(t, world.config({ receipts: { sender: false } }), { dataDir });
+const { relay, port, logs } = await startRelay(t, world.config({ receipts: { sender: false }, delivery: { mx: { maxConnectionsPerDomain: 2 } } }), { dataDir });
 const view = storeView(relay.sqlite);
 const finished = (id: string) => view.getRecipients(id).every((r) => r.state !== 'pending');
 
@@ -45,6 +45,18 @@ t.test('the lowest preference first, over TLS verified against the MX name', asy
   t.equal(a.messages[0]!.servername, 'a.order.test', 'SNI is the MX name, not the address');
   const delivered = view.events(id).find((e) => e.type === 'delivered')!;
   t.match(delivered.detail, { remoteMta: 'a.order.test', tls: { version: /^TLSv1\.[23]$/, cipher: /\w/, verified: true, verifiedBy: 'delivery.tls.ca', mtaSts: 'none', policy: 'verify' } });
+  t.match(logs(), new RegExp(`"queueId":"${id}".*"result":"delivered".*"remoteMta":"a\\.order\\.test","tls":\\{"version":"TLSv1\\.[23]","cipher":"[^"]+","verified":true,"verifiedBy":"delivery\\.tls\\.ca"`), 'the delivery attempt log line carries the TLS facts');
+});
+
+t.test('at most maxConnectionsPerDomain sessions to a domain, reused', async (t) => {
+  const before = { connections: a.connections, messages: a.messages.length };
+  const ids = await Promise.all(Array.from({ length: 12 }, (_, i) => submitMail(t, port, FROM, [`r${i}@order.test`])));
+  await waitFor(() => ids.every(finished), 20_000, 'all delivered');
+  const mine = a.messages.slice(before.messages);
+  t.equal(mine.length, 12);
+  const sessions = new Set(mine.map((m) => m.sessionId));
+  t.ok(sessions.size <= 2, `12 messages over ${sessions.size} sessions (at most 2)`);
+  t.ok(a.connections - before.connections <= 2, `${a.connections - before.connections} new connections`);
 });
 
 t.test('an MX that does not answer or greets with 421 is passed over for the next', async (t) => {
@@ -100,7 +112,7 @@ t.test('the TLS facts in zegel messages show and the audit export', async (t) =>
   t.equal(out.queueId, id);
   t.match(out.recipients, [{ address: 'audit@order.test', state: 'delivered', tls: { version: /^TLSv1\.[23]$/, verified: true, verifiedBy: 'delivery.tls.ca', mtaSts: 'none', policy: 'verify' } }]);
   const human = await runZegel(['messages', 'show', id, '--config', configFile]);
-  t.match(human.stdout, /audit@order\.test {2}delivered .*via a\.order\.test {2}\(TLSv1\.[23] \S+, verified by delivery\.tls\.ca, MTA-STS none\)/);
+  t.match(human.stdout, /audit@order\.test {2}delivered .*via a\.order\.test\n {4}over TLSv1\.[23] \S+, verified by delivery\.tls\.ca, MTA-STS none\n/);
   const exported = await runZegel(['audit', '--message', id, '--event', 'delivered', '--config', configFile]);
   t.equal(exported.code, 0, exported.stderr);
   const records = exported.stdout.trim().split('\n').map((line) => JSON.parse(line) as { tls?: Record<string, unknown> });

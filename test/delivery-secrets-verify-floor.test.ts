@@ -1,7 +1,11 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import t from 'tap';
+import { stringify } from 'yaml';
+import { runZegel } from './helpers/child-relay.js';
 import { startMxWorld, submitMail } from './helpers/mx-world.js';
-import { startRelay, waitFor } from './helpers/relay.js';
+import { startRelay, tempDir, waitFor } from './helpers/relay.js';
 import { storeView } from './helpers/store-view.js';
 
 // Mail that carries a link key (a notification) leaves over mx only with a
@@ -18,7 +22,9 @@ world.mx('zelfgetekend.test', [['mx.zelfgetekend.test', 10]]);
 const good = await world.host('mx.goed.test', `${NET}.12`);
 world.mx('goed.test', [['mx.goed.test', 10]]);
 
-const { relay, port } = await startRelay(t, world.config({ receipts: { sender: false }, delivery: { tls: { default: 'may' } } }));
+const dir = tempDir(t);
+const dataDir = path.join(dir, 'data');
+const { relay, port } = await startRelay(t, world.config({ receipts: { sender: false }, delivery: { tls: { default: 'may' } } }), { dataDir });
 const view = storeView(relay.sqlite);
 const notifications = (): string[] => (relay.sqlite.db.prepare(`SELECT id FROM messages WHERE origin = 'notification' ORDER BY received_at`).all() as Array<{ id: string }>).map((r) => r.id);
 
@@ -39,9 +45,19 @@ t.test('plain mail goes under may; the notification to the same host waits for v
 });
 
 t.test('a notification to a host with a trusted certificate is delivered verified', async (t) => {
-  await submitMail(t, port, FROM, ['kees@goed.test'], 'Het BSN is 123456782.', 'Dossier');
+  const queueId = await submitMail(t, port, FROM, ['kees@goed.test'], 'Het BSN is 123456782.', 'Dossier');
   await waitFor(() => good.messages.length === 1, 20_000, 'the notification delivered');
   t.match((await simpleParser(good.messages[0]!.raw)).text ?? '', /\/m\/[A-Za-z0-9_-]{22}#/, 'it is the notification with its link');
   const id = notifications().find((n) => view.getRecipients(n)[0]?.address === 'kees@goed.test')!;
+  await waitFor(() => view.getRecipients(id)[0]!.state === 'delivered', 10_000, 'its delivery recorded');
   t.match(view.events(id).find((e) => e.type === 'delivered')!.detail.tls, { verified: true, verifiedBy: 'delivery.tls.ca', policy: 'verify' });
+
+  const configFile = path.join(dir, 'zegel.yaml');
+  fs.writeFileSync(configFile, stringify({ data: { dir: dataDir } }));
+  const shown = await runZegel(['messages', 'show', queueId, '--json', '--config', configFile]);
+  t.equal(shown.code, 0, shown.stderr);
+  const out = JSON.parse(shown.stdout) as { recipients: Array<{ address: string; notification: { state: string; tls: Record<string, unknown> | null } }> };
+  t.match(out.recipients, [{ address: 'kees@goed.test', notification: { state: 'delivered', tls: { version: /^TLSv1\.[23]$/, verified: true, verifiedBy: 'delivery.tls.ca', mtaSts: 'none', policy: 'verify' } } }], 'zegel messages show gives the notification\'s TLS');
+  const human = await runZegel(['messages', 'show', queueId, '--config', configFile]);
+  t.match(human.stdout, /kees@goed\.test .*notification delivered.*\n {4}notification sent over TLSv1\.[23] \S+, verified by delivery\.tls\.ca, MTA-STS none\n/);
 });

@@ -178,8 +178,9 @@ export function registerMessagesCommands(program: Command): void {
         for (const r of recipients) {
           const opened = r.firstOpenedAt ? `opened ${short(Date.parse(r.firstOpenedAt))}${r.lastOpenedAt !== r.firstOpenedAt ? `, last ${short(Date.parse(r.lastOpenedAt!))}` : ''}` : 'not opened';
           lines.push(
-            `  ${r.address}  ${r.method}  link ${r.linkState}${r.revokeAt ? ` (revoke at ${short(Date.parse(r.revokeAt))})` : ''}  notification ${r.notification.state}${r.notification.tls ? ` (${tlsWords(r.notification.tls)})` : ''}  ${opened}  ${r.downloads} download${r.downloads === 1 ? '' : 's'}${r.replies ? `  ${r.replies} repl${r.replies === 1 ? 'y' : 'ies'}` : ''}`,
+            `  ${r.address}  ${r.method}  link ${r.linkState}${r.revokeAt ? ` (revoke at ${short(Date.parse(r.revokeAt))})` : ''}  notification ${r.notification.state}  ${opened}  ${r.downloads} download${r.downloads === 1 ? '' : 's'}${r.replies ? `  ${r.replies} repl${r.replies === 1 ? 'y' : 'ies'}` : ''}`,
           );
+          if (r.notification.tls) lines.push(`    notification sent over ${tlsWords(r.notification.tls)}`);
         }
         process.stdout.write(`${lines.join('\n')}\n`);
       }),
@@ -271,7 +272,8 @@ async function describeDelivery(store: AdminStore, m: MessageRecord, json: boole
   if (json) return `${JSON.stringify({ queueId: m.id, origin: m.origin, receivedAt: iso(m.receivedAt), sender: m.mailFrom, state: m.state, recipients }, null, 2)}\n`;
   const lines = [`queue id  ${m.id} (${m.origin}, not encrypted)`, `sender    ${m.mailFrom || '<>'}`, `received  ${short(m.receivedAt)} UTC`, `state     ${m.state}`, `recipients (${recipients.length}):`];
   for (const r of recipients) {
-    lines.push(`  ${r.address}  ${r.state}${r.attempts ? `  after ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}` : ''}${r.remoteMta ? `  via ${r.remoteMta}` : ''}${r.tls ? `  (${tlsWords(r.tls)})` : ''}`);
+    lines.push(`  ${r.address}  ${r.state}${r.attempts ? `  after ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}` : ''}${r.remoteMta ? `  via ${r.remoteMta}` : ''}`);
+    if (r.tls) lines.push(`    over ${tlsWords(r.tls)}`);
     if (r.lastReply) lines.push(`    ${r.lastReply}`);
   }
   return `${lines.join('\n')}\n`;
