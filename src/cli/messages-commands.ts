@@ -112,7 +112,7 @@ export function registerMessagesCommands(program: Command): void {
 
   messages
     .command('show')
-    .description('metadata and per-recipient status of one secure message (never content, never keys)')
+    .description('metadata and per-recipient status of one secure message, or the delivery (with its TLS) of any queued message; never content, never keys')
     .argument('<id>', 'secure message id or queue id')
     .option('--json', 'one JSON object on stdout (shape below)')
     .addOption(configOption())
