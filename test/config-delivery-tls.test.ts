@@ -1,4 +1,9 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
+import { stringify } from 'yaml';
+import { runZegel } from './helpers/child-relay.js';
+import { tempDir } from './helpers/relay.js';
 import { parseConfig } from '../src/config/load.js';
 import { TlsPolicy } from '../src/deliver/tls-policy.js';
 import { targetTlsDefaults } from '../src/deliver/routes.js';
@@ -59,4 +64,22 @@ t.test('mail with secrets gets the floor unless a policy names the domain lower'
   const loopback = new TlsPolicy({ policies: { 'x.example': 'may' } }, 'may', undefined);
   t.same(loopback.resolve('127.0.0.1', { secrets: true }), { level: 'may', source: 'default' }, 'no floor on a loopback target');
   t.same(loopback.loweredForSecrets(), []);
+});
+
+t.test('zegel check-config reads the delivery files and warns about lowered secrets', async (t) => {
+  const dir = tempDir(t);
+  const configFile = path.join(dir, 'zegel.yaml');
+  fs.writeFileSync(path.join(dir, 'not-a-cert.pem'), 'hallo\n');
+  fs.writeFileSync(
+    configFile,
+    stringify({
+      data: { dir: path.join(dir, 'data') },
+      delivery: { target: 'mx', tls: { ca: 'not-a-cert.pem', policies: { 'partner.example': 'encrypt' } } },
+    }),
+  );
+  const run = await runZegel(['check-config', '--config', configFile]);
+  t.equal(run.code, 0, 'the configuration itself is valid');
+  t.match(run.stderr, /warning: zegel start refuses this configuration: ZEGEL_DELIVERY_FILE: delivery\.tls\.ca: .*not-a-cert\.pem holds no PEM certificate/);
+  t.match(run.stderr, /warning: delivery\.tls\.policies lowers partner\.example to encrypt: notifications, receipts and code mails to it leave without a verified certificate/);
+  t.notOk(fs.existsSync(path.join(dir, 'data')), 'check-config made no data directory');
 });

@@ -105,6 +105,9 @@ export function buildCli(): Command {
       const dotless = hostnameWarning(config);
       if (dotless) process.stderr.write(`warning: ${dotless}\n`);
       for (const problem of unavailableDrivers(config)) process.stderr.write(`warning: zegel start refuses this configuration: ${problem}\n`);
+      const { deliveryFileProblems, deliveryWarnings } = await import('../deliver/routes.js');
+      for (const problem of deliveryFileProblems(config.delivery)) process.stderr.write(`warning: zegel start refuses this configuration: ${problem}\n`);
+      for (const warning of deliveryWarnings(config.delivery)) process.stderr.write(`warning: ${warning}\n`);
       if ([config.delivery.target, config.delivery.internalTarget].includes('outbox')) {
         process.stderr.write(`delivered mail goes to the outbox ${config.delivery.outboxDir} (outside data.dir ${config.data.dir})\n`);
       }

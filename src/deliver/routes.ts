@@ -79,15 +79,10 @@ export function readCaFile(key: string, file: string): string[] {
  */
 export function createRouteTransports(delivery: DeliveryConfig, paths: TransportPaths, hostname: string, log?: Logger): RouteTransports {
   const ca = delivery.tls.ca ? readCaFile('delivery.tls.ca', delivery.tls.ca) : undefined;
-  const warnings: string[] = [];
   let shared: { resolver: MxResolver; mtaSts: MtaSts | undefined } | undefined;
   const make = (url: string, withAuth: boolean): Transport => {
     if (url === 'outbox') return new OutboxTransport(paths.outboxDir);
-    const defaults = targetTlsDefaults(url, withAuth);
-    const policy = new TlsPolicy(delivery.tls, defaults.level, defaults.secretsFloor);
-    for (const { domain, level } of policy.loweredForSecrets()) {
-      warnings.push(`delivery.tls.policies lowers ${domain} to ${level}: notifications, receipts and code mails to it leave without a verified certificate (their link keys and codes can be read by anyone in the path)`);
-    }
+    const policy = routePolicy(delivery, url, withAuth);
     if (url === 'mx') {
       shared ??= (() => {
         const resolver = new MxResolver({ servers: delivery.mx.dnsServers.length ? delivery.mx.dnsServers : undefined });
@@ -112,5 +107,39 @@ export function createRouteTransports(delivery: DeliveryConfig, paths: Transport
   const target = make(delivery.target, !!delivery.auth);
   const internalTarget = delivery.internalTarget ?? delivery.target;
   const internal = internalTarget === delivery.target ? target : make(internalTarget, false);
-  return { target, internal, all: internal === target ? [target] : [target, internal], warnings: [...new Set(warnings)] };
+  return { target, internal, all: internal === target ? [target] : [target, internal], warnings: deliveryWarnings(delivery) };
+}
+
+function routePolicy(delivery: DeliveryConfig, url: string, withAuth: boolean): TlsPolicy {
+  const defaults = targetTlsDefaults(url, withAuth);
+  return new TlsPolicy(delivery.tls, defaults.level, defaults.secretsFloor);
+}
+
+/** The start-up warnings of `delivery`: a policy that lets mail with link keys or codes leave unverified. */
+export function deliveryWarnings(delivery: DeliveryConfig): string[] {
+  const warnings = new Set<string>();
+  const routes: Array<[string, boolean]> = [[delivery.target, !!delivery.auth], [delivery.internalTarget ?? delivery.target, false]];
+  for (const [url, withAuth] of routes) {
+    if (url === 'outbox') continue;
+    for (const { domain, level } of routePolicy(delivery, url, withAuth).loweredForSecrets()) {
+      warnings.add(`delivery.tls.policies lowers ${domain} to ${level}: notifications, receipts and code mails to it leave without a verified certificate (their link keys and codes can be read by anyone in the path)`);
+    }
+  }
+  return [...warnings];
+}
+
+/** Reads every file delivery needs (the login's password, the CA files) as a start would: the problems, each a named error's message. */
+export function deliveryFileProblems(delivery: DeliveryConfig): string[] {
+  const problems: string[] = [];
+  const attempt = (read: () => unknown) => {
+    try {
+      read();
+    } catch (err) {
+      problems.push(`${(err as ZegelError).code ?? 'ERROR'}: ${(err as Error).message}`);
+    }
+  };
+  if (delivery.auth) attempt(() => readPassword(delivery.auth!.passwordFile));
+  if (delivery.tls.ca) attempt(() => readCaFile('delivery.tls.ca', delivery.tls.ca!));
+  if (delivery.mx.mtaSts.ca) attempt(() => readCaFile('delivery.mx.mtaSts.ca', delivery.mx.mtaSts.ca!));
+  return problems;
 }
