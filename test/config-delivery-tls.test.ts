@@ -30,6 +30,9 @@ t.test('the targets: outbox, smtp://, smtps://, mx; a login never in the URL', a
   t.match(problemWith({ delivery: { target: 'outbox', auth: { user: 'u', passwordFile: 'p' } } }), /delivery\.auth: a login is for a smarthost .*not for outbox/);
   t.match(problemWith({ delivery: { target: 'smtps://s.example:465', auth: { user: 'u', password: 'p' } } }), /delivery\.auth/, 'a password in the YAML is refused');
   t.match(problemWith({ delivery: { tls: { default: 'dane' } } }), /delivery\.tls\.default/);
+  t.match(problemWith({ delivery: { target: 'smtp://s.example:587', auth: { user: 'u', passwordFile: 'p' }, tls: { default: 'encrypt' } } }), /delivery\.tls: default is encrypt, but the login of delivery\.auth is only sent over a verified certificate/);
+  t.match(problemWith({ delivery: { target: 'smtps://s.example:465', auth: { user: 'u', passwordFile: 'p' }, tls: { policies: { 's.example': 'may' } } } }), /delivery\.tls: policies\.s\.example is may, but the login/);
+  t.equal(problemWith({ delivery: { target: 'smtps://s.example:465', auth: { user: 'u', passwordFile: 'p' }, tls: { default: 'verify', policies: { 'partner.example': 'encrypt' } } } }), undefined, 'other domains may be lowered');
   t.match(problemWith({ delivery: { tls: { policies: { 'not a domain': 'may' } } } }), /delivery\.tls\.policies/);
   t.match(problemWith({ delivery: { mx: { dnsServers: ['127.0.0.1'] } } }), /delivery\.mx\.dnsServers.*host:port/);
 });

@@ -27,6 +27,11 @@ const busy1 = await world.host('mx1.busy.test', `${NET}.15`, { refuseConnect: tr
 const busy2 = await world.host('mx2.busy.test', `${NET}.16`);
 world.mx('busy.test', [['mx1.busy.test', 10], ['mx2.busy.test', 20]]);
 
+const rude = await world.host('mx1.rude.test', `${NET}.18`, { refuseConnect: { code: 554, message: '5.7.1 No SMTP service here' } });
+const polite = await world.host('mx2.rude.test', `${NET}.19`);
+world.mx('rude.test', [['mx1.rude.test', 10], ['mx2.rude.test', 20]]);
+world.dns.zone.set('onlyrude.test', { MX: [{ exchange: 'mx1.rude.test', priority: 10 }] });
+
 const bare = await world.host('bare.test', `${NET}.17`); // no MX: its A record is the implicit MX
 world.dns.zone.set('nomail.test', { MX: [{ exchange: '', priority: 0 }] });
 
@@ -68,6 +73,17 @@ t.test('an MX that does not answer or greets with 421 is passed over for the nex
   t.equal(busy1.messages.length, 0);
   t.equal(busy2.messages.length, 1, 'mx2.busy.test took it after the 421');
   t.match(logs(), /"mx":"mx1\.down\.test".*"MX host passed over"/);
+});
+
+t.test('a 5xx greeting is passed over, and alone it defers (never a bounce before TLS)', async (t) => {
+  const id = await submitMail(t, port, FROM, ['jet@rude.test']);
+  await waitFor(() => finished(id), 15_000, 'delivered');
+  t.ok(rude.connections >= 1, 'mx1.rude.test was tried');
+  t.equal(polite.messages.length, 1, 'mx2.rude.test took it');
+  const only = await submitMail(t, port, FROM, ['jet@onlyrude.test']);
+  const deferred = await waitFor(() => view.events(only).find((e) => e.type === 'deferred' || e.type === 'bounced'), 15_000, 'the attempt');
+  t.equal(deferred.type, 'deferred', 'temporary: anyone on the path can inject a 5xx greeting');
+  t.match(String(deferred.detail.reply), /^451 4\.4\.0 mx1\.rude\.test refused the session: 554 5\.7\.1 No SMTP service here/);
 });
 
 t.test('a domain without MX records is delivered to its own address (implicit MX)', async (t) => {
@@ -112,7 +128,7 @@ t.test('the TLS facts in zegel messages show and the audit export', async (t) =>
   t.equal(out.queueId, id);
   t.match(out.recipients, [{ address: 'audit@order.test', state: 'delivered', tls: { version: /^TLSv1\.[23]$/, verified: true, verifiedBy: 'delivery.tls.ca', mtaSts: 'none', policy: 'verify' } }]);
   const human = await runZegel(['messages', 'show', id, '--config', configFile]);
-  t.match(human.stdout, /audit@order\.test {2}delivered .*via a\.order\.test\n {4}over TLSv1\.[23] \S+, verified by delivery\.tls\.ca, MTA-STS none\n/);
+  t.match(human.stdout, /audit@order\.test {2}delivered .*via a\.order\.test\n {4}TLS: TLSv1\.[23] \S+, verified by delivery\.tls\.ca, MTA-STS none\n/);
   const exported = await runZegel(['audit', '--message', id, '--event', 'delivered', '--config', configFile]);
   t.equal(exported.code, 0, exported.stderr);
   const records = exported.stdout.trim().split('\n').map((line) => JSON.parse(line) as { tls?: Record<string, unknown> });

@@ -59,5 +59,5 @@ t.test('a notification to a host with a trusted certificate is delivered verifie
   const out = JSON.parse(shown.stdout) as { recipients: Array<{ address: string; notification: { state: string; tls: Record<string, unknown> | null } }> };
   t.match(out.recipients, [{ address: 'kees@goed.test', notification: { state: 'delivered', tls: { version: /^TLSv1\.[23]$/, verified: true, verifiedBy: 'delivery.tls.ca', mtaSts: 'none', policy: 'verify' } } }], 'zegel messages show gives the notification\'s TLS');
   const human = await runZegel(['messages', 'show', queueId, '--config', configFile]);
-  t.match(human.stdout, /kees@goed\.test .*notification delivered.*\n {4}notification sent over TLSv1\.[23] \S+, verified by delivery\.tls\.ca, MTA-STS none\n/);
+  t.match(human.stdout, /kees@goed\.test .*notification delivered.*\n {4}notification TLS: TLSv1\.[23] \S+, verified by delivery\.tls\.ca, MTA-STS none\n/);
 });

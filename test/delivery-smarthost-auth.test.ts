@@ -7,6 +7,7 @@ import { startRelay, tempDir, waitFor } from './helpers/relay.js';
 import { startSink } from './helpers/sink.js';
 import { storeView } from './helpers/store-view.js';
 import { createPki } from './helpers/test-pki.js';
+import { SmtpPool } from '../src/deliver/smtp-pool.js';
 import { startTlsSink } from './helpers/tls-sink.js';
 
 // A smarthost with a login: smtps:// and smtp:// with STARTTLS, the
@@ -26,13 +27,15 @@ const port = await freePort();
 const smtps = await startTlsSink(t, { host: `${NET}.11`, port, key: cert.key, cert: cert.cert, secure: true, auth: { user: 'zegel', password: PASSWORD } });
 const starttls = await startTlsSink(t, { host: `${NET}.12`, port, key: cert.key, cert: cert.cert, auth: { user: 'zegel', password: PASSWORD } });
 const noTls = await startTlsSink(t, { host: `${NET}.13`, port, key: cert.key, cert: cert.cert, hideSTARTTLS: true, auth: { user: 'zegel', password: PASSWORD } });
+const selfSignedPair = pki.selfSigned(['smarthost.test'], { ips: [`${NET}.14`] });
+const selfSigned = await startTlsSink(t, { host: `${NET}.14`, port, key: selfSignedPair.key, cert: selfSignedPair.cert, auth: { user: 'zegel', password: PASSWORD } });
 const internal = await startSink(t);
 
-function relayFor(target: string, tls: Record<string, unknown> = {}) {
+function relayFor(target: string) {
   return startRelay(t, {
     organisation: { name: 'Voorbeeldzorg', domains: ['zorg.test'] },
     receipts: { sender: false },
-    delivery: { target, internalTarget: internal.url, auth: { user: 'zegel', passwordFile }, tls: { ca: pki.ca.certFile, ...tls }, timeout: '5s' },
+    delivery: { target, internalTarget: internal.url, auth: { user: 'zegel', passwordFile }, tls: { ca: pki.ca.certFile }, timeout: '5s' },
   });
 }
 
@@ -69,15 +72,24 @@ t.test('smtp:// with STARTTLS and AUTH', async (t) => {
   t.notMatch(logs(), PASSWORD);
 });
 
-t.test('a smarthost without STARTTLS never gets the password, even at policy may', async (t) => {
-  const { relay, port: smtpPort, logs } = await relayFor(`smtp://${NET}.13:${port}`, { default: 'may' });
+t.test('a smarthost without STARTTLS never gets the password', async (t) => {
+  const { relay, port: smtpPort, logs } = await relayFor(`smtp://${NET}.13:${port}`);
   const view = storeView(relay.sqlite);
   const id = await submitMail(t, smtpPort, FROM, ['anna@extern.test']);
   const deferred = await waitFor(() => view.events(id).find((e) => e.type === 'deferred'), 15_000, 'deferred');
-  t.match(String(deferred.detail.reply), /^454 4\.7\.0 127\.0\.22\.13 did not start TLS; the login for zegel is never sent in plain text/);
+  t.match(String(deferred.detail.reply), /^454 4\.7\.4 TLS policy verify: 127\.0\.22\.13 did not start TLS/);
   t.equal(noTls.authFailures, 0, 'no AUTH was tried');
   t.equal(noTls.messages.length, 0);
   t.notMatch(logs(), PASSWORD);
+});
+
+t.test('the pool never logs in over a session it did not verify, whatever level it is given', async (t) => {
+  const pool = new SmtpPool({ host: `${NET}.14`, port, level: 'encrypt', auth: { user: 'zegel', pass: PASSWORD } }, { hostname: 'zegel.test', maxConnections: 1, timeout: 5_000 });
+  t.teardown(() => pool.close());
+  const err = await pool.send({ from: FROM, to: ['x@extern.test'] }, { bytes: Buffer.from('Subject: x\r\n\r\nx\r\n') }).catch((e: unknown) => e);
+  t.match(err, { code: 454, kind: 'tls', reply: /^454 4\.7\.5 the certificate of 127\.0\.22\.14 is not verified \(DEPTH_ZERO_SELF_SIGNED_CERT\); the login for zegel is only sent over a verified session/ });
+  t.equal(selfSigned.authFailures, 0, 'no AUTH was tried');
+  t.equal(selfSigned.messages.length, 0);
 });
 
 t.test('a password file that cannot be read stops the start with a named error', async (t) => {

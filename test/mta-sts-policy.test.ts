@@ -271,3 +271,20 @@ t.test('matches(): exact names and a wildcard of exactly one label (RFC 8461 §4
   t.ok(f.sts.matches('mx1.mail.example.nl', { mode: 'testing', mx: ['*.mail.example.nl'] }), 'testing: checked the same way');
   t.ok(f.sts.matches('anything.test', { mode: 'none', mx: [] }), 'none: nothing to check');
 });
+
+t.test('an address of mta-sts.<domain> that cannot be reached gives way to the next one', async (t) => {
+  const f = await fixture(t);
+  publish(f, 'twohomes.test', 'v1');
+  // 127.0.0.69: nothing listens on 443 there (this file's range is 127.0.0.60-69)
+  f.dns.zone.set('mta-sts.twohomes.test', { A: ['127.0.0.69', HTTPS_ADDRESS] });
+  f.web.set('twohomes.test', { body: policyText('enforce', ['mx.twohomes.test']) });
+  const found = await f.sts.lookup('twohomes.test');
+  t.equal(found.source, 'fetched');
+  t.match(found.policy, { mode: 'enforce', mx: ['mx.twohomes.test'] });
+  f.dns.zone.set('mta-sts.twohomes.test', { A: ['127.0.0.69'] });
+  publish(f, 'twohomes.test', 'v2');
+  f.dns.zone.set('mta-sts.twohomes.test', { A: ['127.0.0.69'] });
+  const alone = await f.sts.lookup('twohomes.test');
+  t.equal(alone.source, 'cache-after-failure', 'with only the dead address: the cached policy');
+  t.match(alone.error, { kind: 'network' });
+});

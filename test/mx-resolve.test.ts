@@ -176,9 +176,14 @@ t.test('addresses() and txt() for MTA-STS', async (t) => {
     'mta-sts.example.nl': { AAAA: ['::1'], A: ['127.0.0.60'] },
     '_mta-sts.example.nl': { TXT: [['v=STSv1; ', 'id=20261204']] },
     'broken.nl': { servfail: true },
+    'v4only.nl': { A: ['127.0.0.61'], servfail: ['AAAA'] },
+    'mx.v4only.nl': { A: ['127.0.0.62'], servfail: ['AAAA'] },
   });
+  dns.zone.set('v4only.nl', { ...dns.zone.get('v4only.nl'), MX: [{ exchange: 'mx.v4only.nl', priority: 10 }] });
   const resolver = resolverFor(dns.servers);
   t.same(await resolver.addresses('mta-sts.example.nl'), ['127.0.0.60', '::1']);
+  t.same(await resolver.addresses('v4only.nl'), ['127.0.0.61'], 'a failed AAAA lookup leaves the A answer usable');
+  t.match(await resolver.route('v4only.nl'), [{ name: 'mx.v4only.nl', addresses: ['127.0.0.62'] }], 'and the host is routed to, not skipped');
   t.same(await resolver.addresses('mta-sts.unknown.nl'), [], 'NXDOMAIN: no addresses');
   t.same(await resolver.addresses('_mta-sts.example.nl'), [], 'no A/AAAA (ENODATA): no addresses');
   await t.rejects(resolver.addresses('broken.nl'), { code: 'ESERVFAIL' }, 'a failed lookup is not "no addresses"');

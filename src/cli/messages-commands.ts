@@ -40,7 +40,8 @@ For a queue id of mail that was not encrypted (delivered as it came, or made by 
   {"queueId", "origin", "receivedAt", "sender", "state",
    "recipients": [{"address", "state": "pending" | "delivered" | "bounced" | "encrypted",
      "attempts", "lastReply", "remoteMta", "tls": TLS | null}]}
-TLS is the session of the last delivery attempt: {"version": "TLSv1.3" | null (plain text),
+TLS is the session of the last delivery attempt (null: it recorded none): {"version": "TLSv1.3" | null
+  (no TLS: plain text, or with "error" a session refused before any mail went),
   "cipher", "verified": boolean, "verifiedBy": "system CAs" | "delivery.tls.ca" | null,
   "mtaSts": "enforce" | "testing" | "none" | null, "policy": "may" | "encrypt" | "verify", "error"?}.
 Times are ISO 8601 (UTC) or null.`;
@@ -180,7 +181,7 @@ export function registerMessagesCommands(program: Command): void {
           lines.push(
             `  ${r.address}  ${r.method}  link ${r.linkState}${r.revokeAt ? ` (revoke at ${short(Date.parse(r.revokeAt))})` : ''}  notification ${r.notification.state}  ${opened}  ${r.downloads} download${r.downloads === 1 ? '' : 's'}${r.replies ? `  ${r.replies} repl${r.replies === 1 ? 'y' : 'ies'}` : ''}`,
           );
-          if (r.notification.tls) lines.push(`    notification sent over ${tlsWords(r.notification.tls)}`);
+          if (r.notification.tls) lines.push(`    notification TLS: ${tlsWords(r.notification.tls)}`);
         }
         process.stdout.write(`${lines.join('\n')}\n`);
       }),
@@ -243,7 +244,7 @@ async function findSecure(store: AdminStore, id: string): Promise<SecureMessageR
   return (await store.secure.secure.get(id)) ?? (await store.secure.secure.byQueueId(id));
 }
 
-/** The TLS facts of the last delivery attempt of `queueId` (to `address`, when given) that recorded any. */
+/** The TLS facts of the last delivery attempt of `queueId` (to `address`, when given); null when that attempt recorded none (outbox, DNS failure). */
 async function lastTls(store: AdminStore, queueId: string, address?: string): Promise<TlsFacts | null> {
   const events = await store.events.forMessage(queueId);
   for (let i = events.length - 1; i >= 0; i--) {
@@ -251,14 +252,14 @@ async function lastTls(store: AdminStore, queueId: string, address?: string): Pr
     if (!['delivered', 'deferred', 'bounced'].includes(e.type)) continue;
     if (address && e.recipient && e.recipient.toLowerCase() !== address.toLowerCase()) continue;
     const tls = e.detail.tls;
-    if (tls && typeof tls === 'object') return tls as TlsFacts;
+    return tls && typeof tls === 'object' ? (tls as TlsFacts) : null;
   }
   return null;
 }
 
-/** `TLSv1.3, verified by system CAs, MTA-STS enforce` or `plain text`. */
+/** `TLSv1.3 TLS_AES_256_GCM_SHA384, verified by system CAs, MTA-STS enforce`, `plain text (policy may)` or `refused (…)`. */
 function tlsWords(tls: TlsFacts): string {
-  if (!tls.version) return `plain text, policy ${tls.policy}`;
+  if (!tls.version) return tls.error ? `refused before any mail went: ${tls.error} (policy ${tls.policy})` : `plain text (policy ${tls.policy})`;
   const verified = tls.verified ? `verified by ${tls.verifiedBy}` : `not verified${tls.error ? `: ${tls.error}` : ''}`;
   return `${tls.version} ${tls.cipher}, ${verified}${tls.mtaSts ? `, MTA-STS ${tls.mtaSts}` : ''}`;
 }
@@ -273,7 +274,7 @@ async function describeDelivery(store: AdminStore, m: MessageRecord, json: boole
   const lines = [`queue id  ${m.id} (${m.origin}, not encrypted)`, `sender    ${m.mailFrom || '<>'}`, `received  ${short(m.receivedAt)} UTC`, `state     ${m.state}`, `recipients (${recipients.length}):`];
   for (const r of recipients) {
     lines.push(`  ${r.address}  ${r.state}${r.attempts ? `  after ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}` : ''}${r.remoteMta ? `  via ${r.remoteMta}` : ''}`);
-    if (r.tls) lines.push(`    over ${tlsWords(r.tls)}`);
+    if (r.tls) lines.push(`    TLS: ${tlsWords(r.tls)}`);
     if (r.lastReply) lines.push(`    ${r.lastReply}`);
   }
   return `${lines.join('\n')}\n`;

@@ -197,5 +197,13 @@ export function deliveryProblems(config: Config): string[] {
   if (delivery.auth && !/^smtps?:/.test(delivery.target)) {
     problems.push(`delivery.auth: a login is for a smarthost (delivery.target smtp://… or smtps://), not for ${delivery.target}`);
   }
+  if (delivery.auth && /^smtps?:/.test(delivery.target)) {
+    // the password only ever goes to a verified certificate: a lower level for the smarthost would send it to anyone in the path
+    const host = new URL(delivery.target).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    const lowered = delivery.tls.policies[host] ?? delivery.tls.default;
+    if (lowered && lowered !== 'verify') {
+      problems.push(`delivery.tls: ${delivery.tls.policies[host] ? `policies.${host}` : 'default'} is ${lowered}, but the login of delivery.auth is only sent over a verified certificate; keep verify (a private CA goes in delivery.tls.ca)`);
+    }
+  }
   return problems;
 }

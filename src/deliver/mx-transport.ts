@@ -151,15 +151,15 @@ export class MxTransport implements Transport {
   async #withGate<T>(domain: string, fn: () => Promise<T>): Promise<T> {
     let gate = this.#gates.get(domain);
     if (!gate) this.#gates.set(domain, (gate = new DomainGate()));
+    // a freed slot passes straight to the first waiter (`active` unchanged), so no newcomer slips in between
     if (gate.active >= this.#options.maxConnectionsPerDomain) await new Promise<void>((resolve) => gate.waiting.push(resolve));
-    gate.active++;
+    else gate.active++;
     try {
       return await fn();
     } finally {
-      gate.active--;
       const next = gate.waiting.shift();
       if (next) next();
-      else if (!gate.active) this.#gates.delete(domain);
+      else if (--gate.active === 0) this.#gates.delete(domain);
     }
   }
 

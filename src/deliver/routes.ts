@@ -80,9 +80,9 @@ export function readCaFile(key: string, file: string): string[] {
 export function createRouteTransports(delivery: DeliveryConfig, paths: TransportPaths, hostname: string, log?: Logger): RouteTransports {
   const ca = delivery.tls.ca ? readCaFile('delivery.tls.ca', delivery.tls.ca) : undefined;
   let shared: { resolver: MxResolver; mtaSts: MtaSts | undefined } | undefined;
-  const make = (url: string, withAuth: boolean): Transport => {
+  const make = (url: string, withAuth: boolean, route: 'target' | 'internal'): Transport => {
     if (url === 'outbox') return new OutboxTransport(paths.outboxDir);
-    const policy = routePolicy(delivery, url, withAuth);
+    const policy = routePolicy(delivery, url, withAuth, route);
     if (url === 'mx') {
       shared ??= (() => {
         const resolver = new MxResolver({ servers: delivery.mx.dnsServers.length ? delivery.mx.dnsServers : undefined });
@@ -104,24 +104,30 @@ export function createRouteTransports(delivery: DeliveryConfig, paths: Transport
     const auth = withAuth && delivery.auth ? { user: delivery.auth.user, pass: readPassword(delivery.auth.passwordFile) } : undefined;
     return new SmtpTransport(url, { hostname, maxConnections: delivery.concurrency, timeout: delivery.timeout, policy, ca, auth });
   };
-  const target = make(delivery.target, !!delivery.auth);
+  const target = make(delivery.target, !!delivery.auth, 'target');
   const internalTarget = delivery.internalTarget ?? delivery.target;
-  const internal = internalTarget === delivery.target ? target : make(internalTarget, false);
+  const internal = internalTarget === delivery.target ? target : make(internalTarget, false, 'internal');
   return { target, internal, all: internal === target ? [target] : [target, internal], warnings: deliveryWarnings(delivery) };
 }
 
-function routePolicy(delivery: DeliveryConfig, url: string, withAuth: boolean): TlsPolicy {
+/**
+ * The TLS policy of one route. `delivery.tls.default` is the outward route's (`delivery.target`):
+ * the internal route keeps its own target's default (a loopback re-injection stays `may` when the
+ * target is `mx` with `verify`). `delivery.tls.policies` is keyed by next-hop domain and applies
+ * to both.
+ */
+function routePolicy(delivery: DeliveryConfig, url: string, withAuth: boolean, route: 'target' | 'internal'): TlsPolicy {
   const defaults = targetTlsDefaults(url, withAuth);
-  return new TlsPolicy(delivery.tls, defaults.level, defaults.secretsFloor);
+  return new TlsPolicy(route === 'target' ? delivery.tls : { policies: delivery.tls.policies }, defaults.level, defaults.secretsFloor);
 }
 
 /** The start-up warnings of `delivery`: a policy that lets mail with link keys or codes leave unverified. */
 export function deliveryWarnings(delivery: DeliveryConfig): string[] {
   const warnings = new Set<string>();
-  const routes: Array<[string, boolean]> = [[delivery.target, !!delivery.auth], [delivery.internalTarget ?? delivery.target, false]];
-  for (const [url, withAuth] of routes) {
+  const routes: Array<[string, boolean, 'target' | 'internal']> = [[delivery.target, !!delivery.auth, 'target'], [delivery.internalTarget ?? delivery.target, false, 'internal']];
+  for (const [url, withAuth, route] of routes) {
     if (url === 'outbox') continue;
-    for (const { domain, level } of routePolicy(delivery, url, withAuth).loweredForSecrets()) {
+    for (const { domain, level } of routePolicy(delivery, url, withAuth, route).loweredForSecrets()) {
       warnings.add(`delivery.tls.policies lowers ${domain} to ${level}: notifications, receipts and code mails to it leave without a verified certificate (their link keys and codes can be read by anyone in the path)`);
     }
   }

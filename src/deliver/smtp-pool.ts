@@ -348,8 +348,9 @@ export class SmtpPool {
         if (settled) return;
         c.tls = tlsFacts(smtp, target);
         if (!target.auth) return ready();
-        // the password never crosses a session in plain text, whatever the level
+        // the password never crosses a session in plain text, nor one whose certificate was not verified
         if (!smtp.secure) return fail(new SmtpPoolError(454, `454 4.7.0 ${name} did not start TLS; the login for ${target.auth.user} is never sent in plain text`, 'tls', c.tls));
+        if (!c.tls.verified) return fail(new SmtpPoolError(454, `454 4.7.5 the certificate of ${name} is not verified (${c.tls.error ?? 'unverified'}); the login for ${target.auth.user} is only sent over a verified session`, 'tls', c.tls));
         smtp.login({ user: target.auth.user, pass: target.auth.pass }, (loginErr) => {
           if (!loginErr) return ready();
           const e = loginErr as NodemailerError;
@@ -464,7 +465,12 @@ function toPoolError(e: NodemailerError, context?: ErrorContext): SmtpPoolError 
       return new SmtpPoolError(454, `454 4.7.4 TLS policy ${context.level}: ${context.host} did not start TLS${said}`, 'tls', facts);
     }
   }
-  if (typeof e.responseCode === 'number' && e.response) return new SmtpPoolError(e.responseCode, e.response.trim(), context?.opening ? 'connection' : 'transaction');
+  if (typeof e.responseCode === 'number' && e.response) {
+    // a 5xx greeting or EHLO reply, before any TLS, is temporary (Postfix's smtp_skip_5xx_greeting):
+    // anyone on the path can inject it, and the next MX or a later try may take the mail
+    if (context?.opening && e.responseCode >= 500) return new SmtpPoolError(451, `451 4.4.0 ${context.host} refused the session: ${e.response.trim()}`, 'connection');
+    return new SmtpPoolError(e.responseCode, e.response.trim(), context?.opening ? 'connection' : 'transaction');
+  }
   return new SmtpPoolError(0, `${e.code ?? 'ERROR'} ${e.message}`.trim(), context?.opening ? 'connection' : 'transaction');
 }
 

@@ -13,8 +13,8 @@ export interface ZoneEntry {
   AAAA?: string[];
   /** Each record a list of character-strings, as `resolveTxt` returns them. */
   TXT?: string[][];
-  /** Answer every question for this name with SERVFAIL. */
-  servfail?: boolean;
+  /** Answer every question for this name with SERVFAIL (`true`), or only questions of these types (e.g. `['AAAA']`). */
+  servfail?: boolean | string[];
 }
 
 export interface TestDns {
@@ -81,7 +81,7 @@ export async function startDns(t: Teardown, initial: Record<string, ZoneEntry> =
     queries.push(`${key(question.name)} ${type}`);
     const entry = zone.get(question.name);
     if (!entry) response.header.rcode = RCODE.NXDOMAIN;
-    else if (entry.servfail) response.header.rcode = RCODE.SERVFAIL;
+    else if (entry.servfail === true || (Array.isArray(entry.servfail) && entry.servfail.includes(type))) response.header.rcode = RCODE.SERVFAIL;
     else {
       const base = { name: question.name, class: Packet.CLASS.IN, ttl: 0 };
       if (question.type === Packet.TYPE.MX) {

@@ -36,8 +36,8 @@ export interface TlsSinkOptions {
   hideSTARTTLS?: boolean;
   /** Offer AUTH PLAIN/LOGIN (only over TLS) and accept only this user and password; without it, no AUTH. */
   auth?: { user: string; password: string };
-  /** Answer every connection with `421 4.3.2 Service not available, ...` and close. */
-  refuseConnect?: boolean;
+  /** Answer every connection with `421 4.3.2 …` (true) or the given reply, and close. */
+  refuseConnect?: boolean | { code: number; message: string };
   /** Reply to RCPT TO for this address (undefined: accept). */
   rcpt?: (address: string) => Verdict;
 }
@@ -98,8 +98,10 @@ export class TlsSink {
       size: 0,
       onConnect: (_session, callback) => {
         this.connections += 1;
-        if (!options.refuseConnect) return callback();
-        callback(Object.assign(new Error('4.3.2 Service not available, closing transmission channel'), { responseCode: 421 }));
+        const refusal = options.refuseConnect;
+        if (!refusal) return callback();
+        if (refusal === true) return callback(Object.assign(new Error('4.3.2 Service not available, closing transmission channel'), { responseCode: 421 }));
+        callback(Object.assign(new Error(refusal.message), { responseCode: refusal.code }));
       },
       onSecure: (socket, session, callback) => {
         const tlsSocket = socket as TLSSocket;

@@ -155,11 +155,16 @@ export class MxResolver {
     throw failed ?? noAddress(name);
   }
 
-  /** A then AAAA addresses of `name`; [] when the name or both types are absent. Other resolver errors reject as they come. */
+  /**
+   * A then AAAA addresses of `name`; [] when the name or both types are absent. A family whose
+   * lookup fails while the other answers is left out (broken AAAA answers are common); only when
+   * both fail does it reject, with the first failure.
+   */
   async addresses(name: string): Promise<string[]> {
     const host = normalise(name);
-    const [v4, v6] = await Promise.all([this.#lookup(() => this.#resolver.resolve4(host)), this.#lookup(() => this.#resolver.resolve6(host))]);
-    return [...v4, ...v6];
+    const [v4, v6] = await Promise.allSettled([this.#lookup(() => this.#resolver.resolve4(host)), this.#lookup(() => this.#resolver.resolve6(host))]);
+    if (v4.status === 'rejected' && v6.status === 'rejected') throw v4.reason;
+    return [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
   }
 
   /** TXT records of `name` as c-ares gives them (each record a list of strings); rejects like `dns.promises.resolveTxt`. */

@@ -271,10 +271,22 @@ export class MtaSts {
       const code = codeOf(err);
       throw new MtaStsError('dns', domain, `MTA-STS: address lookup of ${servername} failed (${code})`, { detail: code, cause: err });
     }
-    const address = addresses[0];
-    if (!address) throw new MtaStsError('no-address', domain, `MTA-STS: ${servername} has no address`);
-    const url = `https://${servername}${POLICY_PATH}`;
+    if (!addresses.length) throw new MtaStsError('no-address', domain, `MTA-STS: ${servername} has no address`);
+    // the next address only after one that could not be reached: an answer (any status, a certificate) is the policy host's word
+    let failure: MtaStsError | undefined;
+    for (const address of addresses) {
+      try {
+        return await this.#fetchFrom(domain, servername, address);
+      } catch (err) {
+        failure = err as MtaStsError;
+        if (failure.kind !== 'network' && failure.kind !== 'timeout') throw failure;
+      }
+    }
+    throw failure!;
+  }
 
+  #fetchFrom(domain: string, servername: string, address: string): Promise<string> {
+    const url = `https://${servername}${POLICY_PATH}`;
     return new Promise<string>((resolve, reject) => {
       let settled = false;
       const fail = (error: MtaStsError): void => {
