@@ -370,12 +370,10 @@ const ms = (seconds) => (Number.isFinite(seconds) ? ((seconds * 1000) / MESSAGES
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
 
-/** How much of a CPU difference the new sessions' TLS contexts (⁴) explain: sessions × the context's median. */
-function sessionsNote(a, b, nameA, nameB, lookups) {
-  if (!lookups) return '';
+/** The new SMTP sessions of two paths (each a TCP connection, a TLS handshake and a certificate check). */
+function sessionsNote(a, b, nameA, nameB) {
   if (a.connections === b.connections) return `New SMTP sessions: ${a.connections} on both (${nameA}, ${nameB}). `;
-  const est = ((a.connections - b.connections) * lookups.contextRoots.median) / 1000;
-  return `New SMTP sessions: ${a.connections} (${nameA}) against ${b.connections} (${nameB}); each builds a TLS context with the system CAs and the test CA (${lookups.contextRoots.median.toFixed(1)} ms, ⁴ below), ≈ ${ms(est)} ms per message of the difference (estimate). `;
+  return `New SMTP sessions: ${a.connections} (${nameA}) against ${b.connections} (${nameB}). `;
 }
 
 function report(results, m) {
@@ -407,8 +405,8 @@ function report(results, m) {
   if (mx && smarthost) {
     lines.push(
       `**mx / smarthost: delivered ${ratio(mx.delivered, smarthost.delivered)}, relay CPU per message ${ratio(mx.relayCpu, smarthost.relayCpu)}.** ` +
-        sessionsNote(mx, smarthost, 'mx', 'smarthost', lookups) +
-        (mxSts ? `**MTA-STS enforce / none (mx): delivered ${ratio(mxSts.delivered, mx.delivered)}, relay CPU per message ${ratio(mxSts.relayCpu, mx.relayCpu)}** (difference ${ms(mxSts.relayCpu - mx.relayCpu)} ms per message). ${sessionsNote(mxSts, mx, 'with MTA-STS', 'without', lookups)}` : ''),
+        sessionsNote(mx, smarthost, 'mx', 'smarthost') +
+        (mxSts ? `**MTA-STS enforce / none (mx): delivered ${ratio(mxSts.delivered, mx.delivered)}, relay CPU per message ${ratio(mxSts.relayCpu, mx.relayCpu)}** (difference ${ms(mxSts.relayCpu - mx.relayCpu)} ms per message). ${sessionsNote(mxSts, mx, 'with MTA-STS', 'without')}` : ''),
       '',
     );
   }
@@ -426,7 +424,7 @@ function report(results, m) {
       `| for scale: \`tls.createSecureContext({ ca: [...tls.rootCertificates, testCa] })\`⁴ | ${s(lookups.contextRoots)} | ${lookups.contextRoots.n} |`,
       `| for scale: \`tls.createSecureContext({})\` (system CAs only) | ${s(lookups.contextPlain)} | ${lookups.contextPlain.n} |`,
       '',
-      '⁴ what src/deliver/smtp-pool.ts has tls.connect build for every new SMTP session when delivery.tls.ca is set (the relay paths above all set it); MtaSts builds its context once.',
+      '⁴ what each new SMTP session would cost if its TLS context were built per session with delivery.tls.ca set; src/deliver/smtp-pool.ts builds it once per CA set (since 253fd41), as MtaSts does.',
       '',
       `Lookup sources: cold ${Object.entries(lookups.sources.cold).map(([k, v]) => `${k} ${v}`).join(', ')}; warm ${Object.entries(lookups.sources.warm).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
       '',
