@@ -3,6 +3,9 @@ import type { IncomingMessage } from '../../src/store/messages.js';
 import { rejection } from './rejection.js';
 import type { Driver, StoreFixture } from './store-drivers.js';
 
+/** A delivery attempt's TLS facts as src/deliver/smtp-pool.ts records them. */
+const TLS = { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', verified: true, verifiedBy: 'system CAs', mtaSts: 'enforce', policy: 'verify' } as const;
+
 /**
  * The message repository's contract (src/store/messages.ts), written once
  * and run against every driver: the rows a message leaves, the events each
@@ -102,7 +105,7 @@ export function messagesContract(t: Test, driver: Driver): void {
     s.clock.advance(1000);
     let pending = await s.transaction((tx) =>
       s.messages.recordAttempt(tx, 'q1', [
-        { idx: 0, outcome: 'delivered', reply: '250 ok', remoteMta: 'mx.example.nl' },
+        { idx: 0, outcome: 'delivered', reply: '250 ok', remoteMta: 'mx.example.nl', tls: TLS },
         { idx: 1, outcome: 'deferred', reply: '451 later' },
       ], { via: 'smarthost' }),
     );
@@ -114,7 +117,9 @@ export function messagesContract(t: Test, driver: Driver): void {
       ['pending', 0, undefined, undefined, s.clock.now() - 1000],
     ]);
     const delivered = (await s.events.forMessage('q1')).find((e) => e.type === 'delivered');
-    t.same(delivered?.detail, { reply: '250 ok', remoteMta: 'mx.example.nl', attempt: 1, via: 'smarthost' });
+    t.same(delivered?.detail, { reply: '250 ok', remoteMta: 'mx.example.nl', attempt: 1, via: 'smarthost', tls: TLS }, 'the TLS facts in the event');
+    const deferred = (await s.events.forMessage('q1')).find((e) => e.type === 'deferred');
+    t.notOk('tls' in (deferred?.detail ?? {}), 'none where the attempt had none');
 
     // the same attempt again (a job run twice after a crash): the delivered one records nothing
     pending = await s.transaction((tx) => s.messages.recordAttempt(tx, 'q1', [{ idx: 0, outcome: 'delivered', reply: '250 ok' }]));
