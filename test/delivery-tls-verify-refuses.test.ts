@@ -61,6 +61,8 @@ t.test('after giveUpAfter each is bounced with a DSN that names the TLS failure'
     const text = dsn.raw.toString().replace(/\r\n\s+/g, ' ');
     t.match(text, /Status: 4\.7\.[45]/, `${c.domain}: the DSN's status is the TLS one`);
     t.match(text, /Diagnostic-Code: smtp; 454 4\.7\.[45] TLS policy verify/, `${c.domain}: the diagnostic names the policy and reason`);
+    const human = c.error === 'STARTTLS' ? [/bood geen versleutelde verbinding aan/, /offered no encrypted connection/] : [/zijn certificaat werd niet aanvaard/, /its certificate was not accepted/];
+    for (const words of human) t.match(text, words, `${c.domain}: the sender reads why, in Dutch and English`);
     t.equal(c.sink.messages.length, 0, `${c.domain}: still nothing delivered`);
   }
 });

@@ -83,12 +83,42 @@ function postmasterPart(input: DsnInput, lines: (lang: Language) => string[]): s
   ].join('\r\n');
 }
 
+/**
+ * What a TLS refusal means, for a sender who does not read SMTP replies
+ * (src/deliver/smtp-pool.ts and mx-transport.ts write these replies).
+ */
+export function tlsExplanation(reply: string): { nl: string; en: string } | undefined {
+  if (/^\d{3} 4\.7\.5 MTA-STS/.test(reply)) {
+    return {
+      nl: 'Het domein van de ontvanger eist (MTA-STS) dat post alleen naar de servers gaat die het zelf noemt; geen daarvan kon worden gebruikt.',
+      en: "The recipient's domain requires (MTA-STS) that mail only goes to the servers it names; none of them could be used.",
+    };
+  }
+  if (/^\d{3} 4\.7\.5 /.test(reply)) {
+    return {
+      nl: 'De ontvangende server kon niet aantonen dat hij de juiste server is (zijn certificaat werd niet aanvaard); Zegel verstuurt deze post alleen over een gecontroleerde verbinding.',
+      en: 'The receiving server could not prove it is the right server (its certificate was not accepted); Zegel only sends this mail over a verified connection.',
+    };
+  }
+  if (/^\d{3} 4\.7\.4 /.test(reply)) {
+    return {
+      nl: 'De ontvangende server bood geen versleutelde verbinding aan; Zegel verstuurt deze post niet onversleuteld.',
+      en: 'The receiving server offered no encrypted connection; Zegel does not send this mail unencrypted.',
+    };
+  }
+  return undefined;
+}
+
 function humanPart(input: DsnInput): string {
   const lines = (lang: Language) =>
-    input.bounces.flatMap((b) => [
-      `  <${wrap(b.address)}> (${WHY[b.reason][lang]}):`,
-      `    ${wrap(b.explanation ? b.explanation[lang] : b.reply)}`,
-    ]);
+    input.bounces.flatMap((b) => {
+      const tls = b.explanation ? undefined : tlsExplanation(b.reply);
+      return [
+        `  <${wrap(b.address)}> (${WHY[b.reason][lang]}):`,
+        `    ${wrap(b.explanation ? b.explanation[lang] : b.reply)}`,
+        ...(tls ? [`    ${wrap(tls[lang])}`] : []),
+      ];
+    });
   if (input.audience === 'postmaster') return postmasterPart(input, lines);
   return [
     'Dit is een bericht van Zegel, de beveiligde mailrelay van uw organisatie.',
