@@ -29,7 +29,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { backgroundCores, commandOutput, intEnv, machineCpuSeconds, processCpuSeconds, runMain } from './common.mjs';
+import { backgroundCores, commitLabel, fmt, intEnv, machineCpuSeconds, processCpuSeconds, runMain, teardownScopes } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -59,19 +59,7 @@ const { log } = relay;
  * a scope collects them and runs them last-in first-out (nodes, then the
  * servers, then the temp dir). Every open scope is closed by cleanup().
  */
-const scopes = new Set();
-function openScope() {
-  const fns = [];
-  const scope = {
-    t: { teardown: (fn) => fns.push(fn) },
-    async close() {
-      scopes.delete(scope);
-      for (const fn of fns.reverse()) await Promise.resolve(fn()).catch((err) => log(`clean-up: ${err.message}`));
-    },
-  };
-  scopes.add(scope);
-  return scope;
-}
+const { open: openScope, closeAll: closeScopes } = teardownScopes(log);
 
 /**
  * A cluster with `pg_stat_statements` loaded (a server restart, before any
@@ -310,7 +298,6 @@ const killRedis = async (cluster) => {
 
 // ---------------------------------------------------------------- report
 
-const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 const per = (n) => fmt(n / MESSAGES, 1);
 
 function report(results, m) {
@@ -388,7 +375,7 @@ const MARKERS = { start: '<!-- cluster-results:start (bench/cluster.mjs writes b
 
 let tmpRoot;
 async function cleanup() {
-  for (const scope of [...scopes]) await scope.close();
+  await closeScopes();
   await relay.cleanup();
   if (tmpRoot) fs.rmSync(tmpRoot, { recursive: true, force: true, maxRetries: 3 });
 }
@@ -396,8 +383,7 @@ async function cleanup() {
 async function main() {
   tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'zegel-bench-cluster-'));
   relay.setTmpRoot(tmpRoot);
-  const dirty = commandOutput('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no', '--', 'src', 'bench/relay.mjs', 'bench/cluster.mjs', 'bench/common.mjs'], '');
-  const m = { ...relay.runMachine(), commit: `${commandOutput('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], '?')}${dirty ? ' (with uncommitted changes)' : ''}` };
+  const m = { ...relay.runMachine(), commit: commitLabel(root, ['src', 'bench/relay.mjs', 'bench/cluster.mjs', 'bench/common.mjs']) };
   log(`${m.date}; ${m.nproc} cores; Node ${m.node}; ${MESSAGES} messages; temp ${tmpRoot}`);
   const results = { clusters: [], kills: [] };
   if (ONLY.has('direct')) results.direct = await relay.runDirect();

@@ -1,8 +1,9 @@
 // What the benchmarks share: their knobs (whole numbers from the
 // environment), what they read from /proc (CPU seconds of a process and of
 // the whole machine, a process's memory, how busy the machine was before a
-// run), the machine a run's section names, the median, and how a script runs
-// its main and cleans up.
+// run), the machine and commit a run's section names, the median, two
+// number formats, how a script runs its main and cleans up, and the scopes
+// that collect the clean-up of the tests' fixtures.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -124,5 +125,43 @@ export function machine() {
     kernel: os.release(),
     node: process.version,
     tmp: `${os.tmpdir()}${fsType ? ` (${fsType})` : ''}`,
+  };
+}
+
+/** `abc1234`, or `abc1234 (with uncommitted changes)` when any of `paths` (relative to `root`) differs from HEAD. */
+export function commitLabel(root, paths) {
+  const dirty = commandOutput('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no', '--', ...paths], '');
+  return `${commandOutput('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], '?')}${dirty ? ' (with uncommitted changes)' : ''}`;
+}
+
+/** `n` with `digits` decimals, `n/a` when it is not a finite number. */
+export const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+
+/** `a / b` as `0.93×`, `n/a` when either is missing or zero. */
+export const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
+
+/**
+ * The tests' fixtures register their clean-up with a test's `t.teardown`; a
+ * scope collects them and runs them last-in first-out when closed. `closeAll`
+ * closes every scope still open (a benchmark's cleanup).
+ */
+export function teardownScopes(log) {
+  const scopes = new Set();
+  return {
+    open() {
+      const fns = [];
+      const scope = {
+        t: { teardown: (fn) => fns.push(fn) },
+        async close() {
+          scopes.delete(scope);
+          for (const fn of fns.reverse()) await Promise.resolve(fn()).catch((err) => log(`clean-up: ${err.message}`));
+        },
+      };
+      scopes.add(scope);
+      return scope;
+    },
+    async closeAll() {
+      for (const scope of [...scopes]) await scope.close();
+    },
   };
 }

@@ -36,7 +36,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { backgroundCores, commandOutput, intEnv, machine, median, processCpuSeconds, runMain } from './common.mjs';
+import { backgroundCores, commitLabel, fmt, intEnv, machine, median, processCpuSeconds, ratio, runMain, teardownScopes } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -76,19 +76,7 @@ const DOMAIN_LIST = Array.from({ length: DOMAINS }, (_, i) => domainName(i));
 // ---------------------------------------------------------------- fixtures' lifetime
 
 /** The fixtures register their clean-up with a test's `t.teardown`; a scope collects them (run last-in first-out). */
-const scopes = new Set();
-function openScope() {
-  const fns = [];
-  const scope = {
-    t: { teardown: (fn) => fns.push(fn) },
-    async close() {
-      scopes.delete(scope);
-      for (const fn of fns.reverse()) await Promise.resolve(fn()).catch((err) => log(`clean-up: ${err.message}`));
-    },
-  };
-  scopes.add(scope);
-  return scope;
-}
+const { open: openScope, closeAll: closeScopes } = teardownScopes(log);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -367,8 +355,6 @@ async function runLookups(env) {
 // ---------------------------------------------------------------- report
 
 const ms = (seconds) => (Number.isFinite(seconds) ? ((seconds * 1000) / MESSAGES).toFixed(2) : 'n/a');
-const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
-const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
 
 /** The new SMTP sessions of two paths (each a TCP connection, a TLS handshake and a certificate check). */
 function sessionsNote(a, b, nameA, nameB) {
@@ -451,7 +437,7 @@ const MARKERS = { start: '<!-- mx-results:start (bench/mx.mjs writes below; newe
 
 let tmpRoot;
 async function cleanup() {
-  for (const scope of [...scopes]) await scope.close();
+  await closeScopes();
   await relay.cleanup();
   if (tmpRoot) fs.rmSync(tmpRoot, { recursive: true, force: true, maxRetries: 3 });
 }
@@ -460,8 +446,7 @@ async function main() {
   if (!fs.existsSync(SMTP_SOURCE)) throw new Error(`${SMTP_SOURCE} not found (Debian package postfix)`);
   tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'zegel-bench-mx-'));
   relay.setTmpRoot(tmpRoot);
-  const dirty = commandOutput('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no', '--', 'src', 'bench/mx.mjs'], '');
-  const m = { ...machine(), commit: `${commandOutput('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], '?')}${dirty ? ' (with uncommitted changes)' : ''}` };
+  const m = { ...machine(), commit: commitLabel(root, ['src', 'bench/mx.mjs']) };
   log(`${m.date}; ${m.nproc} cores; Node ${m.node}; ${MESSAGES} messages per path; temp ${tmpRoot}`);
   const scope = openScope();
   const env = await startWorld(scope);

@@ -30,7 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { backgroundCores, clkTck, intEnv, machine, machineCpuSeconds, median, processCpuSeconds, procStatus, runMain } from './common.mjs';
+import { backgroundCores, clkTck, intEnv, machine, machineCpuSeconds, median, processCpuSeconds, procStatus, ratio, runMain } from './common.mjs';
 import { writeResults } from './results.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -857,7 +857,6 @@ function aggregate(runs) {
 
 const mib = (bytes) => (bytes / 1024 / 1024).toFixed(0);
 const fmtRate = (r) => (r ? r.toFixed(0) : 'n/a');
-const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : 'n/a');
 
 export function runMachine() {
   // -d: the compiled-in value, also where /etc/postfix/main.cf does not exist
