@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ZegelError } from '../errors.js';
+import { TlsPolicy, targetHost } from '../deliver/tls-policy.js';
 import type { Config } from './schema.js';
 
 /**
@@ -199,10 +200,11 @@ export function deliveryProblems(config: Config): string[] {
   }
   if (delivery.auth && /^smtps?:/.test(delivery.target)) {
     // the password only ever goes to a verified certificate: a lower level for the smarthost would send it to anyone in the path
-    const host = new URL(delivery.target).hostname.replace(/^\[|\]$/g, '').toLowerCase();
-    const lowered = delivery.tls.policies[host] ?? delivery.tls.default;
-    if (lowered && lowered !== 'verify') {
-      problems.push(`delivery.tls: ${delivery.tls.policies[host] ? `policies.${host}` : 'default'} is ${lowered}, but the login of delivery.auth is only sent over a verified certificate; keep verify (a private CA goes in delivery.tls.ca)`);
+    const host = targetHost(delivery.target).toLowerCase();
+    // the smarthost's level as the transport will resolve it (a login target's own default is verify)
+    const { level, source } = new TlsPolicy(delivery.tls, 'verify', 'verify').resolve(host, { secrets: false });
+    if (level !== 'verify') {
+      problems.push(`delivery.tls: ${source === 'policy' ? `policies.${host}` : 'default'} is ${level}, but the login of delivery.auth is only sent over a verified certificate; keep verify (a private CA goes in delivery.tls.ca)`);
     }
   }
   return problems;

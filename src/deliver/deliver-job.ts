@@ -51,9 +51,10 @@ function toEnvelopes(message: MessageRecord, recipients: RecipientRecord[], hop?
     const key = `${hop ? hop(r.address) : ''}\n${dsnKey}`;
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
-  return [...groups.entries()].map(([key, group]) => {
+  return [...groups.values()].map((group) => {
     const first = group[0]!;
-    const hasDsn = message.ret || message.envId || key.slice(key.indexOf('\n') + 1);
+    // every recipient of a group shares its NOTIFY and ORCPT (they are in the key)
+    const hasDsn = message.ret || message.envId || first.orcpt || first.notify;
     return {
       recipients: group,
       envelope: {

@@ -1,7 +1,7 @@
 import type { Logger } from '../log.js';
 import { RouteError, type MxHost, type MxResolver } from './mx/dns.js';
 import type { MtaSts, StsPolicy } from './mx/mta-sts.js';
-import { SmtpPool, SmtpPoolError, type StsMode } from './smtp-pool.js';
+import { refusedFacts, SmtpPool, SmtpPoolError, type StsMode } from './smtp-pool.js';
 import { atLeast, type MailKind, type TlsLevel, type TlsPolicy } from './tls-policy.js';
 import { TransportError, type Envelope, type SendResult, type SpoolSource, type Transport } from './transport.js';
 
@@ -90,8 +90,7 @@ export class MxTransport implements Transport {
       }
       if (mode === 'enforce') {
         if (!listed.length) {
-          const facts = { version: null, cipher: null, verified: false, verifiedBy: null, mtaSts: mode, policy: level, error: 'MTA-STS-MX-MISMATCH' };
-          throw new TransportError(454, `454 4.7.5 MTA-STS enforce: no MX of ${domain} is listed in its policy (MX ${hosts.map((h) => h.name).join(', ')}; policy allows ${sts.mx.join(', ')})`, domain, facts);
+          throw new TransportError(454, `454 4.7.5 MTA-STS enforce: no MX of ${domain} is listed in its policy (MX ${hosts.map((h) => h.name).join(', ')}; policy allows ${sts.mx.join(', ')})`, domain, refusedFacts(level, mode, 'MTA-STS-MX-MISMATCH'));
         }
         candidates = listed;
       }

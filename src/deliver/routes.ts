@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { MxTransport } from './mx-transport.js';
 import { MxResolver } from './mx/dns.js';
 import { MtaSts } from './mx/mta-sts.js';
-import { TlsPolicy, type TlsLevel } from './tls-policy.js';
+import { TlsPolicy, targetHost, type TlsLevel } from './tls-policy.js';
 import { OutboxTransport, SmtpTransport, type Transport } from './transport.js';
 
 /** Where the outbox goes (`delivery.outboxDir`, already checked to lie outside data.dir). */
@@ -36,18 +36,21 @@ type DeliveryConfig = Config['delivery'];
  */
 export function targetTlsDefaults(target: string, withAuth: boolean): { level: TlsLevel; secretsFloor: TlsLevel | undefined } {
   if (target === 'mx' || target.startsWith('smtps:') || withAuth) return { level: 'verify', secretsFloor: 'verify' };
-  const host = new URL(target).hostname.replace(/^\[|\]$/g, '');
-  return { level: isLoopbackHost(host) ? 'may' : 'verify', secretsFloor: undefined };
+  return { level: isLoopbackHost(targetHost(target)) ? 'may' : 'verify', secretsFloor: undefined };
+}
+
+/** A file delivery needs (`key` names its setting), or ZEGEL_DELIVERY_FILE. */
+function readDeliveryFile(key: string, file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ZegelError('ZEGEL_DELIVERY_FILE', `${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
 }
 
 /** The first line of a secret file, or a named error. */
 function readPassword(file: string): string {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ZegelError('ZEGEL_DELIVERY_FILE', `delivery.auth.passwordFile: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
+  const text = readDeliveryFile('delivery.auth.passwordFile', file);
   const password = text.split(/\r?\n/)[0] ?? '';
   if (!password) throw new ZegelError('ZEGEL_DELIVERY_FILE', `delivery.auth.passwordFile: ${file} is empty; the password goes on its first line`);
   return password;
@@ -55,12 +58,7 @@ function readPassword(file: string): string {
 
 /** The certificates of a PEM file, each checked to parse as X.509. */
 export function readCaFile(key: string, file: string): string[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ZegelError('ZEGEL_DELIVERY_FILE', `${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
+  const text = readDeliveryFile(key, file);
   const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (!pems.length) throw new ZegelError('ZEGEL_DELIVERY_FILE', `${key}: ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
   for (const pem of pems) {

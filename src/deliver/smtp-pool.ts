@@ -1,7 +1,8 @@
 import fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { contextWith } from './tls-context.js';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 // type-only: erased at run time, so no import cycle with transport.ts
 import type { Envelope, RecipientReply, SendResult, SpoolSource } from './transport.js';
@@ -424,6 +425,11 @@ export class SmtpPool {
   }
 }
 
+/** The facts of a session refused before any mail went (no TLS established; `error` says why). */
+export function refusedFacts(policy: TlsLevel, mtaSts: StsMode | undefined, error: string): TlsFacts {
+  return { version: null, cipher: null, verified: false, verifiedBy: null, mtaSts: mtaSts ?? null, policy, error };
+}
+
 /** A failure that left the message untouched on a reused session: worth one more try on a new one. */
 class Retryable extends Error {
   readonly error: SmtpPoolError;
@@ -455,13 +461,13 @@ function toPoolError(e: NodemailerError, context?: ErrorContext): SmtpPoolError 
   if (context) {
     const certCode = [e.originalCode, e.code].find((code) => code && CERT_ERROR.test(code));
     if (certCode) {
-      const facts: TlsFacts = { version: null, cipher: null, verified: false, verifiedBy: null, mtaSts: context.mtaSts ?? null, policy: context.level, error: certCode };
+      const facts = refusedFacts(context.level, context.mtaSts, certCode);
       const why = certCode === 'ERR_TLS_CERT_ALTNAME_INVALID' ? `does not name ${context.host}` : `is not trusted (${certCode})`;
       return new SmtpPoolError(454, `454 4.7.5 TLS policy ${context.level}: the certificate of ${context.host} ${why}`, 'tls', facts);
     }
     if (e.code === 'ETLS') {
       const said = e.response ? `: ${e.response.trim()}` : ` (${e.message})`;
-      const facts: TlsFacts = { version: null, cipher: null, verified: false, verifiedBy: null, mtaSts: context.mtaSts ?? null, policy: context.level, error: 'STARTTLS' };
+      const facts = refusedFacts(context.level, context.mtaSts, 'STARTTLS');
       return new SmtpPoolError(454, `454 4.7.4 TLS policy ${context.level}: ${context.host} did not start TLS${said}`, 'tls', facts);
     }
   }
@@ -472,19 +478,6 @@ function toPoolError(e: NodemailerError, context?: ErrorContext): SmtpPoolError 
     return new SmtpPoolError(e.responseCode, e.response.trim(), context?.opening ? 'connection' : 'transaction');
   }
   return new SmtpPoolError(0, `${e.code ?? 'ERROR'} ${e.message}`.trim(), context?.opening ? 'connection' : 'transaction');
-}
-
-const contexts = new Map<string, tls.SecureContext>();
-
-/** A TLS context trusting the system CAs and `cas` (delivery.tls.ca), one per distinct set. */
-function contextWith(cas: string[]): tls.SecureContext {
-  const key = cas.join('\n');
-  let context = contexts.get(key);
-  if (!context) {
-    context = tls.createSecureContext({ ca: [...tls.rootCertificates, ...cas], minVersion: 'TLSv1.2' });
-    contexts.set(key, context);
-  }
-  return context;
 }
 
 /** What the session's socket says about its TLS, as the event records it. */

@@ -80,3 +80,8 @@ export class TlsPolicy {
     return [...this.#policies].filter(([, level]) => weakerThan(level, floor)).map(([domain, level]) => ({ domain, level }));
   }
 }
+
+/** The host of a `smtp://` or `smtps://` target as policies and certificates name it (`[::1]` → `::1`). */
+export function targetHost(url: string): string {
+  return new URL(url).hostname.replace(/^\[|\]$/g, '');
+}

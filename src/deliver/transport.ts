@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { SpoolSource } from '../spool/types.js';
 import { SmtpPool, SmtpPoolError, type SmtpTarget, type TlsFacts } from './smtp-pool.js';
-import type { MailKind, TlsLevel, TlsPolicy } from './tls-policy.js';
+import { targetHost, type MailKind, type TlsLevel, type TlsPolicy } from './tls-policy.js';
 
 export interface Envelope {
   /** '' for the null sender. */
@@ -169,7 +169,7 @@ export class SmtpTransport implements Transport {
 
   constructor(url: string, options: SmarthostOptions) {
     const parsed = new URL(url);
-    this.#host = parsed.hostname.replace(/^\[|\]$/g, '');
+    this.#host = targetHost(url);
     this.#secure = parsed.protocol === 'smtps:';
     this.#port = Number(parsed.port || (this.#secure ? 465 : 25));
     this.name = `${parsed.hostname}:${this.#port}`;

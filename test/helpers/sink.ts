@@ -81,12 +81,16 @@ export class TestSink {
     const server = this.#server;
     this.#server = undefined;
     if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      // drop pooled client connections at once, as a crashed host would
-      for (const connection of (server as unknown as { connections: Set<{ close(): void }> }).connections ?? []) connection.close();
-    });
+    await closeSmtpServer(server);
   }
+}
+
+/** Stops `server` and drops its client connections at once (pooled ones too), as a crashed host would. */
+export function closeSmtpServer(server: SMTPServer): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    for (const connection of (server as unknown as { connections: Set<{ close(): void }> }).connections ?? []) connection.close();
+  });
 }
 
 export async function startSink(t: Teardown, behaviour: SinkBehaviour = {}): Promise<TestSink> {

@@ -1,7 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { Teardown } from './relay.js';
-import type { Verdict } from './sink.js';
+import { closeSmtpServer, type Verdict } from './sink.js';
 
 /** One accepted message with what the sink saw of the session it came over. */
 export interface TlsReceived {
@@ -153,10 +153,7 @@ export class TlsSink {
     const server = this.#server;
     this.#server = undefined;
     if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      for (const connection of (server as unknown as { connections: Set<{ close(): void }> }).connections ?? []) connection.close();
-    });
+    await closeSmtpServer(server);
   }
 
   #received(session: SMTPServerSession, raw: Buffer): TlsReceived {

@@ -1,6 +1,7 @@
 import https from 'node:https';
 import { createRequire } from 'node:module';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { contextWith } from '../tls-context.js';
 import type { MxResolver } from './dns.js';
 
 /** The part of mailauth's `lib/mta-sts.js` (CommonJS, no types) used here. */
@@ -118,7 +119,7 @@ function normalise(name: string): string {
  */
 export class MtaSts {
   readonly #resolver: MxResolver;
-  /** Built once: parsing the ~150 system CAs plus the extra one per fetch costs more than the fetch. */
+  /** Built once (src/deliver/tls-context.ts): parsing the ~150 system CAs plus the extra one per fetch costs more than the fetch. */
   readonly #secureContext: tls.SecureContext | undefined;
   readonly #timeout: number;
   readonly #clock: () => number;
@@ -131,7 +132,7 @@ export class MtaSts {
 
   constructor(options: MtaStsOptions) {
     this.#resolver = options.resolver;
-    this.#secureContext = options.ca === undefined ? undefined : tls.createSecureContext({ ca: [...tls.rootCertificates, options.ca.toString()] });
+    this.#secureContext = options.ca === undefined ? undefined : contextWith([options.ca.toString()]);
     this.#timeout = options.timeout ?? 10_000;
     this.#clock = options.clock ?? Date.now;
     this.#cacheSize = options.cacheSize ?? 10_000;
