@@ -2,6 +2,7 @@ import net from 'node:net';
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 import { LANGUAGES, VERIFICATION_METHODS } from '../vocabulary.js';
+import { TLS_LEVELS } from '../deliver/tls-policy.js';
 
 /**
  * The one configuration schema. Every default lives here; the table in
@@ -67,7 +68,7 @@ const target = z
   });
 
 /** A TLS policy level for outgoing sessions (src/deliver/tls-policy.ts). */
-const tlsLevel = z.enum(['may', 'encrypt', 'verify']);
+const tlsLevel = z.enum(TLS_LEVELS);
 
 /**
  * A connection URL with one of `schemes`. `secretFree`: a password in it (user:password@, or a

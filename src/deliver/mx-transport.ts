@@ -173,11 +173,6 @@ export class MxTransport implements Transport {
     }
   }
 
-  /** Pools open now (for tests and the benchmark). */
-  get pools(): number {
-    return this.#pools.size;
-  }
-
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
