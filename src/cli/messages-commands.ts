@@ -8,6 +8,7 @@ import { blobCount, type SecureMessageRow } from '../store/secure.js';
 import { withStore, type AdminStore } from './context.js';
 import { describeHeld, heldMail, HELD_JSON } from './held-mail.js';
 import type { TlsFacts } from '../deliver/smtp-pool.js';
+import type { EventRecord } from '../store/events.js';
 import type { MessageRecord } from '../store/messages.js';
 
 /**
@@ -143,7 +144,7 @@ export function registerMessagesCommands(program: Command): void {
             linkId: l.id,
             linkState: l.state,
             revokeAt: iso(l.revoke_at),
-            notification: { id: l.notification_id, state, at: n && state !== 'queued' ? iso(n.updatedAt) : null, tls: l.notification_id ? await lastTls(store, l.notification_id, l.address) : null },
+            notification: { id: l.notification_id, state, at: n && state !== 'queued' ? iso(n.updatedAt) : null, tls: l.notification_id ? lastTls(await store.events.forMessage(l.notification_id), l.address) : null },
             firstOpenedAt: iso(l.first_opened_at),
             lastOpenedAt: iso(l.last_opened_at),
             downloads: await store.events.countWith(m.queue_id, 'downloaded', 'linkId', l.id),
@@ -244,9 +245,8 @@ async function findSecure(store: AdminStore, id: string): Promise<SecureMessageR
   return (await store.secure.secure.get(id)) ?? (await store.secure.secure.byQueueId(id));
 }
 
-/** The TLS facts of the last delivery attempt of `queueId` (to `address`, when given); null when that attempt recorded none (outbox, DNS failure). */
-async function lastTls(store: AdminStore, queueId: string, address?: string): Promise<TlsFacts | null> {
-  const events = await store.events.forMessage(queueId);
+/** The TLS facts of the last delivery attempt among a message's `events` (to `address`, when given); null when that attempt recorded none (outbox, DNS failure). */
+function lastTls(events: EventRecord[], address?: string): TlsFacts | null {
   for (let i = events.length - 1; i >= 0; i--) {
     const e = events[i]!;
     if (!['delivered', 'deferred', 'bounced'].includes(e.type)) continue;
@@ -267,8 +267,9 @@ function tlsWords(tls: TlsFacts): string {
 /** A message that was not encrypted: its recipients' delivery state and the TLS of their last attempt. */
 async function describeDelivery(store: AdminStore, m: MessageRecord, json: boolean): Promise<string> {
   const recipients = [];
+  const events = await store.events.forMessage(m.id);
   for (const r of await store.messages.recipients(m.id)) {
-    recipients.push({ address: r.address, state: r.state, attempts: r.attempts, lastReply: r.lastReply ?? null, remoteMta: r.remoteMta ?? null, tls: await lastTls(store, m.id, r.address) });
+    recipients.push({ address: r.address, state: r.state, attempts: r.attempts, lastReply: r.lastReply ?? null, remoteMta: r.remoteMta ?? null, tls: lastTls(events, r.address) });
   }
   if (json) return `${JSON.stringify({ queueId: m.id, origin: m.origin, receivedAt: iso(m.receivedAt), sender: m.mailFrom, state: m.state, recipients }, null, 2)}\n`;
   const lines = [`queue id  ${m.id} (${m.origin}, not encrypted)`, `sender    ${m.mailFrom || '<>'}`, `received  ${short(m.receivedAt)} UTC`, `state     ${m.state}`, `recipients (${recipients.length}):`];
